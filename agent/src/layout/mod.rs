@@ -1,0 +1,213 @@
+//! This node's copy of the cluster layout: persisted, changed by operators
+//! (stage, apply, revert), and kept in sync with every other node.
+//!
+//! Sync is by gossip on top of pings: each ping carries the sender's layout
+//! version and digest; a node that sees a different digest pulls the peer's
+//! layout, merges it (a CRDT merge, see `ClusterLayout`), and pushes its own
+//! back if the peer lacked something. Local changes are also pushed to every
+//! peer that is up at once. A node that was down catches up at its first
+//! ping after coming back, whichever side pings first.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use hangar_common::NodeId;
+use hangar_common::crdt::{Crdt, now_msec};
+use hangar_common::layout::AssignmentReport;
+use hangar_common::layout::cluster::{ApplyError, ClusterLayout, StagedRole};
+use hangar_common::rpc::{self, PeerClient, PingRequest, PingResponse};
+use tracing::{info, warn};
+
+use crate::net::Net;
+use crate::node::{StartError, write_atomic};
+
+const LAYOUT_FILE: &str = "cluster_layout.msgpack";
+const GOSSIP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub struct LayoutManager {
+    id: NodeId,
+    net: Arc<Net>,
+    path: PathBuf,
+    layout: RwLock<ClusterLayout>,
+}
+
+impl LayoutManager {
+    /// Load the persisted layout, or start from an empty one.
+    pub fn open(
+        net: Arc<Net>,
+        metadata_dir: &std::path::Path,
+        replication_factor: usize,
+    ) -> Result<Arc<Self>, StartError> {
+        let path = metadata_dir.join(LAYOUT_FILE);
+        let layout = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let l: ClusterLayout = rmp_serde::from_slice(&bytes).map_err(|e| {
+                    StartError::Layout(format!(
+                        "cannot decode the layout in {}: {e}; move it away and the node will fetch the layout from its peers",
+                        path.display()
+                    ))
+                })?;
+                if l.replication_factor != replication_factor {
+                    return Err(StartError::Layout(format!(
+                        "replication_factor is {replication_factor} in the config but the cluster uses {}: every node of a cluster must use the same value",
+                        l.replication_factor
+                    )));
+                }
+                l
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ClusterLayout::new(replication_factor)
+            }
+            Err(e) => {
+                return Err(StartError::Layout(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        Ok(Arc::new(LayoutManager {
+            id: net.id,
+            net,
+            path,
+            layout: RwLock::new(layout),
+        }))
+    }
+
+    pub fn current(&self) -> ClusterLayout {
+        self.layout
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn save(&self, l: &ClusterLayout) {
+        match rmp_serde::to_vec(l) {
+            Ok(bytes) => {
+                if let Err(e) = write_atomic(&self.path, &bytes) {
+                    warn!("cannot persist layout: {e}");
+                }
+            }
+            Err(e) => warn!("cannot encode layout: {e}"),
+        }
+    }
+
+    /// Change the layout with `f`; persist and push it if it changed.
+    fn update<T>(self: &Arc<Self>, f: impl FnOnce(&mut ClusterLayout) -> T) -> T {
+        let (out, changed, snapshot) = {
+            let mut l = self.layout.write().unwrap_or_else(|p| p.into_inner());
+            let before = l.digest();
+            let out = f(&mut l);
+            let changed = l.digest() != before;
+            if changed {
+                self.save(&l);
+            }
+            (out, changed, l.clone())
+        };
+        if changed {
+            self.push_to_all(snapshot);
+        }
+        out
+    }
+
+    fn push_to_all(&self, l: ClusterLayout) {
+        for (_, client) in self.net.up_clients() {
+            let l = l.clone();
+            tokio::spawn(async move {
+                let _ = client
+                    .push_layout(rpc::context_with_timeout(GOSSIP_TIMEOUT), l)
+                    .await;
+            });
+        }
+    }
+
+    /// Merge a layout received from a peer.
+    pub fn merge_from(self: &Arc<Self>, other: &ClusterLayout, from: NodeId) {
+        if other.replication_factor != self.current().replication_factor {
+            warn!(
+                "ignoring layout from {}: it uses replication factor {}, this node {}",
+                from.short(),
+                other.replication_factor,
+                self.current().replication_factor
+            );
+            return;
+        }
+        let before = self.current().version;
+        self.update(|l| l.merge(other));
+        let after = self.current().version;
+        if after > before {
+            info!("layout version {after} received from {}", from.short());
+        }
+    }
+
+    pub fn stage(self: &Arc<Self>, changes: Vec<(NodeId, StagedRole)>) {
+        let now = now_msec();
+        let me = self.id;
+        self.update(|l| {
+            for (node, change) in changes {
+                l.stage(node, change, now, me);
+            }
+        });
+    }
+
+    pub fn revert(self: &Arc<Self>) {
+        let now = now_msec();
+        let me = self.id;
+        self.update(|l| l.revert(now, me));
+    }
+
+    pub fn apply(self: &Arc<Self>, version: u64) -> Result<AssignmentReport, ApplyError> {
+        let res = self.update(|l| {
+            let (next, report) = l.apply(version)?;
+            *l = next;
+            Ok(report)
+        });
+        if res.is_ok() {
+            info!("layout version {version} applied");
+        }
+        res
+    }
+}
+
+impl crate::net::Gossip for LayoutManager {
+    fn ping_request(&self) -> PingRequest {
+        let l = self.layout.read().unwrap_or_else(|p| p.into_inner());
+        PingRequest {
+            from_addr: self.net.public_addr().to_string(),
+            layout_version: l.version,
+            layout_digest: l.digest(),
+        }
+    }
+
+    fn ping_response(&self) -> PingResponse {
+        let l = self.layout.read().unwrap_or_else(|p| p.into_inner());
+        PingResponse {
+            layout_version: l.version,
+            layout_digest: l.digest(),
+            known_peers: self.net.known_peers(),
+        }
+    }
+
+    fn on_pong(self: Arc<Self>, peer: NodeId, client: PeerClient, resp: PingResponse) {
+        if resp.layout_digest == self.current().digest() {
+            return;
+        }
+        let me = self;
+        tokio::spawn(async move {
+            match client
+                .pull_layout(rpc::context_with_timeout(GOSSIP_TIMEOUT))
+                .await
+            {
+                Ok(theirs) => {
+                    me.merge_from(&theirs, peer);
+                    let mine = me.current();
+                    if mine.digest() != theirs.digest() {
+                        let _ = client
+                            .push_layout(rpc::context_with_timeout(GOSSIP_TIMEOUT), mine)
+                            .await;
+                    }
+                }
+                Err(e) => warn!("cannot pull layout from {}: {e}", peer.short()),
+            }
+        });
+    }
+}

@@ -1,0 +1,185 @@
+//! hangar-agent: the daemon that runs on every Hangar node.
+//!
+//! Layers, each depending only on those below (see ARCHITECTURE.md):
+//! `net` (secure connections, membership) -> `layout` (the ring, gossiped)
+//! -> `admin` (the services consoles and peers call). `node` wires them up.
+
+mod admin;
+mod layout;
+mod net;
+mod node;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hangar_common::config::{Config, ConfigSource};
+use hangar_common::layout::NodeRole;
+use hangar_common::layout::cluster::StagedRole;
+use tracing::{info, warn};
+
+use crate::admin::Services;
+use crate::layout::LayoutManager;
+use crate::net::{Net, NetConfig};
+use crate::node::StartError;
+
+#[derive(Parser)]
+#[command(name = "hangar-agent", version, about = "The Hangar storage daemon")]
+struct Cli {
+    /// Configuration file (default: $HANGAR_CONFIG, then
+    /// ~/.config/hangar/hangar.toml, then /etc/hangar/hangar.toml).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node until SIGINT or SIGTERM.
+    Run,
+    /// Print `<node id>@<rpc_public_addr>`, to give to `hangar node connect`.
+    NodeId,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = real_main(cli) {
+        eprintln!("hangar-agent: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let (config, source) = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::NodeId => {
+            let identity = node::prepare(&config)?;
+            println!("{}@{}", identity.keypair.public, config.public_addr());
+            Ok(())
+        }
+        Command::Run => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tarpc=warn")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(run(config, source))
+        }
+    }
+}
+
+async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
+    let identity = node::prepare(&config)?;
+    let listener = tokio::net::TcpListener::bind(&config.rpc_bind_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.rpc_bind_addr.clone(),
+            source,
+        })?;
+
+    let net = Net::new(
+        identity.keypair.clone(),
+        identity.secret.clone(),
+        NetConfig {
+            public_addr: config.public_addr(),
+            ping_interval: Duration::from_millis(config.ping_interval_ms),
+            failures_before_down: config.ping_failures_before_down,
+            metadata_dir: config.metadata_dir.clone(),
+        },
+    );
+    let layout = LayoutManager::open(net.clone(), &config.metadata_dir, config.replication_factor)?;
+    net.set_gossip(layout.clone());
+    let services = Arc::new(Services {
+        net: net.clone(),
+        layout: layout.clone(),
+    });
+    tokio::spawn(net.clone().serve(listener, services));
+
+    for p in &config.bootstrap_peers {
+        // Validated when the config was loaded.
+        if let Ok(p) = p.parse::<hangar_common::PeerAddr>() {
+            net.learn(p.id, Some(p.addr));
+        }
+    }
+
+    if source == ConfigSource::Defaults && layout.current().version == 0 {
+        // No config at all: make this a working single-node cluster right
+        // away, offering the free space of the data directory.
+        let capacity = node::available_space(&config.data_dir)
+            .unwrap_or(0)
+            .max(1 << 30);
+        let role = NodeRole {
+            zone: "local".into(),
+            capacity: Some(capacity),
+        };
+        layout.stage(vec![(net.id, StagedRole::Set(role))]);
+        if let Err(e) = layout.apply(1) {
+            warn!("could not apply the single-node layout: {e}");
+        }
+    }
+
+    print_banner(&config, &source, &net, identity.generated_secret);
+    info!(
+        "node {} listening on {}",
+        net.id.short(),
+        config.rpc_bind_addr
+    );
+
+    shutdown_signal().await;
+    info!("shutting down");
+    Ok(())
+}
+
+fn print_banner(config: &Config, source: &ConfigSource, net: &Net, generated_secret: bool) {
+    println!("Hangar agent {} is running", env!("CARGO_PKG_VERSION"));
+    println!("  node id      {}", net.id);
+    println!("  connect as   {}@{}", net.id, config.public_addr());
+    println!(
+        "  rpc          {} (public address {})",
+        config.rpc_bind_addr,
+        config.public_addr()
+    );
+    println!("  config       {source}");
+    println!("  metadata     {}", config.metadata_dir.display());
+    println!("  data         {}", config.data_dir.display());
+    if generated_secret {
+        println!(
+            "  rpc secret   generated in {} (give it to other nodes to grow the cluster)",
+            config.generated_secret_path().display()
+        );
+    }
+    if *source == ConfigSource::Defaults {
+        println!("Single-node cluster with default settings. Open the console with:  hangar");
+    } else {
+        println!("Open the console with:  hangar --config {source}");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

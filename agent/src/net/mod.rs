@@ -1,0 +1,433 @@
+//! Transport and membership: the RPC listener, one outgoing connection per
+//! peer, pings, failure detection and reconnection.
+//!
+//! Every node keeps an outgoing [`PeerClient`] to every other node it knows
+//! (so a pair of nodes has two connections, one per direction: simple, and
+//! neither side depends on the other to call it). A task per peer connects,
+//! pings every `ping_interval_ms`, records round-trip times, and marks the
+//! peer down after `ping_failures_before_down` consecutive failures; while a
+//! peer is unreachable it retries with exponential backoff, cut short when
+//! the peer shows signs of life (it pings us, or an operator asks to connect).
+//!
+//! Nodes are learnt from `bootstrap_peers`, `hangar node connect`, incoming
+//! pings (which carry the caller's public address) and ping responses (which
+//! list every peer the callee knows), so a node connected to any member soon
+//! knows them all: a full mesh. The peer list is persisted so a restarted node
+//! reconnects by itself.
+//!
+//! What the upper layers want to piggyback on pings (the layout digest) goes
+//! through the [`Gossip`] hook: this module knows nothing of layouts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hangar_common::NodeId;
+use hangar_common::crdt::now_msec;
+use hangar_common::ids::PeerAddr;
+use hangar_common::rpc::{self, ConnectError, PeerClient, PingRequest, PingResponse};
+use hangar_common::transport::{self, ChannelKind, Hello, Keypair, RpcSecret, SecureChannel};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+/// File in the metadata directory listing known peers.
+const PEERS_FILE: &str = "peers.json";
+/// Longest wait between reconnection attempts to a down peer.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What upper layers add to pings and do with the answers.
+pub trait Gossip: Send + Sync + 'static {
+    fn ping_request(&self) -> PingRequest;
+    fn ping_response(&self) -> PingResponse;
+    /// Called after each successful ping with the peer's answer.
+    fn on_pong(self: Arc<Self>, peer: NodeId, client: PeerClient, resp: PingResponse);
+}
+
+/// Where accepted connections go, by what they asked for.
+pub trait Dispatch: Send + Sync + 'static {
+    fn serve(&self, channel: SecureChannel);
+}
+
+/// What is known about one peer.
+#[derive(Clone, Debug, Default)]
+pub struct PeerInfo {
+    pub addr: Option<String>,
+    pub up: bool,
+    pub down_since_ms: Option<u64>,
+    pub last_seen_ms: Option<u64>,
+    pub rtt_ms: Option<f64>,
+    pub agent_version: Option<String>,
+    pub layout_version: Option<u64>,
+    failures: u32,
+}
+
+struct PeerSlot {
+    info: PeerInfo,
+    client: Option<PeerClient>,
+    wake: Arc<Notify>,
+}
+
+pub struct NetConfig {
+    pub public_addr: String,
+    pub ping_interval: Duration,
+    pub failures_before_down: u32,
+    pub metadata_dir: PathBuf,
+}
+
+pub struct Net {
+    pub id: NodeId,
+    keypair: Keypair,
+    secret: RpcSecret,
+    cfg: NetConfig,
+    peers: Mutex<BTreeMap<NodeId, PeerSlot>>,
+    gossip: Mutex<Option<Arc<dyn Gossip>>>,
+    /// Rate limit for "refused connection" log lines, per remote IP.
+    refused_log: Mutex<BTreeMap<std::net::IpAddr, Instant>>,
+}
+
+impl Net {
+    pub fn new(keypair: Keypair, secret: RpcSecret, cfg: NetConfig) -> Arc<Net> {
+        let net = Arc::new(Net {
+            id: keypair.public,
+            keypair,
+            secret,
+            cfg,
+            peers: Mutex::new(BTreeMap::new()),
+            gossip: Mutex::new(None),
+            refused_log: Mutex::new(BTreeMap::new()),
+        });
+        for p in net.load_peers() {
+            net.learn(p.id, Some(p.addr));
+        }
+        net
+    }
+
+    pub fn set_gossip(&self, g: Arc<dyn Gossip>) {
+        *lock(&self.gossip) = Some(g);
+    }
+
+    pub fn public_addr(&self) -> &str {
+        &self.cfg.public_addr
+    }
+
+    fn hello(&self, kind: ChannelKind) -> Hello {
+        Hello::new(kind, Some(self.cfg.public_addr.clone()))
+    }
+
+    /// Accept connections until the listener fails; each one is handshaken
+    /// on its own task so a slow or hostile client delays no one.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, dispatch: Arc<dyn Dispatch>) {
+        loop {
+            let (stream, remote_addr) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let net = self.clone();
+            let dispatch = dispatch.clone();
+            tokio::spawn(async move {
+                let hello = net.hello(ChannelKind::Peer);
+                match transport::respond(stream, &net.keypair, &net.secret, hello, |_, _| Ok(()))
+                    .await
+                {
+                    Ok(ch) => {
+                        debug!(
+                            "{:?} connection from {} ({})",
+                            ch.remote_hello.kind,
+                            ch.remote.short(),
+                            remote_addr
+                        );
+                        if ch.remote_hello.kind != ChannelKind::Admin {
+                            net.learn(ch.remote, ch.remote_hello.public_addr.clone());
+                        }
+                        dispatch.serve(ch);
+                    }
+                    Err(e) => net.log_refused(remote_addr, &e),
+                }
+            });
+        }
+    }
+
+    fn log_refused(&self, from: std::net::SocketAddr, e: &transport::HandshakeError) {
+        let mut log = lock(&self.refused_log);
+        let now = Instant::now();
+        let recent = log
+            .get(&from.ip())
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60));
+        if !recent {
+            warn!(
+                "refused connection from {from}: {e} (further refusals from this address are not logged for a minute)"
+            );
+            log.insert(from.ip(), now);
+        }
+    }
+
+    /// Add a peer (or update its address) and start looking after it.
+    pub fn learn(self: &Arc<Self>, id: NodeId, addr: Option<String>) {
+        if id == self.id {
+            return;
+        }
+        let mut peers = lock(&self.peers);
+        match peers.get_mut(&id) {
+            Some(slot) => {
+                let changed = addr.is_some() && slot.info.addr != addr;
+                if changed {
+                    slot.info.addr = addr;
+                }
+                if !slot.info.up {
+                    slot.wake.notify_one();
+                }
+                drop(peers);
+                if changed {
+                    self.save_peers();
+                }
+            }
+            None => {
+                info!(
+                    "new peer {} at {}",
+                    id.short(),
+                    addr.as_deref().unwrap_or("unknown address")
+                );
+                let wake = Arc::new(Notify::new());
+                peers.insert(
+                    id,
+                    PeerSlot {
+                        info: PeerInfo {
+                            addr,
+                            ..PeerInfo::default()
+                        },
+                        client: None,
+                        wake: wake.clone(),
+                    },
+                );
+                drop(peers);
+                self.save_peers();
+                let net = self.clone();
+                tokio::spawn(async move { net.peer_loop(id, wake).await });
+            }
+        }
+    }
+
+    /// Connect to a node now (for `hangar node connect`), checking its id.
+    pub async fn connect_now(self: &Arc<Self>, peer: &PeerAddr) -> Result<(), ConnectError> {
+        let client = self.open(&peer.addr, peer.id).await?;
+        self.learn(peer.id, Some(peer.addr.clone()));
+        if let Some(slot) = lock(&self.peers).get_mut(&peer.id) {
+            slot.client = Some(client);
+            slot.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn open(&self, addr: &str, id: NodeId) -> Result<PeerClient, ConnectError> {
+        let ch = rpc::connect(
+            addr,
+            &self.keypair,
+            &self.secret,
+            Some(id),
+            self.hello(ChannelKind::Peer),
+            CONNECT_TIMEOUT,
+        )
+        .await?;
+        let version = ch.remote_hello.agent_version.clone();
+        if let Some(slot) = lock(&self.peers).get_mut(&id) {
+            slot.info.agent_version = Some(version);
+        }
+        Ok(PeerClient::new(tarpc::client::Config::default(), rpc::rpc_transport(ch)).spawn())
+    }
+
+    /// Look after one peer for the life of the process.
+    async fn peer_loop(self: Arc<Self>, id: NodeId, wake: Arc<Notify>) {
+        let interval = self.cfg.ping_interval;
+        let mut backoff = interval;
+        loop {
+            let (addr, client) = match lock(&self.peers).get(&id) {
+                Some(slot) => (slot.info.addr.clone(), slot.client.clone()),
+                None => return,
+            };
+            let client = match (client, addr) {
+                (Some(c), _) => c,
+                (None, None) => {
+                    wake.notified().await;
+                    continue;
+                }
+                (None, Some(addr)) => match self.open(&addr, id).await {
+                    Ok(c) => {
+                        backoff = interval;
+                        if let Some(slot) = lock(&self.peers).get_mut(&id) {
+                            slot.client = Some(c.clone());
+                        }
+                        c
+                    }
+                    Err(e) => {
+                        self.record_failure(id, &e.to_string());
+                        let _ = tokio::time::timeout(backoff, wake.notified()).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                },
+            };
+
+            let req = match lock(&self.gossip).as_ref() {
+                Some(g) => g.ping_request(),
+                None => PingRequest {
+                    from_addr: self.cfg.public_addr.clone(),
+                    layout_version: 0,
+                    layout_digest: 0,
+                },
+            };
+            // A ping may take up to two intervals (at least 2 s) before it
+            // counts as missed: household uplinks have latency spikes.
+            let timeout = (interval * 2).max(Duration::from_secs(2));
+            let start = Instant::now();
+            let res = tokio::time::timeout(
+                timeout,
+                client.ping(rpc::context_with_timeout(timeout), req),
+            )
+            .await;
+            match res {
+                Ok(Ok(resp)) => {
+                    let rtt = start.elapsed().as_secs_f64() * 1000.0;
+                    self.record_success(id, rtt, resp.layout_version);
+                    let gossip = lock(&self.gossip).clone();
+                    if let Some(g) = gossip {
+                        for p in &resp.known_peers {
+                            self.learn(p.id, Some(p.addr.clone()));
+                        }
+                        g.on_pong(id, client, resp);
+                    }
+                }
+                Ok(Err(e)) => {
+                    // The connection is broken (peer gone, reset): drop it so
+                    // the next round reconnects.
+                    if let Some(slot) = lock(&self.peers).get_mut(&id) {
+                        slot.client = None;
+                    }
+                    self.record_failure(id, &e.to_string());
+                }
+                Err(_) => self.record_failure(id, "ping timed out"),
+            }
+            tokio::time::sleep(interval.saturating_sub(start.elapsed())).await;
+        }
+    }
+
+    fn record_success(&self, id: NodeId, rtt_ms: f64, layout_version: u64) {
+        if let Some(slot) = lock(&self.peers).get_mut(&id) {
+            let i = &mut slot.info;
+            if !i.up {
+                info!("peer {} is up", id.short());
+            }
+            i.up = true;
+            i.failures = 0;
+            i.down_since_ms = None;
+            i.last_seen_ms = Some(now_msec());
+            // Smoothed RTT, as TCP does: one sample moves it by an eighth.
+            i.rtt_ms = Some(match i.rtt_ms {
+                Some(prev) => prev * 0.875 + rtt_ms * 0.125,
+                None => rtt_ms,
+            });
+            i.layout_version = Some(layout_version);
+        }
+    }
+
+    fn record_failure(&self, id: NodeId, why: &str) {
+        if let Some(slot) = lock(&self.peers).get_mut(&id) {
+            let i = &mut slot.info;
+            i.failures = i.failures.saturating_add(1);
+            if i.failures >= self.cfg.failures_before_down && (i.up || i.down_since_ms.is_none()) {
+                warn!(
+                    "peer {} is down after {} missed pings: {why}",
+                    id.short(),
+                    i.failures
+                );
+                i.up = false;
+                i.down_since_ms = Some(now_msec());
+            } else {
+                debug!(
+                    "ping to {} failed ({} in a row): {why}",
+                    id.short(),
+                    i.failures
+                );
+            }
+        }
+    }
+
+    /// A snapshot of every peer's state.
+    pub fn peers(&self) -> BTreeMap<NodeId, PeerInfo> {
+        lock(&self.peers)
+            .iter()
+            .map(|(k, v)| (*k, v.info.clone()))
+            .collect()
+    }
+
+    pub fn is_up(&self, id: &NodeId) -> bool {
+        *id == self.id || lock(&self.peers).get(id).is_some_and(|s| s.info.up)
+    }
+
+    /// Clients of peers currently up.
+    pub fn up_clients(&self) -> Vec<(NodeId, PeerClient)> {
+        lock(&self.peers)
+            .iter()
+            .filter(|(_, s)| s.info.up)
+            .filter_map(|(id, s)| s.client.clone().map(|c| (*id, c)))
+            .collect()
+    }
+
+    /// Every known peer with an address, for ping responses.
+    pub fn known_peers(&self) -> Vec<PeerAddr> {
+        let mut v: Vec<PeerAddr> = lock(&self.peers)
+            .iter()
+            .filter_map(|(id, s)| s.info.addr.clone().map(|addr| PeerAddr { id: *id, addr }))
+            .collect();
+        v.push(PeerAddr {
+            id: self.id,
+            addr: self.cfg.public_addr.clone(),
+        });
+        v
+    }
+
+    fn peers_path(&self) -> PathBuf {
+        self.cfg.metadata_dir.join(PEERS_FILE)
+    }
+
+    fn load_peers(&self) -> Vec<PeerAddr> {
+        match std::fs::read(self.peers_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                warn!(
+                    "ignoring unreadable peer list {}: {e}",
+                    self.peers_path().display()
+                );
+                Vec::new()
+            }),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn save_peers(&self) {
+        let list: Vec<PeerAddr> = lock(&self.peers)
+            .iter()
+            .filter_map(|(id, s)| s.info.addr.clone().map(|addr| PeerAddr { id: *id, addr }))
+            .collect();
+        match serde_json::to_vec_pretty(&list) {
+            Ok(bytes) => {
+                if let Err(e) = crate::node::write_atomic(&self.peers_path(), &bytes) {
+                    warn!("cannot save peer list: {e}");
+                }
+            }
+            Err(e) => warn!("cannot encode peer list: {e}"),
+        }
+    }
+}
+
+/// Lock a mutex, recovering the data if a panicking thread poisoned it:
+/// the state guarded here stays consistent between statements.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

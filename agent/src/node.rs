@@ -1,0 +1,185 @@
+//! Starting a node: directories, identity, secret, and the pieces wired
+//! together. Everything that can be wrong with the configuration or the
+//! machine is checked here, before anything is served, and reported as one
+//! line naming the problem.
+
+use hangar_common::config::Config;
+use hangar_common::transport::{Keypair, RpcSecret};
+use std::path::{Path, PathBuf};
+
+/// File in the metadata directory holding the node's keypair.
+pub const NODE_KEY_FILE: &str = "node_key";
+
+/// A startup problem, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create {what} {path}: {source}")]
+    CreateDir {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {path} is not writable: {source}")]
+    NotWritable {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read node key {path}: {source}")]
+    ReadKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "node key {path} is corrupted; restore it from a backup (or remove it to give this node a new identity)"
+    )]
+    BadKey { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("generated rpc secret {path} is unreadable or corrupted: {reason}")]
+    BadGeneratedSecret { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Config(#[from] hangar_common::config::ConfigError),
+    #[error("cannot listen on {addr} (rpc_bind_addr): {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Layout(String),
+}
+
+/// The node's long-lived state: who it is and how to reach the cluster.
+pub struct Identity {
+    pub keypair: Keypair,
+    pub secret: RpcSecret,
+    /// True when the secret was generated because none was configured.
+    pub generated_secret: bool,
+}
+
+/// Make sure a directory exists and we can write in it.
+pub fn ensure_dir(what: &'static str, path: &Path) -> Result<(), StartError> {
+    std::fs::create_dir_all(path).map_err(|source| StartError::CreateDir {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let probe = path.join(".hangar-write-test");
+    std::fs::write(&probe, b"ok").map_err(|source| StartError::NotWritable {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Write a file atomically: temporary file, fsync, rename.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StartError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            // Persist the rename itself.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    })();
+    res.map_err(|source| StartError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+/// Load the node keypair, creating it on first start.
+pub fn load_or_create_key(metadata_dir: &Path) -> Result<Keypair, StartError> {
+    let path = metadata_dir.join(NODE_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Keypair::from_file_contents(&text).ok_or(StartError::BadKey { path }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let kp = Keypair::generate();
+            write_atomic(&path, kp.to_file_contents().as_bytes())?;
+            #[cfg(unix)]
+            restrict_permissions(&path);
+            Ok(kp)
+        }
+        Err(source) => Err(StartError::ReadKey { path, source }),
+    }
+}
+
+/// The configured secret, or the one generated in the metadata directory
+/// (created on first start).
+pub fn load_or_create_secret(config: &Config) -> Result<(RpcSecret, bool), StartError> {
+    if let Some(s) = config.configured_secret()? {
+        return Ok((s, false));
+    }
+    let path = config.generated_secret_path();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            text.parse()
+                .map(|s| (s, true))
+                .map_err(|e: hangar_common::transport::SecretError| {
+                    StartError::BadGeneratedSecret {
+                        path,
+                        reason: e.to_string(),
+                    }
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let s = RpcSecret::generate();
+            write_atomic(&path, format!("{}\n", s.to_hex()).as_bytes())?;
+            #[cfg(unix)]
+            restrict_permissions(&path);
+            Ok((s, true))
+        }
+        Err(e) => Err(StartError::BadGeneratedSecret {
+            path,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Prepare directories and identity: everything `run` and `node-id` need.
+pub fn prepare(config: &Config) -> Result<Identity, StartError> {
+    ensure_dir("metadata_dir", &config.metadata_dir)?;
+    ensure_dir("data_dir", &config.data_dir)?;
+    let keypair = load_or_create_key(&config.metadata_dir)?;
+    let (secret, generated_secret) = load_or_create_secret(config)?;
+    Ok(Identity {
+        keypair,
+        secret,
+        generated_secret,
+    })
+}
+
+/// Bytes available to unprivileged users on the filesystem holding `path`.
+pub fn available_space(path: &Path) -> Option<u64> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable
+    // memory of the right type; statvfs fills it on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it initialised the struct.
+    let st = unsafe { st.assume_init() };
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}

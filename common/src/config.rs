@@ -1,0 +1,380 @@
+//! The configuration file, shared by the agent and the console so that both
+//! find the cluster the same way.
+//!
+//! Where it comes from, first match wins: `--config FILE`, the
+//! `HANGAR_CONFIG` environment variable, the user's config directory
+//! (`~/.config/hangar/hangar.toml`), `/etc/hangar/hangar.toml`. With none,
+//! [`Config::defaults`] describes a single-node cluster in the user's data
+//! directory. Every key is documented in `assets/hangar.toml`; unknown keys
+//! are refused, so a typo is an error rather than a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::PeerAddr;
+use crate::layout::MAX_REPLICATION_FACTOR;
+use crate::transport::RpcSecret;
+
+pub const CONFIG_ENV: &str = "HANGAR_CONFIG";
+pub const SYSTEM_CONFIG: &str = "/etc/hangar/hangar.toml";
+/// File in the metadata directory holding a secret the agent generated
+/// because none was configured.
+pub const GENERATED_SECRET_FILE: &str = "rpc_secret";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_metadata_dir")]
+    pub metadata_dir: PathBuf,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "default_rf")]
+    pub replication_factor: usize,
+    #[serde(default = "default_rpc_bind_addr")]
+    pub rpc_bind_addr: String,
+    #[serde(default)]
+    pub rpc_public_addr: Option<String>,
+    #[serde(default)]
+    pub rpc_secret: Option<String>,
+    #[serde(default)]
+    pub rpc_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub bootstrap_peers: Vec<String>,
+    /// How often each node pings every other.
+    #[serde(default = "default_ping_interval_ms")]
+    pub ping_interval_ms: u64,
+    /// Consecutive missed pings after which a peer is marked down.
+    #[serde(default = "default_ping_failures")]
+    pub ping_failures_before_down: u32,
+    #[serde(default)]
+    pub s3_api: S3ApiConfig,
+    #[serde(default)]
+    pub s3_web: S3WebConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3ApiConfig {
+    #[serde(default = "default_s3_bind")]
+    pub api_bind_addr: String,
+    #[serde(default = "default_region")]
+    pub s3_region: String,
+    #[serde(default)]
+    pub root_domain: Option<String>,
+}
+
+impl Default for S3ApiConfig {
+    fn default() -> Self {
+        S3ApiConfig {
+            api_bind_addr: default_s3_bind(),
+            s3_region: default_region(),
+            root_domain: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3WebConfig {
+    #[serde(default = "default_web_bind")]
+    pub bind_addr: String,
+    #[serde(default)]
+    pub root_domain: Option<String>,
+}
+
+impl Default for S3WebConfig {
+    fn default() -> Self {
+        S3WebConfig {
+            bind_addr: default_web_bind(),
+            root_domain: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default)]
+    pub metrics_bind_addr: Option<String>,
+}
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "hangar")
+}
+
+fn user_data_dir() -> PathBuf {
+    project_dirs()
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("hangar-data"))
+}
+
+fn default_metadata_dir() -> PathBuf {
+    user_data_dir().join("meta")
+}
+fn default_data_dir() -> PathBuf {
+    user_data_dir().join("data")
+}
+fn default_rf() -> usize {
+    3
+}
+fn default_rpc_bind_addr() -> String {
+    "[::]:3901".into()
+}
+fn default_ping_interval_ms() -> u64 {
+    1000
+}
+fn default_ping_failures() -> u32 {
+    3
+}
+fn default_s3_bind() -> String {
+    "[::]:3900".into()
+}
+fn default_web_bind() -> String {
+    "[::]:3902".into()
+}
+fn default_region() -> String {
+    "hangar".into()
+}
+
+/// Where the configuration was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// No file anywhere: built-in single-node defaults.
+    Defaults,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::Defaults => f.write_str("built-in defaults (no config file)"),
+        }
+    }
+}
+
+/// A configuration problem, phrased for the operator, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("cannot read rpc_secret_file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    /// Single-node defaults in the user's data directory.
+    pub fn defaults() -> Config {
+        Config {
+            metadata_dir: default_metadata_dir(),
+            data_dir: default_data_dir(),
+            replication_factor: 1,
+            rpc_bind_addr: default_rpc_bind_addr(),
+            rpc_public_addr: None,
+            rpc_secret: None,
+            rpc_secret_file: None,
+            bootstrap_peers: Vec::new(),
+            ping_interval_ms: default_ping_interval_ms(),
+            ping_failures_before_down: default_ping_failures(),
+            s3_api: S3ApiConfig::default(),
+            s3_web: S3WebConfig::default(),
+            admin: AdminConfig::default(),
+        }
+    }
+
+    /// Find and load the configuration (see the module docs for the order).
+    pub fn load(flag: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> {
+        let path = match flag {
+            Some(p) => Some(p.to_path_buf()),
+            None => match std::env::var_os(CONFIG_ENV) {
+                Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+                _ => Self::standard_location(),
+            },
+        };
+        match path {
+            None => Ok((Config::defaults(), ConfigSource::Defaults)),
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let config = Config::parse(&text, &path.display().to_string())?;
+                Ok((config, ConfigSource::File(path)))
+            }
+        }
+    }
+
+    /// The first standard location that has a file.
+    pub fn standard_location() -> Option<PathBuf> {
+        let user = project_dirs().map(|d| d.config_dir().join("hangar.toml"));
+        user.into_iter()
+            .chain(std::iter::once(PathBuf::from(SYSTEM_CONFIG)))
+            .find(|p| p.is_file())
+    }
+
+    /// Parse and validate TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.message().to_string()
+                + &e.span()
+                    .map(|s| format!(" (at line {})", text[..s.start].lines().count().max(1)))
+                    .unwrap_or_default(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            message,
+        };
+        if !(1..=MAX_REPLICATION_FACTOR).contains(&self.replication_factor) {
+            return Err(invalid(format!(
+                "replication_factor must be between 1 and {MAX_REPLICATION_FACTOR}, got {}",
+                self.replication_factor
+            )));
+        }
+        self.rpc_bind_addr.parse::<SocketAddr>().map_err(|e| {
+            invalid(format!(
+                "rpc_bind_addr {:?} is not an address:port: {e}",
+                self.rpc_bind_addr
+            ))
+        })?;
+        if let Some(public) = &self.rpc_public_addr
+            && public
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+        {
+            return Err(invalid(format!(
+                "rpc_public_addr {public:?} must be host:port"
+            )));
+        }
+        if self.rpc_secret.is_some() && self.rpc_secret_file.is_some() {
+            return Err(invalid(
+                "set rpc_secret or rpc_secret_file, not both".into(),
+            ));
+        }
+        if let Some(s) = &self.rpc_secret {
+            s.parse::<RpcSecret>().map_err(|e| invalid(e.to_string()))?;
+        }
+        for p in &self.bootstrap_peers {
+            p.parse::<PeerAddr>()
+                .map_err(|e| invalid(format!("bootstrap_peers: {e}")))?;
+        }
+        if self.ping_interval_ms < 50 {
+            return Err(invalid("ping_interval_ms must be at least 50".into()));
+        }
+        if self.ping_failures_before_down == 0 {
+            return Err(invalid(
+                "ping_failures_before_down must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configured secret, if any (`rpc_secret`, else `rpc_secret_file`).
+    pub fn configured_secret(&self) -> Result<Option<RpcSecret>, ConfigError> {
+        if let Some(s) = &self.rpc_secret {
+            return s
+                .parse()
+                .map(Some)
+                .map_err(|e: crate::transport::SecretError| ConfigError::Invalid {
+                    path: "rpc_secret".into(),
+                    message: e.to_string(),
+                });
+        }
+        if let Some(path) = &self.rpc_secret_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                path: path.clone(),
+                source,
+            })?;
+            return text
+                .parse()
+                .map(Some)
+                .map_err(|e: crate::transport::SecretError| ConfigError::Invalid {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                });
+        }
+        Ok(None)
+    }
+
+    /// Path of the secret the agent generates when none is configured.
+    pub fn generated_secret_path(&self) -> PathBuf {
+        self.metadata_dir.join(GENERATED_SECRET_FILE)
+    }
+
+    /// How other nodes and consoles reach this node: `rpc_public_addr`, or
+    /// the bind address with an unspecified IP replaced by loopback (right
+    /// for a single node; a multi-node cluster should set rpc_public_addr).
+    pub fn public_addr(&self) -> String {
+        if let Some(p) = &self.rpc_public_addr {
+            return p.clone();
+        }
+        match self.rpc_bind_addr.parse::<SocketAddr>() {
+            Ok(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+            Ok(a) => a.to_string(),
+            Err(_) => self.rpc_bind_addr.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_template_parses() {
+        let text = include_str!("../../assets/hangar.toml");
+        let c = Config::parse(text, "assets/hangar.toml").unwrap();
+        assert_eq!(c.replication_factor, 3);
+        assert_eq!(c.rpc_bind_addr, "[::]:3901");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let e = Config::parse("replication_facter = 3\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("replication_facter"), "{e}");
+        assert!(e.contains("x.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        let e = Config::parse("rpc_secret = \"abcd\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("64 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn bad_addresses_and_peers_are_refused() {
+        assert!(Config::parse("rpc_bind_addr = \"nowhere\"\n", "x").is_err());
+        assert!(Config::parse("bootstrap_peers = [\"abc@host:1\"]\n", "x").is_err());
+        assert!(Config::parse("replication_factor = 0\n", "x").is_err());
+    }
+
+    #[test]
+    fn public_addr_falls_back_to_loopback_for_wildcard_binds() {
+        let c = Config::parse("rpc_bind_addr = \"0.0.0.0:4000\"\n", "x").unwrap();
+        assert_eq!(c.public_addr(), "127.0.0.1:4000");
+    }
+}

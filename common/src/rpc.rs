@@ -1,0 +1,236 @@
+//! The tarpc services and every type that crosses the wire.
+//!
+//! Two services share one port: [`Peer`] (node to node) and [`Admin`]
+//! (console to node). Which one a connection talks to is decided by the
+//! [`ChannelKind`] in its handshake. Messages are MessagePack (rmp-serde).
+//!
+//! These types are the protocol: changing one changes what old nodes can
+//! read. Add fields with `#[serde(default)]`, never rename or remove, and bump
+//! [`crate::transport::PROTOCOL`] when a method is added (tarpc closes the
+//! connection on a method it does not know, so callers check the agreed
+//! version first).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+
+use crate::NodeId;
+use crate::ids::PeerAddr;
+use crate::layout::cluster::{ApplyError, ClusterLayout, RingHealth, StagedRole};
+use crate::layout::{AssignmentReport, LayoutError, NodeRole};
+use crate::transport::{
+    self, ChannelKind, HandshakeError, Hello, Keypair, RpcSecret, SecureChannel,
+};
+
+/// Node-to-node service.
+#[tarpc::service]
+pub trait Peer {
+    /// Liveness probe; carries the caller's view so gossip rides on pings.
+    async fn ping(req: PingRequest) -> PingResponse;
+    /// The callee's whole layout (asked for when digests differ).
+    async fn pull_layout() -> ClusterLayout;
+    /// Offer a layout; the callee merges it into its own.
+    async fn push_layout(layout: ClusterLayout);
+}
+
+/// Console-to-node service.
+#[tarpc::service]
+pub trait Admin {
+    /// The cluster as this node sees it.
+    async fn status() -> ClusterStatus;
+    /// Connect this node to another one (which then joins the mesh).
+    async fn connect_node(peer: PeerAddr) -> Result<(), RpcError>;
+    /// Current layout, staged changes and the preview of applying them.
+    async fn layout() -> LayoutView;
+    /// Stage role changes; returns the new view.
+    async fn layout_stage(changes: Vec<(NodeId, StagedRole)>) -> Result<LayoutView, RpcError>;
+    /// Apply the staged changes as `version` (must be current + 1).
+    async fn layout_apply(version: u64) -> Result<AssignmentReport, RpcError>;
+    /// Drop every staged change.
+    async fn layout_revert() -> Result<LayoutView, RpcError>;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingRequest {
+    /// How the caller is reached, so the callee can connect back.
+    pub from_addr: String,
+    pub layout_version: u64,
+    pub layout_digest: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingResponse {
+    pub layout_version: u64,
+    pub layout_digest: u64,
+    /// Every peer the callee knows, so the caller can complete the mesh.
+    pub known_peers: Vec<PeerAddr>,
+}
+
+/// One node as seen from the node that answers `status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub addr: Option<String>,
+    pub is_self: bool,
+    pub up: bool,
+    /// Unix milliseconds when it was marked down.
+    pub down_since_ms: Option<u64>,
+    /// Unix milliseconds of the last successful ping.
+    pub last_seen_ms: Option<u64>,
+    /// Smoothed ping round-trip time.
+    pub rtt_ms: Option<f64>,
+    pub agent_version: Option<String>,
+    /// Its role in the applied layout.
+    pub role: Option<NodeRole>,
+    /// A change staged for it.
+    pub staged: Option<StagedRole>,
+    /// The layout version it last reported.
+    pub layout_version: Option<u64>,
+    /// Partition replicas it holds in the applied layout.
+    pub partitions: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node: NodeId,
+    pub agent_version: String,
+    pub layout_version: u64,
+    pub replication_factor: usize,
+    pub health: RingHealth,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayoutView {
+    pub layout: ClusterLayout,
+    /// What applying the staged changes would give; `None` when nothing is
+    /// staged.
+    pub preview: Option<Result<AssignmentReport, LayoutError>>,
+}
+
+/// An error an RPC reports to its caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum RpcError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("cannot reach node {node}: {reason}")]
+    Unreachable { node: String, reason: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("internal error on node {node}: {message}")]
+    Internal { node: String, message: String },
+}
+
+/// A tarpc transport over a secure channel.
+pub type RpcTransport<In, Out> = tokio_serde::Framed<
+    tokio_util::codec::Framed<TcpStream, transport::NoiseCodec>,
+    In,
+    Out,
+    tokio_serde::formats::MessagePack<In, Out>,
+>;
+
+pub fn rpc_transport<In, Out>(ch: SecureChannel) -> RpcTransport<In, Out> {
+    tokio_serde::Framed::new(ch.framed, tokio_serde::formats::MessagePack::default())
+}
+
+/// Why connecting to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot resolve {addr}: {source}")]
+    Resolve {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {addr}: {source}")]
+    Tcp {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("connection to {addr} timed out")]
+    Timeout { addr: String },
+    #[error("{addr}: {source}")]
+    Handshake {
+        addr: String,
+        source: HandshakeError,
+    },
+}
+
+/// Open a TCP connection (trying every resolved address) and run the
+/// handshake as initiator.
+pub async fn connect(
+    addr: &str,
+    keypair: &Keypair,
+    secret: &RpcSecret,
+    expected: Option<NodeId>,
+    hello: Hello,
+    timeout: Duration,
+) -> Result<SecureChannel, ConnectError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|source| ConnectError::Resolve {
+            addr: addr.to_string(),
+            source,
+        })?
+        .collect();
+    let mut last = None;
+    for a in addrs {
+        match tokio::time::timeout(timeout, TcpStream::connect(a)).await {
+            Ok(Ok(stream)) => {
+                return transport::initiate(stream, keypair, secret, expected, hello)
+                    .await
+                    .map_err(|source| ConnectError::Handshake {
+                        addr: addr.to_string(),
+                        source,
+                    });
+            }
+            Ok(Err(source)) => {
+                last = Some(ConnectError::Tcp {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+            Err(_) => {
+                last = Some(ConnectError::Timeout {
+                    addr: addr.to_string(),
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| ConnectError::Resolve {
+        addr: addr.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"),
+    }))
+}
+
+/// Connect a console to a node's Admin service.
+pub async fn connect_admin(
+    addr: &str,
+    expected: Option<NodeId>,
+    secret: &RpcSecret,
+    timeout: Duration,
+) -> Result<(AdminClient, NodeId), ConnectError> {
+    // A console is not a node: it uses a fresh key each time.
+    let keypair = Keypair::generate();
+    let ch = connect(
+        addr,
+        &keypair,
+        secret,
+        expected,
+        Hello::new(ChannelKind::Admin, None),
+        timeout,
+    )
+    .await?;
+    let remote = ch.remote;
+    let client = AdminClient::new(tarpc::client::Config::default(), rpc_transport(ch)).spawn();
+    Ok((client, remote))
+}
+
+/// A tarpc context whose deadline is `timeout` from now.
+pub fn context_with_timeout(timeout: Duration) -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = std::time::Instant::now() + timeout;
+    ctx
+}

@@ -1,0 +1,384 @@
+//! The scriptable subcommands: one call, print, exit. Human output is
+//! aligned tables with sizes in decimal units; `--json` prints the RPC
+//! results as they are, for scripts.
+
+use anyhow::{Context as _, anyhow, bail};
+use hangar_common::NodeId;
+use hangar_common::layout::cluster::StagedRole;
+use hangar_common::layout::{AssignmentReport, NodeRole};
+use hangar_common::rpc::{AdminClient, ClusterStatus, LayoutView, NodeStatus};
+use hangar_common::size::{format_bytes, parse_size};
+
+use crate::conn::{Target, ctx};
+use crate::{Command, LayoutCmd, NodeCmd};
+
+pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<()> {
+    let (client, _) = target.connect().await?;
+    match cmd {
+        Command::Status => {
+            let st = client.status(ctx()).await.context("status call failed")?;
+            if json {
+                print_json(&st)
+            } else {
+                print!("{}", render_status(&st));
+                Ok(())
+            }
+        }
+        Command::Node(NodeCmd::Connect { peer }) => {
+            let peer: hangar_common::PeerAddr = peer.parse().map_err(|e| anyhow!("{e}"))?;
+            client.connect_node(ctx(), peer.clone()).await??;
+            if json {
+                print_json(&serde_json::json!({"connected": peer.id, "addr": peer.addr}))
+            } else {
+                println!("Connected to node {} at {}.", peer.id.short(), peer.addr);
+                println!(
+                    "Next: give it a zone and capacity with `hangar layout assign {} --zone ZONE --capacity SIZE`.",
+                    peer.id.short()
+                );
+                Ok(())
+            }
+        }
+        Command::Layout(l) => layout(&client, l, json).await,
+    }
+}
+
+async fn layout(client: &AdminClient, cmd: &LayoutCmd, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        LayoutCmd::Show => {
+            let view = client.layout(ctx()).await?;
+            let st = client.status(ctx()).await?;
+            if json {
+                return print_json(&view);
+            }
+            print!("{}", render_layout(&view, &st));
+        }
+        LayoutCmd::Assign {
+            node,
+            zone,
+            capacity,
+            gateway,
+        } => {
+            let st = client.status(ctx()).await?;
+            let id = resolve_node(&st, node)?;
+            let capacity = match (capacity, gateway) {
+                (_, true) => None,
+                (Some(c), false) => {
+                    let bytes = parse_size(c)?;
+                    if bytes == 0 {
+                        bail!(
+                            "a capacity of 0 stores nothing: use --gateway for a node that stores nothing"
+                        );
+                    }
+                    Some(bytes)
+                }
+                (None, false) => bail!("give --capacity SIZE or --gateway"),
+            };
+            let role = NodeRole {
+                zone: zone.trim().to_string(),
+                capacity,
+            };
+            let view = client
+                .layout_stage(ctx(), vec![(id, StagedRole::Set(role))])
+                .await??;
+            finish_stage(&view, &st, json)?;
+        }
+        LayoutCmd::Remove { node } => {
+            let st = client.status(ctx()).await?;
+            let id = resolve_node(&st, node)?;
+            let view = client
+                .layout_stage(ctx(), vec![(id, StagedRole::Remove)])
+                .await??;
+            finish_stage(&view, &st, json)?;
+        }
+        LayoutCmd::Apply { version } => {
+            let report = client.layout_apply(ctx(), *version).await??;
+            if json {
+                return print_json(&report);
+            }
+            let st = client.status(ctx()).await?;
+            println!("Layout version {version} applied.");
+            print!("{}", render_report(&report, &st));
+        }
+        LayoutCmd::Revert => {
+            let view = client.layout_revert(ctx()).await??;
+            if json {
+                return print_json(&view);
+            }
+            println!(
+                "Staged changes dropped; layout stays at version {}.",
+                view.layout.version
+            );
+        }
+    }
+    Ok(())
+}
+
+fn finish_stage(view: &LayoutView, st: &ClusterStatus, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(view);
+    }
+    print!("{}", render_layout(view, st));
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Find the node a (prefix of an) id names, among the nodes the agent knows.
+pub fn resolve_node(st: &ClusterStatus, prefix: &str) -> anyhow::Result<NodeId> {
+    let matches: Vec<NodeId> = st
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| id.matches_prefix(prefix))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!(
+            "no known node id starts with {prefix:?}; connect it first with `hangar node connect ID@HOST:PORT` \
+             (see `hangar status` for the nodes this agent knows)"
+        ),
+        many => bail!(
+            "{prefix:?} matches {} nodes ({}); give more digits",
+            many.len(),
+            many.iter()
+                .map(|m| m.short())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A plain text table with aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(|s| s.as_str()).collect()));
+    }
+    out
+}
+
+fn ago(ms: u64) -> String {
+    let now = hangar_common::crdt::now_msec();
+    let s = now.saturating_sub(ms) / 1000;
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86399 => format!("{}h{:02}m ago", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h ago", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+pub fn node_state(n: &NodeStatus) -> String {
+    if n.is_self {
+        "up (this node)".into()
+    } else if n.up {
+        "up".into()
+    } else if let Some(t) = n.down_since_ms {
+        format!("DOWN since {}", ago(t))
+    } else {
+        "connecting".into()
+    }
+}
+
+fn role_cells(role: Option<&NodeRole>) -> (String, String) {
+    match role {
+        None => ("-".into(), "-".into()),
+        Some(r) => (
+            r.zone.clone(),
+            r.capacity
+                .map(format_bytes)
+                .unwrap_or_else(|| "gateway".into()),
+        ),
+    }
+}
+
+pub fn render_status(st: &ClusterStatus) -> String {
+    let mut out = format!(
+        "Cluster seen from node {} · layout version {} · replication factor {}\n",
+        st.node.short(),
+        st.layout_version,
+        st.replication_factor
+    );
+    let up = st.nodes.iter().filter(|n| n.up).count();
+    out.push_str(&format!(
+        "Nodes: {up} of {} up · Health: {} ({} healthy, {} degraded, {} unavailable partitions)\n\n",
+        st.nodes.len(),
+        st.health.summary(),
+        st.health.healthy,
+        st.health.degraded,
+        st.health.unavailable
+    ));
+    let rows: Vec<Vec<String>> = st
+        .nodes
+        .iter()
+        .map(|n| {
+            let (zone, cap) = role_cells(n.role.as_ref());
+            vec![
+                n.id.short(),
+                n.addr.clone().unwrap_or_else(|| "?".into()),
+                zone,
+                cap,
+                if n.role.is_some() {
+                    n.partitions.to_string()
+                } else {
+                    "-".into()
+                },
+                node_state(n),
+                n.last_seen_ms
+                    .filter(|_| !n.is_self)
+                    .map(ago)
+                    .unwrap_or_else(|| "-".into()),
+                n.rtt_ms
+                    .filter(|_| !n.is_self)
+                    .map(|r| format!("{r:.1} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                n.layout_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                n.agent_version.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "ID",
+            "ADDRESS",
+            "ZONE",
+            "CAPACITY",
+            "PARTITIONS",
+            "STATE",
+            "LAST SEEN",
+            "RTT",
+            "LAYOUT",
+            "VERSION",
+        ],
+        &rows,
+    ));
+    let unassigned: Vec<&NodeStatus> = st
+        .nodes
+        .iter()
+        .filter(|n| n.role.is_none() && n.staged.is_none())
+        .collect();
+    if !unassigned.is_empty() {
+        out.push_str(&format!(
+            "\n{} node(s) have no role yet; give them one with `hangar layout assign NODE --zone ZONE --capacity SIZE`.\n",
+            unassigned.len()
+        ));
+    }
+    out
+}
+
+pub fn render_layout(view: &LayoutView, st: &ClusterStatus) -> String {
+    let l = &view.layout;
+    let mut out = format!(
+        "Layout version {} · replication factor {}\n\n",
+        l.version, l.replication_factor
+    );
+    if l.roles.is_empty() {
+        out.push_str("No layout applied yet.\n");
+    } else {
+        let rows: Vec<Vec<String>> = l
+            .roles
+            .iter()
+            .map(|(id, r)| {
+                let (zone, cap) = role_cells(Some(r));
+                let parts = (0..hangar_common::layout::PARTITIONS)
+                    .filter(|p| l.nodes_of(*p).contains(id))
+                    .count();
+                vec![id.short(), zone, cap, parts.to_string()]
+            })
+            .collect();
+        out.push_str(&table(&["ID", "ZONE", "CAPACITY", "PARTITIONS"], &rows));
+    }
+    let staged = l.effective_staged();
+    if staged.is_empty() {
+        out.push_str("\nNo staged changes.\n");
+        return out;
+    }
+    out.push_str("\nStaged changes:\n");
+    let rows: Vec<Vec<String>> = staged
+        .iter()
+        .map(|(id, c)| match c {
+            StagedRole::Set(r) => {
+                let (zone, cap) = role_cells(Some(r));
+                vec![id.short(), "assign".into(), zone, cap]
+            }
+            StagedRole::Remove => vec![id.short(), "remove".into(), "-".into(), "-".into()],
+            StagedRole::Unchanged => vec![id.short(), "-".into(), "-".into(), "-".into()],
+        })
+        .collect();
+    out.push_str(&table(&["ID", "CHANGE", "ZONE", "CAPACITY"], &rows));
+    match &view.preview {
+        Some(Ok(report)) => {
+            out.push_str("\nIf applied:\n");
+            out.push_str(&render_report(report, st));
+            out.push_str(&format!(
+                "\nTo apply: hangar layout apply --version {}   To drop: hangar layout revert\n",
+                l.version + 1
+            ));
+        }
+        Some(Err(e)) => out.push_str(&format!("\nThese changes cannot be applied: {e}\n")),
+        None => {}
+    }
+    out
+}
+
+pub fn render_report(r: &AssignmentReport, st: &ClusterStatus) -> String {
+    let addr = |id: &NodeId| {
+        st.nodes
+            .iter()
+            .find(|n| n.id == *id)
+            .and_then(|n| n.addr.clone())
+            .unwrap_or_default()
+    };
+    let mut out = format!(
+        "  usable capacity {} · partitions span at least {} zone(s) · {} partition replica(s) to move\n",
+        format_bytes(r.usable_capacity),
+        r.min_zone_spread,
+        r.moves
+    );
+    let rows: Vec<Vec<String>> = r
+        .partitions_per_node
+        .iter()
+        .map(|(id, n)| {
+            let m = r.moves_per_node.get(id).copied().unwrap_or_default();
+            vec![
+                id.short(),
+                addr(id),
+                n.to_string(),
+                format!("+{}", m.incoming),
+                format!("-{}", m.outgoing),
+            ]
+        })
+        .collect();
+    let t = table(&["ID", "ADDRESS", "PARTITIONS", "IN", "OUT"], &rows);
+    for line in t.lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    for note in &r.notes {
+        out.push_str(&format!("  note: {note}\n"));
+    }
+    out
+}

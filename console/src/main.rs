@@ -1,0 +1,125 @@
+//! hangar: the operator console.
+//!
+//! With no subcommand, a full-screen terminal console (see [`tui`]); with a
+//! subcommand, it runs once, prints (human tables, or JSON with `--json`)
+//! and exits, for scripts. Either way it talks to one agent, any agent, over
+//! the `Admin` tarpc service: there is no master node.
+
+mod cli;
+mod conn;
+mod tui;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hangar",
+    version,
+    about = "Hangar console: see and run a Hangar cluster"
+)]
+pub struct Cli {
+    /// Configuration file (default: $HANGAR_CONFIG, then
+    /// ~/.config/hangar/hangar.toml, then /etc/hangar/hangar.toml).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Agent to talk to: ID@HOST:PORT (checks the node's identity) or
+    /// HOST:PORT. Default: the rpc_public_addr of the config.
+    #[arg(long, global = true, env = "HANGAR_RPC_HOST")]
+    pub rpc_host: Option<String>,
+    /// The cluster's rpc secret (64 hex digits). Default: from the config.
+    #[arg(long, global = true, env = "HANGAR_RPC_SECRET", hide_env_values = true)]
+    pub rpc_secret: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Nodes, their state, and the health of the ring.
+    Status,
+    /// Nodes: connect a new one.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// The layout: which nodes store what.
+    #[command(subcommand)]
+    Layout(LayoutCmd),
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Connect the cluster to a node, given as printed by `hangar-agent
+    /// node-id` on it.
+    Connect {
+        /// ID@HOST:PORT
+        peer: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LayoutCmd {
+    /// Current layout, staged changes and what applying them would do.
+    Show,
+    /// Stage a node's role: its zone and capacity, or gateway.
+    Assign {
+        /// Node id, or any unique prefix of it.
+        node: String,
+        /// Zone (site, house) the node is in.
+        #[arg(long, short)]
+        zone: String,
+        /// Storage capacity it offers, e.g. 500G, 1.5TB, 800GiB.
+        #[arg(
+            long,
+            short,
+            conflicts_with = "gateway",
+            required_unless_present = "gateway"
+        )]
+        capacity: Option<String>,
+        /// Serve requests but store nothing.
+        #[arg(long, short)]
+        gateway: bool,
+    },
+    /// Stage the removal of a node from the layout.
+    Remove {
+        /// Node id, or any unique prefix of it.
+        node: String,
+    },
+    /// Apply the staged changes as the next layout version.
+    Apply {
+        /// The new version number: the current one plus one (a guard
+        /// against applying on top of a layout someone else just changed).
+        #[arg(long)]
+        version: u64,
+    },
+    /// Drop every staged change.
+    Revert,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hangar: error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let res = rt.block_on(async {
+        let target = conn::Target::resolve(&cli)?;
+        match &cli.command {
+            None => tui::run(target).await,
+            Some(cmd) => cli::run(&target, cmd, cli.json).await,
+        }
+    });
+    if let Err(e) = res {
+        eprintln!("hangar: error: {e:#}");
+        std::process::exit(1);
+    }
+}
