@@ -232,7 +232,11 @@ impl Config {
             path: origin.to_string(),
             message: e.message().to_string()
                 + &e.span()
-                    .map(|s| format!(" (at line {})", text[..s.start].lines().count().max(1)))
+                    .map(|s| {
+                        let line_no = text[..s.start].matches('\n').count() + 1;
+                        let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+                        format!(" (line {line_no}: `{line}`)")
+                    })
                     .unwrap_or_default(),
         })?;
         config.validate(origin)?;

@@ -1,1 +1,297 @@
-//! Cluster test harness.
+//! Cluster test harness: real `hangar-agent` processes on loopback, each
+//! with its own temporary directories and free ports, driven with the real
+//! `hangar` command line, as an operator would.
+//!
+//! Waiting is always by polling a condition against a deadline
+//! ([`wait_for`]), never by sleeping a fixed time. The binaries are built
+//! once per test process (`cargo build`, a no-op when up to date) so a test
+//! never runs stale binaries.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hangar_common::transport::RpcSecret;
+use serde_json::Value;
+
+/// Default time a condition may take to become true.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Directory holding the built binaries.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/<profile>/deps/<test> -> target/<profile>
+        let dir = exe
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", "hangar-agent", "-p", "hangar-console", "--bins"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for the binaries");
+        assert!(status.success(), "building hangar-agent and hangar failed");
+        dir
+    })
+}
+
+pub fn agent_bin() -> PathBuf {
+    bin_dir().join("hangar-agent")
+}
+
+pub fn console_bin() -> PathBuf {
+    bin_dir().join("hangar")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on loopback")
+}
+
+/// Poll `cond` until it returns `Some`, or panic after `deadline` with
+/// `what` and the last value seen.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// One agent process and everything it owns.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub rpc_port: u16,
+    pub secret: RpcSecret,
+    pub id: String,
+    child: Option<Child>,
+    starts: u32,
+}
+
+/// Options for a new agent.
+#[derive(Clone)]
+pub struct AgentOpts {
+    pub replication_factor: usize,
+    pub bootstrap: Vec<String>,
+    pub extra: String,
+}
+
+impl Default for AgentOpts {
+    fn default() -> Self {
+        AgentOpts {
+            replication_factor: 3,
+            bootstrap: Vec::new(),
+            extra: String::new(),
+        }
+    }
+}
+
+impl Agent {
+    /// Create the agent's directory and config; does not start it.
+    pub fn new(secret: &RpcSecret, opts: &AgentOpts) -> Agent {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let rpc_port = free_port();
+        let config_path = dir.path().join("hangar.toml");
+        let mut agent = Agent {
+            dir,
+            config_path,
+            rpc_port,
+            secret: secret.clone(),
+            id: String::new(),
+            child: None,
+            starts: 0,
+        };
+        agent.write_config(opts);
+        agent.id = agent.node_id_line().split('@').next().unwrap_or_default().to_string();
+        agent
+    }
+
+    fn write_config(&self, opts: &AgentOpts) {
+        let d = self.dir.path();
+        let peers: Vec<String> = opts.bootstrap.iter().map(|p| format!("{p:?}")).collect();
+        let text = format!(
+            "metadata_dir = {meta:?}\n\
+             data_dir = {data:?}\n\
+             replication_factor = {rf}\n\
+             rpc_bind_addr = \"127.0.0.1:{port}\"\n\
+             rpc_public_addr = \"127.0.0.1:{port}\"\n\
+             rpc_secret = \"{secret}\"\n\
+             bootstrap_peers = [{peers}]\n\
+             ping_interval_ms = 200\n\
+             ping_failures_before_down = 3\n\
+             {extra}\n\
+             [s3_api]\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
+             [s3_web]\nbind_addr = \"127.0.0.1:{web}\"\n",
+            meta = d.join("meta"),
+            data = d.join("data"),
+            rf = opts.replication_factor,
+            port = self.rpc_port,
+            secret = self.secret.to_hex(),
+            peers = peers.join(", "),
+            extra = opts.extra,
+            s3 = free_port(),
+            web = free_port(),
+        );
+        std::fs::write(&self.config_path, text).expect("write agent config");
+    }
+
+    /// `hangar-agent node-id` for this agent.
+    pub fn node_id_line(&self) -> String {
+        let out = Command::new(agent_bin())
+            .args(["node-id", "--config"])
+            .arg(&self.config_path)
+            .output()
+            .expect("run hangar-agent node-id");
+        assert!(out.status.success(), "node-id failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.rpc_port)
+    }
+
+    /// `<id>@127.0.0.1:<port>`.
+    pub fn peer_addr(&self) -> String {
+        format!("{}@{}", self.id, self.addr())
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("agent-{}.log", self.starts))
+    }
+
+    /// Everything the agent has logged, across restarts.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|i| std::fs::read_to_string(self.dir.path().join(format!("agent-{i}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Start the process and wait until it answers `hangar status`.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).expect("create agent log");
+        let log2 = log.try_clone().expect("clone log handle");
+        let child = Command::new(agent_bin())
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info,hangar_agent=debug,tarpc=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .expect("spawn hangar-agent");
+        self.child = Some(child);
+        wait_for(&format!("agent {} to answer", self.addr()), DEADLINE, || {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("agent exited during start with {status}:\n{}", self.logs());
+            }
+            self.hangar(&["status"]).status.success().then_some(())
+        });
+    }
+
+    /// SIGKILL: no chance to clean up, as in a power cut.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("agent is running");
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        wait_for("agent to exit after SIGTERM", DEADLINE, || c.try_wait().ok().flatten())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Run the console CLI against this agent.
+    pub fn hangar(&self, args: &[&str]) -> Output {
+        Command::new(console_bin())
+            .args(["--rpc-host", &self.addr(), "--rpc-secret", &self.secret.to_hex()])
+            .args(args)
+            .env_remove("HANGAR_CONFIG")
+            .output()
+            .expect("run hangar")
+    }
+
+    /// Run the console CLI with `--json`, insist on success, parse.
+    pub fn hangar_json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = self.hangar(&full);
+        assert!(
+            out.status.success(),
+            "hangar {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("hangar --json prints JSON")
+    }
+
+    /// `status --json`, or None if the agent does not answer.
+    pub fn status(&self) -> Option<Value> {
+        let out = self.hangar(&["--json", "status"]);
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Several agents sharing one secret.
+pub struct Cluster {
+    pub secret: RpcSecret,
+    pub agents: Vec<Agent>,
+}
+
+impl Cluster {
+    /// Start `n` agents, not yet connected to each other.
+    pub fn start(n: usize, opts: &AgentOpts) -> Cluster {
+        let secret = RpcSecret::generate();
+        let mut agents: Vec<Agent> = (0..n).map(|_| Agent::new(&secret, opts)).collect();
+        for a in &mut agents {
+            a.start();
+        }
+        Cluster { secret, agents }
+    }
+}
+
+/// The node entry for `id` in a `status --json` document.
+pub fn node_in<'a>(status: &'a Value, id: &str) -> Option<&'a Value> {
+    status["nodes"].as_array()?.iter().find(|n| n["id"] == id)
+}
+
+/// Whether `status` shows node `id` up.
+pub fn sees_up(status: &Value, id: &str) -> bool {
+    node_in(status, id).is_some_and(|n| n["up"] == true)
+}
+
+/// Whether `status` shows node `id` marked down (not merely never seen).
+pub fn sees_down(status: &Value, id: &str) -> bool {
+    node_in(status, id).is_some_and(|n| n["up"] == false && !n["down_since_ms"].is_null())
+}

@@ -81,10 +81,10 @@ pub fn compute(
         });
     }
     let prev = Previous::new(previous, &cluster);
-    let targets = Targets::compute(&cluster, rf, &prev);
-    let placed = place(&cluster, rf, &targets.counts, &prev);
+    let targets = Targets::compute(&cluster, rf);
+    let placed = place(&cluster, rf, &targets, &prev);
     debug_assert!(
-        check(&cluster, rf, &targets.counts, &placed),
+        check(&cluster, rf, &targets, &placed),
         "placement breaks its targets or the zone spread"
     );
     Ok(report(&cluster, rf, &targets, &placed, previous))
@@ -151,28 +151,22 @@ impl<'a> Cluster<'a> {
 struct Previous {
     /// `held[i][p]`: node `i` held partition `p`.
     held: Vec<Vec<bool>>,
-    /// Partitions node `i` held.
-    count: Vec<usize>,
 }
 
 impl Previous {
     fn new(previous: Option<&Assignment>, cluster: &Cluster) -> Self {
         let mut held = vec![vec![false; P]; cluster.len()];
-        let mut count = vec![0; cluster.len()];
         // A malformed previous assignment (too many partitions, a node twice
         // in one partition) only costs optimality, never correctness: extra
-        // partitions are ignored and duplicates counted once.
+        // partitions are ignored and duplicates merged.
         for (p, nodes) in previous.into_iter().flatten().take(P).enumerate() {
             for id in nodes {
-                if let Some(&i) = cluster.index.get(id)
-                    && !held[i][p]
-                {
+                if let Some(&i) = cluster.index.get(id) {
                     held[i][p] = true;
-                    count[i] += 1;
                 }
             }
         }
-        Previous { held, count }
+        Previous { held }
     }
 }
 
@@ -200,26 +194,37 @@ enum Clamp {
     Lowered,
 }
 
-/// The number of replicas every node and zone gets, with the real-valued
-/// shares they were rounded from (kept for the notes).
+/// What every node may get: the real-valued share priority 2 asks for,
+/// and the integers around it the placement may choose from.
 struct Targets {
     share: Vec<f64>,
-    counts: Vec<usize>,
-    zone_share: Vec<f64>,
-    zone_total: Vec<usize>,
+    /// Floor and ceiling of the share (equal when it is an integer).
+    lo: Vec<usize>,
+    hi: Vec<usize>,
+    /// Whether the node may be rounded up without lowering usable capacity
+    /// below the best any rounding reaches.
+    up: Vec<bool>,
+    /// Among nodes that may round up, which round up first when moves do
+    /// not decide: 0 is the node that one more partition fills least.
+    rank: Vec<usize>,
+    /// One valid choice of counts within the ranges (the placement's
+    /// feasibility witness and fallback).
+    witness: Vec<usize>,
     zone_bounds: Vec<(usize, usize)>,
     zone_clamp: Vec<Clamp>,
     /// The node's proportional share exceeded `P` and was cut to it.
     capped: Vec<bool>,
 }
 
-/// Tolerance for deciding that a bound really binds, so that floating-point
-/// noise does not produce notes about constraints that merely touch.
+/// Tolerance for deciding that a bound really binds or that a share is an
+/// integer, so that floating-point noise neither produces notes about
+/// constraints that merely touch nor rounds a whole share.
 const BINDS: f64 = 1e-6;
 
 impl Targets {
-    fn compute(cluster: &Cluster, rf: usize, prev: &Previous) -> Self {
+    fn compute(cluster: &Cluster, rf: usize) -> Self {
         let pf = P as f64;
+        let n = cluster.len();
         let capacity: Vec<f64> = cluster.capacity.iter().map(|&c| c as f64).collect();
         let bounds: Vec<(usize, usize)> = cluster
             .members
@@ -260,9 +265,8 @@ impl Targets {
         }
         let lambda = hi;
 
-        let mut share = vec![0.0; cluster.len()];
-        let mut capped = vec![false; cluster.len()];
-        let mut zone_share = vec![0.0; cluster.zones.len()];
+        let mut share = vec![0.0; n];
+        let mut capped = vec![false; n];
         let mut zone_clamp = vec![Clamp::Free; cluster.zones.len()];
         for (z, members) in cluster.members.iter().enumerate() {
             let (zlo, zhi) = bounds[z];
@@ -278,7 +282,6 @@ impl Targets {
                     share[i] = (lambda * capacity[i]).min(pf);
                     capped[i] = lambda * capacity[i] > pf + BINDS;
                 }
-                zone_share[z] = free;
                 continue;
             };
             let caps: Vec<f64> = members.iter().map(|&i| capacity[i]).collect();
@@ -287,49 +290,116 @@ impl Targets {
                 share[i] = shares[k];
                 capped[i] = over[k];
             }
-            zone_share[z] = forced as f64;
         }
 
-        // Round zone totals, then nodes within each zone. Each zone's real
-        // total is the sum of its nodes' real shares, so floors and ceilings
-        // of the node shares can always reach the rounded zone total.
-        let zone_items: Vec<Item> = cluster
-            .members
-            .iter()
-            .enumerate()
-            .map(|(z, members)| Item {
-                share: zone_share[z],
-                lo: bounds[z].0,
-                hi: bounds[z].1.min(members.len() * P),
-                prev: members.iter().map(|&i| prev.count[i]).sum(),
-            })
-            .collect();
-        let zone_total = apportion(&zone_items, rf * P);
-        let mut counts = vec![0; cluster.len()];
-        for (z, members) in cluster.members.iter().enumerate() {
-            let items: Vec<Item> = members
-                .iter()
-                .map(|&i| Item {
-                    share: share[i],
-                    lo: 0,
-                    hi: P,
-                    prev: prev.count[i],
-                })
-                .collect();
-            for (k, n) in apportion(&items, zone_total[z]).into_iter().enumerate() {
-                counts[members[k]] = n;
+        // Every node gets the floor or the ceiling of its share.
+        let (mut lo, mut hi) = (vec![0; n], vec![0; n]);
+        for i in 0..n {
+            let s = share[i];
+            let (a, b) = if (s - s.round()).abs() < BINDS {
+                (s.round(), s.round())
+            } else {
+                (s.floor(), s.ceil())
+            };
+            // Saturating float-to-int casts: negative noise becomes 0.
+            lo[i] = (a as usize).min(P);
+            hi[i] = (b as usize).min(P);
+        }
+
+        // Which nodes round up decides usable capacity: one more partition
+        // on a node fills it to `hi / capacity`, and the fullest node bounds
+        // the cluster. So allow rounding up in order of that load, as far as
+        // needed for the counts to reach `rf * P` within the zone bounds, and
+        // also every node that rounding up leaves no fuller than the fullest
+        // node already is. Among the allowed, the placement picks those that
+        // move least (this is what keeps counts sticky across layouts).
+        let load = |k: usize, i: usize| k as f64 / capacity[i];
+        let mut candidates: Vec<usize> = (0..n).filter(|&i| hi[i] > lo[i]).collect();
+        candidates.sort_by(|&a, &b| load(hi[a], a).total_cmp(&load(hi[b], b)).then(a.cmp(&b)));
+        let mut up = vec![false; n];
+        let mut needed = 0;
+        while zone_ranges(cluster, rf, &bounds, &lo, &hi, &up).is_none()
+            && needed < candidates.len()
+        {
+            up[candidates[needed]] = true;
+            needed += 1;
+        }
+        let fullest = (0..n)
+            .map(|i| load(lo[i], i))
+            .chain(candidates[..needed].iter().map(|&i| load(hi[i], i)))
+            .fold(0.0, f64::max);
+        for &i in &candidates {
+            if load(hi[i], i) <= fullest * (1.0 + 1e-12) {
+                up[i] = true;
             }
         }
+        let mut rank = vec![0; n];
+        for (r, &i) in candidates.iter().enumerate() {
+            rank[i] = r;
+        }
+
+        // A witness: zone totals from their lowest, raised zone by zone;
+        // within each zone, the allowed nodes round up in rank order.
+        let ranges = zone_ranges(cluster, rf, &bounds, &lo, &hi, &up);
+        debug_assert!(ranges.is_some(), "no rounding fits the zone bounds");
+        let ranges = ranges.unwrap_or_else(|| vec![(0, 0); cluster.zones.len()]);
+        let mut spare = rf * P - ranges.iter().map(|r| r.0).sum::<usize>().min(rf * P);
+        let mut witness = lo.clone();
+        for (z, members) in cluster.members.iter().enumerate() {
+            let (min, max) = ranges[z];
+            let extra = (max - min).min(spare);
+            spare -= extra;
+            let mut ups = min + extra - members.iter().map(|&i| lo[i]).sum::<usize>();
+            for &i in candidates.iter().filter(|&&i| cluster.zone_of[i] == z && up[i]) {
+                if ups > 0 {
+                    witness[i] += 1;
+                    ups -= 1;
+                }
+            }
+        }
+
         Targets {
             share,
-            counts,
-            zone_share,
-            zone_total,
+            lo,
+            hi,
+            up,
+            rank,
+            witness,
             zone_bounds: bounds,
             zone_clamp,
             capped,
         }
     }
+}
+
+/// The range of totals each zone can reach with its nodes at their floors
+/// plus those allowed (`up`) at their ceilings, within the zone bounds; or
+/// `None` if some zone cannot or the totals cannot sum to `rf * P`.
+fn zone_ranges(
+    cluster: &Cluster,
+    rf: usize,
+    bounds: &[(usize, usize)],
+    lo: &[usize],
+    hi: &[usize],
+    up: &[bool],
+) -> Option<Vec<(usize, usize)>> {
+    let ranges: Vec<(usize, usize)> = cluster
+        .members
+        .iter()
+        .zip(bounds)
+        .map(|(members, &(zlo, zhi))| {
+            let floor: usize = members.iter().map(|&i| lo[i]).sum();
+            let ceil: usize = members
+                .iter()
+                .map(|&i| if up[i] { hi[i] } else { lo[i] })
+                .sum();
+            (floor.max(zlo), ceil.min(zhi))
+        })
+        .collect();
+    let min: usize = ranges.iter().map(|r| r.0).sum();
+    let max: usize = ranges.iter().map(|r| r.1).sum();
+    let fits = ranges.iter().all(|r| r.0 <= r.1) && min <= rf * P && rf * P <= max;
+    fits.then_some(ranges)
 }
 
 /// Shares `total` among nodes with capacities `caps` proportionally, no node
@@ -344,10 +414,7 @@ fn water_fill(caps: &[f64], total: f64) -> (Vec<f64>, Vec<bool>) {
     loop {
         let n_capped = capped.iter().filter(|&&c| c).count();
         let rest = total - pf * n_capped as f64;
-        let free: f64 = (0..caps.len())
-            .filter(|&k| !capped[k])
-            .map(|k| caps[k])
-            .sum();
+        let free: f64 = (0..caps.len()).filter(|&k| !capped[k]).map(|k| caps[k]).sum();
         if free <= 0.0 {
             break;
         }
@@ -362,7 +429,13 @@ fn water_fill(caps: &[f64], total: f64) -> (Vec<f64>, Vec<bool>) {
         }
         if !changed {
             let shares = (0..caps.len())
-                .map(|k| if capped[k] { pf } else { rest * caps[k] / free })
+                .map(|k| {
+                    if capped[k] {
+                        pf
+                    } else {
+                        rest * caps[k] / free
+                    }
+                })
                 .collect();
             return (shares, over);
         }
@@ -370,94 +443,26 @@ fn water_fill(caps: &[f64], total: f64) -> (Vec<f64>, Vec<bool>) {
     (vec![pf; caps.len()], over)
 }
 
-/// One value to round: its real share, integer bounds, and its count in
-/// the previous assignment.
-struct Item {
-    share: f64,
-    lo: usize,
-    hi: usize,
-    prev: usize,
-}
-
-/// Rounds the items' shares to integers within their bounds summing to
-/// `total`, each to its floor or ceiling whenever the shares allow it.
-///
-/// Which values round up is decided by, in order: keeping the previous count
-/// (an item whose previous count is above its current value goes first),
-/// the larger remainder, then the item's position (zone or node order) for
-/// determinism. Fed its own output as the previous counts, it returns the
-/// same values, which is what makes recomputing a layout move nothing.
-fn apportion(items: &[Item], total: usize) -> Vec<usize> {
-    let mut out: Vec<usize> = items
-        .iter()
-        .map(|it| {
-            // Saturating float-to-int casts: negative noise becomes 0.
-            (it.share.floor() as usize).clamp(it.lo, it.hi)
-        })
-        .collect();
-    let mut sum: usize = out.iter().sum();
-    // First pass: only values still below (raising) or above (lowering)
-    // their share, i.e. true floor/ceiling choices. The second pass exists
-    // for floating-point noise only and takes any value within bounds.
-    let mut strict = true;
-    while sum != total {
-        let raise = sum < total;
-        let mut candidates: Vec<(bool, f64, usize)> = items
-            .iter()
-            .enumerate()
-            .filter_map(|(k, it)| {
-                let v = out[k];
-                let v_f = v as f64;
-                let ok = if raise {
-                    v < it.hi && (!strict || v_f < it.share)
-                } else {
-                    v > it.lo && (!strict || v_f > it.share)
-                };
-                let sticky = if raise { it.prev > v } else { it.prev < v };
-                let gap = if raise {
-                    it.share - v_f
-                } else {
-                    v_f - it.share
-                };
-                ok.then_some((sticky, gap, k))
-            })
-            .collect();
-        if candidates.is_empty() {
-            if strict {
-                strict = false;
-                continue;
-            }
-            debug_assert!(false, "no rounding reaches the total {total}");
-            break;
-        }
-        candidates.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
-        let need = total.abs_diff(sum);
-        for &(_, _, k) in candidates.iter().take(need) {
-            if raise {
-                out[k] += 1;
-                sum += 1;
-            } else {
-                out[k] -= 1;
-                sum -= 1;
-            }
-        }
-    }
-    out
-}
-
-/// Places the replicas: for every partition `rf` distinct nodes, node `i`
-/// getting exactly `counts[i]` of them, spread over as many zones as
-/// possible, keeping as many previous (partition, node) pairs as possible.
-fn place(cluster: &Cluster, rf: usize, counts: &[usize], prev: &Previous) -> Vec<Vec<usize>> {
+/// Places the replicas: for every partition `rf` distinct nodes, spread over
+/// as many zones as possible, each node getting the floor of its share or,
+/// where allowed, its ceiling, moving as few replicas as possible and then
+/// rounding up the nodes ranked first.
+fn place(cluster: &Cluster, rf: usize, targets: &Targets, prev: &Previous) -> Vec<Vec<usize>> {
     let nz = cluster.zones.len();
     let source = 0;
     let part = |p: usize| 1 + p;
     let pair = |p: usize, z: usize| 1 + P + p * nz + z;
     let node = |i: usize| 1 + P + P * nz + i;
     let sink = 1 + P + P * nz + cluster.len();
-    // Larger than any total move cost (at most one per replica), so one more
-    // distinct zone for one partition outweighs every move saved.
-    let big = (rf * P + 1) as i64;
+    // Costs in three tiers. Rank costs sum to less than `n * n` (at most `n`
+    // nodes round up, each ranked below `n`), so one move outweighs any
+    // choice of which nodes round up. `-big` rewards each distinct
+    // (partition, zone) pair and each replica up to a node's floor; `big`
+    // exceeds every move and rank cost together, and the witness reaches
+    // the most pairs and all floors at once, so the optimum does too.
+    let n = cluster.len() as i64;
+    let move_cost = n * n + 1;
+    let big = move_cost * (rf * P + 1) as i64;
 
     // Vertex indices grow along every edge (source, partitions, pairs,
     // nodes, sink): `Graph::min_cost_flow` relies on it.
@@ -473,23 +478,26 @@ fn place(cluster: &Cluster, rf: usize, counts: &[usize], prev: &Previous) -> Vec
                 g.add_edge(part(p), pair(p, z), rf as i64 - 1, 0);
             }
             for &i in members {
-                let cost = if prev.held[i][p] { 0 } else { 1 };
+                let cost = if prev.held[i][p] { 0 } else { move_cost };
                 let e = g.add_edge(pair(p, z), node(i), 1, cost);
                 placements.push((p, i, e));
             }
         }
     }
-    for (i, &n) in counts.iter().enumerate() {
-        g.add_edge(node(i), sink, n as i64, 0);
+    for i in 0..cluster.len() {
+        g.add_edge(node(i), sink, targets.lo[i] as i64, -big);
+        if targets.up[i] {
+            g.add_edge(node(i), sink, 1, targets.rank[i] as i64);
+        }
     }
 
     let want = (rf * P) as i64;
     if g.min_cost_flow(source, sink, want) != want {
-        // The targets respect the bounds under which dealing works, so the
-        // flow always reaches `rf * P`; should it not, dealing still gives a
+        // The witness proves a flow of `rf * P` with full spread exists, so
+        // this does not happen; should it, dealing the witness still gives a
         // valid layout, only without regard for previous placements.
         debug_assert!(false, "min-cost flow fell short of rf * P");
-        return deal(cluster, counts);
+        return deal(cluster, &targets.witness);
     }
     let mut out = vec![Vec::with_capacity(rf); P];
     for (p, i, e) in placements {
@@ -503,7 +511,7 @@ fn place(cluster: &Cluster, rf: usize, counts: &[usize], prev: &Previous) -> Vec
     out
 }
 
-/// The constructive proof that targets within the zone bounds are feasible:
+/// The constructive proof that counts within the zone bounds are feasible:
 /// tokens grouped by zone, node `i` repeated `counts[i]` times, token `k`
 /// to partition `k mod P`. A node's tokens are consecutive and at most `P`,
 /// so they land on distinct partitions; so do a zone's when its total is at
@@ -526,8 +534,9 @@ fn deal(cluster: &Cluster, counts: &[usize]) -> Vec<Vec<usize>> {
 }
 
 /// Whether `placed` gives every partition `rf` distinct nodes spanning
-/// `min(rf, Z)` zones and every node exactly its target.
-fn check(cluster: &Cluster, rf: usize, counts: &[usize], placed: &[Vec<usize>]) -> bool {
+/// `min(rf, Z)` zones and every node the floor of its share or an allowed
+/// ceiling.
+fn check(cluster: &Cluster, rf: usize, targets: &Targets, placed: &[Vec<usize>]) -> bool {
     let spread = rf.min(cluster.zones.len());
     let mut got = vec![0; cluster.len()];
     for nodes in placed {
@@ -540,7 +549,10 @@ fn check(cluster: &Cluster, rf: usize, counts: &[usize], placed: &[Vec<usize>]) 
             got[i] += 1;
         }
     }
-    placed.len() == P && got == counts
+    let counts_ok = (0..cluster.len()).all(|i| {
+        got[i] == targets.lo[i] || (targets.up[i] && got[i] == targets.hi[i])
+    });
+    placed.len() == P && counts_ok
 }
 
 /// A flow network in arrays; edge `e ^ 1` is the reverse of edge `e`.
@@ -880,15 +892,22 @@ fn notes(
                     "node {id} in zone {zone} gets no partitions: zone {zone} already holds {} \
                      of every partition (the most zone spreading allows), and this node's \
                      capacity-proportional part of those is only {share:.2} partition \
-                     replicas, which rounds to 0; add a node in a new zone or raise capacities \
+                     replicas, rounded down to 0; add a node in a new zone or raise capacities \
                      elsewhere to use it",
-                    replicas(targets.zone_total[z] / P)
+                    replicas(targets.zone_bounds[z].1 / P)
                 )
-            } else {
+            } else if !targets.up[i] {
                 format!(
                     "node {id} in zone {zone} gets no partitions: its capacity is so small next \
                      to the other nodes' that its proportional share is only {share:.2} \
-                     partition replicas, which rounds to 0; raise its capacity to use it"
+                     partition replicas, and a whole partition would fill it sooner than any \
+                     other node, lowering usable capacity; raise its capacity to use it"
+                )
+            } else {
+                format!(
+                    "node {id} in zone {zone} gets no partitions: its proportional share is only \
+                     {share:.2} partition replicas, and partitions are handed out whole; \
+                     raise its capacity to use it"
                 )
             });
         } else if targets.capped[i] && counts[i] == P {
@@ -898,14 +917,6 @@ fn notes(
             ));
         }
     }
-    debug_assert!(
-        targets
-            .zone_share
-            .iter()
-            .zip(&targets.zone_total)
-            .all(|(s, &t)| (s - t as f64).abs() < 1.0 + BINDS),
-        "zone totals strayed from their shares"
-    );
     notes
 }
 
@@ -1136,20 +1147,38 @@ mod tests {
         ));
     }
 
+    /// With rf 1 the shares are 253.2 and 2.8: the larger remainder is the
+    /// small node's, but 3 partitions would load it 3 / 2.8 times its
+    /// share, against 254 / 253.2 for the big node, so usable capacity wants
+    /// the big node rounded up.
     #[test]
-    fn rounding_keeps_previous_counts_when_they_are_floor_or_ceiling() {
-        let item = |share, prev| Item {
-            share,
-            lo: 0,
-            hi: P,
-            prev,
-        };
-        // Without history the largest remainders round up ...
-        let fresh = [item(1.5, 0), item(1.4, 0), item(1.1, 0)];
-        assert_eq!(apportion(&fresh, 5), vec![2, 2, 1]);
-        // ... with history, whoever already had the ceiling keeps it.
-        let sticky = [item(1.5, 1), item(1.4, 2), item(1.1, 2)];
-        assert_eq!(apportion(&sticky, 5), vec![1, 2, 2]);
+    fn rounding_up_goes_where_it_costs_least_usable_capacity() {
+        let r = roles(&[(1, "a", Some(2532 * GB)), (2, "b", Some(28 * GB))]);
+        let report = compute(&r, 1, None).expect("valid layout");
+        assert_eq!(report.partitions_per_node[&id(1)], 254);
+        assert_eq!(report.partitions_per_node[&id(2)], 2);
+        assert_eq!(report.usable_capacity, 2532 * GB * 256 / 254);
+    }
+
+    /// Once a layout exists, which nodes round up follows what they hold:
+    /// the node that already had the ceiling keeps it, whatever its rank.
+    #[test]
+    fn rounding_keeps_previous_counts_when_usable_capacity_allows() {
+        let r = roles(&[(1, "a", Some(TB)), (2, "b", Some(TB)), (3, "c", Some(TB))]);
+        let first = compute(&r, 1, None).expect("valid layout");
+        // 256 / 3: one node rounds up; by rank the lowest id.
+        assert_eq!(first.partitions_per_node[&id(1)], 86);
+        let mut previous = first.assignment.clone();
+        // Move one partition from node 1 to node 3 by hand.
+        let p = previous
+            .iter()
+            .position(|nodes| nodes == &vec![id(1)])
+            .expect("node 1 holds partitions");
+        previous[p] = vec![id(3)];
+        let again = compute(&r, 1, Some(&previous)).expect("valid layout");
+        assert_eq!(again.moves, 0);
+        assert_eq!(again.partitions_per_node[&id(3)], 86);
+        assert_eq!(again.partitions_per_node[&id(1)], 85);
     }
 
     #[test]

@@ -1,0 +1,272 @@
+//! End-to-end behaviour of real agent processes on loopback.
+
+use std::process::Command;
+
+use hangar_common::transport::RpcSecret;
+use hangar_tests::*;
+
+/// Every node of `agents` sees every node of `ids` up.
+fn all_see_all_up(agents: &[&Agent], ids: &[String]) -> Option<()> {
+    for a in agents {
+        let st = a.status()?;
+        if !ids.iter().all(|id| sees_up(&st, id)) {
+            return None;
+        }
+    }
+    Some(())
+}
+
+fn layout_version(a: &Agent) -> Option<u64> {
+    a.status()?["layout_version"].as_u64()
+}
+
+#[test]
+fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
+    let mut c = Cluster::start(3, &AgentOpts::default());
+    let ids: Vec<String> = c.agents.iter().map(|a| a.id.clone()).collect();
+
+    // Join with the CLI: node 1 is told about 2 and 3; 2 and 3 must then
+    // find each other through gossip (full mesh).
+    for other in &c.agents[1..] {
+        let out = c.agents[0].hangar(&["node", "connect", &other.peer_addr()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let all: Vec<&Agent> = c.agents.iter().collect();
+    wait_for("every node to see every node up", DEADLINE, || all_see_all_up(&all, &ids));
+
+    // Assign zones with node id prefixes, preview, apply.
+    for (i, zone) in ["dc1", "dc2", "dc3"].iter().enumerate() {
+        let prefix = &ids[i][..8];
+        c.agents[0].hangar_json(&["layout", "assign", prefix, "--zone", zone, "--capacity", "100G"]);
+    }
+    let view = c.agents[1].hangar_json(&["layout", "show"]);
+    // Staging made on node 1 reaches node 2 (gossip) before anyone applies.
+    let staged = wait_for("staged changes to reach node 2", DEADLINE, || {
+        let v = c.agents[1].hangar_json(&["layout", "show"]);
+        (v["preview"]["Ok"]["partitions_per_node"].as_object()?.len() == 3).then_some(v)
+    });
+    assert_eq!(staged["layout"]["version"], 0, "{view}");
+    let report = c.agents[2].hangar_json(&["layout", "apply", "--version", "1"]);
+    for id in &ids {
+        assert_eq!(report["partitions_per_node"][id], 256, "with RF 3 and 3 zones every node holds every partition");
+    }
+    wait_for("every node to report layout version 1", DEADLINE, || {
+        c.agents.iter().all(|a| layout_version(a) == Some(1)).then_some(())
+    });
+    let st = c.agents[0].status().expect("status");
+    assert_eq!(st["health"]["healthy"], 256, "{st}");
+    assert!(ids.iter().all(|id| sees_up(&st, id)));
+
+    // Applying a stale version is refused with the version to use.
+    let out = c.agents[0].hangar(&["layout", "apply", "--version", "1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apply --version 2") || err.contains("nothing is staged"), "{err}");
+
+    // SIGKILL node 3: the two others mark it down, the ring degrades.
+    c.agents[2].kill();
+    wait_for("nodes 1 and 2 to see node 3 down", DEADLINE, || {
+        c.agents[..2]
+            .iter()
+            .all(|a| a.status().is_some_and(|st| sees_down(&st, &ids[2])))
+            .then_some(())
+    });
+    let st = c.agents[1].status().expect("status");
+    assert_eq!(st["health"]["degraded"], 256, "{st}");
+
+    // While it is down, change the layout: it must catch up when back.
+    c.agents[0].hangar_json(&["layout", "assign", &ids[0][..10], "--zone", "dc1", "--capacity", "200G"]);
+    c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
+    wait_for("node 2 to get layout version 2", DEADLINE, || (layout_version(&c.agents[1]) == Some(2)).then_some(()));
+
+    c.agents[2].start();
+    wait_for("node 3 to be seen up again by all", DEADLINE, || all_see_all_up(&all_refs(&c), &ids));
+    wait_for("node 3 to catch up to layout version 2", DEADLINE, || {
+        (layout_version(&c.agents[2]) == Some(2)).then_some(())
+    });
+
+    // A client with the wrong secret is refused before any RPC is served...
+    let wrong = RpcSecret::generate();
+    let out = Command::new(console_bin())
+        .args(["--rpc-host", &c.agents[0].addr(), "--rpc-secret", &wrong.to_hex(), "status"])
+        .output()
+        .expect("run hangar");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("secret"), "the error should point at the secret: {err}");
+    wait_for("the refusal to be logged", DEADLINE, || {
+        c.agents[0].logs().contains("refused connection").then_some(())
+    });
+    // ... and the cluster is unaffected.
+    let st = c.agents[0].status().expect("status after a refused client");
+    assert!(ids.iter().all(|id| sees_up(&st, id)), "{st}");
+    assert_eq!(st["layout_version"], 2);
+}
+
+fn all_refs(c: &Cluster) -> Vec<&Agent> {
+    c.agents.iter().collect()
+}
+
+#[test]
+fn bootstrap_peers_join_nodes_without_the_cli() {
+    let secret = RpcSecret::generate();
+    let mut a = Agent::new(&secret, &AgentOpts::default());
+    a.start();
+    let mut b = Agent::new(
+        &secret,
+        &AgentOpts {
+            bootstrap: vec![a.peer_addr()],
+            ..AgentOpts::default()
+        },
+    );
+    b.start();
+    let ids = vec![a.id.clone(), b.id.clone()];
+    wait_for("both nodes to see each other up", DEADLINE, || all_see_all_up(&[&a, &b], &ids));
+    // Status shows RTT and last seen for a live peer.
+    let st = a.status().expect("status");
+    let peer = node_in(&st, &b.id).expect("b listed");
+    assert!(peer["rtt_ms"].as_f64().is_some(), "{peer}");
+    assert!(peer["last_seen_ms"].as_u64().is_some(), "{peer}");
+}
+
+#[test]
+fn impossible_layouts_are_refused_with_what_to_change() {
+    let mut a = Agent::new(&RpcSecret::generate(), &AgentOpts::default());
+    a.start();
+    let view = a.hangar_json(&["layout", "assign", &a.id[..6], "--zone", "home", "--capacity", "1T"]);
+    let err = view["preview"]["Err"].to_string();
+    assert!(err.contains("NotEnoughNodes"), "{view}");
+    let out = a.hangar(&["layout", "apply", "--version", "1"]);
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("needs at least 3 storage nodes"), "{msg}");
+    // Nothing was applied, and a revert clears the staging.
+    assert_eq!(layout_version(&a), Some(0));
+    let view = a.hangar_json(&["layout", "revert"]);
+    assert!(view["preview"].is_null(), "{view}");
+    // Unknown node prefixes and zero capacities are refused by the CLI.
+    let out = a.hangar(&["layout", "assign", "ffffffffff", "--zone", "z", "--capacity", "1G"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no known node id"));
+    let out = a.hangar(&["layout", "assign", &a.id[..6], "--zone", "z", "--capacity", "0"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--gateway"));
+}
+
+#[test]
+fn sigterm_stops_the_agent_cleanly() {
+    let mut a = Agent::new(&RpcSecret::generate(), &AgentOpts::default());
+    a.start();
+    let status = a.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert!(a.logs().contains("shutting down"));
+}
+
+/// Run `hangar-agent run` with a config text and return its stderr; the
+/// agent must exit non-zero by itself.
+fn start_fails(config: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config).expect("write config");
+    let out = Command::new(agent_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run agent");
+    assert!(!out.status.success(), "agent accepted {config:?}");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(lines.len(), 1, "one clear line, got: {err}");
+    err
+}
+
+#[test]
+fn a_bad_config_stops_the_agent_with_one_line_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = format!(
+        "metadata_dir = {:?}\ndata_dir = {:?}\nrpc_secret = \"{}\"\n",
+        dir.path().join("m"),
+        dir.path().join("d"),
+        RpcSecret::generate().to_hex()
+    );
+    let err = start_fails(&format!("{base}replication_facter = 3\n"));
+    assert!(err.contains("replication_facter"), "{err}");
+
+    let err = start_fails(&format!(
+        "metadata_dir = {:?}\nrpc_secret = \"abc123\"\n",
+        dir.path().join("m")
+    ));
+    assert!(err.contains("64 hex digits"), "{err}");
+
+    let err = start_fails(&format!(
+        "metadata_dir = \"/proc/hangar-cannot-be-here\"\ndata_dir = {:?}\nrpc_secret = \"{}\"\n",
+        dir.path().join("d"),
+        RpcSecret::generate().to_hex()
+    ));
+    assert!(err.contains("metadata_dir") && err.contains("/proc/hangar-cannot-be-here"), "{err}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let err = start_fails(&format!("{base}rpc_bind_addr = \"127.0.0.1:{port}\"\n"));
+    assert!(err.contains("cannot listen") && err.contains(&port.to_string()), "{err}");
+
+    let err = start_fails("metadata_dir = 12\n");
+    assert!(err.contains("metadata_dir"), "{err}");
+}
+
+#[test]
+fn node_id_prints_id_at_public_address() {
+    let a = Agent::new(&RpcSecret::generate(), &AgentOpts::default());
+    let line = a.node_id_line();
+    let (id, addr) = line.split_once('@').expect("id@addr");
+    assert_eq!(id.len(), 64);
+    assert_eq!(addr, a.addr());
+    // Stable across calls: the key is created once and kept.
+    assert_eq!(a.node_id_line(), line);
+}
+
+#[test]
+fn with_no_config_file_the_agent_runs_a_working_single_node_cluster() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let env = |cmd: &mut Command| {
+        cmd.env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .env_remove("HANGAR_CONFIG")
+            .env_remove("HANGAR_RPC_HOST")
+            .env_remove("HANGAR_RPC_SECRET");
+    };
+    if std::path::Path::new(hangar_common::config::SYSTEM_CONFIG).exists() {
+        eprintln!("skipping: {} exists on this machine", hangar_common::config::SYSTEM_CONFIG);
+        return;
+    }
+    if std::net::TcpListener::bind("0.0.0.0:3901").is_err() {
+        panic!("port 3901 (the default rpc port) is busy on this machine; stop what uses it");
+    }
+    let log = home.path().join("agent.log");
+    let mut cmd = Command::new(agent_bin());
+    cmd.arg("run")
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::process::Stdio::null());
+    env(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn agent");
+    struct Guard<'a>(&'a mut std::process::Child);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Guard(&mut child);
+    // The console needs no flag: it finds the agent and the generated
+    // secret where the agent put them.
+    let st = wait_for("the default agent to answer a bare `hangar status`", DEADLINE, || {
+        let mut cmd = Command::new(console_bin());
+        cmd.args(["--json", "status"]);
+        env(&mut cmd);
+        let out = cmd.output().ok()?;
+        out.status.success().then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()).flatten()
+    });
+    assert_eq!(st["layout_version"], 1, "{st}");
+    assert_eq!(st["health"]["healthy"], 256, "{st}");
+    let banner = std::fs::read_to_string(&log).expect("banner");
+    assert!(banner.contains("node id") && banner.contains("hangar"), "{banner}");
+}
