@@ -2,15 +2,18 @@
 //! other nodes, and the dispatcher that hands each accepted channel to the
 //! right one.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use hangar_common::NodeId;
+use hangar_common::crdt::now_msec;
 use hangar_common::ids::PeerAddr;
 use hangar_common::layout::AssignmentReport;
 use hangar_common::layout::cluster::{ClusterLayout, StagedRole};
 use hangar_common::rpc::{
     self, Admin, ClusterStatus, LayoutView, NodeStatus, Peer, PingRequest, PingResponse, RpcError,
+    TableRequest, TableResponse,
 };
 use hangar_common::transport::{ChannelKind, SecureChannel};
 use tarpc::context::Context;
@@ -18,12 +21,18 @@ use tarpc::server::{BaseChannel, Channel};
 
 use crate::layout::LayoutManager;
 use crate::net::{Dispatch, Gossip, Net};
+use crate::table::data::storage_key;
+use crate::table::kv::{KvItem, KvTable};
+use crate::table::{Table, TableEndpoint};
 
 /// The pieces the services need.
 #[derive(Clone)]
 pub struct Services {
     pub net: Arc<Net>,
     pub layout: Arc<LayoutManager>,
+    /// Every replicated table, by name, for the Peer service.
+    pub tables: Arc<BTreeMap<&'static str, Arc<dyn TableEndpoint>>>,
+    pub kv: Arc<Table<KvTable>>,
 }
 
 async fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
@@ -78,6 +87,21 @@ impl Peer for PeerServer {
 
     async fn push_layout(self, _: Context, layout: ClusterLayout) {
         self.s.layout.merge_from(&layout, self.remote);
+    }
+
+    async fn table(self, _: Context, req: TableRequest) -> Result<TableResponse, RpcError> {
+        let table = self
+            .s
+            .tables
+            .get(req.table.as_str())
+            .ok_or_else(|| {
+                RpcError::BadRequest(format!("no table named {:?} on this node", req.table))
+            })?
+            .clone();
+        // Storage calls block: keep them off the async workers.
+        tokio::task::spawn_blocking(move || table.handle(req.op))
+            .await
+            .map_err(|e| RpcError::Table(format!("table operation panicked: {e}")))?
     }
 }
 
@@ -151,6 +175,7 @@ impl Services {
             replication_factor: layout.replication_factor,
             health: layout.health(|n| self.net.is_up(n)),
             nodes,
+            tables: self.tables.values().map(|t| t.stats()).collect(),
         }
     }
 
@@ -210,5 +235,47 @@ impl Admin for AdminServer {
     async fn layout_revert(self, _: Context) -> Result<LayoutView, RpcError> {
         self.s.layout.revert();
         Ok(self.s.layout_view())
+    }
+
+    async fn debug_kv_put(
+        self,
+        _: Context,
+        key: String,
+        value: Option<String>,
+    ) -> Result<(), RpcError> {
+        let item = KvItem::new(&key, value, now_msec(), self.s.net.id);
+        self.s
+            .kv
+            .insert(&item)
+            .await
+            .map_err(|e| RpcError::Table(e.to_string()))
+    }
+
+    async fn debug_kv_get(self, _: Context, key: String) -> Result<Option<String>, RpcError> {
+        let item = self
+            .s
+            .kv
+            .get(key.as_bytes(), &[])
+            .await
+            .map_err(|e| RpcError::Table(e.to_string()))?;
+        Ok(item.and_then(|i| i.value().map(str::to_string)))
+    }
+
+    async fn debug_kv_local(
+        self,
+        _: Context,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<Option<String>>>, RpcError> {
+        keys.iter()
+            .map(|k| {
+                let item = self
+                    .s
+                    .kv
+                    .data
+                    .get(&storage_key(k.as_bytes(), &[]))
+                    .map_err(|e| RpcError::Table(e.to_string()))?;
+                Ok(item.map(|i| i.value().map(str::to_string)))
+            })
+            .collect()
     }
 }

@@ -5,10 +5,13 @@
 //! -> `admin` (the services consoles and peers call). `node` wires them up.
 
 mod admin;
+mod db;
 mod layout;
 mod net;
 mod node;
+mod table;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +27,9 @@ use crate::admin::Services;
 use crate::layout::LayoutManager;
 use crate::net::{Net, NetConfig};
 use crate::node::StartError;
+use crate::table::data::TableData;
+use crate::table::kv::KvTable;
+use crate::table::{Table, TableConfig, TableEndpoint, TableSchema};
 
 #[derive(Parser)]
 #[command(name = "hangar-agent", version, about = "The Hangar storage daemon")]
@@ -98,9 +104,33 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     );
     let layout = LayoutManager::open(net.clone(), &config.metadata_dir, config.replication_factor)?;
     net.set_gossip(layout.clone());
+    let db: db::Db = Arc::new(
+        db::sled_engine::SledEngine::open(&config.metadata_dir.join("db"), config.tables.db_cache_bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the metadata store in {}: {e} (is another agent using this metadata_dir?)",
+                config.metadata_dir.join("db").display()
+            )
+        })?,
+    );
+    let table_cfg = TableConfig {
+        op_timeout: Duration::from_millis(config.tables.op_timeout_ms),
+        sync_interval: Duration::from_millis(config.tables.sync_interval_ms),
+        gc_delay: Duration::from_millis(config.tables.gc_delay_ms),
+    };
+    let kv = Table::new(
+        TableData::<KvTable>::open(db.clone())?,
+        net.clone(),
+        layout.clone(),
+        table_cfg,
+    );
+    kv.spawn_workers();
+    let mut tables: BTreeMap<&'static str, Arc<dyn TableEndpoint>> = BTreeMap::new();
+    tables.insert(KvTable::NAME, kv.clone());
     let services = Arc::new(Services {
         net: net.clone(),
         layout: layout.clone(),
+        tables: Arc::new(tables),
+        kv,
     });
     tokio::spawn(net.clone().serve(listener, services));
 
@@ -136,6 +166,9 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     info!("shutting down");
+    if let Err(e) = db.flush() {
+        warn!("could not flush the metadata store: {e}");
+    }
     Ok(())
 }
 

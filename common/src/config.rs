@@ -49,11 +49,57 @@ pub struct Config {
     #[serde(default = "default_ping_failures")]
     pub ping_failures_before_down: u32,
     #[serde(default)]
+    pub tables: TablesConfig,
+    #[serde(default)]
     pub s3_api: S3ApiConfig,
     #[serde(default)]
     pub s3_web: S3WebConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+}
+
+/// Metadata tables: storage and background work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TablesConfig {
+    /// Page cache of the metadata store (sled), in bytes.
+    #[serde(default = "default_db_cache")]
+    pub db_cache_bytes: u64,
+    /// Time a quorum has to answer a table read or write.
+    #[serde(default = "default_op_timeout")]
+    pub op_timeout_ms: u64,
+    /// How often every partition is compared with its other replicas
+    /// (anti-entropy); also done whenever a peer comes back.
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval_ms: u64,
+    /// How long a deletion marker (tombstone) waits before it may be
+    /// collected, once every replica holds it.
+    #[serde(default = "default_gc_delay")]
+    pub gc_delay_ms: u64,
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        TablesConfig {
+            db_cache_bytes: default_db_cache(),
+            op_timeout_ms: default_op_timeout(),
+            sync_interval_ms: default_sync_interval(),
+            gc_delay_ms: default_gc_delay(),
+        }
+    }
+}
+
+fn default_db_cache() -> u64 {
+    64 << 20
+}
+fn default_op_timeout() -> u64 {
+    10_000
+}
+fn default_sync_interval() -> u64 {
+    600_000
+}
+fn default_gc_delay() -> u64 {
+    86_400_000
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -190,6 +236,7 @@ impl Config {
             bootstrap_peers: Vec::new(),
             ping_interval_ms: default_ping_interval_ms(),
             ping_failures_before_down: default_ping_failures(),
+            tables: TablesConfig::default(),
             s3_api: S3ApiConfig::default(),
             s3_web: S3WebConfig::default(),
             admin: AdminConfig::default(),
@@ -284,6 +331,16 @@ impl Config {
         }
         if self.ping_interval_ms < 50 {
             return Err(invalid("ping_interval_ms must be at least 50".into()));
+        }
+        if self.tables.op_timeout_ms < 100 || self.tables.sync_interval_ms < 100 {
+            return Err(invalid(
+                "[tables] op_timeout_ms and sync_interval_ms must be at least 100".into(),
+            ));
+        }
+        if self.tables.db_cache_bytes < (1 << 20) {
+            return Err(invalid(
+                "[tables] db_cache_bytes must be at least 1 MiB (1048576)".into(),
+            ));
         }
         if self.ping_failures_before_down == 0 {
             return Err(invalid(

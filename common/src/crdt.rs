@@ -110,6 +110,52 @@ impl<K: Ord + Clone, V: Ord + Clone> Crdt for LwwMap<K, V> {
     }
 }
 
+/// A flag that can only be raised: merge is logical OR.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Flag(pub bool);
+
+impl Flag {
+    pub fn raise(&mut self) {
+        self.0 = true;
+    }
+}
+
+impl Crdt for Flag {
+    fn merge(&mut self, other: &Self) {
+        self.0 |= other.0;
+    }
+}
+
+/// A value that can be deleted for good: once deleted on any replica, the
+/// deletion (a tombstone) wins every merge. Values themselves merge as CRDTs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Deletable<T> {
+    Present(T),
+    Deleted,
+}
+
+impl<T> Deletable<T> {
+    pub fn is_deleted(&self) -> bool {
+        matches!(self, Deletable::Deleted)
+    }
+    pub fn as_option(&self) -> Option<&T> {
+        match self {
+            Deletable::Present(v) => Some(v),
+            Deletable::Deleted => None,
+        }
+    }
+}
+
+impl<T: Crdt + Clone> Crdt for Deletable<T> {
+    fn merge(&mut self, other: &Self) {
+        match (&mut *self, other) {
+            (Deletable::Deleted, _) => {}
+            (_, Deletable::Deleted) => *self = Deletable::Deleted,
+            (Deletable::Present(a), Deletable::Present(b)) => a.merge(b),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, for LWW timestamps.
 pub fn now_msec() -> u64 {
     std::time::SystemTime::now()
@@ -135,6 +181,10 @@ mod tests {
         proptest::collection::btree_map(0u8..4, lww(), 0..4).prop_map(|entries| LwwMap { entries })
     }
 
+    fn deletable() -> impl Strategy<Value = Deletable<LwwMap<u8, u8>>> {
+        prop_oneof![Just(Deletable::Deleted), map().prop_map(Deletable::Present)]
+    }
+
     fn merged<T: Crdt + Clone>(a: &T, b: &T) -> T {
         let mut x = a.clone();
         x.merge(b);
@@ -154,6 +204,24 @@ mod tests {
             prop_assert_eq!(merged(&a, &b), merged(&b, &a));
             prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
             prop_assert_eq!(merged(&a, &a), a);
+        }
+
+        #[test]
+        fn flag_merge_is_commutative_associative_idempotent(a: bool, b: bool, c: bool) {
+            let (a, b, c) = (Flag(a), Flag(b), Flag(c));
+            prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+            prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+            prop_assert_eq!(merged(&a, &a), a);
+        }
+
+        #[test]
+        fn deletable_merge_is_commutative_associative_idempotent(a in deletable(), b in deletable(), c in deletable()) {
+            prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+            prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+            prop_assert_eq!(merged(&a, &a), a.clone());
+            if a.is_deleted() {
+                prop_assert!(merged(&a, &b).is_deleted(), "a tombstone wins");
+            }
         }
 
         #[test]

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod crdt;
+pub mod hash;
 pub mod ids;
 pub mod layout;
 pub mod rpc;

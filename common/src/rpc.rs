@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 use crate::NodeId;
+use crate::hash::Hash;
 use crate::ids::PeerAddr;
 use crate::layout::cluster::{ApplyError, ClusterLayout, RingHealth, StagedRole};
 use crate::layout::{AssignmentReport, LayoutError, NodeRole};
@@ -33,6 +34,69 @@ pub trait Peer {
     async fn pull_layout() -> ClusterLayout;
     /// Offer a layout; the callee merges it into its own.
     async fn push_layout(layout: ClusterLayout);
+    /// An operation on one of the callee's local table replicas.
+    async fn table(req: TableRequest) -> Result<TableResponse, RpcError>;
+}
+
+/// An operation on a node's local replica of a table. Items travel as
+/// their MessagePack encoding: this layer does not know item types.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRequest {
+    pub table: String,
+    pub op: TableOp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TableOp {
+    /// Merge these items into the local replica.
+    Update(Vec<Vec<u8>>),
+    /// One item by its storage key (partition key hash + sort key).
+    Get(Vec<u8>),
+    /// Items whose storage key starts with `prefix` and is greater than
+    /// `after` (when given), in order, at most `limit`.
+    Range {
+        prefix: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    },
+    /// The root hash of each of the 256 partitions' Merkle trees.
+    MerkleRoots,
+    /// One Merkle tree node, by its key.
+    MerkleNode(Vec<u8>),
+    /// Delete each item whose encoding still hashes to the given value
+    /// (garbage collection of tombstones every replica holds).
+    DeleteIfEqual(Vec<(Vec<u8>, Hash)>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TableResponse {
+    Ok,
+    Item(Option<Vec<u8>>),
+    Items(Vec<Vec<u8>>),
+    Roots(Vec<Hash>),
+    /// An encoded Merkle node (empty for no node).
+    Node(Vec<u8>),
+}
+
+/// Counters of one table on one node, for status displays.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStats {
+    pub table: String,
+    /// Items stored on this node, tombstones included.
+    pub items: u64,
+    /// Item changes not yet reflected in the Merkle trees.
+    pub merkle_queue: u64,
+    /// Tombstones waiting to be collected.
+    pub gc_queue: u64,
+    /// Partitions this node holds for which a full sync with every other
+    /// replica has completed, and how many it holds.
+    pub partitions_synced: usize,
+    pub partitions_held: usize,
+    /// Unix milliseconds of the oldest "last full sync" among held
+    /// partitions (None if some partition was never synced).
+    pub oldest_sync_ms: Option<u64>,
+    /// Items pushed to other replicas by anti-entropy since start.
+    pub items_pushed: u64,
 }
 
 /// Console-to-node service.
@@ -50,6 +114,13 @@ pub trait Admin {
     async fn layout_apply(version: u64) -> Result<AssignmentReport, RpcError>;
     /// Drop every staged change.
     async fn layout_revert() -> Result<LayoutView, RpcError>;
+    /// Diagnostics table `debug_kv`: quorum write (`None` deletes).
+    async fn debug_kv_put(key: String, value: Option<String>) -> Result<(), RpcError>;
+    /// Diagnostics table `debug_kv`: quorum read.
+    async fn debug_kv_get(key: String) -> Result<Option<String>, RpcError>;
+    /// Diagnostics table `debug_kv`: what this node's local replica holds
+    /// for each key (None: nothing; Some(None): a tombstone).
+    async fn debug_kv_local(keys: Vec<String>) -> Result<Vec<Option<Option<String>>>, RpcError>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +172,9 @@ pub struct ClusterStatus {
     pub replication_factor: usize,
     pub health: RingHealth,
     pub nodes: Vec<NodeStatus>,
+    /// The answering node's metadata tables.
+    #[serde(default)]
+    pub tables: Vec<TableStats>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,6 +196,8 @@ pub enum RpcError {
     BadRequest(String),
     #[error("internal error on node {node}: {message}")]
     Internal { node: String, message: String },
+    #[error("{0}")]
+    Table(String),
 }
 
 /// A tarpc transport over a secure channel.

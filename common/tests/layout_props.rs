@@ -227,6 +227,25 @@ fn least_moves(before: &AssignmentReport, after: &AssignmentReport) -> usize {
         .sum()
 }
 
+/// Replicas that must change zone: the sum over zones of how much each
+/// zone's total grows. A zone gaining a replica of partition `p` makes
+/// another zone give up its replica of `p`, and that replica need not be
+/// one of those its nodes' new counts shed, which costs a swap inside that
+/// zone: so each can cost one move beyond `least_moves`.
+fn zone_gains(before: (&Roles, &AssignmentReport), after: (&Roles, &AssignmentReport)) -> usize {
+    let totals = |(roles, report): (&Roles, &AssignmentReport)| {
+        let mut totals: BTreeMap<String, usize> = BTreeMap::new();
+        for (id, &n) in &report.partitions_per_node {
+            *totals.entry(roles[id].zone.clone()).or_default() += n;
+        }
+        totals
+    };
+    let (old, new) = (totals(before), totals(after));
+    new.iter()
+        .map(|(zone, &t)| t.saturating_sub(old.get(zone).copied().unwrap_or(0)))
+        .sum()
+}
+
 fn pairs(report: &AssignmentReport) -> BTreeSet<(usize, NodeId)> {
     report
         .assignment
@@ -237,7 +256,7 @@ fn pairs(report: &AssignmentReport) -> BTreeSet<(usize, NodeId)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Properties 1-4 on a first layout, and the error when there are too
     /// few storage nodes.
@@ -267,47 +286,74 @@ proptest! {
         prop_assert_eq!(&stable.partitions_per_node, &report.partitions_per_node);
     }
 
-    /// 5. Adding a storage node moves at most 1.5 times the replicas its
-    /// new counts force to move, and the new node gets its share.
+    /// 5. Adding a storage node moves few replicas, and the new node gets
+    /// its share.
+    ///
+    /// The issue asks for at most 1.5 times `least_moves`. That is not
+    /// always possible: in a case proptest found (rf 3, four zones, 21
+    /// nodes), the new node's share is one partition, so one node of another
+    /// zone must shed one; every partition that node holds already has a
+    /// replica in the new node's zone, so a partition must swap inside the
+    /// donor zone first: 2 moves, `least_moves` 1. Each replica that must
+    /// change zone (see `zone_gains`) can cost such a swap, so the test
+    /// accepts either bound.
     #[test]
     fn adding_a_node_moves_little(case in case()) {
-        let Case { mut roles, rf, spare, added: (zone, capacity), .. } = case;
+        let Case { roles, rf, spare, added: (zone, capacity), .. } = case;
         prop_assume!(storage(&roles).len() >= rf);
         let before = compute(&roles, rf, None).expect("enough storage nodes");
-        roles.insert(spare, NodeRole { zone: zone_name(zone), capacity: Some(capacity) });
-        let after = compute(&roles, rf, Some(&before.assignment)).expect("more nodes");
-        assert_valid(&roles, rf, &after)?;
-        assert_proportional(&roles, rf, &after)?;
+        let mut grown = roles.clone();
+        grown.insert(spare, NodeRole { zone: zone_name(zone), capacity: Some(capacity) });
+        let after = compute(&grown, rf, Some(&before.assignment)).expect("more nodes");
+        assert_valid(&grown, rf, &after)?;
+        assert_proportional(&grown, rf, &after)?;
+        prop_assert_eq!(after.moves_per_node[&spare].incoming, after.partitions_per_node[&spare]);
         let least = least_moves(&before, &after);
+        let rezoned = zone_gains((&roles, &before), (&grown, &after));
         prop_assert!(after.moves >= least);
         prop_assert!(
-            2 * after.moves <= 3 * least,
-            "{} moves where {} are forced",
+            2 * after.moves <= 3 * least || after.moves <= least + rezoned,
+            "{} moves where {} are forced and {} replicas change zone",
             after.moves,
-            least
+            least,
+            rezoned
         );
-        prop_assert_eq!(after.moves_per_node[&spare].incoming, after.partitions_per_node[&spare]);
     }
 
     /// 6. Removing a storage node (or making it a gateway) moves its
     /// replicas, and only what the new counts force besides.
+    ///
+    /// The issue's condition for "moves == the removed node's replicas"
+    /// (its zone keeps nodes, zone bounds unchanged) is not enough: in a
+    /// case proptest found (rf 2, zones of 12, 2 and 7 nodes), the third
+    /// zone's total reaches 256 after the removal, so it must now hold every
+    /// partition; the 5 it lacked each drop a replica elsewhere, and the
+    /// layout moves 20 replicas where the removed node held 15. What holds:
+    /// * with rf 1, or when every zone holds each partition at most once
+    ///   and no zone's total changes, exactly `least_moves` (each gainer
+    ///   takes replicas shed in its own zone, which it cannot hold yet), so
+    ///   every node whose count did not drop keeps all it held;
+    /// * when every zone holds each partition at most once, at most one
+    ///   extra move per replica that changes zone (as in property 5);
+    /// * with fewer zones than rf, a zone holds several replicas of some
+    ///   partitions and a freed replica may have no taker that lacks it
+    ///   without swaps; over 4000 random removals never needed more than
+    ///   twice `least_moves`, which is asserted as a regression bound.
     #[test]
     fn removing_a_node_moves_its_replicas(case in case()) {
-        let Case { mut roles, rf, victim, victim_becomes_gateway, .. } = case;
+        let Case { roles, rf, victim, victim_becomes_gateway, .. } = case;
         let nodes = storage(&roles);
         let count = nodes.len();
         prop_assume!(count >= rf);
         let before = compute(&roles, rf, None).expect("enough storage nodes");
         let (gone, gone_zone, _) = nodes[victim.index(count)];
-        let gone_zone = gone_zone.to_string();
-        let old_sizes: BTreeMap<String, usize> =
-            zone_sizes(&roles).into_iter().map(|(z, n)| (z.to_string(), n)).collect();
+        let mut shrunk = roles.clone();
         if victim_becomes_gateway {
-            roles.insert(gone, NodeRole { zone: gone_zone.clone(), capacity: None });
+            shrunk.insert(gone, NodeRole { zone: gone_zone.to_string(), capacity: None });
         } else {
-            roles.remove(&gone);
+            shrunk.remove(&gone);
         }
-        let after = compute(&roles, rf, Some(&before.assignment));
+        let after = compute(&shrunk, rf, Some(&before.assignment));
         if count == rf {
             prop_assert!(
                 matches!(after, Err(LayoutError::NotEnoughNodes { missing: 1, .. })),
@@ -317,82 +363,64 @@ proptest! {
             return Ok(());
         }
         let after = after.expect("enough storage nodes remain");
-        assert_valid(&roles, rf, &after)?;
-        assert_proportional(&roles, rf, &after)?;
+        assert_valid(&shrunk, rf, &after)?;
+        assert_proportional(&shrunk, rf, &after)?;
         let held = before.partitions_per_node[&gone];
-        prop_assert_eq!(after.moves_per_node[&gone].outgoing, held);
-        prop_assert!(after.moves >= least_moves(&before, &after));
+        let outgoing = after.moves_per_node.get(&gone).map_or(0, |m| m.outgoing);
+        prop_assert_eq!(outgoing, held);
+        let least = least_moves(&before, &after);
+        prop_assert!(after.moves >= least && least >= held);
 
-        let new_sizes = zone_sizes(&roles);
-        let zones_same = new_sizes.len() == old_sizes.len();
-        let bounds_same = zones_same
-            && new_sizes.get(gone_zone.as_str()).is_some_and(|&members| {
-                zone_bounds(rf, new_sizes.len(), members)
-                    == zone_bounds(rf, old_sizes.len(), old_sizes[&gone_zone])
-            });
-        if bounds_same {
+        let zones = zone_sizes(&shrunk).len();
+        let once_per_zone = zones >= rf && zones == zone_sizes(&roles).len();
+        let rezoned = zone_gains((&roles, &before), (&shrunk, &after));
+        if rf == 1 || (once_per_zone && rezoned == 0) {
+            prop_assert_eq!(after.moves, least);
             let kept = pairs(&after);
+            let mut dropped = false;
             for (p, id) in pairs(&before) {
-                if id != gone && after.partitions_per_node[&id] >= before.partitions_per_node[&id] {
+                if id == gone {
+                    continue;
+                }
+                if after.partitions_per_node[&id] >= before.partitions_per_node[&id] {
                     prop_assert!(kept.contains(&(p, id)), "node {:?} lost partition {}", id, p);
+                } else {
+                    dropped = true;
                 }
             }
-            prop_assert_eq!(after.moves, least_moves(&before, &after));
+            if !dropped {
+                prop_assert_eq!(after.moves, held);
+            }
+        } else if once_per_zone {
+            prop_assert!(
+                after.moves <= least + rezoned,
+                "{} moves where {} are forced and {} replicas change zone",
+                after.moves,
+                least,
+                rezoned
+            );
+        } else {
+            prop_assert!(after.moves <= 2 * least, "{} moves where {} are forced", after.moves, least);
         }
     }
-}
 
-#[test]
-#[ignore]
-fn stats() {
-    use proptest::strategy::ValueTree;
-    use proptest::test_runner::TestRunner;
-    let mut runner = TestRunner::deterministic();
-    let strat = case();
-    let n: usize = std::env::var("N").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
-    let zt = |roles: &Roles, r: &AssignmentReport| {
-        let mut m: BTreeMap<String, usize> = BTreeMap::new();
-        for (id, role) in roles { if role.capacity.is_some() { *m.entry(role.zone.clone()).or_default() += r.partitions_per_node[id]; } }
-        m
-    };
-    let gain = |a: &BTreeMap<String, usize>, b: &BTreeMap<String, usize>| -> usize {
-        b.iter().map(|(z, &t)| t.saturating_sub(a.get(z).copied().unwrap_or(0))).sum()
-    };
-    let (mut h_add, mut h_rm, mut r15_add, mut r15_rm, mut cnt_add, mut cnt_rm) = (0, 0, 0, 0, 0, 0);
-    let mut worst_slack_add = 0i64; let mut worst_slack_rm = 0i64;
-    let mut t_max = std::time::Duration::ZERO; let mut t_sum = std::time::Duration::ZERO; let mut t_n = 0u32;
-    for _ in 0..n {
-        let c = strat.new_tree(&mut runner).unwrap().current();
-        let nodes = storage(&c.roles);
-        if nodes.len() < c.rf { continue; }
-        let before = compute(&c.roles, c.rf, None).unwrap();
-        let zb = zt(&c.roles, &before);
-        let mut roles = c.roles.clone();
-        roles.insert(c.spare, NodeRole { zone: zone_name(c.added.0), capacity: Some(c.added.1) });
-        let t0 = std::time::Instant::now();
-        let after = compute(&roles, c.rf, Some(&before.assignment)).unwrap();
-        let dt = t0.elapsed();
-        if nodes.len() >= 29 { t_max = t_max.max(dt); t_sum += dt; t_n += 1; }
-        let least = least_moves(&before, &after);
-        let d = gain(&zb, &zt(&roles, &after));
-        cnt_add += 1;
-        if after.moves > least + d { h_add += 1; }
-        if 2 * after.moves > 3 * least { r15_add += 1; }
-        worst_slack_add = worst_slack_add.max(after.moves as i64 - least as i64 - d as i64);
-        if nodes.len() > c.rf {
-            let (gone, _, _) = nodes[c.victim.index(nodes.len())];
-            let mut roles = c.roles.clone();
-            roles.remove(&gone);
-            let after = compute(&roles, c.rf, Some(&before.assignment)).unwrap();
-            let least = least_moves(&before, &after);
-            let d = gain(&zb, &zt(&roles, &after));
-            cnt_rm += 1;
-            if after.moves > least + d { h_rm += 1; eprintln!("RM H fail rf {} moves {} least {} d {}", c.rf, after.moves, least, d); }
-            if 2 * after.moves > 3 * least { r15_rm += 1; }
-            worst_slack_rm = worst_slack_rm.max(after.moves as i64 - least as i64 - d as i64);
+    /// Too few storage nodes for the replication factor is an error that
+    /// says how many are missing; gateways do not count.
+    #[test]
+    fn too_few_storage_nodes_is_an_error(
+        storage_nodes in 0usize..3,
+        gateways in 0usize..4,
+        extra in 1usize..=3,
+    ) {
+        let mut roles = Roles::new();
+        for k in 0..storage_nodes + gateways {
+            let capacity = (k < storage_nodes).then_some(1000 * GB);
+            roles.insert(NodeId([k as u8; 32]), NodeRole { zone: zone_name(k % 2), capacity });
         }
+        let rf = storage_nodes + extra;
+        prop_assert_eq!(
+            compute(&roles, rf, None),
+            Err(LayoutError::NotEnoughNodes { rf, storage: storage_nodes, missing: extra })
+        );
     }
-    eprintln!("add: n {cnt_add} H-viol {h_add} 1.5-viol {r15_add} worst moves-least-D {worst_slack_add}");
-    eprintln!("rm: n {cnt_rm} H-viol {h_rm} 1.5-viol {r15_rm} worst moves-least-D {worst_slack_rm}");
-    eprintln!("30-node add compute: max {t_max:?} mean {:?}", t_sum / t_n.max(1));
 }

@@ -28,7 +28,8 @@ pub struct LayoutManager {
     id: NodeId,
     net: Arc<Net>,
     path: PathBuf,
-    layout: RwLock<ClusterLayout>,
+    /// Copy-on-write: readers take a cheap snapshot of the whole layout.
+    layout: RwLock<Arc<ClusterLayout>>,
 }
 
 impl LayoutManager {
@@ -69,11 +70,16 @@ impl LayoutManager {
             id: net.id,
             net,
             path,
-            layout: RwLock::new(layout),
+            layout: RwLock::new(Arc::new(layout)),
         }))
     }
 
     pub fn current(&self) -> ClusterLayout {
+        (*self.snapshot()).clone()
+    }
+
+    /// The current layout, without copying it.
+    pub fn snapshot(&self) -> Arc<ClusterLayout> {
         self.layout
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -94,14 +100,16 @@ impl LayoutManager {
     /// Change the layout with `f`; persist and push it if it changed.
     fn update<T>(self: &Arc<Self>, f: impl FnOnce(&mut ClusterLayout) -> T) -> T {
         let (out, changed, snapshot) = {
-            let mut l = self.layout.write().unwrap_or_else(|p| p.into_inner());
+            let mut guard = self.layout.write().unwrap_or_else(|p| p.into_inner());
+            let mut l = (**guard).clone();
             let before = l.digest();
             let out = f(&mut l);
             let changed = l.digest() != before;
             if changed {
                 self.save(&l);
+                *guard = Arc::new(l.clone());
             }
-            (out, changed, l.clone())
+            (out, changed, l)
         };
         if changed {
             self.push_to_all(snapshot);
@@ -122,12 +130,12 @@ impl LayoutManager {
 
     /// Merge a layout received from a peer.
     pub fn merge_from(self: &Arc<Self>, other: &ClusterLayout, from: NodeId) {
-        if other.replication_factor != self.current().replication_factor {
+        if other.replication_factor != self.snapshot().replication_factor {
             warn!(
                 "ignoring layout from {}: it uses replication factor {}, this node {}",
                 from.short(),
                 other.replication_factor,
-                self.current().replication_factor
+                self.snapshot().replication_factor
             );
             return;
         }
@@ -188,7 +196,7 @@ impl crate::net::Gossip for LayoutManager {
     }
 
     fn on_pong(self: Arc<Self>, peer: NodeId, client: PeerClient, resp: PingResponse) {
-        if resp.layout_digest == self.current().digest() {
+        if resp.layout_digest == self.snapshot().digest() {
             return;
         }
         let me = self;

@@ -87,6 +87,8 @@ pub struct Net {
     gossip: Mutex<Option<Arc<dyn Gossip>>>,
     /// Rate limit for "refused connection" log lines, per remote IP.
     refused_log: Mutex<BTreeMap<std::net::IpAddr, Instant>>,
+    /// Announces peers coming up (first contact or back from down).
+    up_events: tokio::sync::broadcast::Sender<NodeId>,
 }
 
 impl Net {
@@ -99,6 +101,7 @@ impl Net {
             peers: Mutex::new(BTreeMap::new()),
             gossip: Mutex::new(None),
             refused_log: Mutex::new(BTreeMap::new()),
+            up_events: tokio::sync::broadcast::channel(64).0,
         });
         for p in net.load_peers() {
             net.learn(p.id, Some(p.addr));
@@ -323,6 +326,7 @@ impl Net {
             let i = &mut slot.info;
             if !i.up {
                 info!("peer {} is up", id.short());
+                let _ = self.up_events.send(id);
             }
             i.up = true;
             i.failures = 0;
@@ -365,6 +369,16 @@ impl Net {
             .iter()
             .map(|(k, v)| (*k, v.info.clone()))
             .collect()
+    }
+
+    /// Be told of every peer that comes up from now on.
+    pub fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId> {
+        self.up_events.subscribe()
+    }
+
+    /// The RPC client of a peer, if connected.
+    pub fn client(&self, id: &NodeId) -> Option<PeerClient> {
+        lock(&self.peers).get(id).and_then(|s| s.client.clone())
     }
 
     pub fn is_up(&self, id: &NodeId) -> bool {

@@ -350,7 +350,10 @@ impl Targets {
             let extra = (max - min).min(spare);
             spare -= extra;
             let mut ups = min + extra - members.iter().map(|&i| lo[i]).sum::<usize>();
-            for &i in candidates.iter().filter(|&&i| cluster.zone_of[i] == z && up[i]) {
+            for &i in candidates
+                .iter()
+                .filter(|&&i| cluster.zone_of[i] == z && up[i])
+            {
                 if ups > 0 {
                     witness[i] += 1;
                     ups -= 1;
@@ -414,7 +417,10 @@ fn water_fill(caps: &[f64], total: f64) -> (Vec<f64>, Vec<bool>) {
     loop {
         let n_capped = capped.iter().filter(|&&c| c).count();
         let rest = total - pf * n_capped as f64;
-        let free: f64 = (0..caps.len()).filter(|&k| !capped[k]).map(|k| caps[k]).sum();
+        let free: f64 = (0..caps.len())
+            .filter(|&k| !capped[k])
+            .map(|k| caps[k])
+            .sum();
         if free <= 0.0 {
             break;
         }
@@ -429,13 +435,7 @@ fn water_fill(caps: &[f64], total: f64) -> (Vec<f64>, Vec<bool>) {
         }
         if !changed {
             let shares = (0..caps.len())
-                .map(|k| {
-                    if capped[k] {
-                        pf
-                    } else {
-                        rest * caps[k] / free
-                    }
-                })
+                .map(|k| if capped[k] { pf } else { rest * caps[k] / free })
                 .collect();
             return (shares, over);
         }
@@ -473,7 +473,7 @@ fn place(cluster: &Cluster, rf: usize, targets: &Targets, prev: &Previous) -> Ve
     }
     for p in 0..P {
         for (z, members) in cluster.members.iter().enumerate() {
-            g.add_edge(part(p), pair(p, z), 1, -big);
+            g.add_edge(part(p), pair(p, z), 1, 0);
             if rf > 1 {
                 g.add_edge(part(p), pair(p, z), rf as i64 - 1, 0);
             }
@@ -549,9 +549,8 @@ fn check(cluster: &Cluster, rf: usize, targets: &Targets, placed: &[Vec<usize>])
             got[i] += 1;
         }
     }
-    let counts_ok = (0..cluster.len()).all(|i| {
-        got[i] == targets.lo[i] || (targets.up[i] && got[i] == targets.hi[i])
-    });
+    let counts_ok = (0..cluster.len())
+        .all(|i| got[i] == targets.lo[i] || (targets.up[i] && got[i] == targets.hi[i]));
     placed.len() == P && counts_ok
 }
 

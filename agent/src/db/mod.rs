@@ -1,0 +1,234 @@
+//! The storage-engine boundary: a small, synchronous, ordered key-value
+//! interface that the tables use, with sled as the embedded engine and an
+//! in-memory engine for unit tests.
+//!
+//! Tables never see an engine's types. An engine holds named trees (opened
+//! once, then addressed by [`TreeId`]), each an ordered map of byte strings,
+//! with point reads and writes, bounded range scans, and atomic transactions
+//! over several trees. Range scans return at most `limit` entries and the
+//! caller pages: no iterator borrows the engine, so an engine is free to
+//! implement scans however suits it. Transactions must not iterate (sled's
+//! cannot), only get, insert and remove; the closure may be run more than
+//! once if the engine retries on conflict.
+//!
+//! `conformance` runs one suite against every engine.
+
+#[cfg(test)]
+pub mod mem;
+pub mod sled_engine;
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// A tree opened on an engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TreeId(pub usize);
+
+/// A storage failure, with the engine's explanation.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DbError {
+    #[error("metadata storage error: {0}")]
+    Engine(String),
+    #[error("metadata transaction aborted: {0}")]
+    Aborted(String),
+    #[error("unknown tree {0:?}")]
+    NoTree(TreeId),
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Why a transaction closure stops: it either aborts on purpose (rolled
+/// back, error returned) or hits a storage error.
+pub type TxResult<T> = Result<T, DbError>;
+
+/// Operations allowed inside a transaction.
+pub trait Tx {
+    fn get(&mut self, tree: TreeId, key: &[u8]) -> TxResult<Option<Vec<u8>>>;
+    fn insert(&mut self, tree: TreeId, key: &[u8], value: &[u8]) -> TxResult<()>;
+    fn remove(&mut self, tree: TreeId, key: &[u8]) -> TxResult<()>;
+}
+
+/// An embedded ordered key-value engine.
+// Point writes are part of the interface every engine offers; today's
+// tables write through transactions only.
+#[allow(dead_code)]
+pub trait Engine: Send + Sync + 'static {
+    /// Open (creating if needed) the tree called `name`.
+    fn open_tree(&self, name: &str) -> DbResult<TreeId>;
+    fn get(&self, tree: TreeId, key: &[u8]) -> DbResult<Option<Vec<u8>>>;
+    fn insert(&self, tree: TreeId, key: &[u8], value: &[u8]) -> DbResult<()>;
+    fn remove(&self, tree: TreeId, key: &[u8]) -> DbResult<()>;
+    /// Up to `limit` entries with keys in `(start, end)`, in key order (or
+    /// reverse order).
+    fn range(
+        &self,
+        tree: TreeId,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> DbResult<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Run `f` atomically: all its writes happen, or none.
+    fn transaction(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> DbResult<()>;
+    /// Make every acknowledged write durable.
+    fn flush(&self) -> DbResult<()>;
+    /// Name of the engine, for status output.
+    fn name(&self) -> &'static str;
+}
+
+/// A shared handle on an engine.
+pub type Db = Arc<dyn Engine>;
+
+/// Bounds that select every key starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod conformance {
+    //! One suite, every engine.
+    use super::*;
+
+    fn engines() -> Vec<(Db, Option<tempfile::TempDir>)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sled = sled_engine::SledEngine::open(dir.path(), 16 << 20).expect("open sled");
+        vec![
+            (Arc::new(mem::MemEngine::default()), None),
+            (Arc::new(sled), Some(dir)),
+        ]
+    }
+
+    #[test]
+    fn point_operations_read_back_what_was_written() {
+        for (db, _dir) in engines() {
+            let t = db.open_tree("t").unwrap();
+            let u = db.open_tree("u").unwrap();
+            assert_eq!(
+                db.open_tree("t").unwrap(),
+                t,
+                "{}: reopening gives the same tree",
+                db.name()
+            );
+            db.insert(t, b"k", b"v1").unwrap();
+            db.insert(t, b"k", b"v2").unwrap();
+            assert_eq!(
+                db.get(t, b"k").unwrap(),
+                Some(b"v2".to_vec()),
+                "{}",
+                db.name()
+            );
+            assert_eq!(
+                db.get(u, b"k").unwrap(),
+                None,
+                "{}: trees are separate",
+                db.name()
+            );
+            db.remove(t, b"k").unwrap();
+            assert_eq!(db.get(t, b"k").unwrap(), None, "{}", db.name());
+            db.remove(t, b"absent").unwrap();
+        }
+    }
+
+    #[test]
+    fn ranges_respect_bounds_order_and_limit() {
+        for (db, _dir) in engines() {
+            let t = db.open_tree("t").unwrap();
+            for k in [b"a", b"b", b"c", b"d"] {
+                db.insert(t, k, k).unwrap();
+            }
+            let keys =
+                |v: Vec<(Vec<u8>, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+            let all = db
+                .range(t, Bound::Unbounded, Bound::Unbounded, false, 10)
+                .unwrap();
+            assert_eq!(
+                keys(all),
+                vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+            );
+            let mid = db
+                .range(t, Bound::Excluded(b"a"), Bound::Included(b"c"), false, 10)
+                .unwrap();
+            assert_eq!(
+                keys(mid),
+                vec![b"b".to_vec(), b"c".to_vec()],
+                "{}",
+                db.name()
+            );
+            let rev = db
+                .range(t, Bound::Unbounded, Bound::Excluded(b"d"), true, 2)
+                .unwrap();
+            assert_eq!(
+                keys(rev),
+                vec![b"c".to_vec(), b"b".to_vec()],
+                "{}",
+                db.name()
+            );
+        }
+    }
+
+    #[test]
+    fn transactions_are_atomic_across_trees() {
+        for (db, _dir) in engines() {
+            let t = db.open_tree("t").unwrap();
+            let u = db.open_tree("u").unwrap();
+            db.transaction(&mut |tx| {
+                tx.insert(t, b"x", b"1")?;
+                tx.insert(u, b"y", b"2")?;
+                assert_eq!(
+                    tx.get(t, b"x")?,
+                    Some(b"1".to_vec()),
+                    "reads see the transaction's writes"
+                );
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(db.get(u, b"y").unwrap(), Some(b"2".to_vec()));
+            let res = db.transaction(&mut |tx| {
+                tx.insert(t, b"z", b"3")?;
+                tx.remove(u, b"y")?;
+                Err(DbError::Aborted("on purpose".into()))
+            });
+            assert!(matches!(res, Err(DbError::Aborted(_))), "{}", db.name());
+            assert_eq!(
+                db.get(t, b"z").unwrap(),
+                None,
+                "{}: aborted writes vanish",
+                db.name()
+            );
+            assert_eq!(
+                db.get(u, b"y").unwrap(),
+                Some(b"2".to_vec()),
+                "{}",
+                db.name()
+            );
+        }
+    }
+
+    #[test]
+    fn sled_data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled_engine::SledEngine::open(dir.path(), 16 << 20).unwrap();
+            let t = db.open_tree("t").unwrap();
+            db.insert(t, b"k", b"v").unwrap();
+            db.flush().unwrap();
+        }
+        let db = sled_engine::SledEngine::open(dir.path(), 16 << 20).unwrap();
+        let t = db.open_tree("t").unwrap();
+        assert_eq!(db.get(t, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn prefix_end_bounds_a_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! The sled engine (sled 0.34, pinned): the only file that names sled.
+//!
+//! sled's weak spots shape this adapter: its default page cache is 1 GiB,
+//! far too much for a Raspberry Pi, so the cache size is always explicit;
+//! its `len()` walks the tree, so callers keep counters instead; its
+//! transactions cannot iterate, which the [`Tx`] trait does not offer.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::RwLock;
+
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+
+use super::{DbError, DbResult, Engine, TreeId, Tx, TxResult};
+
+pub struct SledEngine {
+    db: sled::Db,
+    trees: RwLock<Vec<(String, sled::Tree)>>,
+}
+
+fn err(e: sled::Error) -> DbError {
+    DbError::Engine(e.to_string())
+}
+
+impl SledEngine {
+    /// Open (or create) the database in `dir` with a page cache of
+    /// `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> DbResult<SledEngine> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(err)?;
+        Ok(SledEngine {
+            db,
+            trees: RwLock::new(Vec::new()),
+        })
+    }
+
+    fn tree(&self, t: TreeId) -> DbResult<sled::Tree> {
+        let trees = self.trees.read().unwrap_or_else(|p| p.into_inner());
+        trees
+            .get(t.0)
+            .map(|(_, tr)| tr.clone())
+            .ok_or(DbError::NoTree(t))
+    }
+}
+
+impl Engine for SledEngine {
+    fn open_tree(&self, name: &str) -> DbResult<TreeId> {
+        let mut trees = self.trees.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(pos) = trees.iter().position(|(n, _)| n == name) {
+            return Ok(TreeId(pos));
+        }
+        let tree = self.db.open_tree(name).map_err(err)?;
+        trees.push((name.to_string(), tree));
+        Ok(TreeId(trees.len() - 1))
+    }
+
+    fn get(&self, t: TreeId, key: &[u8]) -> DbResult<Option<Vec<u8>>> {
+        Ok(self.tree(t)?.get(key).map_err(err)?.map(|v| v.to_vec()))
+    }
+
+    fn insert(&self, t: TreeId, key: &[u8], value: &[u8]) -> DbResult<()> {
+        self.tree(t)?.insert(key, value).map_err(err)?;
+        Ok(())
+    }
+
+    fn remove(&self, t: TreeId, key: &[u8]) -> DbResult<()> {
+        self.tree(t)?.remove(key).map_err(err)?;
+        Ok(())
+    }
+
+    fn range(
+        &self,
+        t: TreeId,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> DbResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let tree = self.tree(t)?;
+        let own = |b: Bound<&[u8]>| match b {
+            Bound::Included(k) => Bound::Included(k.to_vec()),
+            Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let range = tree.range::<Vec<u8>, _>((own(start), own(end)));
+        let mut out = Vec::new();
+        let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| -> DbResult<bool> {
+            let (k, v) = item.map_err(err)?;
+            out.push((k.to_vec(), v.to_vec()));
+            Ok(out.len() < limit)
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        if reverse {
+            for item in range.rev() {
+                if !push(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in range {
+                if !push(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn transaction(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> DbResult<()> {
+        use sled::Transactional;
+        let trees: Vec<sled::Tree> = self
+            .trees
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, t)| t.clone())
+            .collect();
+        // sled wants an `Fn` (it may retry); the closure runs on this thread
+        // only, one attempt at a time, so a RefCell is enough.
+        let f = std::cell::RefCell::new(f);
+        let res = trees[..].transaction(|views: &Vec<TransactionalTree>| {
+            let mut tx = SledTx {
+                views,
+                conflict: None,
+            };
+            let outcome = (f.borrow_mut())(&mut tx);
+            match outcome {
+                Ok(()) => Ok(()),
+                Err(e) => match tx.conflict.take() {
+                    // Let sled retry, or report its storage error.
+                    Some(u) => Err(ConflictableTransactionError::from(u)),
+                    None => Err(ConflictableTransactionError::Abort(e)),
+                },
+            }
+        });
+        match res {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(err(e)),
+        }
+    }
+
+    fn flush(&self) -> DbResult<()> {
+        self.db.flush().map_err(err)?;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "sled"
+    }
+}
+
+struct SledTx<'a> {
+    views: &'a Vec<TransactionalTree>,
+    /// A conflict or storage error sled reported, to hand back to sled.
+    conflict: Option<UnabortableTransactionError>,
+}
+
+impl SledTx<'_> {
+    fn view(&self, t: TreeId) -> TxResult<&TransactionalTree> {
+        self.views.get(t.0).ok_or(DbError::NoTree(t))
+    }
+
+    fn fail(&mut self, e: UnabortableTransactionError) -> DbError {
+        let msg = e.to_string();
+        self.conflict = Some(e);
+        DbError::Engine(msg)
+    }
+}
+
+impl Tx for SledTx<'_> {
+    fn get(&mut self, t: TreeId, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
+        match self.view(t)?.get(key) {
+            Ok(v) => Ok(v.map(|v| v.to_vec())),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn insert(&mut self, t: TreeId, key: &[u8], value: &[u8]) -> TxResult<()> {
+        match self.view(t)?.insert(key, value) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn remove(&mut self, t: TreeId, key: &[u8]) -> TxResult<()> {
+        match self.view(t)?.remove(key) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! One table's local replica: items, the Merkle work queue, the tombstone
+//! queue and counters, all changed together in one storage transaction so
+//! they never disagree after a crash.
+//!
+//! Trees, for a table called `t`:
+//! - `t:items`: storage key -> item (MessagePack, named fields);
+//! - `t:merkle_todo`: storage key -> hash of the item's new encoding (empty
+//!   when the item was removed), consumed by the Merkle updater;
+//! - `t:gc_todo`: storage key -> [`GcTodo`] for tombstones;
+//! - `t:counters`: counter name -> u64 (big endian). sled's `len()` walks a
+//!   tree, so counts are kept here instead.
+//!
+//! The storage key of an item is `hash(partition key) ++ sort key`: its
+//! first byte is the partition, and all items of one partition key are
+//! contiguous, ordered by sort key.
+
+use std::marker::PhantomData;
+
+use hangar_common::crdt::{Crdt, now_msec};
+use hangar_common::hash::Hash;
+use serde::{Deserialize, Serialize};
+
+use super::TableSchema;
+use super::merkle::MerkleTree;
+use crate::db::{Db, DbError, DbResult, TreeId, Tx, TxResult};
+
+const C_ITEMS: &[u8] = b"items";
+const C_MERKLE: &[u8] = b"merkle_todo";
+const C_GC: &[u8] = b"gc_todo";
+
+/// A tombstone waiting for collection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcTodo {
+    /// Hash of the tombstone's encoding when it was queued.
+    pub value_hash: Hash,
+    /// When it was queued (Unix ms): collection waits a grace delay.
+    pub since_ms: u64,
+}
+
+/// Why a table operation failed locally.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("table {table}: cannot decode an item: {reason}")]
+    Decode { table: &'static str, reason: String },
+    #[error("table {table}: cannot encode an item: {reason}")]
+    Encode { table: &'static str, reason: String },
+}
+
+pub struct TableData<S: TableSchema> {
+    pub db: Db,
+    pub items: TreeId,
+    pub merkle_todo: TreeId,
+    pub gc_todo: TreeId,
+    counters: TreeId,
+    pub merkle: MerkleTree,
+    _schema: PhantomData<S>,
+}
+
+/// The storage key of an item.
+pub fn storage_key(partition_key: &[u8], sort_key: &[u8]) -> Vec<u8> {
+    let mut k = Hash::of(partition_key).0.to_vec();
+    k.extend_from_slice(sort_key);
+    k
+}
+
+fn add_counter(tx: &mut dyn Tx, tree: TreeId, name: &[u8], delta: i64) -> TxResult<()> {
+    let cur = read_u64(tx.get(tree, name)?);
+    let next = (cur as i64).saturating_add(delta).max(0) as u64;
+    tx.insert(tree, name, &next.to_be_bytes())
+}
+
+fn read_u64(v: Option<Vec<u8>>) -> u64 {
+    v.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+impl<S: TableSchema> TableData<S> {
+    pub fn open(db: Db) -> DbResult<Self> {
+        let name = S::NAME;
+        Ok(TableData {
+            items: db.open_tree(&format!("{name}:items"))?,
+            merkle_todo: db.open_tree(&format!("{name}:merkle_todo"))?,
+            gc_todo: db.open_tree(&format!("{name}:gc_todo"))?,
+            counters: db.open_tree(&format!("{name}:counters"))?,
+            merkle: MerkleTree::open(&db, name)?,
+            db,
+            _schema: PhantomData,
+        })
+    }
+
+    pub fn decode(&self, bytes: &[u8]) -> Result<S::Item, DataError> {
+        rmp_serde::from_slice(bytes).map_err(|e| DataError::Decode {
+            table: S::NAME,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn encode(&self, item: &S::Item) -> Result<Vec<u8>, DataError> {
+        rmp_serde::to_vec_named(item).map_err(|e| DataError::Encode {
+            table: S::NAME,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn counter(&self, name: &[u8]) -> u64 {
+        read_u64(self.db.get(self.counters, name).ok().flatten())
+    }
+
+    pub fn item_count(&self) -> u64 {
+        self.counter(C_ITEMS)
+    }
+    pub fn merkle_queue(&self) -> u64 {
+        self.counter(C_MERKLE)
+    }
+    pub fn gc_queue(&self) -> u64 {
+        self.counter(C_GC)
+    }
+
+    pub fn get_raw(&self, key: &[u8]) -> DbResult<Option<Vec<u8>>> {
+        self.db.get(self.items, key)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<S::Item>, DataError> {
+        match self.get_raw(key)? {
+            Some(b) => Ok(Some(self.decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Items under `prefix` after `after`, at most `limit`, raw.
+    pub fn range_raw(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> DbResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let end_key = crate::db::prefix_end(prefix);
+        let end = match &end_key {
+            Some(e) => Bound::Excluded(e.as_slice()),
+            None => Bound::Unbounded,
+        };
+        self.db.range(self.items, start, end, false, limit)
+    }
+
+    /// Merge an encoded item into the local replica. Returns the merged
+    /// encoding when it changed what was stored.
+    pub fn update_raw(&self, bytes: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
+        let item = self.decode(bytes)?;
+        self.update(&item)
+    }
+
+    /// Merge an item into the local replica (one transaction: the item, the
+    /// Merkle queue, the tombstone queue, the counters). Returns the merged
+    /// encoding when it changed what was stored.
+    pub fn update(&self, item: &S::Item) -> Result<Option<Vec<u8>>, DataError> {
+        use super::TableItem;
+        let key = storage_key(item.partition_key(), item.sort_key());
+        let mut decode_err = None;
+        let mut changed = None;
+        self.db
+            .transaction(&mut |tx| {
+                changed = None;
+                let old = tx.get(self.items, &key)?;
+                let merged = match &old {
+                    Some(b) => match self.decode(b) {
+                        Ok(mut o) => {
+                            o.merge(item);
+                            o
+                        }
+                        // A corrupt local copy is replaced by the incoming
+                        // one; anti-entropy heals the rest.
+                        Err(_) => item.clone(),
+                    },
+                    None => item.clone(),
+                };
+                let bytes = match self.encode(&merged) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        decode_err = Some(e.to_string());
+                        return Err(DbError::Aborted("encode".into()));
+                    }
+                };
+                if old.as_deref() == Some(bytes.as_slice()) {
+                    return Ok(());
+                }
+                tx.insert(self.items, &key, &bytes)?;
+                if old.is_none() {
+                    add_counter(tx, self.counters, C_ITEMS, 1)?;
+                }
+                let vh = Hash::of(&bytes);
+                if tx.get(self.merkle_todo, &key)?.is_none() {
+                    add_counter(tx, self.counters, C_MERKLE, 1)?;
+                }
+                tx.insert(self.merkle_todo, &key, &vh.0)?;
+                if merged.is_tombstone() {
+                    if tx.get(self.gc_todo, &key)?.is_none() {
+                        add_counter(tx, self.counters, C_GC, 1)?;
+                    }
+                    let todo = GcTodo {
+                        value_hash: vh,
+                        since_ms: now_msec(),
+                    };
+                    let enc =
+                        rmp_serde::to_vec(&todo).map_err(|e| DbError::Aborted(e.to_string()))?;
+                    tx.insert(self.gc_todo, &key, &enc)?;
+                }
+                changed = Some(bytes);
+                Ok(())
+            })
+            .map_err(|e| match decode_err.take() {
+                Some(reason) => DataError::Encode {
+                    table: S::NAME,
+                    reason,
+                },
+                None => DataError::Db(e),
+            })?;
+        Ok(changed)
+    }
+
+    /// Remove an item if its stored encoding still hashes to `expected`.
+    /// Returns whether it was removed.
+    pub fn delete_if_equal(&self, key: &[u8], expected: &Hash) -> DbResult<bool> {
+        let mut removed = false;
+        self.db.transaction(&mut |tx| {
+            removed = false;
+            let Some(cur) = tx.get(self.items, key)? else {
+                return Ok(());
+            };
+            if Hash::of(&cur) != *expected {
+                return Ok(());
+            }
+            tx.remove(self.items, key)?;
+            add_counter(tx, self.counters, C_ITEMS, -1)?;
+            if tx.get(self.merkle_todo, key)?.is_none() {
+                add_counter(tx, self.counters, C_MERKLE, 1)?;
+            }
+            tx.insert(self.merkle_todo, key, &[])?;
+            if tx.get(self.gc_todo, key)?.is_some() {
+                tx.remove(self.gc_todo, key)?;
+                add_counter(tx, self.counters, C_GC, -1)?;
+            }
+            removed = true;
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+
+    /// Drop a tombstone-queue entry if it is still the one we saw.
+    pub fn gc_todo_done(&self, key: &[u8], seen: &[u8]) -> DbResult<()> {
+        self.db.transaction(&mut |tx| {
+            if tx.get(self.gc_todo, key)?.as_deref() == Some(seen) {
+                tx.remove(self.gc_todo, key)?;
+                add_counter(tx, self.counters, C_GC, -1)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Fold up to `limit` queued changes into the Merkle trees. Returns how
+    /// many were processed.
+    pub fn update_merkle(&self, limit: usize) -> DbResult<usize> {
+        use std::ops::Bound;
+        let batch = self.db.range(
+            self.merkle_todo,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            false,
+            limit,
+        )?;
+        for (key, vh) in &batch {
+            let value_hash = <[u8; 32]>::try_from(vh.as_slice()).ok().map(Hash);
+            self.db.transaction(&mut |tx| {
+                self.merkle.update_item(tx, key, value_hash)?;
+                // Only dequeue if no newer change was queued meanwhile.
+                if tx.get(self.merkle_todo, key)?.as_deref() == Some(vh.as_slice()) {
+                    tx.remove(self.merkle_todo, key)?;
+                    add_counter(tx, self.counters, C_MERKLE, -1)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(batch.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::kv::{KvItem, KvTable};
+    use std::sync::Arc;
+
+    fn data() -> TableData<KvTable> {
+        TableData::open(Arc::new(crate::db::mem::MemEngine::default())).unwrap()
+    }
+
+    #[test]
+    fn updates_merge_and_keep_counters() {
+        let d = data();
+        let n = hangar_common::NodeId([1; 32]);
+        let a = KvItem::new("k", Some("v1".into()), 1, n);
+        let b = KvItem::new("k", Some("v2".into()), 2, n);
+        assert!(d.update(&b).unwrap().is_some());
+        assert!(
+            d.update(&a).unwrap().is_none(),
+            "an older write changes nothing"
+        );
+        assert_eq!(
+            d.get(&storage_key(b"k", b"")).unwrap().unwrap().value(),
+            Some("v2")
+        );
+        assert_eq!(d.item_count(), 1);
+        assert_eq!(d.merkle_queue(), 1);
+        d.update_merkle(100).unwrap();
+        assert_eq!(d.merkle_queue(), 0);
+        let del = KvItem::new("k", None, 3, n);
+        d.update(&del).unwrap();
+        assert_eq!(d.gc_queue(), 1);
+        let key = storage_key(b"k", b"");
+        let h = Hash::of(&d.get_raw(&key).unwrap().unwrap());
+        assert!(!d.delete_if_equal(&key, &Hash::of(b"other")).unwrap());
+        assert!(d.delete_if_equal(&key, &h).unwrap());
+        assert_eq!((d.item_count(), d.gc_queue()), (0, 0));
+    }
+}

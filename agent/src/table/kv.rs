@@ -1,0 +1,58 @@
+//! `debug_kv`: a diagnostics table of string keys and values.
+//!
+//! It exists so that operators and the end-to-end tests can exercise the
+//! replicated table layer (quorums, repair, anti-entropy, GC, layout
+//! changes) on a real cluster through `hangar debug kv`, independently of the
+//! object store's tables. Each key is its own partition key, so keys spread
+//! over all partitions.
+
+use hangar_common::NodeId;
+use hangar_common::crdt::{Crdt, Lww};
+use serde::{Deserialize, Serialize};
+
+use super::{TableItem, TableSchema};
+
+pub struct KvTable;
+
+impl TableSchema for KvTable {
+    const NAME: &'static str = "debug_kv";
+    type Item = KvItem;
+}
+
+/// A key and its last-writer-wins value; `None` is a deletion (tombstone).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvItem {
+    pub key: String,
+    pub value: Lww<Option<String>>,
+}
+
+impl KvItem {
+    pub fn new(key: &str, value: Option<String>, timestamp: u64, writer: NodeId) -> KvItem {
+        KvItem {
+            key: key.to_string(),
+            value: Lww::new(timestamp, writer, value),
+        }
+    }
+
+    pub fn value(&self) -> Option<&str> {
+        self.value.value.as_deref()
+    }
+}
+
+impl Crdt for KvItem {
+    fn merge(&mut self, other: &Self) {
+        self.value.merge(&other.value);
+    }
+}
+
+impl TableItem for KvItem {
+    fn partition_key(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
+    fn sort_key(&self) -> &[u8] {
+        &[]
+    }
+    fn is_tombstone(&self) -> bool {
+        self.value.value.is_none()
+    }
+}

@@ -1,0 +1,483 @@
+//! Replicated CRDT tables: every piece of metadata lives in one.
+//!
+//! A table holds items of one type ([`TableSchema::Item`]); an item has a
+//! partition key, whose hash picks one of the 256 partitions, and a sort
+//! key; the layout picks the partition's nodes. Items are CRDTs: replicas
+//! merge whatever they receive, in any order, and converge.
+//!
+//! - **Writes** ([`Table::insert`]) go to every node of the partition and
+//!   return after `W` acknowledgements; the others keep receiving in the
+//!   background.
+//! - **Reads** ([`Table::get`], [`Table::get_range`]) ask every node, return
+//!   after `R` answers merged, and push the merged item back to any answering
+//!   replica that was stale (read repair).
+//! - With `R + W > RF`, a read after an acknowledged write sees it. RF 3:
+//!   R = W = 2; RF 2: W = 2, R = 1; RF 1: 1 and 1.
+//! - **Anti-entropy** (`sync.rs`) compares per-partition Merkle trees
+//!   (`merkle.rs`) with the other replicas periodically and whenever a peer
+//!   comes up, and pushes only the differing items.
+//! - **Tombstones** are collected (`gc.rs`) only once every replica of the
+//!   partition holds them.
+//!
+//! Local storage of one replica is `data.rs`, on the `db` engine boundary.
+//! This module knows the layout and the network; it does not know what the
+//! items mean.
+
+pub mod data;
+pub mod gc;
+pub mod kv;
+pub mod merkle;
+pub mod sync;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hangar_common::NodeId;
+use hangar_common::crdt::Crdt;
+use hangar_common::hash::Hash;
+use hangar_common::layout::PARTITIONS;
+use hangar_common::rpc::{self, RpcError, TableOp, TableRequest, TableResponse, TableStats};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use self::data::{DataError, TableData, storage_key};
+use crate::layout::LayoutManager;
+use crate::net::Net;
+
+/// An item of a replicated table.
+pub trait TableItem:
+    Crdt + Clone + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    fn partition_key(&self) -> &[u8];
+    fn sort_key(&self) -> &[u8];
+    /// Whether this item is a deletion marker, to be garbage-collected once
+    /// every replica holds it.
+    fn is_tombstone(&self) -> bool;
+}
+
+/// A table: its name (used on the wire and in storage) and item type.
+pub trait TableSchema: Send + Sync + 'static {
+    const NAME: &'static str;
+    type Item: TableItem;
+}
+
+/// Timings of the table workers.
+#[derive(Clone, Debug)]
+pub struct TableConfig {
+    /// Time allowed for a quorum to answer.
+    pub op_timeout: Duration,
+    /// How often every partition is compared with the other replicas.
+    pub sync_interval: Duration,
+    /// How long a tombstone waits before collection is attempted, so that
+    /// writes in flight when it was made have landed.
+    pub gc_delay: Duration,
+}
+
+/// Why a replicated operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("no layout has been applied yet: assign node roles and apply a layout first")]
+    NoLayout,
+    #[error(
+        "table {table}: quorum not reached for partition {partition}: {ok} of the {needed} needed \
+         replicas answered ({errors})"
+    )]
+    Quorum {
+        table: &'static str,
+        partition: usize,
+        ok: usize,
+        needed: usize,
+        errors: String,
+    },
+    #[error(transparent)]
+    Data(#[from] DataError),
+}
+
+/// Acknowledgements a write waits for.
+pub fn write_quorum(rf: usize) -> usize {
+    rf / 2 + 1
+}
+
+/// Answers a read waits for: enough to overlap every write quorum.
+pub fn read_quorum(rf: usize) -> usize {
+    rf + 1 - write_quorum(rf)
+}
+
+/// Bookkeeping of anti-entropy, for status displays.
+#[derive(Default)]
+pub struct SyncState {
+    /// Per partition: when a sync with every other replica last completed.
+    pub last_full_sync_ms: BTreeMap<usize, u64>,
+    pub items_pushed: u64,
+}
+
+pub struct Table<S: TableSchema> {
+    pub data: Arc<TableData<S>>,
+    pub net: Arc<Net>,
+    pub layout: Arc<LayoutManager>,
+    pub cfg: TableConfig,
+    pub sync_state: Mutex<SyncState>,
+}
+
+/// What the Peer service needs of a table, whatever its item type.
+pub trait TableEndpoint: Send + Sync + 'static {
+    fn handle(&self, op: TableOp) -> Result<TableResponse, RpcError>;
+    fn stats(&self) -> TableStats;
+}
+
+impl<S: TableSchema> Table<S> {
+    pub fn new(
+        data: TableData<S>,
+        net: Arc<Net>,
+        layout: Arc<LayoutManager>,
+        cfg: TableConfig,
+    ) -> Arc<Self> {
+        Arc::new(Table {
+            data: Arc::new(data),
+            net,
+            layout,
+            cfg,
+            sync_state: Mutex::new(SyncState::default()),
+        })
+    }
+
+    /// Start the background workers: Merkle updater, anti-entropy, GC.
+    pub fn spawn_workers(self: &Arc<Self>) {
+        tokio::spawn(self.clone().merkle_loop());
+        tokio::spawn(self.clone().sync_loop());
+        tokio::spawn(self.clone().gc_loop());
+    }
+
+    async fn merkle_loop(self: Arc<Self>) {
+        loop {
+            let data = self.data.clone();
+            let done = tokio::task::spawn_blocking(move || data.update_merkle(256)).await;
+            match done {
+                Ok(Ok(n)) if n > 0 => continue,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("{}: Merkle update failed: {e}", S::NAME),
+                Err(e) => tracing::warn!("{}: Merkle updater panicked: {e}", S::NAME),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The replicas of a partition in the current layout.
+    pub fn nodes_of(&self, partition: usize) -> Result<Vec<NodeId>, TableError> {
+        let layout = self.layout.snapshot();
+        let nodes = layout.nodes_of(partition).to_vec();
+        if nodes.is_empty() {
+            return Err(TableError::NoLayout);
+        }
+        Ok(nodes)
+    }
+
+    fn replication_factor(&self) -> usize {
+        self.layout.snapshot().replication_factor
+    }
+
+    /// Run `op` on one node's replica (this one directly, others by RPC).
+    pub async fn call(&self, node: NodeId, op: TableOp) -> Result<TableResponse, String> {
+        if node == self.net.id {
+            return self.handle(op).map_err(|e| e.to_string());
+        }
+        let client = self
+            .net
+            .client(&node)
+            .ok_or_else(|| format!("node {} not connected", node.short()))?;
+        let req = TableRequest {
+            table: S::NAME.to_string(),
+            op,
+        };
+        match tokio::time::timeout(
+            self.cfg.op_timeout,
+            client.table(rpc::context_with_timeout(self.cfg.op_timeout), req),
+        )
+        .await
+        {
+            Ok(Ok(Ok(resp))) => Ok(resp),
+            Ok(Ok(Err(e))) => Err(format!("node {}: {e}", node.short())),
+            Ok(Err(e)) => Err(format!("node {}: {e}", node.short())),
+            Err(_) => Err(format!("node {}: timed out", node.short())),
+        }
+    }
+
+    /// Send `op` to every node; return once `needed` succeeded (the others
+    /// go on in the background), or fail naming how many answered.
+    async fn quorum(
+        self: &Arc<Self>,
+        partition: usize,
+        nodes: &[NodeId],
+        op: TableOp,
+        needed: usize,
+    ) -> Result<Vec<(NodeId, TableResponse)>, TableError> {
+        let (tx, mut rx) = mpsc::channel(nodes.len().max(1));
+        for &node in nodes {
+            let me = self.clone();
+            let op = op.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let res = me.call(node, op).await;
+                let _ = tx.send((node, res)).await;
+            });
+        }
+        drop(tx);
+        let mut ok = Vec::new();
+        let mut errors = Vec::new();
+        let deadline = tokio::time::sleep(self.cfg.op_timeout);
+        tokio::pin!(deadline);
+        while ok.len() < needed {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some((n, Ok(resp))) => ok.push((n, resp)),
+                    Some((_, Err(e))) => errors.push(e),
+                    None => break,
+                },
+                _ = &mut deadline => {
+                    errors.push("deadline passed".into());
+                    break;
+                }
+            }
+        }
+        if ok.len() >= needed {
+            Ok(ok)
+        } else {
+            Err(TableError::Quorum {
+                table: S::NAME,
+                partition,
+                ok: ok.len(),
+                needed,
+                errors: errors.join("; "),
+            })
+        }
+    }
+
+    /// Write an item to a write quorum of its partition's replicas.
+    pub async fn insert(self: &Arc<Self>, item: &S::Item) -> Result<(), TableError> {
+        let key = storage_key(item.partition_key(), item.sort_key());
+        let partition = key[0] as usize;
+        let nodes = self.nodes_of(partition)?;
+        let bytes = self.data.encode(item)?;
+        let w = write_quorum(self.replication_factor()).min(nodes.len());
+        self.quorum(partition, &nodes, TableOp::Update(vec![bytes]), w)
+            .await?;
+        Ok(())
+    }
+
+    /// Read one item from a read quorum, repairing stale replicas.
+    pub async fn get(
+        self: &Arc<Self>,
+        partition_key: &[u8],
+        sort_key: &[u8],
+    ) -> Result<Option<S::Item>, TableError> {
+        let key = storage_key(partition_key, sort_key);
+        let partition = key[0] as usize;
+        let nodes = self.nodes_of(partition)?;
+        let r = read_quorum(self.replication_factor()).min(nodes.len());
+        let answers = self.quorum(partition, &nodes, TableOp::Get(key), r).await?;
+        let mut merged: Option<S::Item> = None;
+        let mut seen = Vec::new();
+        for (node, resp) in answers {
+            let bytes = match resp {
+                TableResponse::Item(b) => b,
+                _ => None,
+            };
+            if let Some(b) = &bytes {
+                let item = self.data.decode(b)?;
+                match &mut merged {
+                    Some(m) => m.merge(&item),
+                    None => merged = Some(item),
+                }
+            }
+            seen.push((node, bytes));
+        }
+        if let Some(m) = &merged {
+            let enc = self.data.encode(m)?;
+            let stale: Vec<NodeId> = seen
+                .into_iter()
+                .filter(|(_, b)| b.as_deref() != Some(enc.as_slice()))
+                .map(|(n, _)| n)
+                .collect();
+            if !stale.is_empty() {
+                self.repair(stale.into_iter(), vec![enc]);
+            }
+        }
+        Ok(merged)
+    }
+
+    // Used by the object-store tables (listing a bucket's objects).
+    #[allow(dead_code)]
+    /// Read up to `limit` items of one partition key with sort keys after
+    /// `after`, in sort-key order, from a read quorum, repairing stale
+    /// replicas.
+    pub async fn get_range(
+        self: &Arc<Self>,
+        partition_key: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<S::Item>, TableError> {
+        let prefix = Hash::of(partition_key).0.to_vec();
+        let partition = prefix[0] as usize;
+        let nodes = self.nodes_of(partition)?;
+        let r = read_quorum(self.replication_factor()).min(nodes.len());
+        let op = TableOp::Range {
+            prefix: prefix.clone(),
+            after: after.map(|a| storage_key(partition_key, a)),
+            limit,
+        };
+        let answers = self.quorum(partition, &nodes, op, r).await?;
+        let mut merged: BTreeMap<Vec<u8>, S::Item> = BTreeMap::new();
+        let mut per_node: Vec<(NodeId, BTreeMap<Vec<u8>, Vec<u8>>)> = Vec::new();
+        for (node, resp) in answers {
+            let mut mine = BTreeMap::new();
+            if let TableResponse::Items(items) = resp {
+                for b in items {
+                    let item = self.data.decode(&b)?;
+                    let k = storage_key(item.partition_key(), item.sort_key());
+                    match merged.get_mut(&k) {
+                        Some(m) => m.merge(&item),
+                        None => {
+                            merged.insert(k.clone(), item);
+                        }
+                    }
+                    mine.insert(k, b);
+                }
+            }
+            per_node.push((node, mine));
+        }
+        let out: Vec<(Vec<u8>, S::Item)> = merged.into_iter().take(limit).collect();
+        for (k, item) in &out {
+            let enc = self.data.encode(item)?;
+            let stale = per_node
+                .iter()
+                .filter(|(_, m)| m.get(k).map(|b| b.as_slice()) != Some(enc.as_slice()))
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>();
+            if !stale.is_empty() {
+                self.repair(stale.into_iter(), vec![enc]);
+            }
+        }
+        Ok(out.into_iter().map(|(_, i)| i).collect())
+    }
+
+    /// Push items to nodes in the background (read repair).
+    fn repair(self: &Arc<Self>, nodes: impl Iterator<Item = NodeId>, items: Vec<Vec<u8>>) {
+        for node in nodes {
+            let me = self.clone();
+            let items = items.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.call(node, TableOp::Update(items)).await {
+                    tracing::debug!("{}: read repair to {} failed: {e}", S::NAME, node.short());
+                }
+            });
+        }
+    }
+
+    /// Partitions this node holds in the current layout.
+    pub fn held_partitions(&self) -> Vec<usize> {
+        let layout = self.layout.snapshot();
+        (0..PARTITIONS)
+            .filter(|p| layout.nodes_of(*p).contains(&self.net.id))
+            .collect()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> RpcError {
+    RpcError::Table(e.to_string())
+}
+
+impl<S: TableSchema> TableEndpoint for Table<S> {
+    fn handle(&self, op: TableOp) -> Result<TableResponse, RpcError> {
+        match op {
+            TableOp::Update(items) => {
+                for b in items {
+                    self.data.update_raw(&b).map_err(internal)?;
+                }
+                Ok(TableResponse::Ok)
+            }
+            TableOp::Get(key) => Ok(TableResponse::Item(
+                self.data.get_raw(&key).map_err(internal)?,
+            )),
+            TableOp::Range {
+                prefix,
+                after,
+                limit,
+            } => {
+                let limit = limit.min(10_000);
+                let items = self
+                    .data
+                    .range_raw(&prefix, after.as_deref(), limit)
+                    .map_err(internal)?;
+                Ok(TableResponse::Items(
+                    items.into_iter().map(|(_, v)| v).collect(),
+                ))
+            }
+            TableOp::MerkleRoots => {
+                let roots = (0..PARTITIONS)
+                    .map(|p| {
+                        self.data
+                            .merkle
+                            .node(&self.data.db, &merkle::root_key(p as u8))
+                            .map(|n| n.hash())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(internal)?;
+                Ok(TableResponse::Roots(roots))
+            }
+            TableOp::MerkleNode(key) => {
+                let node = self
+                    .data
+                    .merkle
+                    .node(&self.data.db, &key)
+                    .map_err(internal)?;
+                Ok(TableResponse::Node(node.encode()))
+            }
+            TableOp::DeleteIfEqual(entries) => {
+                for (k, h) in entries {
+                    self.data.delete_if_equal(&k, &h).map_err(internal)?;
+                }
+                Ok(TableResponse::Ok)
+            }
+        }
+    }
+
+    fn stats(&self) -> TableStats {
+        let held = self.held_partitions();
+        let st = self.sync_state.lock().unwrap_or_else(|p| p.into_inner());
+        let synced: Vec<u64> = held
+            .iter()
+            .filter_map(|p| st.last_full_sync_ms.get(p).copied())
+            .collect();
+        TableStats {
+            table: S::NAME.to_string(),
+            items: self.data.item_count(),
+            merkle_queue: self.data.merkle_queue(),
+            gc_queue: self.data.gc_queue(),
+            partitions_synced: synced.len(),
+            partitions_held: held.len(),
+            oldest_sync_ms: if synced.len() == held.len() {
+                synced.iter().min().copied()
+            } else {
+                None
+            },
+            items_pushed: st.items_pushed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorums_overlap_for_every_replication_factor() {
+        assert_eq!((read_quorum(1), write_quorum(1)), (1, 1));
+        assert_eq!((read_quorum(2), write_quorum(2)), (1, 2));
+        assert_eq!((read_quorum(3), write_quorum(3)), (2, 2));
+        for rf in 1..=7 {
+            assert!(read_quorum(rf) + write_quorum(rf) > rf, "rf {rf}");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Anti-entropy: make every replica of a partition hold every item.
+//!
+//! Each node, for each partition it holds and each other replica of it:
+//! fetches the other's 256 Merkle roots in one call, and for partitions whose
+//! roots differ walks both trees from the root, descending only where child
+//! hashes differ, and pushes the local items the other side lacks or holds
+//! in another version. Each side pushes what it has, so after both have run
+//! (or after one has run twice, as items pushed to it come back in its own
+//! Merkle tree), the replicas are equal. The walk costs round trips
+//! proportional to the number of differing items times the tree depth.
+//!
+//! Runs every `sync_interval`, and right away when a peer comes up (it may
+//! have missed writes while it was away).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use hangar_common::NodeId;
+use hangar_common::crdt::now_msec;
+use hangar_common::hash::Hash;
+use hangar_common::rpc::{TableOp, TableResponse};
+use tracing::{debug, info};
+
+use super::merkle::{MerkleNode, root_key};
+use super::{Table, TableSchema};
+
+/// Items pushed per call.
+const PUSH_BATCH: usize = 64;
+
+impl<S: TableSchema> Table<S> {
+    pub(super) async fn sync_loop(self: Arc<Self>) {
+        let mut up = self.net.subscribe_up();
+        let mut tick = tokio::time::interval(self.cfg.sync_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let only: Option<NodeId> = tokio::select! {
+                _ = tick.tick() => None,
+                r = up.recv() => match r {
+                    Ok(peer) => Some(peer),
+                    // Missed events: sync with everyone.
+                    Err(_) => None,
+                },
+            };
+            self.sync_round(only).await;
+        }
+    }
+
+    /// Compare every held partition with its other replicas (or only with
+    /// `only`) and push differences.
+    pub async fn sync_round(&self, only: Option<NodeId>) {
+        let layout = self.layout.snapshot();
+        if layout.assignment.is_empty() {
+            return;
+        }
+        let me = self.net.id;
+        let held = self.held_partitions();
+        let peers: BTreeSet<NodeId> = held
+            .iter()
+            .flat_map(|p| layout.nodes_of(*p).iter().copied())
+            .filter(|n| *n != me && only.is_none_or(|o| o == *n))
+            .collect();
+        let mut failed: BTreeSet<(usize, NodeId)> = BTreeSet::new();
+        let mut pushed_total = 0;
+        for peer in &peers {
+            let remote_roots = match self.call(*peer, TableOp::MerkleRoots).await {
+                Ok(TableResponse::Roots(r)) if r.len() == hangar_common::layout::PARTITIONS => r,
+                Ok(_) => {
+                    debug!(
+                        "{}: unexpected answer to MerkleRoots from {}",
+                        S::NAME,
+                        peer.short()
+                    );
+                    held.iter().for_each(|p| {
+                        failed.insert((*p, *peer));
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    debug!("{}: cannot sync with {}: {e}", S::NAME, peer.short());
+                    held.iter().for_each(|p| {
+                        failed.insert((*p, *peer));
+                    });
+                    continue;
+                }
+            };
+            for &p in &held {
+                if !layout.nodes_of(p).contains(peer) {
+                    continue;
+                }
+                let local_root = self
+                    .data
+                    .merkle
+                    .node(&self.data.db, &root_key(p as u8))
+                    .map(|n| n.hash())
+                    .unwrap_or_default();
+                if local_root == remote_roots[p] {
+                    continue;
+                }
+                match self.sync_partition(p, *peer).await {
+                    Ok(n) => pushed_total += n,
+                    Err(e) => {
+                        debug!(
+                            "{}: sync of partition {p} with {} failed: {e}",
+                            S::NAME,
+                            peer.short()
+                        );
+                        failed.insert((p, *peer));
+                    }
+                }
+            }
+        }
+        let now = now_msec();
+        let mut st = self.sync_state.lock().unwrap_or_else(|p| p.into_inner());
+        st.items_pushed += pushed_total as u64;
+        if only.is_none() {
+            for &p in &held {
+                let all_ok = layout
+                    .nodes_of(p)
+                    .iter()
+                    .filter(|n| **n != me)
+                    .all(|n| !failed.contains(&(p, *n)));
+                if all_ok {
+                    st.last_full_sync_ms.insert(p, now);
+                }
+            }
+        }
+        drop(st);
+        if pushed_total > 0 {
+            info!(
+                "{}: anti-entropy pushed {pushed_total} item(s) to other replicas",
+                S::NAME
+            );
+        }
+    }
+
+    /// Walk one partition's trees against `peer`'s and push what differs.
+    /// Returns the number of items pushed.
+    async fn sync_partition(&self, partition: usize, peer: NodeId) -> Result<usize, String> {
+        let mut todo = vec![root_key(partition as u8)];
+        let mut to_push: Vec<Vec<u8>> = Vec::new();
+        let mut pushed = 0;
+        while let Some(key) = todo.pop() {
+            let local = self
+                .data
+                .merkle
+                .node(&self.data.db, &key)
+                .map_err(|e| e.to_string())?;
+            let remote = match self.call(peer, TableOp::MerkleNode(key.clone())).await? {
+                TableResponse::Node(b) => MerkleNode::decode(&b).map_err(|e| e.to_string())?,
+                _ => return Err("unexpected answer to MerkleNode".into()),
+            };
+            if local.hash() == remote.hash() {
+                continue;
+            }
+            match local {
+                MerkleNode::Empty => {}
+                MerkleNode::Leaf(k, _) => to_push.push(k),
+                MerkleNode::Intermediate(children) => {
+                    let theirs: &[(u8, Hash)] = match &remote {
+                        MerkleNode::Intermediate(c) => c,
+                        _ => &[],
+                    };
+                    for (byte, h) in children {
+                        if !theirs.contains(&(byte, h)) {
+                            let mut child = key.clone();
+                            child.push(byte);
+                            todo.push(child);
+                        }
+                    }
+                }
+            }
+            if to_push.len() >= PUSH_BATCH {
+                pushed += self.push(peer, std::mem::take(&mut to_push)).await?;
+            }
+        }
+        if !to_push.is_empty() {
+            pushed += self.push(peer, to_push).await?;
+        }
+        Ok(pushed)
+    }
+
+    async fn push(&self, peer: NodeId, keys: Vec<Vec<u8>>) -> Result<usize, String> {
+        let mut items = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(b) = self.data.get_raw(&k).map_err(|e| e.to_string())? {
+                items.push(b);
+            }
+        }
+        let n = items.len();
+        if n > 0 {
+            self.call(peer, TableOp::Update(items)).await?;
+        }
+        Ok(n)
+    }
+}
