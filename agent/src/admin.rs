@@ -12,8 +12,8 @@ use hangar_common::ids::PeerAddr;
 use hangar_common::layout::AssignmentReport;
 use hangar_common::layout::cluster::{ClusterLayout, StagedRole};
 use hangar_common::rpc::{
-    self, Admin, ClusterStatus, LayoutView, NodeStatus, Peer, PingRequest, PingResponse, RpcError,
-    TableRequest, TableResponse,
+    self, Admin, ClusterStatus, LayoutView, LocalValue, NodeStatus, Peer, PingRequest,
+    PingResponse, RpcError, TableRequest, TableResponse,
 };
 use hangar_common::transport::{ChannelKind, SecureChannel};
 use tarpc::context::Context;
@@ -265,7 +265,7 @@ impl Admin for AdminServer {
         self,
         _: Context,
         keys: Vec<String>,
-    ) -> Result<Vec<Option<Option<String>>>, RpcError> {
+    ) -> Result<Vec<LocalValue>, RpcError> {
         keys.iter()
             .map(|k| {
                 let item = self
@@ -274,7 +274,13 @@ impl Admin for AdminServer {
                     .data
                     .get(&storage_key(k.as_bytes(), &[]))
                     .map_err(|e| RpcError::Table(e.to_string()))?;
-                Ok(item.map(|i| i.value().map(str::to_string)))
+                Ok(match item {
+                    None => LocalValue::Absent,
+                    Some(i) => match i.value() {
+                        None => LocalValue::Tombstone,
+                        Some(v) => LocalValue::Value(v.to_string()),
+                    },
+                })
             })
             .collect()
     }

@@ -78,6 +78,15 @@ pub enum TableResponse {
     Node(Vec<u8>),
 }
 
+/// What one replica holds for a key. (An explicit enum: MessagePack and
+/// JSON cannot tell `None` from `Some(None)`.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocalValue {
+    Absent,
+    Tombstone,
+    Value(String),
+}
+
 /// Counters of one table on one node, for status displays.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableStats {
@@ -97,6 +106,10 @@ pub struct TableStats {
     pub oldest_sync_ms: Option<u64>,
     /// Items pushed to other replicas by anti-entropy since start.
     pub items_pushed: u64,
+    /// Tombstone collections put off because a replica was unreachable,
+    /// and tombstones collected, since start.
+    pub gc_blocked: u64,
+    pub gc_collected: u64,
 }
 
 /// Console-to-node service.
@@ -119,8 +132,8 @@ pub trait Admin {
     /// Diagnostics table `debug_kv`: quorum read.
     async fn debug_kv_get(key: String) -> Result<Option<String>, RpcError>;
     /// Diagnostics table `debug_kv`: what this node's local replica holds
-    /// for each key (None: nothing; Some(None): a tombstone).
-    async fn debug_kv_local(keys: Vec<String>) -> Result<Vec<Option<Option<String>>>, RpcError>;
+    /// for each key.
+    async fn debug_kv_local(keys: Vec<String>) -> Result<Vec<LocalValue>, RpcError>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

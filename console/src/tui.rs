@@ -297,6 +297,7 @@ mod tests {
                 unavailable: 0,
             },
             nodes: vec![node(1, true), node(2, false)],
+            tables: Vec::new(),
         })));
         let screen = render(&app);
         assert!(

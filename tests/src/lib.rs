@@ -31,7 +31,15 @@ pub fn bin_dir() -> &'static Path {
             .to_path_buf();
         let release = dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "hangar-agent", "-p", "hangar-console", "--bins"]);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "hangar-agent",
+            "-p",
+            "hangar-console",
+            "--bins",
+        ]);
         if release {
             cmd.arg("--release");
         }
@@ -119,7 +127,12 @@ impl Agent {
             starts: 0,
         };
         agent.write_config(opts);
-        agent.id = agent.node_id_line().split('@').next().unwrap_or_default().to_string();
+        agent.id = agent
+            .node_id_line()
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         agent
     }
 
@@ -159,7 +172,11 @@ impl Agent {
             .arg(&self.config_path)
             .output()
             .expect("run hangar-agent node-id");
-        assert!(out.status.success(), "node-id failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "node-id failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -179,7 +196,10 @@ impl Agent {
     /// Everything the agent has logged, across restarts.
     pub fn logs(&self) -> String {
         (1..=self.starts)
-            .map(|i| std::fs::read_to_string(self.dir.path().join(format!("agent-{i}.log"))).unwrap_or_default())
+            .map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("agent-{i}.log")))
+                    .unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -200,12 +220,20 @@ impl Agent {
             .spawn()
             .expect("spawn hangar-agent");
         self.child = Some(child);
-        wait_for(&format!("agent {} to answer", self.addr()), DEADLINE, || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("agent exited during start with {status}:\n{}", self.logs());
-            }
-            self.hangar(&["status"]).status.success().then_some(())
-        });
+        wait_for(
+            &format!("agent {} to answer", self.addr()),
+            DEADLINE,
+            || {
+                if let Some(status) = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    panic!("agent exited during start with {status}:\n{}", self.logs());
+                }
+                self.hangar(&["status"]).status.success().then_some(())
+            },
+        );
     }
 
     /// SIGKILL: no chance to clean up, as in a power cut.
@@ -219,18 +247,29 @@ impl Agent {
     /// SIGTERM and wait; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("agent is running");
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        wait_for("agent to exit after SIGTERM", DEADLINE, || c.try_wait().ok().flatten())
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        wait_for("agent to exit after SIGTERM", DEADLINE, || {
+            c.try_wait().ok().flatten()
+        })
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// Run the console CLI against this agent.
     pub fn hangar(&self, args: &[&str]) -> Output {
         Command::new(console_bin())
-            .args(["--rpc-host", &self.addr(), "--rpc-secret", &self.secret.to_hex()])
+            .args([
+                "--rpc-host",
+                &self.addr(),
+                "--rpc-secret",
+                &self.secret.to_hex(),
+            ])
             .args(args)
             .env_remove("HANGAR_CONFIG")
             .output()
@@ -253,13 +292,26 @@ impl Agent {
     /// `status --json`, or None if the agent does not answer.
     pub fn status(&self) -> Option<Value> {
         let out = self.hangar(&["--json", "status"]);
-        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
     }
 }
 
 impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
+        // HANGAR_TEST_KEEP=1 keeps every agent's directory (config, logs,
+        // metadata) for a look after a failure.
+        if std::env::var_os("HANGAR_TEST_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            eprintln!(
+                "kept agent {} directory: {}",
+                &self.id[..16.min(self.id.len())],
+                dir.keep().display()
+            );
+        }
     }
 }
 
@@ -294,4 +346,91 @@ pub fn sees_up(status: &Value, id: &str) -> bool {
 /// Whether `status` shows node `id` marked down (not merely never seen).
 pub fn sees_down(status: &Value, id: &str) -> bool {
     node_in(status, id).is_some_and(|n| n["up"] == false && !n["down_since_ms"].is_null())
+}
+
+/// Async twin of [`wait_for`]: poll `cond` until `Some`, or panic.
+pub async fn wait_for_async<T, F, Fut>(what: &str, deadline: Duration, mut cond: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Some(v) = cond().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// A tarpc context with a generous deadline for test calls.
+pub fn ctx() -> tarpc::context::Context {
+    hangar_common::rpc::context_with_timeout(Duration::from_secs(20))
+}
+
+impl Agent {
+    /// An Admin RPC client connected to this agent (the library the
+    /// console uses, over a real socket).
+    pub async fn admin(&self) -> hangar_common::rpc::AdminClient {
+        let (client, _) = hangar_common::rpc::connect_admin(
+            &self.addr(),
+            None,
+            &self.secret,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("connect to the agent's admin service");
+        client
+    }
+}
+
+impl Cluster {
+    /// Start `n` agents and make them a cluster: connect them, give agent
+    /// `i` zone `dc{i+1}` and 100 GB, apply layout version 1, and wait
+    /// until every agent has it and sees every other up.
+    pub fn start_formed(n: usize, opts: &AgentOpts) -> Cluster {
+        let c = Cluster::start(n, opts);
+        for other in &c.agents[1..] {
+            let out = c.agents[0].hangar(&["node", "connect", &other.peer_addr()]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for (i, a) in c.agents.iter().enumerate() {
+            let zone = format!("dc{}", i + 1);
+            c.agents[0].hangar_json(&[
+                "layout",
+                "assign",
+                &a.id,
+                "--zone",
+                &zone,
+                "--capacity",
+                "100G",
+            ]);
+        }
+        c.agents[0].hangar_json(&["layout", "apply", "--version", "1"]);
+        c.wait_converged(1);
+        c
+    }
+
+    /// Wait until every agent reports layout `version` and sees all up.
+    pub fn wait_converged(&self, version: u64) {
+        let ids: Vec<String> = self.agents.iter().map(|a| a.id.clone()).collect();
+        wait_for("the cluster to converge", DEADLINE, || {
+            for a in &self.agents {
+                let st = a.status()?;
+                if st["layout_version"] != version || !ids.iter().all(|id| sees_up(&st, id)) {
+                    return None;
+                }
+            }
+            Some(())
+        });
+    }
 }

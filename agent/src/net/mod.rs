@@ -87,7 +87,9 @@ pub struct Net {
     gossip: Mutex<Option<Arc<dyn Gossip>>>,
     /// Rate limit for "refused connection" log lines, per remote IP.
     refused_log: Mutex<BTreeMap<std::net::IpAddr, Instant>>,
-    /// Announces peers coming up (first contact or back from down).
+    /// Announces every new connection to a peer (first contact, or a
+    /// reconnection after the link or the peer went away): such a peer may
+    /// have missed writes, so anti-entropy checks it at once.
     up_events: tokio::sync::broadcast::Sender<NodeId>,
 }
 
@@ -226,6 +228,7 @@ impl Net {
             slot.client = Some(client);
             slot.wake.notify_one();
         }
+        let _ = self.up_events.send(peer.id);
         Ok(())
     }
 
@@ -267,6 +270,7 @@ impl Net {
                         if let Some(slot) = lock(&self.peers).get_mut(&id) {
                             slot.client = Some(c.clone());
                         }
+                        let _ = self.up_events.send(id);
                         c
                     }
                     Err(e) => {
@@ -326,7 +330,6 @@ impl Net {
             let i = &mut slot.info;
             if !i.up {
                 info!("peer {} is up", id.short());
-                let _ = self.up_events.send(id);
             }
             i.up = true;
             i.failures = 0;
@@ -371,7 +374,7 @@ impl Net {
             .collect()
     }
 
-    /// Be told of every peer that comes up from now on.
+    /// Be told of every new connection to a peer from now on.
     pub fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId> {
         self.up_events.subscribe()
     }

@@ -26,6 +26,10 @@ use tracing::{debug, info, warn};
 use super::data::GcTodo;
 use super::{Table, TableSchema};
 
+/// A tombstone ready for collection: storage key, raw queue entry,
+/// tombstone encoding, hash of that encoding.
+type Candidate = (Vec<u8>, Vec<u8>, Vec<u8>, Hash);
+
 /// Tombstones examined per round.
 const GC_BATCH: usize = 1000;
 
@@ -61,9 +65,7 @@ impl<S: TableSchema> Table<S> {
         let now = now_msec();
         let delay = self.cfg.gc_delay.as_millis() as u64;
         let layout = self.layout.snapshot();
-        // Per partition: (key, raw todo entry, tombstone encoding, its hash).
-        let mut by_partition: BTreeMap<usize, Vec<(Vec<u8>, Vec<u8>, Vec<u8>, Hash)>> =
-            BTreeMap::new();
+        let mut by_partition: BTreeMap<usize, Vec<Candidate>> = BTreeMap::new();
         for (key, raw) in entries {
             let Ok(todo) = rmp_serde::from_slice::<GcTodo>(&raw) else {
                 // Unreadable entry: drop it rather than block the queue.
@@ -103,6 +105,10 @@ impl<S: TableSchema> Table<S> {
                     S::NAME,
                     down.short()
                 );
+                self.sync_state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .gc_blocked += batch.len() as u64;
                 continue;
             }
             let items: Vec<Vec<u8>> = batch.iter().map(|(_, _, b, _)| b.clone()).collect();
@@ -137,6 +143,10 @@ impl<S: TableSchema> Table<S> {
             }
             collected += batch.len();
         }
+        self.sync_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .gc_collected += collected as u64;
         Ok(collected)
     }
 }

@@ -63,6 +63,9 @@ pub trait TableSchema: Send + Sync + 'static {
     type Item: TableItem;
 }
 
+/// Encoded items by storage key.
+type RawItems = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// Timings of the table workers.
 #[derive(Clone, Debug)]
 pub struct TableConfig {
@@ -111,6 +114,9 @@ pub struct SyncState {
     /// Per partition: when a sync with every other replica last completed.
     pub last_full_sync_ms: BTreeMap<usize, u64>,
     pub items_pushed: u64,
+    /// Tombstone collections put off because a replica was unreachable.
+    pub gc_blocked: u64,
+    pub gc_collected: u64,
 }
 
 pub struct Table<S: TableSchema> {
@@ -329,7 +335,8 @@ impl<S: TableSchema> Table<S> {
         };
         let answers = self.quorum(partition, &nodes, op, r).await?;
         let mut merged: BTreeMap<Vec<u8>, S::Item> = BTreeMap::new();
-        let mut per_node: Vec<(NodeId, BTreeMap<Vec<u8>, Vec<u8>>)> = Vec::new();
+        // What each answering node returned, by storage key.
+        let mut per_node: Vec<(NodeId, RawItems)> = Vec::new();
         for (node, resp) in answers {
             let mut mine = BTreeMap::new();
             if let TableResponse::Items(items) = resp {
@@ -463,6 +470,8 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                 None
             },
             items_pushed: st.items_pushed,
+            gc_blocked: st.gc_blocked,
+            gc_collected: st.gc_collected,
         }
     }
 }

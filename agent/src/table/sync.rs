@@ -35,11 +35,8 @@ impl<S: TableSchema> Table<S> {
         loop {
             let only: Option<NodeId> = tokio::select! {
                 _ = tick.tick() => None,
-                r = up.recv() => match r {
-                    Ok(peer) => Some(peer),
-                    // Missed events: sync with everyone.
-                    Err(_) => None,
-                },
+                // A missed event (lagged channel) means: sync with everyone.
+                r = up.recv() => r.ok(),
             };
             self.sync_round(only).await;
         }
@@ -51,6 +48,15 @@ impl<S: TableSchema> Table<S> {
         let layout = self.layout.snapshot();
         if layout.assignment.is_empty() {
             return;
+        }
+        // Bring the local Merkle trees up to date first: a change not yet
+        // in them would not be compared (bounded, in case of a flood).
+        for _ in 0..64 {
+            let data = self.data.clone();
+            match tokio::task::spawn_blocking(move || data.update_merkle(1024)).await {
+                Ok(Ok(n)) if n > 0 => continue,
+                _ => break,
+            }
         }
         let me = self.net.id;
         let held = self.held_partitions();

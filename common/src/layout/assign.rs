@@ -11,35 +11,44 @@
 //! 3. move as few partition replicas as possible away from the previous
 //!    assignment, since every move is data copied over the network.
 //!
-//! [`compute`] works in two steps, one per kind of decision.
+//! [`compute`] works in two steps.
 //!
-//! **Targets: how many replicas each node gets.** With `P` partitions, let
-//! `n_i` be node `i`'s count and `t_z` the sum over zone `z`. A node holds a
-//! partition at most once, so `0 <= n_i <= P`. If `Z >= rf`, every partition
-//! spans `rf` zones iff every `t_z <= P`; if `Z < rf`, every partition spans
-//! all `Z` zones iff `P <= t_z <= min(nodes in z, rf - Z + 1) * P`. These
-//! bounds are also sufficient: write the nodes' tokens grouped by zone, node
-//! `i` repeated `n_i` times, and deal token `k` to partition `k mod P` (see
-//! [`deal`]). So priority 1 becomes bounds on zone totals, and priority 2 a
-//! water-filling problem under those bounds: find the level `lambda` at which
-//! every node gets `min(lambda * capacity, P)`, each zone's total clamped to
-//! its bounds (a clamped zone shares its total among its nodes by the same
-//! rule), and everything sums to `rf * P`. The real-valued shares are then
-//! rounded, zones first and then nodes within each zone, each value to the
-//! floor or the ceiling of its share. Rounding is *sticky*: among the values
-//! that may round up, those whose previous count already is the ceiling go
-//! first. Without that, adding one node makes many others flip by one and
-//! each flip is a replica moved for nothing.
+//! **Shares: how many replicas each node should get.** With `P` partitions,
+//! let `n_i` be node `i`'s count and `t_z` the sum over zone `z`. A node
+//! holds a partition at most once, so `0 <= n_i <= P`. If `Z >= rf`, every
+//! partition spans `rf` zones iff every `t_z <= P`; if `Z < rf`, every
+//! partition spans all `Z` zones iff `P <= t_z <= min(nodes in z, rf - Z + 1)
+//! * P`. These bounds are also sufficient: write the nodes' tokens grouped
+//! by zone, node `i` repeated `n_i` times, and deal token `k` to partition
+//! `k mod P` (see [`deal`]). So priority 1 becomes bounds on zone totals,
+//! and priority 2 a water-filling problem under those bounds: find the level
+//! `lambda` at which every node gets `min(lambda * capacity, P)`, each
+//! zone's total clamped to its bounds (a clamped zone shares its total among
+//! its nodes by the same rule), and everything sums to `rf * P`.
+//!
+//! **Rounding.** Every node gets the floor or the ceiling of its share.
+//! Which nodes round up matters for usable capacity: a partition more than
+//! its share fills a node sooner, the more so the smaller the node. Nodes
+//! may round up in order of the load that gives them, as far as needed to
+//! reach `rf * P` within the zone bounds, and so may every node that the
+//! ceiling leaves no fuller than the fullest node already is. Among those,
+//! the placement below chooses, so rounding is sticky: a node whose previous
+//! count is its ceiling keeps it at no move, where fixed rounding would make
+//! many nodes flip by one whenever a node joins, each flip a replica moved
+//! for nothing.
 //!
 //! **Placement: which partitions each node gets.** A min-cost max-flow:
 //! source -> partition `p` (capacity `rf`) -> (`p`, zone `z`) -> node `i` of
-//! zone `z` (capacity 1, cost 0 if `i` held `p` before, else 1) -> sink
-//! (capacity `n_i`). Each (`p`, `z`) vertex is fed by two parallel edges: one
-//! of capacity 1 and cost `-BIG`, one of capacity `rf - 1` and cost 0, with
-//! `BIG` larger than any total move cost. A min-cost flow thus first
-//! maximises the number of distinct (partition, zone) pairs (zone spread),
-//! then minimises moves; the dealing argument above guarantees the maximum
-//! flow `rf * P` and the full spread exist for the targets.
+//! zone `z` (capacity 1; no cost if `i` held `p` before, else the cost of a
+//! move) -> sink. Each (`p`, `z`) vertex is fed by two parallel edges: one
+//! of capacity 1 and cost `-BIG`, one of capacity `rf - 1` and cost 0. Each
+//! node reaches the sink by an edge of its floor's capacity at cost `-BIG`
+//! and, if it may round up, one of capacity 1 costing its rank in the
+//! rounding order. `BIG` exceeds all other costs together, so the minimum
+//! first maximises the distinct (partition, zone) pairs (zone spread) and
+//! fills every floor, then minimises moves, then rounds up by rank; the
+//! dealing argument guarantees the flow `rf * P`, full spread and full
+//! floors are reachable together.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -349,7 +358,7 @@ impl Targets {
             let (min, max) = ranges[z];
             let extra = (max - min).min(spare);
             spare -= extra;
-            let mut ups = min + extra - members.iter().map(|&i| lo[i]).sum::<usize>();
+            let mut ups = (min + extra).saturating_sub(members.iter().map(|&i| lo[i]).sum());
             for &i in candidates
                 .iter()
                 .filter(|&&i| cluster.zone_of[i] == z && up[i])
@@ -473,7 +482,7 @@ fn place(cluster: &Cluster, rf: usize, targets: &Targets, prev: &Previous) -> Ve
     }
     for p in 0..P {
         for (z, members) in cluster.members.iter().enumerate() {
-            g.add_edge(part(p), pair(p, z), 1, 0);
+            g.add_edge(part(p), pair(p, z), 1, -big);
             if rf > 1 {
                 g.add_edge(part(p), pair(p, z), rf as i64 - 1, 0);
             }
@@ -499,7 +508,7 @@ fn place(cluster: &Cluster, rf: usize, targets: &Targets, prev: &Previous) -> Ve
         debug_assert!(false, "min-cost flow fell short of rf * P");
         return deal(cluster, &targets.witness);
     }
-    let mut out = vec![Vec::with_capacity(rf); P];
+    let mut out: Vec<Vec<usize>> = (0..P).map(|_| Vec::with_capacity(rf)).collect();
     for (p, i, e) in placements {
         if g.cap[e] == 0 {
             out[p].push(i);
@@ -880,11 +889,11 @@ fn notes(
             )),
         }
     }
-    for i in 0..cluster.len() {
+    for (i, &count) in counts.iter().enumerate() {
         let id = cluster.ids[i].short();
         let z = cluster.zone_of[i];
         let zone = cluster.zones[z];
-        if counts[i] == 0 {
+        if count == 0 {
             let share = targets.share[i];
             notes.push(if targets.zone_clamp[z] == Clamp::Lowered {
                 format!(
@@ -909,7 +918,7 @@ fn notes(
                      raise its capacity to use it"
                 )
             });
-        } else if targets.capped[i] && counts[i] == P {
+        } else if targets.capped[i] && count == P {
             notes.push(format!(
                 "node {id} in zone {zone} holds all {P} partitions, the most a node can hold \
                  (a node holds each partition once), so part of its capacity stays unused"
@@ -994,6 +1003,24 @@ mod tests {
                 && note.contains("zone dc1 already holds one replica of every partition"),
             "{note}"
         );
+    }
+
+    #[test]
+    fn a_tiny_node_gets_nothing_rather_than_lower_usable_capacity() {
+        let r = roles(&[
+            (1, "a", Some(10 * TB)),
+            (2, "b", Some(10 * TB)),
+            (3, "c", Some(10 * GB)),
+        ]);
+        let report = compute(&r, 1, None).expect("valid layout");
+        assert_eq!(report.partitions_per_node[&id(3)], 0);
+        assert_eq!(report.usable_capacity, 20 * TB);
+        let note = report
+            .notes
+            .iter()
+            .find(|n| n.contains(&id(3).short()))
+            .expect("a note on the idle node");
+        assert!(note.contains("its capacity is so small"), "{note}");
     }
 
     /// Priority 2 shares a saturated zone's replicas among its nodes by

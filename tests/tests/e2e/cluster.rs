@@ -29,15 +29,29 @@ fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
     // find each other through gossip (full mesh).
     for other in &c.agents[1..] {
         let out = c.agents[0].hangar(&["node", "connect", &other.peer_addr()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let all: Vec<&Agent> = c.agents.iter().collect();
-    wait_for("every node to see every node up", DEADLINE, || all_see_all_up(&all, &ids));
+    wait_for("every node to see every node up", DEADLINE, || {
+        all_see_all_up(&all, &ids)
+    });
 
     // Assign zones with node id prefixes, preview, apply.
     for (i, zone) in ["dc1", "dc2", "dc3"].iter().enumerate() {
         let prefix = &ids[i][..8];
-        c.agents[0].hangar_json(&["layout", "assign", prefix, "--zone", zone, "--capacity", "100G"]);
+        c.agents[0].hangar_json(&[
+            "layout",
+            "assign",
+            prefix,
+            "--zone",
+            zone,
+            "--capacity",
+            "100G",
+        ]);
     }
     let view = c.agents[1].hangar_json(&["layout", "show"]);
     // Staging made on node 1 reaches node 2 (gossip) before anyone applies.
@@ -48,10 +62,16 @@ fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
     assert_eq!(staged["layout"]["version"], 0, "{view}");
     let report = c.agents[2].hangar_json(&["layout", "apply", "--version", "1"]);
     for id in &ids {
-        assert_eq!(report["partitions_per_node"][id], 256, "with RF 3 and 3 zones every node holds every partition");
+        assert_eq!(
+            report["partitions_per_node"][id], 256,
+            "with RF 3 and 3 zones every node holds every partition"
+        );
     }
     wait_for("every node to report layout version 1", DEADLINE, || {
-        c.agents.iter().all(|a| layout_version(a) == Some(1)).then_some(())
+        c.agents
+            .iter()
+            .all(|a| layout_version(a) == Some(1))
+            .then_some(())
     });
     let st = c.agents[0].status().expect("status");
     assert_eq!(st["health"]["healthy"], 256, "{st}");
@@ -61,7 +81,10 @@ fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
     let out = c.agents[0].hangar(&["layout", "apply", "--version", "1"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("apply --version 2") || err.contains("nothing is staged"), "{err}");
+    assert!(
+        err.contains("apply --version 2") || err.contains("nothing is staged"),
+        "{err}"
+    );
 
     // SIGKILL node 3: the two others mark it down, the ring degrades.
     c.agents[2].kill();
@@ -75,12 +98,24 @@ fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
     assert_eq!(st["health"]["degraded"], 256, "{st}");
 
     // While it is down, change the layout: it must catch up when back.
-    c.agents[0].hangar_json(&["layout", "assign", &ids[0][..10], "--zone", "dc1", "--capacity", "200G"]);
+    c.agents[0].hangar_json(&[
+        "layout",
+        "assign",
+        &ids[0][..10],
+        "--zone",
+        "dc1",
+        "--capacity",
+        "200G",
+    ]);
     c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
-    wait_for("node 2 to get layout version 2", DEADLINE, || (layout_version(&c.agents[1]) == Some(2)).then_some(()));
+    wait_for("node 2 to get layout version 2", DEADLINE, || {
+        (layout_version(&c.agents[1]) == Some(2)).then_some(())
+    });
 
     c.agents[2].start();
-    wait_for("node 3 to be seen up again by all", DEADLINE, || all_see_all_up(&all_refs(&c), &ids));
+    wait_for("node 3 to be seen up again by all", DEADLINE, || {
+        all_see_all_up(&all_refs(&c), &ids)
+    });
     wait_for("node 3 to catch up to layout version 2", DEADLINE, || {
         (layout_version(&c.agents[2]) == Some(2)).then_some(())
     });
@@ -88,14 +123,26 @@ fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
     // A client with the wrong secret is refused before any RPC is served...
     let wrong = RpcSecret::generate();
     let out = Command::new(console_bin())
-        .args(["--rpc-host", &c.agents[0].addr(), "--rpc-secret", &wrong.to_hex(), "status"])
+        .args([
+            "--rpc-host",
+            &c.agents[0].addr(),
+            "--rpc-secret",
+            &wrong.to_hex(),
+            "status",
+        ])
         .output()
         .expect("run hangar");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("secret"), "the error should point at the secret: {err}");
+    assert!(
+        err.contains("secret"),
+        "the error should point at the secret: {err}"
+    );
     wait_for("the refusal to be logged", DEADLINE, || {
-        c.agents[0].logs().contains("refused connection").then_some(())
+        c.agents[0]
+            .logs()
+            .contains("refused connection")
+            .then_some(())
     });
     // ... and the cluster is unaffected.
     let st = c.agents[0].status().expect("status after a refused client");
@@ -121,7 +168,9 @@ fn bootstrap_peers_join_nodes_without_the_cli() {
     );
     b.start();
     let ids = vec![a.id.clone(), b.id.clone()];
-    wait_for("both nodes to see each other up", DEADLINE, || all_see_all_up(&[&a, &b], &ids));
+    wait_for("both nodes to see each other up", DEADLINE, || {
+        all_see_all_up(&[&a, &b], &ids)
+    });
     // Status shows RTT and last seen for a live peer.
     let st = a.status().expect("status");
     let peer = node_in(&st, &b.id).expect("b listed");
@@ -133,7 +182,15 @@ fn bootstrap_peers_join_nodes_without_the_cli() {
 fn impossible_layouts_are_refused_with_what_to_change() {
     let mut a = Agent::new(&RpcSecret::generate(), &AgentOpts::default());
     a.start();
-    let view = a.hangar_json(&["layout", "assign", &a.id[..6], "--zone", "home", "--capacity", "1T"]);
+    let view = a.hangar_json(&[
+        "layout",
+        "assign",
+        &a.id[..6],
+        "--zone",
+        "home",
+        "--capacity",
+        "1T",
+    ]);
     let err = view["preview"]["Err"].to_string();
     assert!(err.contains("NotEnoughNodes"), "{view}");
     let out = a.hangar(&["layout", "apply", "--version", "1"]);
@@ -145,9 +202,25 @@ fn impossible_layouts_are_refused_with_what_to_change() {
     let view = a.hangar_json(&["layout", "revert"]);
     assert!(view["preview"].is_null(), "{view}");
     // Unknown node prefixes and zero capacities are refused by the CLI.
-    let out = a.hangar(&["layout", "assign", "ffffffffff", "--zone", "z", "--capacity", "1G"]);
+    let out = a.hangar(&[
+        "layout",
+        "assign",
+        "ffffffffff",
+        "--zone",
+        "z",
+        "--capacity",
+        "1G",
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no known node id"));
-    let out = a.hangar(&["layout", "assign", &a.id[..6], "--zone", "z", "--capacity", "0"]);
+    let out = a.hangar(&[
+        "layout",
+        "assign",
+        &a.id[..6],
+        "--zone",
+        "z",
+        "--capacity",
+        "0",
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--gateway"));
 }
 
@@ -201,12 +274,18 @@ fn a_bad_config_stops_the_agent_with_one_line_naming_the_problem() {
         dir.path().join("d"),
         RpcSecret::generate().to_hex()
     ));
-    assert!(err.contains("metadata_dir") && err.contains("/proc/hangar-cannot-be-here"), "{err}");
+    assert!(
+        err.contains("metadata_dir") && err.contains("/proc/hangar-cannot-be-here"),
+        "{err}"
+    );
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = busy.local_addr().expect("addr").port();
     let err = start_fails(&format!("{base}rpc_bind_addr = \"127.0.0.1:{port}\"\n"));
-    assert!(err.contains("cannot listen") && err.contains(&port.to_string()), "{err}");
+    assert!(
+        err.contains("cannot listen") && err.contains(&port.to_string()),
+        "{err}"
+    );
 
     let err = start_fails("metadata_dir = 12\n");
     assert!(err.contains("metadata_dir"), "{err}");
@@ -235,7 +314,10 @@ fn with_no_config_file_the_agent_runs_a_working_single_node_cluster() {
             .env_remove("HANGAR_RPC_SECRET");
     };
     if std::path::Path::new(hangar_common::config::SYSTEM_CONFIG).exists() {
-        eprintln!("skipping: {} exists on this machine", hangar_common::config::SYSTEM_CONFIG);
+        eprintln!(
+            "skipping: {} exists on this machine",
+            hangar_common::config::SYSTEM_CONFIG
+        );
         return;
     }
     if std::net::TcpListener::bind("0.0.0.0:3901").is_err() {
@@ -258,15 +340,25 @@ fn with_no_config_file_the_agent_runs_a_working_single_node_cluster() {
     let _guard = Guard(&mut child);
     // The console needs no flag: it finds the agent and the generated
     // secret where the agent put them.
-    let st = wait_for("the default agent to answer a bare `hangar status`", DEADLINE, || {
-        let mut cmd = Command::new(console_bin());
-        cmd.args(["--json", "status"]);
-        env(&mut cmd);
-        let out = cmd.output().ok()?;
-        out.status.success().then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()).flatten()
-    });
+    let st = wait_for(
+        "the default agent to answer a bare `hangar status`",
+        DEADLINE,
+        || {
+            let mut cmd = Command::new(console_bin());
+            cmd.args(["--json", "status"]);
+            env(&mut cmd);
+            let out = cmd.output().ok()?;
+            out.status
+                .success()
+                .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+                .flatten()
+        },
+    );
     assert_eq!(st["layout_version"], 1, "{st}");
     assert_eq!(st["health"]["healthy"], 256, "{st}");
     let banner = std::fs::read_to_string(&log).expect("banner");
-    assert!(banner.contains("node id") && banner.contains("hangar"), "{banner}");
+    assert!(
+        banner.contains("node id") && banner.contains("hangar"),
+        "{banner}"
+    );
 }

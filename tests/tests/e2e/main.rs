@@ -1,0 +1,5 @@
+//! End-to-end tests: real agent processes on loopback. One test binary
+//! (linking is what costs on small machines), one module per area.
+
+mod cluster;
+mod tables;
