@@ -176,6 +176,13 @@ impl Services {
             health: layout.health(|n| self.net.is_up(n)),
             nodes,
             tables: self.tables.values().map(|t| t.stats()).collect(),
+            live_versions: layout.live_versions(),
+            nodes_synced: layout
+                .all_live_nodes()
+                .iter()
+                .filter(|n| layout.sync.get(n).is_some_and(|v| *v >= layout.version))
+                .count(),
+            nodes_in_transition: layout.all_live_nodes().len(),
         }
     }
 

@@ -126,6 +126,12 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     kv.spawn_workers();
     let mut tables: BTreeMap<&'static str, Arc<dyn TableEndpoint>> = BTreeMap::new();
     tables.insert(KvTable::NAME, kv.clone());
+    tokio::spawn(table::transition::transition_loop(
+        net.clone(),
+        layout.clone(),
+        tables.values().cloned().collect(),
+        Duration::from_millis(config.tables.op_timeout_ms),
+    ));
     let services = Arc::new(Services {
         net: net.clone(),
         layout: layout.clone(),

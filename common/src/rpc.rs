@@ -188,6 +188,16 @@ pub struct ClusterStatus {
     /// The answering node's metadata tables.
     #[serde(default)]
     pub tables: Vec<TableStats>,
+    /// Layout versions still live, oldest first: more than one while data
+    /// moves after a layout change.
+    #[serde(default)]
+    pub live_versions: Vec<u64>,
+    /// Of the nodes of the live versions, how many have pushed their data
+    /// for the current version.
+    #[serde(default)]
+    pub nodes_synced: usize,
+    #[serde(default)]
+    pub nodes_in_transition: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

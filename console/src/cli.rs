@@ -230,6 +230,16 @@ pub fn render_status(st: &ClusterStatus) -> String {
         st.health.degraded,
         st.health.unavailable
     ));
+    if st.live_versions.len() > 1 {
+        out.push_str(&format!(
+            "Data is moving to layout version {}: versions {:?} live (reads from {}), {} of {} nodes have pushed their data\n\n",
+            st.layout_version,
+            st.live_versions,
+            st.live_versions[0],
+            st.nodes_synced,
+            st.nodes_in_transition
+        ));
+    }
     let rows: Vec<Vec<String>> = st
         .nodes
         .iter()
@@ -276,6 +286,13 @@ pub fn render_status(st: &ClusterStatus) -> String {
         ],
         &rows,
     ));
+    if !st.tables.is_empty() {
+        out.push('\n');
+        for t in &st.tables {
+            out.push_str(&table_line(t));
+            out.push('\n');
+        }
+    }
     let unassigned: Vec<&NodeStatus> = st
         .nodes
         .iter()
@@ -288,6 +305,26 @@ pub fn render_status(st: &ClusterStatus) -> String {
         ));
     }
     out
+}
+
+/// One line per table: what this node holds and how its background work
+/// is doing.
+pub fn table_line(t: &hangar_common::rpc::TableStats) -> String {
+    let sync = match t.oldest_sync_ms {
+        Some(ms) => format!(
+            "all {} partitions synced, oldest {}",
+            t.partitions_held,
+            ago(ms)
+        ),
+        None => format!(
+            "{}/{} partitions synced",
+            t.partitions_synced, t.partitions_held
+        ),
+    };
+    format!(
+        "Table {}: {} items · Merkle queue {} · tombstones to collect {} · {sync}",
+        t.table, t.items, t.merkle_queue, t.gc_queue
+    )
 }
 
 pub fn render_layout(view: &LayoutView, st: &ClusterStatus) -> String {

@@ -298,6 +298,9 @@ mod tests {
             },
             nodes: vec![node(1, true), node(2, false)],
             tables: Vec::new(),
+            live_versions: vec![1],
+            nodes_synced: 2,
+            nodes_in_transition: 2,
         })));
         let screen = render(&app);
         assert!(

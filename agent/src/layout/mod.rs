@@ -30,6 +30,8 @@ pub struct LayoutManager {
     path: PathBuf,
     /// Copy-on-write: readers take a cheap snapshot of the whole layout.
     layout: RwLock<Arc<ClusterLayout>>,
+    /// The version this node writes with, and since when.
+    adopted: std::sync::Mutex<(u64, std::time::Instant)>,
 }
 
 impl LayoutManager {
@@ -70,6 +72,7 @@ impl LayoutManager {
             id: net.id,
             net,
             path,
+            adopted: std::sync::Mutex::new((layout.version, std::time::Instant::now())),
             layout: RwLock::new(Arc::new(layout)),
         }))
     }
@@ -104,9 +107,20 @@ impl LayoutManager {
             let mut l = (**guard).clone();
             let before = l.digest();
             let out = f(&mut l);
+            if l.prune() {
+                info!(
+                    "layout version {}: data transition complete, older versions retired",
+                    l.version
+                );
+            }
             let changed = l.digest() != before;
             if changed {
                 self.save(&l);
+                let mut adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
+                if adopted.0 != l.version {
+                    *adopted = (l.version, std::time::Instant::now());
+                }
+                drop(adopted);
                 *guard = Arc::new(l.clone());
             }
             (out, changed, l)
@@ -145,6 +159,25 @@ impl LayoutManager {
         if after > before {
             info!("layout version {after} received from {}", from.short());
         }
+    }
+
+    /// How long this node has been writing with `version` (None if it
+    /// writes with another one).
+    pub fn adopted_for(&self, version: u64) -> Option<std::time::Duration> {
+        let adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
+        (adopted.0 == version).then(|| adopted.1.elapsed())
+    }
+
+    /// Record this node's transition progress (see `ClusterLayout::ack`
+    /// and `ClusterLayout::sync`).
+    pub fn set_ack(self: &Arc<Self>, version: u64) {
+        let me = self.id;
+        self.update(|l| l.set_ack(me, version));
+    }
+
+    pub fn set_sync(self: &Arc<Self>, version: u64) {
+        let me = self.id;
+        self.update(|l| l.set_sync(me, version));
     }
 
     pub fn stage(self: &Arc<Self>, changes: Vec<(NodeId, StagedRole)>) {

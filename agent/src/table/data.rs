@@ -225,16 +225,37 @@ impl<S: TableSchema> TableData<S> {
         Ok(changed)
     }
 
+    /// Remove every item of partition `p` from this replica (this node no
+    /// longer holds the partition, and its new owners have the data), at
+    /// most `limit` per call. Returns how many were removed.
+    pub fn drop_partition(&self, p: u8, limit: usize) -> DbResult<usize> {
+        let keys: Vec<Vec<u8>> = self
+            .range_raw(&[p], None, limit)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for k in &keys {
+            self.remove_local(k, None)?;
+        }
+        Ok(keys.len())
+    }
+
     /// Remove an item if its stored encoding still hashes to `expected`.
     /// Returns whether it was removed.
     pub fn delete_if_equal(&self, key: &[u8], expected: &Hash) -> DbResult<bool> {
+        self.remove_local(key, Some(expected))
+    }
+
+    /// Remove an item (if `expected` is given, only if its encoding still
+    /// hashes to it), keeping the queues and counters right.
+    fn remove_local(&self, key: &[u8], expected: Option<&Hash>) -> DbResult<bool> {
         let mut removed = false;
         self.db.transaction(&mut |tx| {
             removed = false;
             let Some(cur) = tx.get(self.items, key)? else {
                 return Ok(());
             };
-            if Hash::of(&cur) != *expected {
+            if expected.is_some_and(|h| Hash::of(&cur) != *h) {
                 return Ok(());
             }
             tx.remove(self.items, key)?;

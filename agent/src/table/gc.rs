@@ -95,7 +95,7 @@ impl<S: TableSchema> Table<S> {
         }
         let mut collected = 0;
         for (p, batch) in by_partition {
-            let nodes = layout.nodes_of(p).to_vec();
+            let nodes = layout.all_nodes_of(p);
             if nodes.is_empty() {
                 continue;
             }

@@ -28,6 +28,7 @@ pub mod gc;
 pub mod kv;
 pub mod merkle;
 pub mod sync;
+pub mod transition;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -98,15 +99,7 @@ pub enum TableError {
     Data(#[from] DataError),
 }
 
-/// Acknowledgements a write waits for.
-pub fn write_quorum(rf: usize) -> usize {
-    rf / 2 + 1
-}
-
-/// Answers a read waits for: enough to overlap every write quorum.
-pub fn read_quorum(rf: usize) -> usize {
-    rf + 1 - write_quorum(rf)
-}
+pub use hangar_common::layout::cluster::{read_quorum, write_quorum};
 
 /// Bookkeeping of anti-entropy, for status displays.
 #[derive(Default)]
@@ -127,10 +120,17 @@ pub struct Table<S: TableSchema> {
     pub sync_state: Mutex<SyncState>,
 }
 
-/// What the Peer service needs of a table, whatever its item type.
+/// What the Peer service and the transition worker need of a table,
+/// whatever its item type.
 pub trait TableEndpoint: Send + Sync + 'static {
     fn handle(&self, op: TableOp) -> Result<TableResponse, RpcError>;
     fn stats(&self) -> TableStats;
+    /// Run a full anti-entropy round; true if it reached every current
+    /// replica of every partition this node holds.
+    fn full_sync(self: Arc<Self>) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>>;
+    /// Delete local items of partitions this node holds in no live layout
+    /// version. Returns how many were deleted.
+    fn drop_unheld(&self) -> usize;
 }
 
 impl<S: TableSchema> Table<S> {
@@ -170,14 +170,29 @@ impl<S: TableSchema> Table<S> {
         }
     }
 
-    /// The replicas of a partition in the current layout.
-    pub fn nodes_of(&self, partition: usize) -> Result<Vec<NodeId>, TableError> {
+    /// The replica sets a write of `partition` must reach a quorum of:
+    /// one per live layout version (two or more during a transition).
+    pub fn write_sets(&self, partition: usize) -> Result<Vec<Vec<NodeId>>, TableError> {
         let layout = self.layout.snapshot();
-        let nodes = layout.nodes_of(partition).to_vec();
-        if nodes.is_empty() {
+        let sets: Vec<Vec<NodeId>> = layout
+            .write_sets(partition)
+            .into_iter()
+            .map(|s| s.to_vec())
+            .collect();
+        if sets.iter().any(|s| s.is_empty()) {
             return Err(TableError::NoLayout);
         }
-        Ok(nodes)
+        Ok(sets)
+    }
+
+    /// The replica set reads of `partition` use.
+    pub fn read_set(&self, partition: usize) -> Result<Vec<NodeId>, TableError> {
+        let layout = self.layout.snapshot();
+        let set = layout.read_set(partition).to_vec();
+        if set.is_empty() {
+            return Err(TableError::NoLayout);
+        }
+        Ok(set)
     }
 
     fn replication_factor(&self) -> usize {
@@ -210,17 +225,21 @@ impl<S: TableSchema> Table<S> {
         }
     }
 
-    /// Send `op` to every node; return once `needed` succeeded (the others
-    /// go on in the background), or fail naming how many answered.
+    /// Send `op` to every node of every set; return once each set has
+    /// `needed` successes (capped at its size; the other calls go on in the
+    /// background), or fail naming how many answered.
     async fn quorum(
         self: &Arc<Self>,
         partition: usize,
-        nodes: &[NodeId],
+        sets: &[Vec<NodeId>],
         op: TableOp,
         needed: usize,
     ) -> Result<Vec<(NodeId, TableResponse)>, TableError> {
+        let mut nodes: Vec<NodeId> = sets.iter().flatten().copied().collect();
+        nodes.sort();
+        nodes.dedup();
         let (tx, mut rx) = mpsc::channel(nodes.len().max(1));
-        for &node in nodes {
+        for &node in &nodes {
             let me = self.clone();
             let op = op.clone();
             let tx = tx.clone();
@@ -230,11 +249,16 @@ impl<S: TableSchema> Table<S> {
             });
         }
         drop(tx);
-        let mut ok = Vec::new();
+        let mut ok: Vec<(NodeId, TableResponse)> = Vec::new();
         let mut errors = Vec::new();
         let deadline = tokio::time::sleep(self.cfg.op_timeout);
         tokio::pin!(deadline);
-        while ok.len() < needed {
+        let satisfied = |ok: &[(NodeId, TableResponse)]| {
+            sets.iter().all(|set| {
+                ok.iter().filter(|(n, _)| set.contains(n)).count() >= needed.min(set.len())
+            })
+        };
+        while !satisfied(&ok) {
             tokio::select! {
                 r = rx.recv() => match r {
                     Some((n, Ok(resp))) => ok.push((n, resp)),
@@ -247,27 +271,37 @@ impl<S: TableSchema> Table<S> {
                 }
             }
         }
-        if ok.len() >= needed {
-            Ok(ok)
-        } else {
-            Err(TableError::Quorum {
-                table: S::NAME,
-                partition,
-                ok: ok.len(),
-                needed,
-                errors: errors.join("; "),
-            })
+        if satisfied(&ok) {
+            return Ok(ok);
         }
+        // Report the first set that fell short.
+        let (got, need) = sets
+            .iter()
+            .map(|set| {
+                (
+                    ok.iter().filter(|(n, _)| set.contains(n)).count(),
+                    needed.min(set.len()),
+                )
+            })
+            .find(|(got, need)| got < need)
+            .unwrap_or((ok.len(), needed));
+        Err(TableError::Quorum {
+            table: S::NAME,
+            partition,
+            ok: got,
+            needed: need,
+            errors: errors.join("; "),
+        })
     }
 
     /// Write an item to a write quorum of its partition's replicas.
     pub async fn insert(self: &Arc<Self>, item: &S::Item) -> Result<(), TableError> {
         let key = storage_key(item.partition_key(), item.sort_key());
         let partition = key[0] as usize;
-        let nodes = self.nodes_of(partition)?;
+        let sets = self.write_sets(partition)?;
         let bytes = self.data.encode(item)?;
-        let w = write_quorum(self.replication_factor()).min(nodes.len());
-        self.quorum(partition, &nodes, TableOp::Update(vec![bytes]), w)
+        let w = write_quorum(self.replication_factor());
+        self.quorum(partition, &sets, TableOp::Update(vec![bytes]), w)
             .await?;
         Ok(())
     }
@@ -280,9 +314,9 @@ impl<S: TableSchema> Table<S> {
     ) -> Result<Option<S::Item>, TableError> {
         let key = storage_key(partition_key, sort_key);
         let partition = key[0] as usize;
-        let nodes = self.nodes_of(partition)?;
-        let r = read_quorum(self.replication_factor()).min(nodes.len());
-        let answers = self.quorum(partition, &nodes, TableOp::Get(key), r).await?;
+        let set = self.read_set(partition)?;
+        let r = read_quorum(self.replication_factor());
+        let answers = self.quorum(partition, &[set], TableOp::Get(key), r).await?;
         let mut merged: Option<S::Item> = None;
         let mut seen = Vec::new();
         for (node, resp) in answers {
@@ -326,14 +360,14 @@ impl<S: TableSchema> Table<S> {
     ) -> Result<Vec<S::Item>, TableError> {
         let prefix = Hash::of(partition_key).0.to_vec();
         let partition = prefix[0] as usize;
-        let nodes = self.nodes_of(partition)?;
-        let r = read_quorum(self.replication_factor()).min(nodes.len());
+        let set = self.read_set(partition)?;
+        let r = read_quorum(self.replication_factor());
         let op = TableOp::Range {
             prefix: prefix.clone(),
             after: after.map(|a| storage_key(partition_key, a)),
             limit,
         };
-        let answers = self.quorum(partition, &nodes, op, r).await?;
+        let answers = self.quorum(partition, &[set], op, r).await?;
         let mut merged: BTreeMap<Vec<u8>, S::Item> = BTreeMap::new();
         // What each answering node returned, by storage key.
         let mut per_node: Vec<(NodeId, RawItems)> = Vec::new();
@@ -382,11 +416,11 @@ impl<S: TableSchema> Table<S> {
         }
     }
 
-    /// Partitions this node holds in the current layout.
+    /// Partitions this node holds in some live layout version.
     pub fn held_partitions(&self) -> Vec<usize> {
         let layout = self.layout.snapshot();
         (0..PARTITIONS)
-            .filter(|p| layout.nodes_of(*p).contains(&self.net.id))
+            .filter(|p| layout.all_nodes_of(*p).contains(&self.net.id))
             .collect()
     }
 }
@@ -448,6 +482,35 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                 Ok(TableResponse::Ok)
             }
         }
+    }
+
+    fn full_sync(self: Arc<Self>) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> {
+        Box::pin(async move { self.sync_round(None).await })
+    }
+
+    fn drop_unheld(&self) -> usize {
+        let layout = self.layout.snapshot();
+        // Never before a first layout, nor during a transition.
+        if layout.version == 0 || layout.in_transition() {
+            return 0;
+        }
+        let mut dropped = 0;
+        for p in 0..PARTITIONS {
+            if layout.all_nodes_of(p).contains(&self.net.id) {
+                continue;
+            }
+            loop {
+                match self.data.drop_partition(p as u8, 256) {
+                    Ok(0) => break,
+                    Ok(n) => dropped += n,
+                    Err(e) => {
+                        tracing::warn!("{}: cannot drop partition {p}: {e}", S::NAME);
+                        break;
+                    }
+                }
+            }
+        }
+        dropped
     }
 
     fn stats(&self) -> TableStats {

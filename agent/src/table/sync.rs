@@ -43,11 +43,12 @@ impl<S: TableSchema> Table<S> {
     }
 
     /// Compare every held partition with its other replicas (or only with
-    /// `only`) and push differences.
-    pub async fn sync_round(&self, only: Option<NodeId>) {
+    /// `only`) and push differences. Returns whether a full round (not
+    /// `only`) reached every current replica of every held partition.
+    pub async fn sync_round(&self, only: Option<NodeId>) -> bool {
         let layout = self.layout.snapshot();
         if layout.assignment.is_empty() {
-            return;
+            return false;
         }
         // Bring the local Merkle trees up to date first: a change not yet
         // in them would not be compared (bounded, in case of a flood).
@@ -62,7 +63,7 @@ impl<S: TableSchema> Table<S> {
         let held = self.held_partitions();
         let peers: BTreeSet<NodeId> = held
             .iter()
-            .flat_map(|p| layout.nodes_of(*p).iter().copied())
+            .flat_map(|p| layout.all_nodes_of(*p))
             .filter(|n| *n != me && only.is_none_or(|o| o == *n))
             .collect();
         let mut failed: BTreeSet<(usize, NodeId)> = BTreeSet::new();
@@ -90,7 +91,7 @@ impl<S: TableSchema> Table<S> {
                 }
             };
             for &p in &held {
-                if !layout.nodes_of(p).contains(peer) {
+                if !layout.all_nodes_of(p).contains(peer) {
                     continue;
                 }
                 let local_root = self
@@ -118,16 +119,24 @@ impl<S: TableSchema> Table<S> {
         let now = now_msec();
         let mut st = self.sync_state.lock().unwrap_or_else(|p| p.into_inner());
         st.items_pushed += pushed_total as u64;
+        // Complete: every held partition reached every node holding it in
+        // the current version (the ones a transition needs data on).
+        let mut complete = only.is_none();
         if only.is_none() {
             for &p in &held {
                 let all_ok = layout
-                    .nodes_of(p)
+                    .all_nodes_of(p)
                     .iter()
                     .filter(|n| **n != me)
                     .all(|n| !failed.contains(&(p, *n)));
                 if all_ok {
                     st.last_full_sync_ms.insert(p, now);
                 }
+                complete &= layout
+                    .nodes_of(p)
+                    .iter()
+                    .filter(|n| **n != me)
+                    .all(|n| !failed.contains(&(p, *n)));
             }
         }
         drop(st);
@@ -137,6 +146,7 @@ impl<S: TableSchema> Table<S> {
                 S::NAME
             );
         }
+        complete
     }
 
     /// Walk one partition's trees against `peer`'s and push what differs.

@@ -50,6 +50,49 @@ pub struct ClusterLayout {
     /// Version the staged changes apply to (always `version`, once merged).
     pub staged_on: u64,
     pub staged: LwwMap<NodeId, StagedRole>,
+    /// Older versions still live while data moves to the current one,
+    /// oldest first. Writes go to a quorum of every live version; reads to
+    /// the oldest, whose replica sets are known to be complete.
+    #[serde(default)]
+    pub history: Vec<HistoricVersion>,
+    /// Versions below this are finished with everywhere (grows only).
+    #[serde(default)]
+    pub min_live: u64,
+    /// Per node: the newest version it writes with and for which its older
+    /// writes have all completed (grows only).
+    #[serde(default)]
+    pub ack: BTreeMap<NodeId, u64>,
+    /// Per node: the newest version for which it has pushed all its data to
+    /// every node that holds it in that version (grows only).
+    #[serde(default)]
+    pub sync: BTreeMap<NodeId, u64>,
+}
+
+/// An older layout version, kept while a transition is in progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoricVersion {
+    pub version: u64,
+    pub roles: BTreeMap<NodeId, NodeRole>,
+    pub assignment: Assignment,
+}
+
+impl HistoricVersion {
+    fn digest(&self) -> u64 {
+        fnv(&rmp_serde::to_vec(self).unwrap_or_default())
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn max_merge(a: &mut BTreeMap<NodeId, u64>, b: &BTreeMap<NodeId, u64>) {
+    for (k, v) in b {
+        let e = a.entry(*k).or_insert(0);
+        *e = (*e).max(*v);
+    }
 }
 
 /// Why a layout operation is refused.
@@ -79,6 +122,10 @@ impl ClusterLayout {
             assignment: Vec::new(),
             staged_on: 0,
             staged: LwwMap::default(),
+            history: Vec::new(),
+            min_live: 0,
+            ack: BTreeMap::new(),
+            sync: BTreeMap::new(),
         }
     }
 
@@ -140,6 +187,14 @@ impl ClusterLayout {
             return Err(ApplyError::NothingStaged);
         }
         let report = self.preview()?;
+        let mut history = self.history.clone();
+        if self.version > 0 {
+            history.push(HistoricVersion {
+                version: self.version,
+                roles: self.roles.clone(),
+                assignment: self.assignment.clone(),
+            });
+        }
         let next = ClusterLayout {
             format: LAYOUT_FORMAT,
             version,
@@ -148,6 +203,14 @@ impl ClusterLayout {
             assignment: report.assignment.clone(),
             staged_on: version,
             staged: LwwMap::default(),
+            history,
+            min_live: if self.version == 0 {
+                version
+            } else {
+                self.min_live
+            },
+            ack: self.ack.clone(),
+            sync: self.sync.clone(),
         };
         Ok((next, report))
     }
@@ -157,10 +220,7 @@ impl ClusterLayout {
     pub fn digest(&self) -> u64 {
         // FNV-1a over the canonical MessagePack encoding: stable across
         // processes and builds, unlike std's hasher.
-        let bytes = rmp_serde::to_vec(self).unwrap_or_default();
-        bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-        })
+        fnv(&rmp_serde::to_vec(self).unwrap_or_default())
     }
 
     fn applied_key(&self) -> (u64, u64) {
@@ -170,11 +230,10 @@ impl ClusterLayout {
             &self.assignment,
             self.replication_factor,
         );
-        let bytes = rmp_serde::to_vec(&applied).unwrap_or_default();
-        let d = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-        (self.version, d)
+        (
+            self.version,
+            fnv(&rmp_serde::to_vec(&applied).unwrap_or_default()),
+        )
     }
 
     /// Nodes the layout knows about (applied or staged).
@@ -186,9 +245,102 @@ impl ClusterLayout {
             .collect()
     }
 
-    /// Replica set of partition `p`, empty before the first layout.
+    /// Replica set of partition `p` in the current version, empty before
+    /// the first layout.
     pub fn nodes_of(&self, p: usize) -> &[NodeId] {
         self.assignment.get(p).map(|v| &v[..]).unwrap_or(&[])
+    }
+
+    /// Versions still live, oldest first (the current one last).
+    pub fn live_versions(&self) -> Vec<u64> {
+        self.history
+            .iter()
+            .map(|h| h.version)
+            .chain(std::iter::once(self.version))
+            .collect()
+    }
+
+    /// Whether data is still moving from older versions to the current one.
+    pub fn in_transition(&self) -> bool {
+        !self.history.is_empty()
+    }
+
+    /// Replica sets of partition `p` in every live version, oldest first:
+    /// a write must reach a quorum of each.
+    pub fn write_sets(&self, p: usize) -> Vec<&[NodeId]> {
+        let mut sets: Vec<&[NodeId]> = self
+            .history
+            .iter()
+            .map(|h| h.assignment.get(p).map(|v| &v[..]).unwrap_or(&[]))
+            .collect();
+        sets.push(self.nodes_of(p));
+        sets
+    }
+
+    /// Replica set reads use: the oldest live version's, complete by
+    /// construction (every write since it was current reached a quorum of
+    /// it).
+    pub fn read_set(&self, p: usize) -> &[NodeId] {
+        match self.history.first() {
+            Some(h) => h.assignment.get(p).map(|v| &v[..]).unwrap_or(&[]),
+            None => self.nodes_of(p),
+        }
+    }
+
+    /// Every node holding partition `p` in some live version.
+    pub fn all_nodes_of(&self, p: usize) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self.write_sets(p).into_iter().flatten().copied().collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Every node of every live version (storage or gateway).
+    pub fn all_live_nodes(&self) -> BTreeSet<NodeId> {
+        self.history
+            .iter()
+            .flat_map(|h| h.roles.keys())
+            .chain(self.roles.keys())
+            .copied()
+            .collect()
+    }
+
+    /// Record that `node` writes with version `v` (and no older write of
+    /// its is in flight).
+    pub fn set_ack(&mut self, node: NodeId, v: u64) {
+        let e = self.ack.entry(node).or_insert(0);
+        *e = (*e).max(v);
+    }
+
+    /// Record that `node` has pushed its data for version `v`.
+    pub fn set_sync(&mut self, node: NodeId, v: u64) {
+        let e = self.sync.entry(node).or_insert(0);
+        *e = (*e).max(v);
+    }
+
+    /// End the transition if it can be: for every partition and every older
+    /// live version, a read quorum of that version's replicas have pushed
+    /// their data to the current replicas. Every acknowledged write reached
+    /// a write quorum of each live version, and a read quorum overlaps every
+    /// write quorum, so the current replicas then hold every acknowledged
+    /// write. Returns whether older versions were dropped.
+    pub fn prune(&mut self) -> bool {
+        if self.history.is_empty() {
+            return false;
+        }
+        let r = read_quorum(self.replication_factor);
+        let synced = |n: &NodeId| self.sync.get(n).is_some_and(|v| *v >= self.version);
+        for h in &self.history {
+            for set in &h.assignment {
+                let done = set.iter().filter(|n| synced(n)).count();
+                if done < r.min(set.len()) {
+                    return false;
+                }
+            }
+        }
+        self.min_live = self.version;
+        self.history.clear();
+        true
     }
 
     /// Health of the ring given which nodes are up.
@@ -216,6 +368,12 @@ impl ClusterLayout {
 /// Acknowledgements a write needs: a majority of the replicas.
 pub fn write_quorum(rf: usize) -> usize {
     rf / 2 + 1
+}
+
+/// Answers a read needs: enough to overlap every write quorum
+/// (RF 3: 2, RF 2: 1, RF 1: 1).
+pub fn read_quorum(rf: usize) -> usize {
+    rf + 1 - write_quorum(rf)
 }
 
 /// Counts of partitions by redundancy.
@@ -255,11 +413,35 @@ impl Crdt for ClusterLayout {
                 (self.staged_on, s)
             }
         };
+        // Transition state: history is a union by version (the entry with
+        // the larger digest wins a conflict), trackers grow only.
+        let mut history: BTreeMap<u64, HistoricVersion> = BTreeMap::new();
+        for h in self.history.iter().chain(other.history.iter()) {
+            match history.get(&h.version) {
+                Some(cur) if cur.digest() >= h.digest() => {}
+                _ => {
+                    history.insert(h.version, h.clone());
+                }
+            }
+        }
+        let mut ack = self.ack.clone();
+        max_merge(&mut ack, &other.ack);
+        let mut sync = self.sync.clone();
+        max_merge(&mut sync, &other.sync);
+        let min_live = self.min_live.max(other.min_live);
         // Applied part: a total order on (version, digest).
         if other.applied_key() > self.applied_key() {
             *self = other.clone();
         }
         (self.staged_on, self.staged) = staged;
+        self.ack = ack;
+        self.sync = sync;
+        self.min_live = min_live;
+        let current = self.version;
+        self.history = history
+            .into_values()
+            .filter(|h| h.version >= min_live && h.version < current)
+            .collect();
         // Staging made against a version older than the applied one is stale.
         if self.staged_on < self.version {
             self.staged = LwwMap::default();
@@ -350,6 +532,43 @@ mod tests {
     }
 
     #[test]
+    fn a_transition_writes_to_both_versions_and_reads_the_old_one_until_synced() {
+        let (v1, _) = three_nodes().apply(1).unwrap();
+        assert!(!v1.in_transition());
+        let mut l = v1.clone();
+        l.stage(id(3), role("dc4", 100), 5, id(0));
+        l.stage(id(0), StagedRole::Remove, 5, id(0));
+        let (mut v2, _) = l.apply(2).unwrap();
+        assert_eq!(v2.live_versions(), vec![1, 2]);
+        for p in 0..PARTITIONS {
+            assert_eq!(v2.write_sets(p).len(), 2);
+            assert_eq!(
+                v2.read_set(p),
+                v1.nodes_of(p),
+                "reads stay on the complete set"
+            );
+            assert!(v2.read_set(p).contains(&id(0)));
+            assert!(!v2.nodes_of(p).contains(&id(0)));
+        }
+        // One old replica per partition having pushed is not enough (R = 2).
+        v2.set_sync(id(1), 2);
+        assert!(!v2.prune());
+        v2.set_sync(id(2), 2);
+        assert!(
+            v2.prune(),
+            "two of three old replicas of every partition pushed"
+        );
+        assert_eq!(v2.live_versions(), vec![2]);
+        for p in 0..PARTITIONS {
+            assert_eq!(v2.read_set(p), v2.nodes_of(p));
+        }
+        // A peer still in transition learns that it is over.
+        let mut stale = l.apply(2).unwrap().0;
+        stale.merge(&v2);
+        assert!(!stale.in_transition());
+    }
+
+    #[test]
     fn health_counts_partitions_by_live_replicas() {
         let (v1, _) = three_nodes().apply(1).unwrap();
         assert_eq!(v1.health(|_| true).healthy, PARTITIONS);
@@ -373,6 +592,12 @@ mod tests {
                         l.stage(id(3), role("dc1", 10 * v), v, id(0));
                     }
                     l = l.apply(v).expect("valid layout").0;
+                }
+                if applied >= 2 && stages.len() % 2 == 0 {
+                    l.set_sync(id(1), applied);
+                    l.set_sync(id(2), applied);
+                    l.set_ack(id(0), applied);
+                    l.prune();
                 }
                 for (n, ts, w, kind) in stages {
                     let change = match kind {

@@ -212,3 +212,146 @@ async fn without_a_quorum_writes_fail_saying_how_many_replicas_answered() {
         .expect_err("no read quorum");
     assert!(err.to_string().contains("quorum not reached"), "{err}");
 }
+
+/// Every agent of `agents` reports layout `version` with no older version
+/// still live (the data transition is over).
+fn transition_done(agents: &[&Agent], version: u64) -> Option<()> {
+    for a in agents {
+        let st = a.status()?;
+        if st["layout_version"] != version || st["live_versions"] != serde_json::json!([version]) {
+            return None;
+        }
+    }
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_change_under_continuous_writes_loses_nothing_and_moves_data_to_the_new_nodes() {
+    let opts = opts(3_600_000);
+    let c = tokio::task::block_in_place(|| Cluster::start_formed(3, &opts));
+    let mut d = Agent::new(&c.secret, &opts);
+    tokio::task::block_in_place(|| {
+        d.start();
+        let out = c.agents[0].hangar(&["node", "connect", &d.peer_addr()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let all: Vec<&Agent> = c.agents.iter().chain(std::iter::once(&d)).collect();
+
+    // A writer that keeps going through node 2 for the whole test, and
+    // reads each acknowledged write back through node 3 (read-after-write
+    // must hold throughout the layout changes).
+    let writer_client = c.agents[1].admin().await;
+    let check_client = c.agents[2].admin().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = tokio::spawn(async move {
+        let (mut acked, mut failed, mut stale_reads) = (Vec::new(), 0usize, Vec::new());
+        let mut i = 0usize;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let (k, v) = (format!("w-{i}"), format!("v-{i}"));
+            match writer_client
+                .debug_kv_put(ctx(), k.clone(), Some(v.clone()))
+                .await
+            {
+                Ok(Ok(())) => {
+                    let read = check_client.debug_kv_get(ctx(), k.clone()).await;
+                    if !matches!(&read, Ok(Ok(Some(got))) if *got == v) {
+                        stale_reads.push((k.clone(), format!("{read:?}")));
+                    }
+                    acked.push((k, v));
+                }
+                _ => failed += 1,
+            }
+            i += 1;
+        }
+        (acked, failed, stale_reads)
+    });
+
+    // Version 2: a fourth node in a fourth zone.
+    tokio::task::block_in_place(|| {
+        c.agents[0].hangar_json(&[
+            "layout",
+            "assign",
+            &d.id,
+            "--zone",
+            "dc4",
+            "--capacity",
+            "100G",
+        ]);
+        c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
+        wait_for("the move to version 2 to complete", DEADLINE, || {
+            transition_done(&all, 2)
+        });
+    });
+    // Version 3: the first node leaves.
+    let gone = c.agents[0].id.clone();
+    tokio::task::block_in_place(|| {
+        c.agents[1].hangar_json(&["layout", "remove", &gone]);
+        c.agents[1].hangar_json(&["layout", "apply", "--version", "3"]);
+        wait_for("the move to version 3 to complete", DEADLINE, || {
+            transition_done(&all, 3)
+        });
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, failed, stale_reads) = writer.await.expect("writer");
+    assert!(
+        acked.len() >= 50,
+        "the writer made progress: {} acked, {failed} failed",
+        acked.len()
+    );
+    assert!(
+        stale_reads.is_empty(),
+        "read-after-write broke during the transition: {stale_reads:?}"
+    );
+
+    // Every acknowledged write is readable.
+    let reader = c.agents[2].admin().await;
+    for (k, v) in &acked {
+        assert_eq!(
+            get(&reader, k).await.as_deref(),
+            Some(v.as_str()),
+            "acknowledged write {k} lost"
+        );
+    }
+
+    // Each key sits on exactly its partition's nodes in version 3, and the
+    // node that left holds nothing.
+    let view = tokio::task::block_in_place(|| c.agents[1].hangar_json(&["layout", "show"]));
+    let assignment = view["layout"]["assignment"]
+        .as_array()
+        .expect("assignment")
+        .clone();
+    let keys: Vec<String> = acked.iter().map(|(k, _)| k.clone()).collect();
+    let mut clients = Vec::new();
+    for a in &all {
+        clients.push((a.id.clone(), a.admin().await));
+    }
+    wait_for_async(
+        "every key to sit on exactly its new replicas",
+        DEADLINE,
+        || async {
+            for (id, cl) in &clients {
+                let held = local(cl, &keys).await;
+                for (k, v) in keys.iter().zip(held) {
+                    let p = hangar_common::hash::partition_of(k.as_bytes());
+                    let should = assignment[p].as_array()?.iter().any(|n| n == id.as_str());
+                    if should != matches!(v, LocalValue::Value(_)) {
+                        return None;
+                    }
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let removed = &clients[0].1;
+    assert_eq!(
+        table_stats(removed).await.items,
+        0,
+        "the removed node keeps no item"
+    );
+}
