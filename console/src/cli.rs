@@ -10,7 +10,7 @@ use hangar_common::rpc::{AdminClient, ClusterStatus, LayoutView, NodeStatus};
 use hangar_common::size::{format_bytes, parse_size};
 
 use crate::conn::{Target, ctx};
-use crate::{Command, LayoutCmd, NodeCmd};
+use crate::{Command, DebugCmd, KvCmd, LayoutCmd, NodeCmd};
 
 pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<()> {
     let (client, _) = target.connect().await?;
@@ -39,7 +39,54 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
             }
         }
         Command::Layout(l) => layout(&client, l, json).await,
+        Command::Debug(DebugCmd::Kv(cmd)) => debug_kv(&client, cmd, json).await,
     }
+}
+
+async fn debug_kv(client: &AdminClient, cmd: &KvCmd, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        KvCmd::Put { key, value } => {
+            client
+                .debug_kv_put(ctx(), key.clone(), Some(value.clone()))
+                .await??;
+            if json {
+                return print_json(&serde_json::json!({"written": key}));
+            }
+            println!("{key} written to a write quorum.");
+        }
+        KvCmd::Delete { key } => {
+            client.debug_kv_put(ctx(), key.clone(), None).await??;
+            if json {
+                return print_json(&serde_json::json!({"deleted": key}));
+            }
+            println!("{key} deleted.");
+        }
+        KvCmd::Get { key } => {
+            let v = client.debug_kv_get(ctx(), key.clone()).await??;
+            if json {
+                return print_json(&serde_json::json!({"key": key, "value": v}));
+            }
+            match v {
+                Some(v) => println!("{v}"),
+                None => bail!("{key}: no such key"),
+            }
+        }
+        KvCmd::Local { keys } => {
+            let held = client.debug_kv_local(ctx(), keys.clone()).await??;
+            if json {
+                return print_json(&held);
+            }
+            for (k, v) in keys.iter().zip(held) {
+                let shown = match v {
+                    hangar_common::rpc::LocalValue::Absent => "(absent)".to_string(),
+                    hangar_common::rpc::LocalValue::Tombstone => "(deleted, tombstone)".to_string(),
+                    hangar_common::rpc::LocalValue::Value(v) => v,
+                };
+                println!("{k}\t{shown}");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn layout(client: &AdminClient, cmd: &LayoutCmd, json: bool) -> anyhow::Result<()> {

@@ -48,6 +48,29 @@ pub enum Command {
     /// The layout: which nodes store what.
     #[command(subcommand)]
     Layout(LayoutCmd),
+    /// Diagnostics: exercise the replicated metadata tables.
+    #[command(subcommand)]
+    Debug(DebugCmd),
+}
+
+#[derive(Subcommand)]
+pub enum DebugCmd {
+    /// The `debug_kv` table: a replicated key-value table for checking
+    /// that metadata replication works on this cluster.
+    #[command(subcommand)]
+    Kv(KvCmd),
+}
+
+#[derive(Subcommand)]
+pub enum KvCmd {
+    /// Write a value (quorum write).
+    Put { key: String, value: String },
+    /// Read a value (quorum read, with read repair).
+    Get { key: String },
+    /// Delete a value (a tombstone, collected once every replica has it).
+    Delete { key: String },
+    /// What the connected node's own replica holds for these keys.
+    Local { keys: Vec<String> },
 }
 
 #[derive(Subcommand)]

@@ -362,3 +362,42 @@ fn with_no_config_file_the_agent_runs_a_working_single_node_cluster() {
         "{banner}"
     );
 }
+
+#[test]
+fn debug_kv_commands_write_read_and_delete_through_the_cli() {
+    let c = Cluster::start_formed(
+        1,
+        &AgentOpts {
+            replication_factor: 1,
+            ..AgentOpts::default()
+        },
+    );
+    let a = &c.agents[0];
+    assert!(
+        a.hangar(&["debug", "kv", "put", "greeting", "hello"])
+            .status
+            .success()
+    );
+    let out = a.hangar(&["debug", "kv", "get", "greeting"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    let out = a.hangar(&["debug", "kv", "local", "greeting", "other"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("greeting\thello") && text.contains("other\t(absent)"),
+        "{text}"
+    );
+    assert!(
+        a.hangar(&["debug", "kv", "delete", "greeting"])
+            .status
+            .success()
+    );
+    let out = a.hangar(&["debug", "kv", "get", "greeting"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such key"));
+    let out = a.hangar(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Table debug_kv: 1 items"),
+        "the tombstone is counted until collected: {text}"
+    );
+}
