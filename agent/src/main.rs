@@ -9,6 +9,7 @@ mod db;
 mod layout;
 mod net;
 mod node;
+mod s3;
 mod table;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,1 @@
+//! aws-chunked request bodies (being written).
