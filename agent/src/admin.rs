@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use hangar_common::NodeId;
 use hangar_common::crdt::now_msec;
+use hangar_common::hash::Hash;
 use hangar_common::ids::PeerAddr;
 use hangar_common::layout::AssignmentReport;
 use hangar_common::layout::cluster::{ClusterLayout, StagedRole};
@@ -20,6 +21,7 @@ use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
 
 use crate::layout::LayoutManager;
+use crate::model::Model;
 use crate::net::{Dispatch, Gossip, Net};
 use crate::table::data::storage_key;
 use crate::table::kv::{KvItem, KvTable};
@@ -33,6 +35,7 @@ pub struct Services {
     /// Every replicated table, by name, for the Peer service.
     pub tables: Arc<BTreeMap<&'static str, Arc<dyn TableEndpoint>>>,
     pub kv: Arc<Table<KvTable>>,
+    pub model: Arc<Model>,
 }
 
 async fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
@@ -102,6 +105,26 @@ impl Peer for PeerServer {
         tokio::task::spawn_blocking(move || table.handle(req.op))
             .await
             .map_err(|e| RpcError::Table(format!("table operation panicked: {e}")))?
+    }
+
+    async fn block_put(self, _: Context, hash: Hash, data: bytes::Bytes) -> Result<(), RpcError> {
+        let blocks = self.s.model.blocks.clone();
+        tokio::task::spawn_blocking(move || blocks.write_local(&hash, &data))
+            .await
+            .map_err(|e| RpcError::Block(format!("block write panicked: {e}")))?
+            .map_err(|e| RpcError::Block(e.to_string()))
+    }
+
+    async fn block_get(self, _: Context, hash: Hash) -> Result<Option<bytes::Bytes>, RpcError> {
+        let blocks = self.s.model.blocks.clone();
+        tokio::task::spawn_blocking(move || blocks.store.read(&hash))
+            .await
+            .map_err(|e| RpcError::Block(format!("block read panicked: {e}")))?
+            .or_else(|e| match e {
+                // A corrupted copy was moved aside: for the caller, absent.
+                crate::block::store::StoreError::Corrupted(_) => Ok(None),
+                e => Err(RpcError::Block(e.to_string())),
+            })
     }
 }
 

@@ -5,8 +5,10 @@
 //! -> `admin` (the services consoles and peers call). `node` wires them up.
 
 mod admin;
+mod block;
 mod db;
 mod layout;
+mod model;
 mod net;
 mod node;
 mod s3;
@@ -113,20 +115,39 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             )
         })?,
     );
-    let table_cfg = TableConfig {
+    let table_cfg: TableConfig = TableConfig {
         op_timeout: Duration::from_millis(config.tables.op_timeout_ms),
         sync_interval: Duration::from_millis(config.tables.sync_interval_ms),
         gc_delay: Duration::from_millis(config.tables.gc_delay_ms),
     };
     let kv = Table::new(
-        TableData::<KvTable>::open(db.clone())?,
+        TableData::open(db.clone(), Arc::new(KvTable))?,
         net.clone(),
         layout.clone(),
-        table_cfg,
+        table_cfg.clone(),
     );
     kv.spawn_workers();
+    let blocks = block::BlockManager::open(
+        &config.data_dir,
+        db.clone(),
+        net.clone(),
+        layout.clone(),
+        block::BlockConfig {
+            op_timeout: Duration::from_millis(config.tables.op_timeout_ms),
+            unreferenced_grace: Duration::from_secs(600),
+        },
+    )?;
+    let model = open_model(&db, &net, &layout, &table_cfg, blocks.clone())?;
     let mut tables: BTreeMap<&'static str, Arc<dyn TableEndpoint>> = BTreeMap::new();
     tables.insert(KvTable::NAME, kv.clone());
+    tables.insert(model::tables::BucketTable::NAME, model.buckets.clone());
+    tables.insert(model::tables::BucketAliasTable::NAME, model.aliases.clone());
+    tables.insert(model::tables::KeyTable::NAME, model.keys.clone());
+    tables.insert(model::tables::ObjectTable::NAME, model.objects.clone());
+    tables.insert(model::tables::VersionTable::NAME, model.versions.clone());
+    tables.insert(model::tables::BlockRefTable::NAME, model.refs.clone());
+    tokio::spawn(blocks.clone().resync_loop());
+    tokio::spawn(model.clone().gc_loop());
     tokio::spawn(table::transition::transition_loop(
         net.clone(),
         layout.clone(),
@@ -138,6 +159,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         layout: layout.clone(),
         tables: Arc::new(tables),
         kv,
+        model: model.clone(),
     });
     tokio::spawn(net.clone().serve(listener, services));
 
@@ -177,6 +199,43 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         warn!("could not flush the metadata store: {e}");
     }
     Ok(())
+}
+
+/// Open the object store's tables and start their workers.
+fn open_model(
+    db: &db::Db,
+    net: &Arc<Net>,
+    layout: &Arc<LayoutManager>,
+    cfg: &TableConfig,
+    blocks: Arc<block::BlockManager>,
+) -> anyhow::Result<Arc<model::Model>> {
+    use model::tables::*;
+    fn open<S: TableSchema>(
+        db: &db::Db,
+        net: &Arc<Net>,
+        layout: &Arc<LayoutManager>,
+        cfg: &TableConfig,
+        schema: S,
+    ) -> anyhow::Result<Arc<Table<S>>> {
+        let t = Table::new(TableData::open(db.clone(), Arc::new(schema))?, net.clone(), layout.clone(), cfg.clone());
+        t.spawn_workers();
+        Ok(t)
+    }
+    let version_gc = db.open_tree("object:version_gc")?;
+    let ref_gc = db.open_tree("version:ref_gc")?;
+    Ok(Arc::new(model::Model {
+        net: net.clone(),
+        db: db.clone(),
+        buckets: open(db, net, layout, cfg, BucketTable)?,
+        aliases: open(db, net, layout, cfg, BucketAliasTable)?,
+        keys: open(db, net, layout, cfg, KeyTable)?,
+        objects: open(db, net, layout, cfg, ObjectTable { version_gc })?,
+        versions: open(db, net, layout, cfg, VersionTable { ref_gc })?,
+        refs: open(db, net, layout, cfg, BlockRefTable { rc: blocks.rc_trees() })?,
+        blocks,
+        version_gc,
+        ref_gc,
+    }))
 }
 
 fn print_banner(config: &Config, source: &ConfigSource, net: &Net, generated_secret: bool) {

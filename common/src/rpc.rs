@@ -36,6 +36,10 @@ pub trait Peer {
     async fn push_layout(layout: ClusterLayout);
     /// An operation on one of the callee's local table replicas.
     async fn table(req: TableRequest) -> Result<TableResponse, RpcError>;
+    /// Store a block (sent on the bulk connection).
+    async fn block_put(hash: Hash, data: bytes::Bytes) -> Result<(), RpcError>;
+    /// A block's bytes, if the callee has it (sent on the bulk connection).
+    async fn block_get(hash: Hash) -> Result<Option<bytes::Bytes>, RpcError>;
 }
 
 /// An operation on a node's local replica of a table. Items travel as
@@ -221,6 +225,8 @@ pub enum RpcError {
     Internal { node: String, message: String },
     #[error("{0}")]
     Table(String),
+    #[error("{0}")]
+    Block(String),
 }
 
 /// A tarpc transport over a secure channel.

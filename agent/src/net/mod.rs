@@ -87,6 +87,9 @@ pub struct Net {
     gossip: Mutex<Option<Arc<dyn Gossip>>>,
     /// Rate limit for "refused connection" log lines, per remote IP.
     refused_log: Mutex<BTreeMap<std::net::IpAddr, Instant>>,
+    /// Bulk connections (block transfers), opened on demand, kept apart
+    /// so that big transfers never delay pings and metadata calls.
+    bulk: Mutex<BTreeMap<NodeId, PeerClient>>,
     /// Announces every new connection to a peer (first contact, or a
     /// reconnection after the link or the peer went away): such a peer may
     /// have missed writes, so anti-entropy checks it at once.
@@ -104,6 +107,7 @@ impl Net {
             gossip: Mutex::new(None),
             refused_log: Mutex::new(BTreeMap::new()),
             up_events: tokio::sync::broadcast::channel(64).0,
+            bulk: Mutex::new(BTreeMap::new()),
         });
         for p in net.load_peers() {
             net.learn(p.id, Some(p.addr));
@@ -377,6 +381,43 @@ impl Net {
     /// Be told of every new connection to a peer from now on.
     pub fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId> {
         self.up_events.subscribe()
+    }
+
+    /// The bulk-transfer client of a peer, connecting if needed.
+    pub async fn bulk_client(&self, id: &NodeId) -> Result<PeerClient, String> {
+        if let Some(c) = lock(&self.bulk).get(id) {
+            return Ok(c.clone());
+        }
+        let addr = lock(&self.peers)
+            .get(id)
+            .and_then(|s| s.info.addr.clone())
+            .ok_or_else(|| format!("no address known for node {}", id.short()))?;
+        let ch = rpc::connect(
+            &addr,
+            &self.keypair,
+            &self.secret,
+            Some(*id),
+            self.hello(ChannelKind::Bulk),
+            CONNECT_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let client = PeerClient::new(tarpc::client::Config::default(), rpc::rpc_transport(ch)).spawn();
+        lock(&self.bulk).insert(*id, client.clone());
+        Ok(client)
+    }
+
+    /// Forget a bulk connection that failed, so the next call reconnects.
+    pub fn drop_bulk(&self, id: &NodeId) {
+        lock(&self.bulk).remove(id);
+    }
+
+    /// Smoothed round-trip time to a peer, if known.
+    pub fn rtt(&self, id: &NodeId) -> Option<Duration> {
+        lock(&self.peers)
+            .get(id)
+            .and_then(|s| s.info.rtt_ms)
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0))
     }
 
     /// The RPC client of a peer, if connected.

@@ -14,7 +14,7 @@
 //! first byte is the partition, and all items of one partition key are
 //! contiguous, ordered by sort key.
 
-use std::marker::PhantomData;
+use std::sync::Arc;
 
 use hangar_common::crdt::{Crdt, now_msec};
 use hangar_common::hash::Hash;
@@ -55,7 +55,7 @@ pub struct TableData<S: TableSchema> {
     pub gc_todo: TreeId,
     counters: TreeId,
     pub merkle: MerkleTree,
-    _schema: PhantomData<S>,
+    pub schema: Arc<S>,
 }
 
 /// The storage key of an item.
@@ -78,7 +78,7 @@ fn read_u64(v: Option<Vec<u8>>) -> u64 {
 }
 
 impl<S: TableSchema> TableData<S> {
-    pub fn open(db: Db) -> DbResult<Self> {
+    pub fn open(db: Db, schema: Arc<S>) -> DbResult<Self> {
         let name = S::NAME;
         Ok(TableData {
             items: db.open_tree(&format!("{name}:items"))?,
@@ -87,7 +87,7 @@ impl<S: TableSchema> TableData<S> {
             counters: db.open_tree(&format!("{name}:counters"))?,
             merkle: MerkleTree::open(&db, name)?,
             db,
-            _schema: PhantomData,
+            schema,
         })
     }
 
@@ -259,6 +259,9 @@ impl<S: TableSchema> TableData<S> {
                 return Ok(());
             }
             tx.remove(self.items, key)?;
+            if let Ok(old) = self.decode(&cur) {
+                self.schema.updated(tx, Some(&old), None)?;
+            }
             add_counter(tx, self.counters, C_ITEMS, -1)?;
             if tx.get(self.merkle_todo, key)?.is_none() {
                 add_counter(tx, self.counters, C_MERKLE, 1)?;
@@ -316,10 +319,9 @@ impl<S: TableSchema> TableData<S> {
 mod tests {
     use super::*;
     use crate::table::kv::{KvItem, KvTable};
-    use std::sync::Arc;
 
     fn data() -> TableData<KvTable> {
-        TableData::open(Arc::new(crate::db::mem::MemEngine::default())).unwrap()
+        TableData::open(Arc::new(crate::db::mem::MemEngine::default()), Arc::new(KvTable)).unwrap()
     }
 
     #[test]

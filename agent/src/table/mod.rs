@@ -58,10 +58,24 @@ pub trait TableItem:
     fn is_tombstone(&self) -> bool;
 }
 
-/// A table: its name (used on the wire and in storage) and item type.
+/// A table: its name (used on the wire and in storage), item type, and
+/// what else changes on this node when an item does.
 pub trait TableSchema: Send + Sync + 'static {
     const NAME: &'static str;
     type Item: TableItem;
+
+    /// Called inside the storage transaction that changes an item on this
+    /// replica (`new` is None when the item is removed locally), so
+    /// derived local state (a refcount, a work queue) never disagrees with
+    /// the items after a crash. Must only use `tx`.
+    fn updated(
+        &self,
+        _tx: &mut dyn crate::db::Tx,
+        _old: Option<&Self::Item>,
+        _new: Option<&Self::Item>,
+    ) -> crate::db::TxResult<()> {
+        Ok(())
+    }
 }
 
 /// Encoded items by storage key.
@@ -347,18 +361,19 @@ impl<S: TableSchema> Table<S> {
         Ok(merged)
     }
 
-    // Used by the object-store tables (listing a bucket's objects).
-    #[allow(dead_code)]
-    /// Read up to `limit` items of one partition key with sort keys after
-    /// `after`, in sort-key order, from a read quorum, repairing stale
+    /// Read up to `limit` items of one partition key with sort keys
+    /// starting with `sort_prefix` and greater than `after`, in sort-key
+    /// order, from a read quorum, repairing stale
     /// replicas.
     pub async fn get_range(
         self: &Arc<Self>,
         partition_key: &[u8],
+        sort_prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<S::Item>, TableError> {
-        let prefix = Hash::of(partition_key).0.to_vec();
+        let mut prefix = Hash::of(partition_key).0.to_vec();
+        prefix.extend_from_slice(sort_prefix);
         let partition = prefix[0] as usize;
         let set = self.read_set(partition)?;
         let r = read_quorum(self.replication_factor());

@@ -1,0 +1,352 @@
+//! The content-addressed block store, replicated.
+//!
+//! Object data is cut into blocks named by their BLAKE2b-256 hash. A block
+//! lives on the nodes of partition `partition_of(hash)` (the same partition
+//! as its entries in the block reference table, so the nodes that store a
+//! block also know who references it). Writes wait for a write quorum of
+//! every live layout version; reads ask the replica with the lowest
+//! observed latency first and, if it is slow or fails, hedge to the next one
+//! after a delay derived from its round-trip time, so a dead or stalled node
+//! costs a GET well under a second, not a long RPC timeout. A block whose
+//! bytes do not match its hash is never returned.
+//!
+//! Each node keeps, in its metadata store, a reference count per block
+//! (`block_rc`, maintained by the block reference table's hook in the same
+//! transaction as the reference) and a time-ordered work queue
+//! (`block_resync`). The resync worker (`resync.rs`) uses them to fetch
+//! blocks this node should have and lacks, delete blocks nobody references
+//! any more, and hand blocks over to their new nodes after a layout change.
+
+pub mod resync;
+pub mod store;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hangar_common::NodeId;
+use hangar_common::crdt::now_msec;
+use hangar_common::hash::{Hash, partition_of};
+use hangar_common::layout::cluster::write_quorum;
+use tokio::sync::mpsc;
+
+use self::store::{BlockStore, StoreError};
+use crate::db::{Db, DbResult, TreeId, Tx, TxResult};
+use crate::layout::LayoutManager;
+use crate::net::Net;
+
+/// Why a replicated block operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("no layout has been applied yet: assign node roles and apply a layout first")]
+    NoLayout,
+    #[error("block {hash:?}: only {ok} of the {needed} replicas needed stored it ({errors})")]
+    Quorum {
+        hash: Hash,
+        ok: usize,
+        needed: usize,
+        errors: String,
+    },
+    #[error("block {hash:?} could not be read from any replica ({errors})")]
+    Unavailable { hash: Hash, errors: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Settings of the block layer.
+#[derive(Clone, Debug)]
+pub struct BlockConfig {
+    /// Time a replica has to store a block.
+    pub op_timeout: Duration,
+    /// How long a block nobody references is kept before deletion (uploads
+    /// in progress write blocks before their references).
+    pub unreferenced_grace: Duration,
+}
+
+/// Counters shown by `hangar status` and the console.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct BlockStats {
+    pub fetched: u64,
+    pub deleted: u64,
+    pub handed_over: u64,
+    pub errors: u64,
+}
+
+pub struct BlockManager {
+    pub store: BlockStore,
+    pub net: Arc<Net>,
+    pub layout: Arc<LayoutManager>,
+    pub db: Db,
+    pub rc: TreeId,
+    pub resync_queue: TreeId,
+    pub cfg: BlockConfig,
+    pub stats: Mutex<BlockStats>,
+}
+
+/// Partition a block lives in.
+pub fn block_partition(hash: &Hash) -> usize {
+    partition_of(hash.as_bytes())
+}
+
+fn be(v: Option<Vec<u8>>) -> u64 {
+    v.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// Queue key: due time then hash, so the queue reads in due order.
+fn queue_key(due_ms: u64, hash: &Hash) -> Vec<u8> {
+    let mut k = due_ms.to_be_bytes().to_vec();
+    k.extend_from_slice(hash.as_bytes());
+    k
+}
+
+/// Tree ids the block reference table's hook needs.
+#[derive(Clone, Copy)]
+pub struct RcTrees {
+    pub rc: TreeId,
+    pub queue: TreeId,
+    pub grace_ms: u64,
+}
+
+impl RcTrees {
+    /// Change a block's reference count by `delta` inside `tx`, and queue
+    /// the block for a resync check (now if it gained a reference, after the
+    /// grace delay if it lost its last one).
+    pub fn add(&self, tx: &mut dyn Tx, hash: &Hash, delta: i64) -> TxResult<()> {
+        let cur = be(tx.get(self.rc, hash.as_bytes())?);
+        let next = (cur as i64 + delta).max(0) as u64;
+        if next == 0 {
+            tx.remove(self.rc, hash.as_bytes())?;
+        } else {
+            tx.insert(self.rc, hash.as_bytes(), &next.to_be_bytes())?;
+        }
+        let due = if next > 0 { now_msec() } else { now_msec() + self.grace_ms };
+        tx.insert(self.queue, &queue_key(due, hash), &[])
+    }
+}
+
+impl BlockManager {
+    pub fn open(
+        data_dir: &std::path::Path,
+        db: Db,
+        net: Arc<Net>,
+        layout: Arc<LayoutManager>,
+        cfg: BlockConfig,
+    ) -> DbResult<Arc<BlockManager>> {
+        Ok(Arc::new(BlockManager {
+            store: BlockStore::new(data_dir),
+            rc: db.open_tree("block_rc")?,
+            resync_queue: db.open_tree("block_resync")?,
+            db,
+            net,
+            layout,
+            cfg,
+            stats: Mutex::new(BlockStats::default()),
+        }))
+    }
+
+    pub fn rc_trees(&self) -> RcTrees {
+        RcTrees {
+            rc: self.rc,
+            queue: self.resync_queue,
+            grace_ms: self.cfg.unreferenced_grace.as_millis() as u64,
+        }
+    }
+
+    pub fn refcount(&self, hash: &Hash) -> u64 {
+        be(self.db.get(self.rc, hash.as_bytes()).ok().flatten())
+    }
+
+    /// Queue a resync check of `hash` at `due_ms`.
+    pub fn enqueue(&self, hash: &Hash, due_ms: u64) {
+        if let Err(e) = self.db.insert(self.resync_queue, &queue_key(due_ms, hash), &[]) {
+            tracing::warn!("cannot queue block {hash} for resync: {e}");
+        }
+    }
+
+    /// Store a block received from a peer or a local upload.
+    pub fn write_local(&self, hash: &Hash, data: &[u8]) -> Result<(), StoreError> {
+        let fresh = !self.store.has(hash);
+        self.store.write(hash, data)?;
+        if fresh && self.refcount(hash) == 0 {
+            // Uploads write blocks before their references: check back
+            // after the grace delay, and delete it if still unreferenced.
+            self.enqueue(hash, now_msec() + self.cfg.unreferenced_grace.as_millis() as u64);
+        }
+        Ok(())
+    }
+
+    async fn put_to(&self, node: NodeId, hash: Hash, data: Bytes) -> Result<(), String> {
+        if node == self.net.id {
+            let data2 = data.clone();
+            return tokio::task::block_in_place(|| self.write_local(&hash, &data2)).map_err(|e| e.to_string());
+        }
+        let client = self.net.bulk_client(&node).await?;
+        let ctx = hangar_common::rpc::context_with_timeout(self.cfg.op_timeout);
+        match tokio::time::timeout(self.cfg.op_timeout, client.block_put(ctx, hash, data)).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(format!("node {}: {e}", node.short())),
+            Ok(Err(e)) => {
+                self.net.drop_bulk(&node);
+                Err(format!("node {}: {e}", node.short()))
+            }
+            Err(_) => Err(format!("node {}: timed out", node.short())),
+        }
+    }
+
+    /// Store a block on its replicas: returns once every live layout
+    /// version has a write quorum of copies; the rest continue.
+    pub async fn put(self: &Arc<Self>, hash: Hash, data: Bytes) -> Result<(), BlockError> {
+        let p = block_partition(&hash);
+        let layout = self.layout.snapshot();
+        let sets: Vec<Vec<NodeId>> = layout.write_sets(p).into_iter().map(|s| s.to_vec()).collect();
+        if sets.iter().any(|s| s.is_empty()) {
+            return Err(BlockError::NoLayout);
+        }
+        let needed = write_quorum(layout.replication_factor);
+        let mut nodes: Vec<NodeId> = sets.iter().flatten().copied().collect();
+        nodes.sort();
+        nodes.dedup();
+        let (tx, mut rx) = mpsc::channel(nodes.len());
+        for node in nodes {
+            let me = self.clone();
+            let tx = tx.clone();
+            let data = data.clone();
+            tokio::spawn(async move {
+                let r = me.put_to(node, hash, data).await;
+                let _ = tx.send((node, r)).await;
+            });
+        }
+        drop(tx);
+        let mut ok: Vec<NodeId> = Vec::new();
+        let mut errors = Vec::new();
+        let satisfied =
+            |ok: &[NodeId]| sets.iter().all(|s| s.iter().filter(|n| ok.contains(n)).count() >= needed.min(s.len()));
+        while !satisfied(&ok) {
+            match rx.recv().await {
+                Some((n, Ok(()))) => ok.push(n),
+                Some((_, Err(e))) => errors.push(e),
+                None => break,
+            }
+        }
+        if satisfied(&ok) {
+            Ok(())
+        } else {
+            Err(BlockError::Quorum {
+                hash,
+                ok: ok.len(),
+                needed,
+                errors: errors.join("; "),
+            })
+        }
+    }
+
+    async fn get_from(&self, node: NodeId, hash: Hash) -> Result<Bytes, String> {
+        if node == self.net.id {
+            return match tokio::task::block_in_place(|| self.store.read(&hash)) {
+                Ok(Some(b)) => Ok(b),
+                Ok(None) => Err("not stored here".into()),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        let client = self.net.bulk_client(&node).await?;
+        let timeout = self.cfg.op_timeout * 3;
+        let ctx = hangar_common::rpc::context_with_timeout(timeout);
+        let res = tokio::time::timeout(timeout, client.block_get(ctx, hash)).await;
+        let data = match res {
+            Ok(Ok(Ok(Some(b)))) => b,
+            Ok(Ok(Ok(None))) => return Err(format!("node {} does not have it", node.short())),
+            Ok(Ok(Err(e))) => return Err(format!("node {}: {e}", node.short())),
+            Ok(Err(e)) => {
+                self.net.drop_bulk(&node);
+                return Err(format!("node {}: {e}", node.short()));
+            }
+            Err(_) => return Err(format!("node {}: timed out", node.short())),
+        };
+        // Never trust a peer's bytes blindly.
+        if Hash::of(&data) != hash {
+            return Err(format!("node {} sent a corrupted copy", node.short()));
+        }
+        Ok(data)
+    }
+
+    /// Nodes to read a block from, best first: this node, then peers by
+    /// observed round-trip time; nodes of older live versions last.
+    fn read_order(&self, hash: &Hash) -> Vec<NodeId> {
+        let layout = self.layout.snapshot();
+        let p = block_partition(hash);
+        let mut nodes = layout.all_nodes_of(p);
+        let me = self.net.id;
+        nodes.sort_by_key(|n| {
+            let local = *n != me;
+            let down = !self.net.is_up(n);
+            let rtt = self.net.rtt(n).unwrap_or(Duration::from_secs(1));
+            (local, down, rtt)
+        });
+        nodes
+    }
+
+    /// Read a block, hedging across replicas: if the current attempt has
+    /// not answered within a delay derived from that node's round-trip time,
+    /// the next replica is asked too, and the first good answer wins.
+    pub async fn get(self: &Arc<Self>, hash: Hash) -> Result<Bytes, BlockError> {
+        let order = self.read_order(&hash);
+        if order.is_empty() {
+            return Err(BlockError::NoLayout);
+        }
+        let (tx, mut rx) = mpsc::channel(order.len());
+        let mut errors = Vec::new();
+        let mut launched = 0;
+        let mut finished = 0;
+        for node in order.iter().copied() {
+            let me = self.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let r = me.get_from(node, hash).await;
+                let _ = tx.send(r).await;
+            });
+            launched += 1;
+            // Time to wait before asking the next replica as well.
+            let rtt = self.net.rtt(&node).unwrap_or(Duration::from_millis(100));
+            let hedge = (rtt * 8 + Duration::from_millis(300)).min(Duration::from_secs(3));
+            let deadline = tokio::time::sleep(hedge);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Some(Ok(b)) => return Ok(b),
+                        Some(Err(e)) => {
+                            errors.push(e);
+                            finished += 1;
+                            if finished == launched {
+                                break; // all asked so far failed: next one now
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = &mut deadline => break,
+                }
+            }
+        }
+        drop(tx);
+        while finished < launched {
+            match rx.recv().await {
+                Some(Ok(b)) => return Ok(b),
+                Some(Err(e)) => {
+                    errors.push(e);
+                    finished += 1;
+                }
+                None => break,
+            }
+        }
+        Err(BlockError::Unavailable {
+            hash,
+            errors: errors.join("; "),
+        })
+    }
+
+    pub fn stats(&self) -> BlockStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

@@ -1,0 +1,138 @@
+//! The resync worker: make this node's block files match what it should
+//! hold.
+//!
+//! It takes due entries from the persistent `block_resync` queue (filled by
+//! reference-count changes, fresh unreferenced writes, layout changes and
+//! scrubs) and for each block decides:
+//!
+//! - referenced, this node holds its partition, file missing: fetch it from
+//!   another replica;
+//! - this node no longer holds its partition (layout change): give it to
+//!   the nodes that do (each must confirm), then delete the local copy;
+//! - nobody references it and the grace delay has passed: delete it.
+//!
+//! Failures are re-queued with a delay (backoff), so a missing replica is
+//! retried without spinning. Progress is counted in `BlockStats` and logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hangar_common::crdt::now_msec;
+use hangar_common::hash::Hash;
+use tracing::{debug, info, warn};
+
+use super::{BlockManager, block_partition};
+
+/// Entries handled per batch.
+const BATCH: usize = 64;
+/// Delay before retrying a block whose resync failed.
+const RETRY: Duration = Duration::from_secs(5);
+
+impl BlockManager {
+    pub async fn resync_loop(self: Arc<Self>) {
+        let mut last_version = self.layout.snapshot().version;
+        loop {
+            // A new layout version: every local block may have to move.
+            let v = self.layout.snapshot().version;
+            if v != last_version {
+                last_version = v;
+                let me = self.clone();
+                let n = tokio::task::spawn_blocking(move || {
+                    let all = me.store.list();
+                    let now = now_msec();
+                    for h in &all {
+                        me.enqueue(h, now);
+                    }
+                    all.len()
+                })
+                .await
+                .unwrap_or(0);
+                info!("layout version {v}: {n} local block(s) queued for a placement check");
+            }
+            match self.resync_batch().await {
+                Ok(0) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!("block resync: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Handle due queue entries; returns how many.
+    pub async fn resync_batch(self: &Arc<Self>) -> Result<usize, String> {
+        use std::ops::Bound;
+        let now = now_msec();
+        let end = now.saturating_add(1).to_be_bytes();
+        let due = self
+            .db
+            .range(self.resync_queue, Bound::Unbounded, Bound::Excluded(&end[..]), false, BATCH)
+            .map_err(|e| e.to_string())?;
+        for (key, _) in &due {
+            let Some(hash) = key.get(8..40).and_then(|b| <[u8; 32]>::try_from(b).ok()).map(Hash) else {
+                let _ = self.db.remove(self.resync_queue, key);
+                continue;
+            };
+            if let Err(e) = self.resync_one(hash).await {
+                debug!("block {hash}: resync failed, will retry: {e}");
+                self.stats.lock().unwrap_or_else(|p| p.into_inner()).errors += 1;
+                self.enqueue(&hash, now_msec() + RETRY.as_millis() as u64);
+            }
+            self.db.remove(self.resync_queue, key).map_err(|e| e.to_string())?;
+        }
+        Ok(due.len())
+    }
+
+    async fn resync_one(self: &Arc<Self>, hash: Hash) -> Result<(), String> {
+        let layout = self.layout.snapshot();
+        if layout.version == 0 {
+            return Ok(());
+        }
+        let p = block_partition(&hash);
+        let me = self.net.id;
+        let holds = layout.all_nodes_of(p).contains(&me);
+        let referenced = self.refcount(&hash) > 0;
+        let present = self.store.has(&hash);
+        match (holds, referenced, present) {
+            (true, true, false) => {
+                // Ask the others only: reading locally would find nothing.
+                let data = self.get(hash).await.map_err(|e| e.to_string())?;
+                self.store.write(&hash, &data).map_err(|e| e.to_string())?;
+                self.stats.lock().unwrap_or_else(|p| p.into_inner()).fetched += 1;
+                debug!("block {hash}: fetched from a replica");
+            }
+            (false, _, true) if !layout.in_transition() => {
+                // Hand over: every current holder must confirm a copy.
+                let data = match self.store.read(&hash) {
+                    Ok(Some(d)) => d,
+                    _ => return Ok(()),
+                };
+                for node in layout.nodes_of(p) {
+                    self.put_to(*node, hash, data.clone()).await?;
+                }
+                self.store.delete(&hash).map_err(|e| e.to_string())?;
+                self.stats.lock().unwrap_or_else(|p| p.into_inner()).handed_over += 1;
+            }
+            (true, false, true) => {
+                // Unreferenced: delete once its grace delay is over. The
+                // queue entry for that was set when it lost its references
+                // or was written; an early entry (a fetch check) lands here
+                // too, so look at the file's age.
+                let old_enough = std::fs::metadata(self.store.path(&hash))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= self.cfg.unreferenced_grace);
+                if old_enough {
+                    self.store.delete(&hash).map_err(|e| e.to_string())?;
+                    self.stats.lock().unwrap_or_else(|p| p.into_inner()).deleted += 1;
+                } else {
+                    self.enqueue(&hash, now_msec() + self.cfg.unreferenced_grace.as_millis() as u64);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! The object store's data model on top of the replicated tables and the
+//! block store: buckets and their names, access keys and permissions,
+//! objects, their versions and block references. `tables.rs` defines the
+//! items; this file the operations the S3 API and the Admin service use;
+//! `gc.rs` the cleanup of replaced versions.
+
+pub mod gc;
+pub mod tables;
+
+use std::sync::Arc;
+
+use hangar_common::crdt::{Flag, Lww, LwwMap, now_msec};
+
+use self::tables::*;
+use crate::block::BlockManager;
+use crate::db::{Db, TreeId};
+use crate::net::Net;
+use crate::table::{Table, TableError};
+
+/// Default number of shards of a new bucket's object index.
+pub const DEFAULT_SHARDS: u8 = 16;
+
+/// Why a model operation failed; the S3 layer maps these to S3 errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    #[error("bucket name {0:?} is already taken")]
+    BucketExists(String),
+    #[error("bucket {0:?} is not empty: delete its objects first")]
+    BucketNotEmpty(String),
+    #[error(
+        "invalid bucket name {0:?}: use 3 to 63 characters among lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+    )]
+    InvalidBucketName(String),
+    #[error("access key {0:?} does not exist")]
+    NoSuchKey(String),
+}
+
+/// Whether `name` is a valid S3 bucket name (the DNS-compatible rules).
+pub fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+pub struct Model {
+    pub net: Arc<Net>,
+    pub db: Db,
+    pub buckets: Arc<Table<BucketTable>>,
+    pub aliases: Arc<Table<BucketAliasTable>>,
+    pub keys: Arc<Table<KeyTable>>,
+    pub objects: Arc<Table<ObjectTable>>,
+    pub versions: Arc<Table<VersionTable>>,
+    pub refs: Arc<Table<BlockRefTable>>,
+    pub blocks: Arc<BlockManager>,
+    pub version_gc: TreeId,
+    pub ref_gc: TreeId,
+}
+
+impl Model {
+    /// The live bucket called `name`, if any.
+    pub async fn bucket_by_name(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
+        let Some(alias) = self.aliases.get(name.as_bytes(), &[]).await? else {
+            return Ok(None);
+        };
+        let Some(id) = alias.bucket.value else {
+            return Ok(None);
+        };
+        Ok(self.buckets.get(id.as_bytes(), &[]).await?.filter(|b| !b.deleted.0))
+    }
+
+    pub async fn require_bucket(&self, name: &str) -> Result<Bucket, ModelError> {
+        self.bucket_by_name(name)
+            .await?
+            .ok_or_else(|| ModelError::NoSuchBucket(name.to_string()))
+    }
+
+    /// Create a bucket; `owner` (an access key id) gets every permission.
+    pub async fn create_bucket(&self, name: &str, owner: Option<&str>) -> Result<Bucket, ModelError> {
+        if !valid_bucket_name(name) {
+            return Err(ModelError::InvalidBucketName(name.to_string()));
+        }
+        if self.bucket_by_name(name).await?.is_some() {
+            return Err(ModelError::BucketExists(name.to_string()));
+        }
+        let bucket = Bucket {
+            id: new_bucket_id(),
+            name: name.to_string(),
+            created_ms: now_msec(),
+            shards: DEFAULT_SHARDS,
+            deleted: Flag(false),
+        };
+        self.buckets.insert(&bucket).await?;
+        let alias = BucketAlias {
+            name: name.to_string(),
+            bucket: Lww::new(now_msec(), self.net.id, Some(bucket.id)),
+        };
+        self.aliases.insert(&alias).await?;
+        if let Some(owner) = owner {
+            self.set_permission(
+                owner,
+                &bucket,
+                Permission {
+                    read: true,
+                    write: true,
+                    owner: true,
+                },
+            )
+            .await?;
+        }
+        Ok(bucket)
+    }
+
+    /// Delete an empty bucket.
+    pub async fn delete_bucket(&self, name: &str) -> Result<(), ModelError> {
+        let mut bucket = self.require_bucket(name).await?;
+        if !self.list_objects(&bucket, "", None, 1).await?.is_empty() {
+            return Err(ModelError::BucketNotEmpty(name.to_string()));
+        }
+        let alias = BucketAlias {
+            name: name.to_string(),
+            bucket: Lww::new(now_msec(), self.net.id, None),
+        };
+        self.aliases.insert(&alias).await?;
+        bucket.deleted = Flag(true);
+        self.buckets.insert(&bucket).await?;
+        Ok(())
+    }
+
+    pub async fn get_key(&self, id: &str) -> Result<Option<Key>, ModelError> {
+        Ok(self.keys.get(id.as_bytes(), &[]).await?.filter(|k| !k.deleted.0))
+    }
+
+    /// Create an access key with a fresh id and secret.
+    pub async fn create_key(&self, name: &str) -> Result<Key, ModelError> {
+        let id_bytes: [u8; 12] = rand::random();
+        let secret: [u8; 32] = rand::random();
+        let key = Key {
+            id: format!("GK{}", hex::encode(id_bytes)),
+            secret: hex::encode(secret),
+            name: Lww::new(now_msec(), self.net.id, name.to_string()),
+            buckets: LwwMap::default(),
+            deleted: Flag(false),
+        };
+        self.keys.insert(&key).await?;
+        Ok(key)
+    }
+
+    pub async fn delete_key(&self, id: &str) -> Result<(), ModelError> {
+        let mut key = self.get_key(id).await?.ok_or_else(|| ModelError::NoSuchKey(id.to_string()))?;
+        key.deleted = Flag(true);
+        self.keys.insert(&key).await?;
+        Ok(())
+    }
+
+    pub async fn set_permission(&self, key_id: &str, bucket: &Bucket, perm: Permission) -> Result<Key, ModelError> {
+        let mut key = self
+            .get_key(key_id)
+            .await?
+            .ok_or_else(|| ModelError::NoSuchKey(key_id.to_string()))?;
+        key.buckets.set(bucket.id, now_msec(), self.net.id, perm);
+        self.keys.insert(&key).await?;
+        Ok(key)
+    }
+
+    /// Objects of a bucket with keys starting with `prefix`, after `after`,
+    /// in key order, at most `limit`, merged across the index shards.
+    /// Deleted objects are skipped.
+    pub async fn list_objects(
+        &self,
+        bucket: &Bucket,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Object>, ModelError> {
+        // Per shard, a cursor that pages through the shard in key order.
+        let shards = bucket.shards.max(1);
+        let page = limit.clamp(1, 1000) + 1;
+        let start = after.map(str::to_string);
+        let mut cursors: Vec<ShardCursor> = (0..shards)
+            .map(|s| {
+                let mut pk = bucket.id.as_bytes().to_vec();
+                pk.push(s);
+                ShardCursor {
+                    pk,
+                    buf: std::collections::VecDeque::new(),
+                    after: start.clone(),
+                    done: false,
+                }
+            })
+            .collect();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            // Refill empty cursors, then take the smallest head.
+            for c in cursors.iter_mut() {
+                if c.buf.is_empty() && !c.done {
+                    let items = self
+                        .objects
+                        .get_range(&c.pk, prefix.as_bytes(), c.after.as_deref().map(str::as_bytes), page)
+                        .await?;
+                    if items.len() < page {
+                        c.done = true;
+                    }
+                    if let Some(last) = items.last() {
+                        c.after = Some(last.key.clone());
+                    }
+                    c.buf.extend(items);
+                }
+            }
+            let best = cursors
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.buf.front().map(|o| (i, o.key.clone())))
+                .min_by(|a, b| a.1.cmp(&b.1));
+            let Some((i, _)) = best else { break };
+            let obj = cursors[i].buf.pop_front().expect("head exists");
+            if obj.version.data != ObjectData::DeleteMarker {
+                out.push(obj);
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct ShardCursor {
+    pk: Vec<u8>,
+    buf: std::collections::VecDeque<Object>,
+    after: Option<String>,
+    done: bool,
+}

@@ -1,0 +1,383 @@
+//! The object store's tables: buckets, bucket names, access keys, objects,
+//! object versions' block lists, and block references.
+//!
+//! - `bucket`: one item per bucket, keyed by its random id.
+//! - `bucket_alias`: bucket name -> id (names are global).
+//! - `key`: access key id -> secret, name, per-bucket permissions.
+//! - `object`: one item per (bucket, object key). A bucket's index is spread
+//!   over `shards` partition keys (`bucket id ++ shard`), the shard being
+//!   derived from the object key's hash, so a big bucket's metadata lands on
+//!   many partitions rather than on `replication_factor` nodes; listings
+//!   merge the shards in key order.
+//! - `version`: the block list of an object version, in chunks of at most
+//!   [`CHUNK_BLOCKS`] blocks (sort key: chunk index), each written once, so a
+//!   big upload costs O(n) metadata writes, not O(n^2).
+//! - `block_ref`: block hash -> versions using it; partitioned like the
+//!   blocks themselves, so the nodes storing a block keep its reference
+//!   count (a hook, in the same transaction).
+//!
+//! Deleting or replacing an object drops the old version from the object
+//! item; hooks queue, on each replica, the version's block list for
+//! deletion, then its block references: see `gc.rs`.
+
+use hangar_common::crdt::{Crdt, Flag, Lww, LwwMap};
+use hangar_common::hash::Hash;
+use serde::{Deserialize, Serialize};
+
+use crate::block::RcTrees;
+use crate::db::{TreeId, Tx, TxResult};
+use crate::table::{TableItem, TableSchema};
+
+/// Blocks per version-table chunk.
+pub const CHUNK_BLOCKS: usize = 256;
+
+pub type BucketId = Hash;
+pub type VersionId = [u8; 16];
+
+// ---------------------------------------------------------------- buckets
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub id: BucketId,
+    pub name: String,
+    pub created_ms: u64,
+    /// Object index shards (fixed at creation).
+    pub shards: u8,
+    pub deleted: Flag,
+}
+
+impl Crdt for Bucket {
+    fn merge(&mut self, other: &Self) {
+        self.deleted.merge(&other.deleted);
+        // Immutable fields: keep a deterministic choice.
+        if (other.created_ms, &other.name) < (self.created_ms, &self.name) {
+            self.created_ms = other.created_ms;
+            self.name = other.name.clone();
+            self.shards = other.shards;
+        }
+    }
+}
+
+impl TableItem for Bucket {
+    fn partition_key(&self) -> &[u8] {
+        self.id.as_bytes()
+    }
+    fn sort_key(&self) -> &[u8] {
+        &[]
+    }
+    fn is_tombstone(&self) -> bool {
+        self.deleted.0
+    }
+}
+
+pub struct BucketTable;
+impl TableSchema for BucketTable {
+    const NAME: &'static str = "bucket";
+    type Item = Bucket;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketAlias {
+    pub name: String,
+    pub bucket: Lww<Option<BucketId>>,
+}
+
+impl Crdt for BucketAlias {
+    fn merge(&mut self, other: &Self) {
+        self.bucket.merge(&other.bucket);
+    }
+}
+
+impl TableItem for BucketAlias {
+    fn partition_key(&self) -> &[u8] {
+        self.name.as_bytes()
+    }
+    fn sort_key(&self) -> &[u8] {
+        &[]
+    }
+    fn is_tombstone(&self) -> bool {
+        self.bucket.value.is_none()
+    }
+}
+
+pub struct BucketAliasTable;
+impl TableSchema for BucketAliasTable {
+    const NAME: &'static str = "bucket_alias";
+    type Item = BucketAlias;
+}
+
+// ---------------------------------------------------------------- keys
+
+/// What a key may do on a bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Permission {
+    pub read: bool,
+    pub write: bool,
+    pub owner: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Key {
+    pub id: String,
+    pub secret: String,
+    pub name: Lww<String>,
+    pub buckets: LwwMap<BucketId, Permission>,
+    pub deleted: Flag,
+}
+
+impl Key {
+    pub fn permission(&self, bucket: &BucketId) -> Permission {
+        if self.deleted.0 {
+            return Permission::default();
+        }
+        self.buckets.get(bucket).copied().unwrap_or_default()
+    }
+}
+
+impl Crdt for Key {
+    fn merge(&mut self, other: &Self) {
+        self.name.merge(&other.name);
+        self.buckets.merge(&other.buckets);
+        self.deleted.merge(&other.deleted);
+        if other.secret < self.secret {
+            self.secret = other.secret.clone();
+        }
+    }
+}
+
+impl TableItem for Key {
+    fn partition_key(&self) -> &[u8] {
+        self.id.as_bytes()
+    }
+    fn sort_key(&self) -> &[u8] {
+        &[]
+    }
+    fn is_tombstone(&self) -> bool {
+        self.deleted.0
+    }
+}
+
+pub struct KeyTable;
+impl TableSchema for KeyTable {
+    const NAME: &'static str = "key";
+    type Item = Key;
+}
+
+// ---------------------------------------------------------------- objects
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub size: u64,
+    /// Without quotes.
+    pub etag: String,
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*` headers, names lowercase without the prefix.
+    pub user_meta: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectData {
+    /// The object was deleted.
+    DeleteMarker,
+    /// Small objects live in the object table itself.
+    Inline {
+        meta: ObjectMeta,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Larger ones in blocks, listed in the version table.
+    Blocks { meta: ObjectMeta },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectVersion {
+    pub uuid: VersionId,
+    pub timestamp: u64,
+    pub data: ObjectData,
+}
+
+/// One object key of a bucket: its current version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Object {
+    /// `bucket id ++ shard`.
+    #[serde(with = "serde_bytes")]
+    pub pk: Vec<u8>,
+    pub key: String,
+    /// The newest version (last writer wins, by timestamp then uuid).
+    pub version: ObjectVersion,
+}
+
+/// Partition key of an object's shard of a bucket's index.
+pub fn object_pk(bucket: &BucketId, shards: u8, key: &str) -> Vec<u8> {
+    let shard = Hash::of(key.as_bytes()).0[0] % shards.max(1);
+    let mut pk = bucket.as_bytes().to_vec();
+    pk.push(shard);
+    pk
+}
+
+impl Crdt for Object {
+    fn merge(&mut self, other: &Self) {
+        let a = (self.version.timestamp, self.version.uuid);
+        let b = (other.version.timestamp, other.version.uuid);
+        if b > a {
+            self.version = other.version.clone();
+        }
+    }
+}
+
+impl TableItem for Object {
+    fn partition_key(&self) -> &[u8] {
+        &self.pk
+    }
+    fn sort_key(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
+    fn is_tombstone(&self) -> bool {
+        self.version.data == ObjectData::DeleteMarker
+    }
+}
+
+pub struct ObjectTable {
+    /// Local queue of replaced versions whose block lists must go.
+    pub version_gc: TreeId,
+}
+
+impl TableSchema for ObjectTable {
+    const NAME: &'static str = "object";
+    type Item = Object;
+
+    fn updated(&self, tx: &mut dyn Tx, old: Option<&Object>, new: Option<&Object>) -> TxResult<()> {
+        // A version with blocks replaced by a newer one: queue its cleanup.
+        // (No `new` means a local removal: tombstone collection or a
+        // partition handed over, never a reason to delete data.)
+        if let (Some(old), Some(new)) = (old, new)
+            && old.version.uuid != new.version.uuid
+            && matches!(old.version.data, ObjectData::Blocks { .. })
+        {
+            tx.insert(self.version_gc, &old.version.uuid, &[])?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- versions
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockEntry {
+    pub offset: u64,
+    pub hash: Hash,
+    pub size: u32,
+}
+
+/// Up to [`CHUNK_BLOCKS`] consecutive blocks of a version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionChunk {
+    pub uuid: VersionId,
+    /// Big-endian chunk index (the sort key).
+    pub index: [u8; 4],
+    pub blocks: Vec<BlockEntry>,
+    pub deleted: Flag,
+}
+
+impl Crdt for VersionChunk {
+    fn merge(&mut self, other: &Self) {
+        self.deleted.merge(&other.deleted);
+        if self.blocks.is_empty() {
+            self.blocks = other.blocks.clone();
+        }
+    }
+}
+
+impl TableItem for VersionChunk {
+    fn partition_key(&self) -> &[u8] {
+        &self.uuid
+    }
+    fn sort_key(&self) -> &[u8] {
+        &self.index
+    }
+    fn is_tombstone(&self) -> bool {
+        self.deleted.0
+    }
+}
+
+pub struct VersionTable {
+    /// Local queue of deleted chunks whose block references must go.
+    pub ref_gc: TreeId,
+}
+
+impl TableSchema for VersionTable {
+    const NAME: &'static str = "version";
+    type Item = VersionChunk;
+
+    fn updated(&self, tx: &mut dyn Tx, old: Option<&VersionChunk>, new: Option<&VersionChunk>) -> TxResult<()> {
+        if let Some(new) = new
+            && new.deleted.0
+            && !old.is_some_and(|o| o.deleted.0)
+        {
+            let mut key = new.uuid.to_vec();
+            key.extend_from_slice(&new.index);
+            let hashes: Vec<Hash> = new.blocks.iter().map(|b| b.hash).collect();
+            let enc = rmp_serde::to_vec(&hashes).map_err(|e| crate::db::DbError::Aborted(e.to_string()))?;
+            tx.insert(self.ref_gc, &key, &enc)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- block refs
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRef {
+    pub block: Hash,
+    pub version: VersionId,
+    pub deleted: Flag,
+}
+
+impl Crdt for BlockRef {
+    fn merge(&mut self, other: &Self) {
+        self.deleted.merge(&other.deleted);
+    }
+}
+
+impl TableItem for BlockRef {
+    fn partition_key(&self) -> &[u8] {
+        self.block.as_bytes()
+    }
+    fn sort_key(&self) -> &[u8] {
+        &self.version
+    }
+    fn is_tombstone(&self) -> bool {
+        self.deleted.0
+    }
+}
+
+pub struct BlockRefTable {
+    pub rc: RcTrees,
+}
+
+impl TableSchema for BlockRefTable {
+    const NAME: &'static str = "block_ref";
+    type Item = BlockRef;
+
+    fn updated(&self, tx: &mut dyn Tx, old: Option<&BlockRef>, new: Option<&BlockRef>) -> TxResult<()> {
+        let was = old.is_some_and(|o| !o.deleted.0);
+        let is = new.is_some_and(|n| !n.deleted.0);
+        let block = new.or(old).map(|r| r.block);
+        match (was, is, block) {
+            (false, true, Some(b)) => self.rc.add(tx, &b, 1),
+            (true, false, Some(b)) => self.rc.add(tx, &b, -1),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A fresh random id for a version.
+pub fn new_version_id() -> VersionId {
+    rand::random()
+}
+
+/// A fresh random bucket id.
+pub fn new_bucket_id() -> BucketId {
+    Hash(rand::random())
+}
+
