@@ -13,8 +13,8 @@ use hangar_common::ids::PeerAddr;
 use hangar_common::layout::AssignmentReport;
 use hangar_common::layout::cluster::{ClusterLayout, StagedRole};
 use hangar_common::rpc::{
-    self, Admin, ClusterStatus, LayoutView, LocalValue, NodeStatus, Peer, PingRequest,
-    PingResponse, RpcError, TableRequest, TableResponse,
+    self, Admin, BucketInfo, ClusterStatus, KeyGrant, KeyInfo, LayoutView, LocalValue, NodeStatus,
+    Peer, PermissionChange, PingRequest, PingResponse, RpcError, TableRequest, TableResponse,
 };
 use hangar_common::transport::{ChannelKind, SecureChannel};
 use tarpc::context::Context;
@@ -22,6 +22,7 @@ use tarpc::server::{BaseChannel, Channel};
 
 use crate::layout::LayoutManager;
 use crate::model::Model;
+use crate::model::tables::{Bucket, Key};
 use crate::net::{Dispatch, Gossip, Net};
 use crate::table::data::storage_key;
 use crate::table::kv::{KvItem, KvTable};
@@ -216,6 +217,95 @@ impl Services {
     }
 }
 
+fn model_err(e: crate::model::ModelError) -> RpcError {
+    RpcError::BadRequest(e.to_string())
+}
+
+fn table_err(e: crate::table::TableError) -> RpcError {
+    RpcError::Table(e.to_string())
+}
+
+impl Services {
+    async fn live_keys(&self) -> Result<Vec<Key>, RpcError> {
+        let mut keys = self.model.keys.scan(100_000).await.map_err(table_err)?;
+        keys.retain(|k| !k.deleted.0);
+        keys.sort_by(|a, b| (&a.name.value, &a.id).cmp(&(&b.name.value, &b.id)));
+        Ok(keys)
+    }
+
+    /// A key by id, or by a name that only one key has.
+    async fn find_key(&self, key: &str) -> Result<Key, RpcError> {
+        if let Some(k) = self.model.get_key(key).await.map_err(model_err)? {
+            return Ok(k);
+        }
+        let matches: Vec<Key> = self
+            .live_keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.name.value == key)
+            .collect();
+        match matches.len() {
+            1 => Ok(matches.into_iter().next().expect("one match")),
+            0 => Err(RpcError::BadRequest(format!(
+                "no access key with id or name {key:?} (see `hangar key list`)"
+            ))),
+            n => Err(RpcError::BadRequest(format!(
+                "{n} keys are named {key:?}: give the access key id instead"
+            ))),
+        }
+    }
+
+    async fn bucket_info(&self, b: &Bucket) -> Result<BucketInfo, RpcError> {
+        let keys = self.live_keys().await?;
+        Ok(Services::bucket_info_with(b, &keys))
+    }
+
+    fn bucket_info_with(b: &Bucket, keys: &[Key]) -> BucketInfo {
+        BucketInfo {
+            name: b.name.clone(),
+            id: b.id.to_string(),
+            created_ms: b.created_ms,
+            keys: keys
+                .iter()
+                .filter_map(|k| {
+                    let p = k.permission(&b.id);
+                    (p.read || p.write || p.owner).then(|| KeyGrant {
+                        key_id: k.id.clone(),
+                        key_name: k.name.value.clone(),
+                        bucket: b.name.clone(),
+                        read: p.read,
+                        write: p.write,
+                        owner: p.owner,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    fn key_info(&self, k: &Key, buckets: &[Bucket]) -> KeyInfo {
+        KeyInfo {
+            access_key_id: k.id.clone(),
+            name: k.name.value.clone(),
+            secret_access_key: None,
+            buckets: buckets
+                .iter()
+                .filter(|b| !b.deleted.0)
+                .filter_map(|b| {
+                    let p = k.permission(&b.id);
+                    (p.read || p.write || p.owner).then(|| KeyGrant {
+                        key_id: k.id.clone(),
+                        key_name: k.name.value.clone(),
+                        bucket: b.name.clone(),
+                        read: p.read,
+                        write: p.write,
+                        owner: p.owner,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Admin for AdminServer {
     async fn status(self, _: Context) -> ClusterStatus {
         self.s.status()
@@ -265,6 +355,116 @@ impl Admin for AdminServer {
     async fn layout_revert(self, _: Context) -> Result<LayoutView, RpcError> {
         self.s.layout.revert();
         Ok(self.s.layout_view())
+    }
+
+    async fn bucket_create(self, _: Context, name: String) -> Result<BucketInfo, RpcError> {
+        let b = self
+            .s
+            .model
+            .create_bucket(&name, None)
+            .await
+            .map_err(model_err)?;
+        self.s.bucket_info(&b).await
+    }
+
+    async fn bucket_delete(self, _: Context, name: String) -> Result<(), RpcError> {
+        self.s.model.delete_bucket(&name).await.map_err(model_err)
+    }
+
+    async fn bucket_list(self, _: Context) -> Result<Vec<BucketInfo>, RpcError> {
+        let mut buckets = self
+            .s
+            .model
+            .buckets
+            .scan(100_000)
+            .await
+            .map_err(table_err)?;
+        buckets.retain(|b| !b.deleted.0);
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        let keys = self.s.live_keys().await?;
+        Ok(buckets
+            .iter()
+            .map(|b| Services::bucket_info_with(b, &keys))
+            .collect())
+    }
+
+    async fn bucket_info(self, _: Context, name: String) -> Result<BucketInfo, RpcError> {
+        let b = self
+            .s
+            .model
+            .require_bucket(&name)
+            .await
+            .map_err(model_err)?;
+        self.s.bucket_info(&b).await
+    }
+
+    async fn bucket_allow(
+        self,
+        _: Context,
+        name: String,
+        key: String,
+        perm: PermissionChange,
+        allow: bool,
+    ) -> Result<BucketInfo, RpcError> {
+        let b = self
+            .s
+            .model
+            .require_bucket(&name)
+            .await
+            .map_err(model_err)?;
+        let k = self.s.find_key(&key).await?;
+        let mut p = k.permission(&b.id);
+        if perm.read {
+            p.read = allow;
+        }
+        if perm.write {
+            p.write = allow;
+        }
+        if perm.owner {
+            p.owner = allow;
+        }
+        self.s
+            .model
+            .set_permission(&k.id, &b, p)
+            .await
+            .map_err(model_err)?;
+        self.s.bucket_info(&b).await
+    }
+
+    async fn key_create(self, _: Context, name: String) -> Result<KeyInfo, RpcError> {
+        let k = self.s.model.create_key(&name).await.map_err(model_err)?;
+        let mut info = self.s.key_info(&k, &[]);
+        info.secret_access_key = Some(k.secret.clone());
+        Ok(info)
+    }
+
+    async fn key_list(self, _: Context) -> Result<Vec<KeyInfo>, RpcError> {
+        let keys = self.s.live_keys().await?;
+        let buckets = self
+            .s
+            .model
+            .buckets
+            .scan(100_000)
+            .await
+            .map_err(table_err)?;
+        Ok(keys.iter().map(|k| self.s.key_info(k, &buckets)).collect())
+    }
+
+    async fn key_info(self, _: Context, key: String) -> Result<KeyInfo, RpcError> {
+        let k = self.s.find_key(&key).await?;
+        let buckets = self
+            .s
+            .model
+            .buckets
+            .scan(100_000)
+            .await
+            .map_err(table_err)?;
+        Ok(self.s.key_info(&k, &buckets))
+    }
+
+    async fn key_delete(self, _: Context, key: String) -> Result<(), RpcError> {
+        let k = self.s.find_key(&key).await?;
+        self.s.model.delete_key(&k.id).await.map_err(model_err)
     }
 
     async fn debug_kv_put(

@@ -134,7 +134,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         layout.clone(),
         block::BlockConfig {
             op_timeout: Duration::from_millis(config.tables.op_timeout_ms),
-            unreferenced_grace: Duration::from_secs(600),
+            unreferenced_grace: Duration::from_secs(config.blocks.unreferenced_grace_secs),
         },
     )?;
     let model = open_model(&db, &net, &layout, &table_cfg, blocks.clone())?;
@@ -162,6 +162,24 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         model: model.clone(),
     });
     tokio::spawn(net.clone().serve(listener, services));
+    let s3_listener = tokio::net::TcpListener::bind(&config.s3_api.api_bind_addr)
+        .await
+        .map_err(|source| {
+            anyhow::anyhow!(
+                "cannot listen on {} ([s3_api] api_bind_addr): {source}",
+                config.s3_api.api_bind_addr
+            )
+        })?;
+    let s3 = Arc::new(s3::server::S3Server {
+        model: model.clone(),
+        cfg: s3::server::S3Config {
+            region: config.s3_api.s3_region.clone(),
+            root_domain: config.s3_api.root_domain.clone(),
+            block_size: config.blocks.block_size,
+            inline_max: config.blocks.inline_max_bytes,
+        },
+    });
+    tokio::spawn(s3.serve(s3_listener));
 
     for p in &config.bootstrap_peers {
         // Validated when the config was loaded.
@@ -217,7 +235,12 @@ fn open_model(
         cfg: &TableConfig,
         schema: S,
     ) -> anyhow::Result<Arc<Table<S>>> {
-        let t = Table::new(TableData::open(db.clone(), Arc::new(schema))?, net.clone(), layout.clone(), cfg.clone());
+        let t = Table::new(
+            TableData::open(db.clone(), Arc::new(schema))?,
+            net.clone(),
+            layout.clone(),
+            cfg.clone(),
+        );
         t.spawn_workers();
         Ok(t)
     }
@@ -231,11 +254,27 @@ fn open_model(
         keys: open(db, net, layout, cfg, KeyTable)?,
         objects: open(db, net, layout, cfg, ObjectTable { version_gc })?,
         versions: open(db, net, layout, cfg, VersionTable { ref_gc })?,
-        refs: open(db, net, layout, cfg, BlockRefTable { rc: blocks.rc_trees() })?,
+        refs: open(
+            db,
+            net,
+            layout,
+            cfg,
+            BlockRefTable {
+                rc: blocks.rc_trees(),
+            },
+        )?,
         blocks,
         version_gc,
         ref_gc,
     }))
+}
+
+/// The S3 address to show users: a wildcard bind shown as localhost.
+fn s3_display_addr(bind: &str) -> String {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => format!("localhost:{}", a.port()),
+        _ => bind.to_string(),
+    }
 }
 
 fn print_banner(config: &Config, source: &ConfigSource, net: &Net, generated_secret: bool) {
@@ -246,6 +285,11 @@ fn print_banner(config: &Config, source: &ConfigSource, net: &Net, generated_sec
         "  rpc          {} (public address {})",
         config.rpc_bind_addr,
         config.public_addr()
+    );
+    println!(
+        "  s3 api       http://{} (region {})",
+        s3_display_addr(&config.s3_api.api_bind_addr),
+        config.s3_api.s3_region
     );
     println!("  config       {source}");
     println!("  metadata     {}", config.metadata_dir.display());

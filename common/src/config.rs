@@ -51,11 +51,49 @@ pub struct Config {
     #[serde(default)]
     pub tables: TablesConfig,
     #[serde(default)]
+    pub blocks: BlocksConfig,
+    #[serde(default)]
     pub s3_api: S3ApiConfig,
     #[serde(default)]
     pub s3_web: S3WebConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+}
+
+/// Object data: how it is cut and kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocksConfig {
+    /// Objects are cut into blocks of this many bytes.
+    #[serde(default = "default_block_size")]
+    pub block_size: usize,
+    /// Objects up to this size live in the metadata, without blocks.
+    #[serde(default = "default_inline_max")]
+    pub inline_max_bytes: usize,
+    /// A block nobody references is deleted after this delay (uploads in
+    /// progress write their blocks before referencing them).
+    #[serde(default = "default_unreferenced_grace")]
+    pub unreferenced_grace_secs: u64,
+}
+
+impl Default for BlocksConfig {
+    fn default() -> Self {
+        BlocksConfig {
+            block_size: default_block_size(),
+            inline_max_bytes: default_inline_max(),
+            unreferenced_grace_secs: default_unreferenced_grace(),
+        }
+    }
+}
+
+fn default_block_size() -> usize {
+    1 << 20
+}
+fn default_inline_max() -> usize {
+    3072
+}
+fn default_unreferenced_grace() -> u64 {
+    600
 }
 
 /// Metadata tables: storage and background work.
@@ -237,6 +275,7 @@ impl Config {
             ping_interval_ms: default_ping_interval_ms(),
             ping_failures_before_down: default_ping_failures(),
             tables: TablesConfig::default(),
+            blocks: BlocksConfig::default(),
             s3_api: S3ApiConfig::default(),
             s3_web: S3WebConfig::default(),
             admin: AdminConfig::default(),
@@ -340,6 +379,16 @@ impl Config {
         if self.tables.db_cache_bytes < (1 << 20) {
             return Err(invalid(
                 "[tables] db_cache_bytes must be at least 1 MiB (1048576)".into(),
+            ));
+        }
+        if !(4096..=(16 << 20)).contains(&self.blocks.block_size) {
+            return Err(invalid(
+                "[blocks] block_size must be between 4096 and 16777216".into(),
+            ));
+        }
+        if self.blocks.inline_max_bytes > 65536 {
+            return Err(invalid(
+                "[blocks] inline_max_bytes must be at most 65536".into(),
             ));
         }
         if self.ping_failures_before_down == 0 {

@@ -82,6 +82,43 @@ pub enum TableResponse {
     Node(Vec<u8>),
 }
 
+/// Which permissions a `bucket allow|deny` names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionChange {
+    pub read: bool,
+    pub write: bool,
+    pub owner: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    pub name: String,
+    /// Hex id.
+    pub id: String,
+    pub created_ms: u64,
+    /// Keys with some permission: (key id, key name, read, write, owner).
+    pub keys: Vec<KeyGrant>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGrant {
+    pub key_id: String,
+    pub key_name: String,
+    pub bucket: String,
+    pub read: bool,
+    pub write: bool,
+    pub owner: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub access_key_id: String,
+    pub name: String,
+    /// Only in the answer to `key_create`.
+    pub secret_access_key: Option<String>,
+    pub buckets: Vec<KeyGrant>,
+}
+
 /// What one replica holds for a key. (An explicit enum: MessagePack and
 /// JSON cannot tell `None` from `Some(None)`.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +168,29 @@ pub trait Admin {
     async fn layout_apply(version: u64) -> Result<AssignmentReport, RpcError>;
     /// Drop every staged change.
     async fn layout_revert() -> Result<LayoutView, RpcError>;
+    /// Create a bucket.
+    async fn bucket_create(name: String) -> Result<BucketInfo, RpcError>;
+    /// Delete an empty bucket.
+    async fn bucket_delete(name: String) -> Result<(), RpcError>;
+    /// Every bucket.
+    async fn bucket_list() -> Result<Vec<BucketInfo>, RpcError>;
+    /// One bucket, with the keys that may use it.
+    async fn bucket_info(name: String) -> Result<BucketInfo, RpcError>;
+    /// Grant (`allow`) or revoke permissions of a key on a bucket; the
+    /// permissions not named are left as they are.
+    async fn bucket_allow(
+        name: String,
+        key: String,
+        perm: PermissionChange,
+        allow: bool,
+    ) -> Result<BucketInfo, RpcError>;
+    /// Create an access key; the answer holds its secret, shown once.
+    async fn key_create(name: String) -> Result<KeyInfo, RpcError>;
+    /// Every access key (secrets left out).
+    async fn key_list() -> Result<Vec<KeyInfo>, RpcError>;
+    /// One key by id or unique name (secret left out).
+    async fn key_info(key: String) -> Result<KeyInfo, RpcError>;
+    async fn key_delete(key: String) -> Result<(), RpcError>;
     /// Diagnostics table `debug_kv`: quorum write (`None` deletes).
     async fn debug_kv_put(key: String, value: Option<String>) -> Result<(), RpcError>;
     /// Diagnostics table `debug_kv`: quorum read.

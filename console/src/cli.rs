@@ -6,11 +6,13 @@ use anyhow::{Context as _, anyhow, bail};
 use hangar_common::NodeId;
 use hangar_common::layout::cluster::StagedRole;
 use hangar_common::layout::{AssignmentReport, NodeRole};
-use hangar_common::rpc::{AdminClient, ClusterStatus, LayoutView, NodeStatus};
+use hangar_common::rpc::{
+    AdminClient, BucketInfo, ClusterStatus, KeyGrant, LayoutView, NodeStatus, PermissionChange,
+};
 use hangar_common::size::{format_bytes, parse_size};
 
 use crate::conn::{Target, ctx};
-use crate::{Command, DebugCmd, KvCmd, LayoutCmd, NodeCmd};
+use crate::{BucketCmd, Command, DebugCmd, KeyCmd, KvCmd, LayoutCmd, NodeCmd};
 
 pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<()> {
     let (client, _) = target.connect().await?;
@@ -40,7 +42,170 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
         }
         Command::Layout(l) => layout(&client, l, json).await,
         Command::Debug(DebugCmd::Kv(cmd)) => debug_kv(&client, cmd, json).await,
+        Command::Bucket(cmd) => bucket(&client, cmd, json).await,
+        Command::Key(cmd) => key(&client, cmd, json).await,
     }
+}
+
+fn grants_table(grants: &[KeyGrant]) -> String {
+    let rows: Vec<Vec<String>> = grants
+        .iter()
+        .map(|g| {
+            let flag = |b: bool, c: &str| if b { c.to_string() } else { "-".into() };
+            vec![
+                g.bucket.clone(),
+                g.key_id.clone(),
+                g.key_name.clone(),
+                format!(
+                    "{}{}{}",
+                    flag(g.read, "R"),
+                    flag(g.write, "W"),
+                    flag(g.owner, "O")
+                ),
+            ]
+        })
+        .collect();
+    table(&["BUCKET", "KEY ID", "KEY NAME", "PERMISSIONS"], &rows)
+}
+
+fn print_bucket(b: &BucketInfo) {
+    println!(
+        "Bucket {} (id {}, created {})",
+        b.name,
+        &b.id[..16.min(b.id.len())],
+        ago(b.created_ms)
+    );
+    if b.keys.is_empty() {
+        println!(
+            "No key may use it yet: hangar bucket allow {} --key KEY --read --write",
+            b.name
+        );
+    } else {
+        print!("{}", grants_table(&b.keys));
+    }
+}
+
+async fn bucket(client: &AdminClient, cmd: &BucketCmd, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        BucketCmd::Create { name } => {
+            let b = client.bucket_create(ctx(), name.clone()).await??;
+            if json {
+                return print_json(&b);
+            }
+            println!("Bucket {name} created.");
+            println!("Give a key access with: hangar bucket allow {name} --key KEY --read --write");
+        }
+        BucketCmd::Delete { name } => {
+            client.bucket_delete(ctx(), name.clone()).await??;
+            if json {
+                return print_json(&serde_json::json!({"deleted": name}));
+            }
+            println!("Bucket {name} deleted.");
+        }
+        BucketCmd::List => {
+            let list = client.bucket_list(ctx()).await??;
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|b| vec![b.name.clone(), ago(b.created_ms), b.keys.len().to_string()])
+                .collect();
+            print!("{}", table(&["NAME", "CREATED", "KEYS"], &rows));
+        }
+        BucketCmd::Info { name } => {
+            let b = client.bucket_info(ctx(), name.clone()).await??;
+            if json {
+                return print_json(&b);
+            }
+            print_bucket(&b);
+        }
+        BucketCmd::Allow {
+            name,
+            key,
+            read,
+            write,
+            owner,
+        }
+        | BucketCmd::Deny {
+            name,
+            key,
+            read,
+            write,
+            owner,
+        } => {
+            let allow = matches!(cmd, BucketCmd::Allow { .. });
+            if !(*read || *write || *owner) {
+                bail!("name at least one permission: --read, --write or --owner");
+            }
+            let perm = PermissionChange {
+                read: *read,
+                write: *write,
+                owner: *owner,
+            };
+            let b = client
+                .bucket_allow(ctx(), name.clone(), key.clone(), perm, allow)
+                .await??;
+            if json {
+                return print_json(&b);
+            }
+            print_bucket(&b);
+        }
+    }
+    Ok(())
+}
+
+async fn key(client: &AdminClient, cmd: &KeyCmd, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        KeyCmd::Create { name } => {
+            let k = client.key_create(ctx(), name.clone()).await??;
+            let secret = k.secret_access_key.clone().unwrap_or_default();
+            if json {
+                return print_json(&serde_json::json!({
+                    "access_key_id": k.access_key_id,
+                    "secret_access_key": secret,
+                    "name": k.name,
+                }));
+            }
+            println!("Key {} created.", k.name);
+            println!("  access key id      {}", k.access_key_id);
+            println!("  secret access key  {secret}");
+            println!("The secret is shown only now: store it in your S3 client's configuration.");
+        }
+        KeyCmd::List => {
+            let keys = client.key_list(ctx()).await??;
+            if json {
+                return print_json(&keys);
+            }
+            let rows: Vec<Vec<String>> = keys
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.access_key_id.clone(),
+                        k.name.clone(),
+                        k.buckets.len().to_string(),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["KEY ID", "NAME", "BUCKETS"], &rows));
+        }
+        KeyCmd::Info { key } => {
+            let k = client.key_info(ctx(), key.clone()).await??;
+            if json {
+                return print_json(&k);
+            }
+            println!("Key {} ({})", k.access_key_id, k.name);
+            print!("{}", grants_table(&k.buckets));
+        }
+        KeyCmd::Delete { key } => {
+            client.key_delete(ctx(), key.clone()).await??;
+            if json {
+                return print_json(&serde_json::json!({"deleted": key}));
+            }
+            println!("Key {key} deleted.");
+        }
+    }
+    Ok(())
 }
 
 async fn debug_kv(client: &AdminClient, cmd: &KvCmd, json: bool) -> anyhow::Result<()> {

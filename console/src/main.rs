@@ -48,9 +48,64 @@ pub enum Command {
     /// The layout: which nodes store what.
     #[command(subcommand)]
     Layout(LayoutCmd),
+    /// Buckets: create, delete, list, inspect, and which keys may use them.
+    #[command(subcommand)]
+    Bucket(BucketCmd),
+    /// Access keys for S3 clients.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Diagnostics: exercise the replicated metadata tables.
     #[command(subcommand)]
     Debug(DebugCmd),
+}
+
+#[derive(Subcommand)]
+pub enum BucketCmd {
+    /// Create a bucket.
+    Create { name: String },
+    /// Delete an empty bucket.
+    Delete { name: String },
+    /// List every bucket.
+    List,
+    /// A bucket and the keys that may use it.
+    Info { name: String },
+    /// Grant a key permissions on a bucket.
+    Allow {
+        name: String,
+        /// Access key id or name.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        read: bool,
+        #[arg(long)]
+        write: bool,
+        #[arg(long)]
+        owner: bool,
+    },
+    /// Revoke a key's permissions on a bucket.
+    Deny {
+        name: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        read: bool,
+        #[arg(long)]
+        write: bool,
+        #[arg(long)]
+        owner: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Create an access key; prints its id and secret (shown only once).
+    Create { name: String },
+    /// List access keys.
+    List,
+    /// A key and its permissions.
+    Info { key: String },
+    /// Delete a key.
+    Delete { key: String },
 }
 
 #[derive(Subcommand)]

@@ -121,7 +121,11 @@ impl RcTrees {
         } else {
             tx.insert(self.rc, hash.as_bytes(), &next.to_be_bytes())?;
         }
-        let due = if next > 0 { now_msec() } else { now_msec() + self.grace_ms };
+        let due = if next > 0 {
+            now_msec()
+        } else {
+            now_msec() + self.grace_ms
+        };
         tx.insert(self.queue, &queue_key(due, hash), &[])
     }
 }
@@ -160,7 +164,10 @@ impl BlockManager {
 
     /// Queue a resync check of `hash` at `due_ms`.
     pub fn enqueue(&self, hash: &Hash, due_ms: u64) {
-        if let Err(e) = self.db.insert(self.resync_queue, &queue_key(due_ms, hash), &[]) {
+        if let Err(e) = self
+            .db
+            .insert(self.resync_queue, &queue_key(due_ms, hash), &[])
+        {
             tracing::warn!("cannot queue block {hash} for resync: {e}");
         }
     }
@@ -172,7 +179,10 @@ impl BlockManager {
         if fresh && self.refcount(hash) == 0 {
             // Uploads write blocks before their references: check back
             // after the grace delay, and delete it if still unreferenced.
-            self.enqueue(hash, now_msec() + self.cfg.unreferenced_grace.as_millis() as u64);
+            self.enqueue(
+                hash,
+                now_msec() + self.cfg.unreferenced_grace.as_millis() as u64,
+            );
         }
         Ok(())
     }
@@ -180,7 +190,8 @@ impl BlockManager {
     async fn put_to(&self, node: NodeId, hash: Hash, data: Bytes) -> Result<(), String> {
         if node == self.net.id {
             let data2 = data.clone();
-            return tokio::task::block_in_place(|| self.write_local(&hash, &data2)).map_err(|e| e.to_string());
+            return tokio::task::block_in_place(|| self.write_local(&hash, &data2))
+                .map_err(|e| e.to_string());
         }
         let client = self.net.bulk_client(&node).await?;
         let ctx = hangar_common::rpc::context_with_timeout(self.cfg.op_timeout);
@@ -200,7 +211,11 @@ impl BlockManager {
     pub async fn put(self: &Arc<Self>, hash: Hash, data: Bytes) -> Result<(), BlockError> {
         let p = block_partition(&hash);
         let layout = self.layout.snapshot();
-        let sets: Vec<Vec<NodeId>> = layout.write_sets(p).into_iter().map(|s| s.to_vec()).collect();
+        let sets: Vec<Vec<NodeId>> = layout
+            .write_sets(p)
+            .into_iter()
+            .map(|s| s.to_vec())
+            .collect();
         if sets.iter().any(|s| s.is_empty()) {
             return Err(BlockError::NoLayout);
         }
@@ -221,8 +236,10 @@ impl BlockManager {
         drop(tx);
         let mut ok: Vec<NodeId> = Vec::new();
         let mut errors = Vec::new();
-        let satisfied =
-            |ok: &[NodeId]| sets.iter().all(|s| s.iter().filter(|n| ok.contains(n)).count() >= needed.min(s.len()));
+        let satisfied = |ok: &[NodeId]| {
+            sets.iter()
+                .all(|s| s.iter().filter(|n| ok.contains(n)).count() >= needed.min(s.len()))
+        };
         while !satisfied(&ok) {
             match rx.recv().await {
                 Some((n, Ok(()))) => ok.push(n),

@@ -67,10 +67,20 @@ impl BlockManager {
         let end = now.saturating_add(1).to_be_bytes();
         let due = self
             .db
-            .range(self.resync_queue, Bound::Unbounded, Bound::Excluded(&end[..]), false, BATCH)
+            .range(
+                self.resync_queue,
+                Bound::Unbounded,
+                Bound::Excluded(&end[..]),
+                false,
+                BATCH,
+            )
             .map_err(|e| e.to_string())?;
         for (key, _) in &due {
-            let Some(hash) = key.get(8..40).and_then(|b| <[u8; 32]>::try_from(b).ok()).map(Hash) else {
+            let Some(hash) = key
+                .get(8..40)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(Hash)
+            else {
                 let _ = self.db.remove(self.resync_queue, key);
                 continue;
             };
@@ -79,7 +89,9 @@ impl BlockManager {
                 self.stats.lock().unwrap_or_else(|p| p.into_inner()).errors += 1;
                 self.enqueue(&hash, now_msec() + RETRY.as_millis() as u64);
             }
-            self.db.remove(self.resync_queue, key).map_err(|e| e.to_string())?;
+            self.db
+                .remove(self.resync_queue, key)
+                .map_err(|e| e.to_string())?;
         }
         Ok(due.len())
     }
@@ -112,7 +124,10 @@ impl BlockManager {
                     self.put_to(*node, hash, data.clone()).await?;
                 }
                 self.store.delete(&hash).map_err(|e| e.to_string())?;
-                self.stats.lock().unwrap_or_else(|p| p.into_inner()).handed_over += 1;
+                self.stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .handed_over += 1;
             }
             (true, false, true) => {
                 // Unreferenced: delete once its grace delay is over. The
@@ -128,7 +143,10 @@ impl BlockManager {
                     self.store.delete(&hash).map_err(|e| e.to_string())?;
                     self.stats.lock().unwrap_or_else(|p| p.into_inner()).deleted += 1;
                 } else {
-                    self.enqueue(&hash, now_msec() + self.cfg.unreferenced_grace.as_millis() as u64);
+                    self.enqueue(
+                        &hash,
+                        now_msec() + self.cfg.unreferenced_grace.as_millis() as u64,
+                    );
                 }
             }
             _ => {}

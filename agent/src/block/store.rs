@@ -60,7 +60,10 @@ impl BlockStore {
         if path.is_file() {
             return Ok(());
         }
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
         let err = |source| StoreError::Write {
             hash: *hash,
             dir: dir.clone(),
@@ -91,7 +94,12 @@ impl BlockStore {
         let data = match std::fs::read(&path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::Read { hash: *hash, source }),
+            Err(source) => {
+                return Err(StoreError::Read {
+                    hash: *hash,
+                    source,
+                });
+            }
         };
         if Hash::of(&data) != *hash {
             self.quarantine(hash);
@@ -113,7 +121,9 @@ impl BlockStore {
     fn quarantine(&self, hash: &Hash) {
         let path = self.path(hash);
         let _ = std::fs::rename(&path, path.with_extension("corrupted"));
-        tracing::warn!("block {hash} failed its hash check and was moved aside; it will be fetched again");
+        tracing::warn!(
+            "block {hash} failed its hash check and was moved aside; it will be fetched again"
+        );
     }
 
     pub fn delete(&self, hash: &Hash) -> std::io::Result<()> {
@@ -131,9 +141,13 @@ impl BlockStore {
             return out;
         };
         for a in l1.flatten() {
-            let Ok(l2) = std::fs::read_dir(a.path()) else { continue };
+            let Ok(l2) = std::fs::read_dir(a.path()) else {
+                continue;
+            };
             for b in l2.flatten() {
-                let Ok(l3) = std::fs::read_dir(b.path()) else { continue };
+                let Ok(l3) = std::fs::read_dir(b.path()) else {
+                    continue;
+                };
                 for f in l3.flatten() {
                     let name = f.file_name();
                     let Some(name) = name.to_str() else { continue };
@@ -160,7 +174,10 @@ mod tests {
         let s = BlockStore::new(dir.path());
         let data = b"hello block";
         let h = Hash::of(data);
-        assert!(matches!(s.write(&Hash::of(b"x"), data), Err(StoreError::HashMismatch(_))));
+        assert!(matches!(
+            s.write(&Hash::of(b"x"), data),
+            Err(StoreError::HashMismatch(_))
+        ));
         s.write(&h, data).unwrap();
         assert_eq!(s.read(&h).unwrap().as_deref(), Some(&data[..]));
         assert_eq!(s.list(), vec![h]);

@@ -43,7 +43,13 @@ impl Model {
         let mut done = 0;
         let versions = self
             .db
-            .range(self.version_gc, Bound::Unbounded, Bound::Unbounded, false, BATCH)
+            .range(
+                self.version_gc,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                false,
+                BATCH,
+            )
             .map_err(|e| e.to_string())?;
         for (key, _) in versions {
             let Ok(uuid) = VersionId::try_from(key.as_slice()) else {
@@ -52,15 +58,26 @@ impl Model {
             };
             match self.delete_version(uuid).await {
                 Ok(()) => {
-                    self.db.remove(self.version_gc, &key).map_err(|e| e.to_string())?;
+                    self.db
+                        .remove(self.version_gc, &key)
+                        .map_err(|e| e.to_string())?;
                     done += 1;
                 }
-                Err(e) => debug!("version {}: cleanup will be retried: {e}", hex::encode(uuid)),
+                Err(e) => debug!(
+                    "version {}: cleanup will be retried: {e}",
+                    hex::encode(uuid)
+                ),
             }
         }
         let refs = self
             .db
-            .range(self.ref_gc, Bound::Unbounded, Bound::Unbounded, false, BATCH)
+            .range(
+                self.ref_gc,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                false,
+                BATCH,
+            )
             .map_err(|e| e.to_string())?;
         for (key, value) in refs {
             let (Some(uuid), Ok(hashes)) = (
@@ -84,7 +101,9 @@ impl Model {
                 }
             }
             if ok {
-                self.db.remove(self.ref_gc, &key).map_err(|e| e.to_string())?;
+                self.db
+                    .remove(self.ref_gc, &key)
+                    .map_err(|e| e.to_string())?;
                 done += 1;
             }
         }

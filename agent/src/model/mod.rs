@@ -43,7 +43,8 @@ pub enum ModelError {
 pub fn valid_bucket_name(name: &str) -> bool {
     let b = name.as_bytes();
     (3..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..")
@@ -73,7 +74,11 @@ impl Model {
         let Some(id) = alias.bucket.value else {
             return Ok(None);
         };
-        Ok(self.buckets.get(id.as_bytes(), &[]).await?.filter(|b| !b.deleted.0))
+        Ok(self
+            .buckets
+            .get(id.as_bytes(), &[])
+            .await?
+            .filter(|b| !b.deleted.0))
     }
 
     pub async fn require_bucket(&self, name: &str) -> Result<Bucket, ModelError> {
@@ -83,7 +88,11 @@ impl Model {
     }
 
     /// Create a bucket; `owner` (an access key id) gets every permission.
-    pub async fn create_bucket(&self, name: &str, owner: Option<&str>) -> Result<Bucket, ModelError> {
+    pub async fn create_bucket(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+    ) -> Result<Bucket, ModelError> {
         if !valid_bucket_name(name) {
             return Err(ModelError::InvalidBucketName(name.to_string()));
         }
@@ -135,7 +144,11 @@ impl Model {
     }
 
     pub async fn get_key(&self, id: &str) -> Result<Option<Key>, ModelError> {
-        Ok(self.keys.get(id.as_bytes(), &[]).await?.filter(|k| !k.deleted.0))
+        Ok(self
+            .keys
+            .get(id.as_bytes(), &[])
+            .await?
+            .filter(|k| !k.deleted.0))
     }
 
     /// Create an access key with a fresh id and secret.
@@ -154,13 +167,21 @@ impl Model {
     }
 
     pub async fn delete_key(&self, id: &str) -> Result<(), ModelError> {
-        let mut key = self.get_key(id).await?.ok_or_else(|| ModelError::NoSuchKey(id.to_string()))?;
+        let mut key = self
+            .get_key(id)
+            .await?
+            .ok_or_else(|| ModelError::NoSuchKey(id.to_string()))?;
         key.deleted = Flag(true);
         self.keys.insert(&key).await?;
         Ok(())
     }
 
-    pub async fn set_permission(&self, key_id: &str, bucket: &Bucket, perm: Permission) -> Result<Key, ModelError> {
+    pub async fn set_permission(
+        &self,
+        key_id: &str,
+        bucket: &Bucket,
+        perm: Permission,
+    ) -> Result<Key, ModelError> {
         let mut key = self
             .get_key(key_id)
             .await?
@@ -177,13 +198,13 @@ impl Model {
         &self,
         bucket: &Bucket,
         prefix: &str,
-        after: Option<&str>,
+        after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Object>, ModelError> {
         // Per shard, a cursor that pages through the shard in key order.
         let shards = bucket.shards.max(1);
         let page = limit.clamp(1, 1000) + 1;
-        let start = after.map(str::to_string);
+        let start = after.map(<[u8]>::to_vec);
         let mut cursors: Vec<ShardCursor> = (0..shards)
             .map(|s| {
                 let mut pk = bucket.id.as_bytes().to_vec();
@@ -203,13 +224,13 @@ impl Model {
                 if c.buf.is_empty() && !c.done {
                     let items = self
                         .objects
-                        .get_range(&c.pk, prefix.as_bytes(), c.after.as_deref().map(str::as_bytes), page)
+                        .get_range(&c.pk, prefix.as_bytes(), c.after.as_deref(), page)
                         .await?;
                     if items.len() < page {
                         c.done = true;
                     }
                     if let Some(last) = items.last() {
-                        c.after = Some(last.key.clone());
+                        c.after = Some(last.key.as_bytes().to_vec());
                     }
                     c.buf.extend(items);
                 }
@@ -232,6 +253,6 @@ impl Model {
 struct ShardCursor {
     pk: Vec<u8>,
     buf: std::collections::VecDeque<Object>,
-    after: Option<String>,
+    after: Option<Vec<u8>>,
     done: bool,
 }

@@ -309,7 +309,12 @@ impl TableSchema for VersionTable {
     const NAME: &'static str = "version";
     type Item = VersionChunk;
 
-    fn updated(&self, tx: &mut dyn Tx, old: Option<&VersionChunk>, new: Option<&VersionChunk>) -> TxResult<()> {
+    fn updated(
+        &self,
+        tx: &mut dyn Tx,
+        old: Option<&VersionChunk>,
+        new: Option<&VersionChunk>,
+    ) -> TxResult<()> {
         if let Some(new) = new
             && new.deleted.0
             && !old.is_some_and(|o| o.deleted.0)
@@ -317,7 +322,8 @@ impl TableSchema for VersionTable {
             let mut key = new.uuid.to_vec();
             key.extend_from_slice(&new.index);
             let hashes: Vec<Hash> = new.blocks.iter().map(|b| b.hash).collect();
-            let enc = rmp_serde::to_vec(&hashes).map_err(|e| crate::db::DbError::Aborted(e.to_string()))?;
+            let enc = rmp_serde::to_vec(&hashes)
+                .map_err(|e| crate::db::DbError::Aborted(e.to_string()))?;
             tx.insert(self.ref_gc, &key, &enc)?;
         }
         Ok(())
@@ -359,7 +365,12 @@ impl TableSchema for BlockRefTable {
     const NAME: &'static str = "block_ref";
     type Item = BlockRef;
 
-    fn updated(&self, tx: &mut dyn Tx, old: Option<&BlockRef>, new: Option<&BlockRef>) -> TxResult<()> {
+    fn updated(
+        &self,
+        tx: &mut dyn Tx,
+        old: Option<&BlockRef>,
+        new: Option<&BlockRef>,
+    ) -> TxResult<()> {
         let was = old.is_some_and(|o| !o.deleted.0);
         let is = new.is_some_and(|n| !n.deleted.0);
         let block = new.or(old).map(|r| r.block);
@@ -380,4 +391,3 @@ pub fn new_version_id() -> VersionId {
 pub fn new_bucket_id() -> BucketId {
     Hash(rand::random())
 }
-

@@ -402,7 +402,8 @@ impl Net {
         )
         .await
         .map_err(|e| e.to_string())?;
-        let client = PeerClient::new(tarpc::client::Config::default(), rpc::rpc_transport(ch)).spawn();
+        let client =
+            PeerClient::new(tarpc::client::Config::default(), rpc::rpc_transport(ch)).spawn();
         lock(&self.bulk).insert(*id, client.clone());
         Ok(client)
     }

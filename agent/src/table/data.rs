@@ -321,7 +321,11 @@ mod tests {
     use crate::table::kv::{KvItem, KvTable};
 
     fn data() -> TableData<KvTable> {
-        TableData::open(Arc::new(crate::db::mem::MemEngine::default()), Arc::new(KvTable)).unwrap()
+        TableData::open(
+            Arc::new(crate::db::mem::MemEngine::default()),
+            Arc::new(KvTable),
+        )
+        .unwrap()
     }
 
     #[test]

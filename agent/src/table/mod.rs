@@ -374,12 +374,53 @@ impl<S: TableSchema> Table<S> {
     ) -> Result<Vec<S::Item>, TableError> {
         let mut prefix = Hash::of(partition_key).0.to_vec();
         prefix.extend_from_slice(sort_prefix);
+        self.range_quorum(prefix, after.map(|a| storage_key(partition_key, a)), limit)
+            .await
+    }
+
+    /// Every item of the table, up to `limit_per_partition` per partition,
+    /// each partition read from a read quorum: for administrative listings
+    /// (buckets, keys), not for hot paths.
+    pub async fn scan(
+        self: &Arc<Self>,
+        limit_per_partition: usize,
+    ) -> Result<Vec<S::Item>, TableError> {
+        let tasks: Vec<_> = (0..PARTITIONS)
+            .map(|p| {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.range_quorum(vec![p as u8], None, limit_per_partition)
+                        .await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            let items = t.await.map_err(|e| {
+                TableError::Data(DataError::Decode {
+                    table: S::NAME,
+                    reason: e.to_string(),
+                })
+            })??;
+            out.extend(items);
+        }
+        Ok(out)
+    }
+
+    /// Items whose storage keys start with `prefix` and follow `after`,
+    /// from a read quorum of the prefix's partition, merged and repaired.
+    async fn range_quorum(
+        self: &Arc<Self>,
+        prefix: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<S::Item>, TableError> {
         let partition = prefix[0] as usize;
         let set = self.read_set(partition)?;
         let r = read_quorum(self.replication_factor());
         let op = TableOp::Range {
-            prefix: prefix.clone(),
-            after: after.map(|a| storage_key(partition_key, a)),
+            prefix,
+            after,
             limit,
         };
         let answers = self.quorum(partition, &[set], op, r).await?;

@@ -1,0 +1,109 @@
+//! Bucket-level S3 operations: ListBuckets, CreateBucket, DeleteBucket,
+//! HeadBucket, GetBucketLocation.
+
+use http::{Response, StatusCode};
+
+use super::error::S3Error;
+use super::server::{Body, S3Request, S3Server, empty, xml_response};
+use super::xml::{Xml, iso8601};
+
+impl S3Server {
+    pub async fn list_buckets(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let mut buckets = Vec::new();
+        for (id, perm) in r.api_key.buckets.iter() {
+            if !(perm.read || perm.write || perm.owner) {
+                continue;
+            }
+            if let Some(b) = self.model.buckets.get(id.as_bytes(), &[]).await?
+                && !b.deleted.0
+            {
+                buckets.push(b);
+            }
+        }
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut x = Xml::new("ListAllMyBucketsResult");
+        x.open("Owner")
+            .elem("ID", &r.api_key.id)
+            .elem("DisplayName", &r.api_key.name.value)
+            .close("Owner");
+        x.open("Buckets");
+        for b in &buckets {
+            x.open("Bucket")
+                .elem("Name", &b.name)
+                .elem("CreationDate", &iso8601(b.created_ms))
+                .close("Bucket");
+        }
+        x.close("Buckets");
+        Ok(xml_response(
+            StatusCode::OK,
+            x.finish("ListAllMyBucketsResult"),
+        ))
+    }
+
+    pub async fn create_bucket(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let name = r.bucket.as_deref().unwrap_or_default();
+        if let Some(existing) = self.model.bucket_by_name(name).await? {
+            if r.permission(&existing).owner {
+                return Err(S3Error::new(
+                    "BucketAlreadyOwnedByYou",
+                    StatusCode::CONFLICT,
+                    format!("You already own the bucket {name:?}."),
+                ));
+            }
+            return Err(S3Error::new(
+                "BucketAlreadyExists",
+                StatusCode::CONFLICT,
+                format!("The bucket name {name:?} is already taken."),
+            ));
+        }
+        self.model.create_bucket(name, Some(&r.api_key.id)).await?;
+        let mut resp = Response::new(empty());
+        if let Ok(v) = http::HeaderValue::from_str(&format!("/{name}")) {
+            resp.headers_mut().insert(http::header::LOCATION, v);
+        }
+        Ok(resp)
+    }
+
+    pub async fn delete_bucket(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        if !r.permission(&bucket).owner {
+            return Err(S3Error::access_denied(
+                "deleting a bucket needs the owner permission",
+            ));
+        }
+        self.model.delete_bucket(&bucket.name).await?;
+        let mut resp = Response::new(empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        Ok(resp)
+    }
+
+    pub async fn head_bucket(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        let p = r.permission(&bucket);
+        if !(p.read || p.write || p.owner) {
+            return Err(S3Error::access_denied(
+                "this key has no permission on this bucket",
+            ));
+        }
+        let mut resp = Response::new(empty());
+        if let Ok(v) = http::HeaderValue::from_str(&self.cfg.region) {
+            resp.headers_mut().insert("x-amz-bucket-region", v);
+        }
+        Ok(resp)
+    }
+
+    pub async fn bucket_location(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        let p = r.permission(&bucket);
+        if !(p.read || p.write || p.owner) {
+            return Err(S3Error::access_denied(
+                "this key has no permission on this bucket",
+            ));
+        }
+        let xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{}</LocationConstraint>",
+            super::xml::escape(&self.cfg.region)
+        );
+        Ok(xml_response(StatusCode::OK, xml))
+    }
+}

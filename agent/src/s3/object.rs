@@ -1,0 +1,582 @@
+//! Object operations: PutObject (streaming, block by block), GetObject and
+//! HeadObject (streaming, with ranges), DeleteObject.
+//!
+//! Memory per request is bounded by a few blocks whatever the object's
+//! size: a PUT keeps at most [`PUT_INFLIGHT`] blocks in flight to their
+//! replicas while it reads the next; a GET sends one block while it fetches
+//! the next.
+
+use std::collections::VecDeque;
+
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use hangar_common::hash::Hash;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use md5::Digest;
+use tokio::task::JoinHandle;
+
+use super::chunked::ChunkedDecoder;
+use super::error::S3Error;
+use super::server::{Body, S3Request, S3Server, empty};
+use super::sigv4::PayloadMode;
+use super::xml::http_date;
+use crate::model::tables::*;
+
+/// Blocks of one PUT on their way to replicas at once.
+const PUT_INFLIGHT: usize = 4;
+
+/// A checksum the client asked us to verify (header or trailer).
+enum Checksum {
+    Crc32(crc32fast::Hasher),
+    Crc32c(u32),
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+}
+
+impl Checksum {
+    fn for_name(name: &str) -> Option<Checksum> {
+        match name {
+            "x-amz-checksum-crc32" => Some(Checksum::Crc32(crc32fast::Hasher::new())),
+            "x-amz-checksum-crc32c" => Some(Checksum::Crc32c(0)),
+            "x-amz-checksum-sha1" => Some(Checksum::Sha1(sha1::Sha1::new())),
+            "x-amz-checksum-sha256" => Some(Checksum::Sha256(sha2::Sha256::new())),
+            _ => None,
+        }
+    }
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Checksum::Crc32(h) => h.update(data),
+            Checksum::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
+            Checksum::Sha1(h) => h.update(data),
+            Checksum::Sha256(h) => h.update(data),
+        }
+    }
+    fn finish_b64(self) -> String {
+        let bytes: Vec<u8> = match self {
+            Checksum::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
+            Checksum::Crc32c(c) => c.to_be_bytes().to_vec(),
+            Checksum::Sha1(h) => h.finalize().to_vec(),
+            Checksum::Sha256(h) => h.finalize().to_vec(),
+        };
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
+
+fn bad_digest(what: &str) -> S3Error {
+    S3Error::new(
+        "BadDigest",
+        StatusCode::BAD_REQUEST,
+        format!("The {what} you specified did not match what we received."),
+    )
+}
+
+impl S3Server {
+    fn check_write(&self, r: &S3Request, bucket: &Bucket) -> Result<(), S3Error> {
+        if r.permission(bucket).write {
+            Ok(())
+        } else {
+            Err(S3Error::access_denied(
+                "this key may not write to this bucket",
+            ))
+        }
+    }
+
+    pub async fn put_object(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(&r).await?;
+        self.check_write(&r, &bucket)?;
+        let key = r.key.clone().unwrap_or_default();
+        if key.len() > 1024 {
+            return Err(S3Error::new(
+                "KeyTooLongError",
+                StatusCode::BAD_REQUEST,
+                "Your key is too long (1024 bytes at most).",
+            ));
+        }
+        let content_type = r.header("content-type").map(str::to_string);
+        let content_md5 = r.header("content-md5").map(str::to_string);
+        let user_meta: Vec<(String, String)> = r
+            .req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.as_str().strip_prefix("x-amz-meta-")?;
+                Some((name.to_string(), v.to_str().ok()?.to_string()))
+            })
+            .collect();
+        // A checksum header given up front, or announced for the trailer.
+        let header_checksum = r
+            .req
+            .headers()
+            .iter()
+            .find(|(k, _)| Checksum::for_name(k.as_str()).is_some())
+            .and_then(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())));
+        let trailer_name = r
+            .header("x-amz-trailer")
+            .map(|s| s.trim().to_ascii_lowercase());
+        let mut checksum = header_checksum
+            .as_ref()
+            .map(|(k, _)| k.clone())
+            .or_else(|| trailer_name.clone())
+            .and_then(|n| Checksum::for_name(&n).map(|c| (n, c)));
+
+        let payload = r.verified.payload;
+        let mut decoder = if payload.is_chunked() {
+            Some(ChunkedDecoder::new(payload, r.verified.signing.clone()).map_err(chunked_error)?)
+        } else {
+            None
+        };
+        let mut sha256 = matches!(payload, PayloadMode::Sha256(_)).then(sha2::Sha256::new);
+        let mut md5 = md5::Md5::new();
+
+        let block_size = self.cfg.block_size;
+        let mut buf = BytesMut::with_capacity(block_size.min(1 << 20));
+        let mut blocks: Vec<BlockEntry> = Vec::new();
+        let mut inflight: VecDeque<JoinHandle<Result<(), S3Error>>> = VecDeque::new();
+        let mut size: u64 = 0;
+        let mut body = r.req.into_body();
+
+        // Read, decode, hash, cut into blocks, ship.
+        let mut pending: Vec<Bytes> = Vec::new();
+        loop {
+            let frame = match body.frame().await {
+                Some(Ok(f)) => f,
+                Some(Err(e)) => {
+                    return Err(S3Error::invalid_request(format!(
+                        "error reading the request body: {e}"
+                    )));
+                }
+                None => break,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            match &mut decoder {
+                Some(d) => pending.extend(d.feed(data).map_err(chunked_error)?),
+                None => pending.push(data),
+            }
+            for data in pending.drain(..) {
+                md5.update(&data);
+                if let Some(h) = &mut sha256 {
+                    h.update(&data);
+                }
+                if let Some((_, c)) = &mut checksum {
+                    c.update(&data);
+                }
+                size += data.len() as u64;
+                buf.extend_from_slice(&data);
+                while buf.len() >= block_size {
+                    let block = buf.split_to(block_size).freeze();
+                    self.ship(block, &mut blocks, &mut inflight).await?;
+                }
+            }
+        }
+        let trailers = match &mut decoder {
+            Some(d) => Some(d.finish().map_err(chunked_error)?),
+            None => None,
+        };
+
+        // Verify what the client promised.
+        if let (PayloadMode::Sha256(expected), Some(h)) = (&payload, sha256) {
+            if h.finalize().as_slice() != expected.as_slice() {
+                return Err(S3Error::new(
+                    "XAmzContentSHA256Mismatch",
+                    StatusCode::BAD_REQUEST,
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                ));
+            }
+        }
+        let md5 = md5.finalize();
+        if let Some(expected) = content_md5 {
+            let got = base64::engine::general_purpose::STANDARD.encode(md5);
+            if got != expected.trim() {
+                return Err(bad_digest("Content-MD5"));
+            }
+        }
+        if let Some((name, c)) = checksum {
+            let expected = header_checksum.map(|(_, v)| v).or_else(|| {
+                trailers.as_ref().and_then(|t| {
+                    t.checksums
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| v.clone())
+                })
+            });
+            if let Some(expected) = expected
+                && c.finish_b64() != expected.trim()
+            {
+                return Err(bad_digest(&name));
+            }
+        }
+
+        let etag = hex::encode(md5);
+        let meta = ObjectMeta {
+            size,
+            etag: etag.clone(),
+            content_type,
+            user_meta,
+        };
+        let uuid = new_version_id();
+        let data = if blocks.is_empty() && buf.len() <= self.cfg.inline_max {
+            ObjectData::Inline {
+                meta,
+                bytes: buf.to_vec(),
+            }
+        } else {
+            if !buf.is_empty() {
+                let block = buf.split().freeze();
+                self.ship(block, &mut blocks, &mut inflight).await?;
+            }
+            while let Some(h) = inflight.pop_front() {
+                h.await
+                    .map_err(|e| S3Error::internal(format!("block upload task failed: {e}")))??;
+            }
+            self.commit_blocks(uuid, &blocks).await?;
+            ObjectData::Blocks { meta }
+        };
+        let object = Object {
+            pk: object_pk(&bucket.id, bucket.shards, &key),
+            key,
+            version: ObjectVersion {
+                uuid,
+                timestamp: hangar_common::crdt::now_msec(),
+                data,
+            },
+        };
+        self.model.objects.insert(&object).await?;
+        let mut resp = Response::new(empty());
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+            resp.headers_mut().insert(http::header::ETAG, v);
+        }
+        Ok(resp)
+    }
+
+    /// Send one block to its replicas in the background, keeping at most
+    /// [`PUT_INFLIGHT`] in flight.
+    async fn ship(
+        &self,
+        block: Bytes,
+        blocks: &mut Vec<BlockEntry>,
+        inflight: &mut VecDeque<JoinHandle<Result<(), S3Error>>>,
+    ) -> Result<(), S3Error> {
+        if inflight.len() >= PUT_INFLIGHT
+            && let Some(h) = inflight.pop_front()
+        {
+            h.await
+                .map_err(|e| S3Error::internal(format!("block upload task failed: {e}")))??;
+        }
+        let offset = blocks.last().map(|b| b.offset + b.size as u64).unwrap_or(0);
+        let hash = tokio::task::block_in_place(|| Hash::of(&block));
+        blocks.push(BlockEntry {
+            offset,
+            hash,
+            size: block.len() as u32,
+        });
+        let mgr = self.model.blocks.clone();
+        inflight.push_back(tokio::spawn(async move {
+            mgr.put(hash, block).await.map_err(S3Error::from)
+        }));
+        Ok(())
+    }
+
+    /// Record a version's block list and its block references.
+    async fn commit_blocks(&self, uuid: VersionId, blocks: &[BlockEntry]) -> Result<(), S3Error> {
+        let mut tasks = Vec::new();
+        for (i, chunk) in blocks.chunks(CHUNK_BLOCKS).enumerate() {
+            let item = VersionChunk {
+                uuid,
+                index: (i as u32).to_be_bytes(),
+                blocks: chunk.to_vec(),
+                deleted: Default::default(),
+            };
+            let t = self.model.versions.clone();
+            tasks.push(tokio::spawn(async move {
+                t.insert(&item).await.map_err(S3Error::from)
+            }));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for b in blocks {
+            if !seen.insert(b.hash) {
+                continue;
+            }
+            let item = BlockRef {
+                block: b.hash,
+                version: uuid,
+                deleted: Default::default(),
+            };
+            let t = self.model.refs.clone();
+            tasks.push(tokio::spawn(async move {
+                t.insert(&item).await.map_err(S3Error::from)
+            }));
+            if tasks.len() >= 64 {
+                for t in tasks.drain(..) {
+                    t.await.map_err(|e| S3Error::internal(e.to_string()))??;
+                }
+            }
+        }
+        for t in tasks {
+            t.await.map_err(|e| S3Error::internal(e.to_string()))??;
+        }
+        Ok(())
+    }
+
+    async fn load_object(&self, r: &S3Request) -> Result<(Bucket, Object, ObjectMeta), S3Error> {
+        let bucket = self.bucket(r).await?;
+        if !r.permission(&bucket).read {
+            return Err(S3Error::access_denied("this key may not read this bucket"));
+        }
+        let key = r.key.clone().unwrap_or_default();
+        let pk = object_pk(&bucket.id, bucket.shards, &key);
+        let obj = self
+            .model
+            .objects
+            .get(&pk, key.as_bytes())
+            .await?
+            .ok_or_else(S3Error::no_such_key)?;
+        let meta = match &obj.version.data {
+            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => meta.clone(),
+            ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
+        };
+        Ok((bucket, obj, meta))
+    }
+
+    pub async fn get_object(&self, r: &S3Request, head: bool) -> Result<Response<Body>, S3Error> {
+        let (_, obj, meta) = self.load_object(r).await?;
+        let range = match r.header("range") {
+            Some(h) => parse_range(h, meta.size)?,
+            None => None,
+        };
+        let (start, end) = range.unwrap_or((0, meta.size));
+        let mut resp = if head {
+            Response::new(empty())
+        } else {
+            Response::new(self.object_body(&obj, start, end).await?)
+        };
+        let h = resp.headers_mut();
+        let put = |h: &mut http::HeaderMap, k: &'static str, v: &str| {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                h.insert(k, v);
+            }
+        };
+        put(h, "content-length", &(end - start).to_string());
+        put(h, "etag", &format!("\"{}\"", meta.etag));
+        put(h, "last-modified", &http_date(obj.version.timestamp));
+        put(h, "accept-ranges", "bytes");
+        put(
+            h,
+            "content-type",
+            meta.content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        );
+        for (k, v) in &meta.user_meta {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                h.insert(name, value);
+            }
+        }
+        if range.is_some() {
+            put(
+                h,
+                "content-range",
+                &format!("bytes {}-{}/{}", start, end.saturating_sub(1), meta.size),
+            );
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        }
+        Ok(resp)
+    }
+
+    /// The bytes `start..end` of an object, streamed block by block.
+    async fn object_body(&self, obj: &Object, start: u64, end: u64) -> Result<Body, S3Error> {
+        match &obj.version.data {
+            ObjectData::Inline { bytes, .. } => {
+                let s = (start as usize).min(bytes.len());
+                let e = (end as usize).min(bytes.len());
+                Ok(super::server::full(Bytes::copy_from_slice(&bytes[s..e])))
+            }
+            ObjectData::Blocks { .. } => {
+                let uuid = obj.version.uuid;
+                let model = self.model.clone();
+                let (tx, rx) = tokio::sync::mpsc::channel::<
+                    Result<http_body::Frame<Bytes>, std::io::Error>,
+                >(2);
+                tokio::spawn(async move {
+                    if let Err(e) = stream_blocks(&model, uuid, start, end, &tx).await {
+                        tracing::warn!(
+                            "GET of version {} failed mid-stream: {e}",
+                            hex::encode(uuid)
+                        );
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
+                    }
+                });
+                let stream = futures::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|x| (x, rx))
+                });
+                Ok(http_body_util::StreamBody::new(stream).boxed())
+            }
+            ObjectData::DeleteMarker => Err(S3Error::no_such_key()),
+        }
+    }
+
+    pub async fn delete_object(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        self.check_write(r, &bucket)?;
+        let key = r.key.clone().unwrap_or_default();
+        let object = Object {
+            pk: object_pk(&bucket.id, bucket.shards, &key),
+            key,
+            version: ObjectVersion {
+                uuid: new_version_id(),
+                timestamp: hangar_common::crdt::now_msec(),
+                data: ObjectData::DeleteMarker,
+            },
+        };
+        self.model.objects.insert(&object).await?;
+        let mut resp = Response::new(empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        Ok(resp)
+    }
+}
+
+type FrameTx = tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, std::io::Error>>;
+
+/// Fetch the blocks covering `start..end` in order, one ahead, and send
+/// the requested bytes.
+async fn stream_blocks(
+    model: &std::sync::Arc<crate::model::Model>,
+    uuid: VersionId,
+    start: u64,
+    end: u64,
+    tx: &FrameTx,
+) -> Result<(), String> {
+    let mut after: Option<Vec<u8>> = None;
+    let mut next: Option<(BlockEntry, JoinHandle<Result<Bytes, String>>)> = None;
+    let fetch = |b: BlockEntry| {
+        let blocks = model.blocks.clone();
+        tokio::spawn(async move { blocks.get(b.hash).await.map_err(|e| e.to_string()) })
+    };
+    loop {
+        let chunks = model
+            .versions
+            .get_range(&uuid, &[], after.as_deref(), 16)
+            .await
+            .map_err(|e| e.to_string())?;
+        let last_page = chunks.len() < 16;
+        for c in &chunks {
+            after = Some(c.index.to_vec());
+            for b in &c.blocks {
+                let b_end = b.offset + b.size as u64;
+                if b_end <= start || b.offset >= end {
+                    continue;
+                }
+                let prev = next.replace((*b, fetch(*b)));
+                if let Some((pb, h)) = prev {
+                    send_block(pb, h, start, end, tx).await?;
+                }
+            }
+        }
+        if last_page {
+            break;
+        }
+    }
+    if let Some((pb, h)) = next {
+        send_block(pb, h, start, end, tx).await?;
+    }
+    Ok(())
+}
+
+async fn send_block(
+    b: BlockEntry,
+    h: JoinHandle<Result<Bytes, String>>,
+    start: u64,
+    end: u64,
+    tx: &FrameTx,
+) -> Result<(), String> {
+    let data = h.await.map_err(|e| e.to_string())??;
+    let s = start.saturating_sub(b.offset) as usize;
+    let e = ((end - b.offset) as usize).min(data.len());
+    if s < e {
+        tx.send(Ok(http_body::Frame::data(data.slice(s..e))))
+            .await
+            .map_err(|_| "client went away".to_string())?;
+    }
+    Ok(())
+}
+
+/// Parse a `Range: bytes=...` header against an object size. `None` means
+/// the header is to be ignored (as S3 does with unparseable ranges);
+/// ranges past the end are an error (416).
+fn parse_range(h: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
+    let invalid = || {
+        S3Error::new(
+            "InvalidRange",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "The requested range is not satisfiable",
+        )
+    };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // multiple ranges: serve the whole object, as S3
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.is_empty(), b.is_empty()) {
+        (true, false) => {
+            let n: u64 = b.parse().map_err(|_| invalid())?;
+            if n == 0 {
+                return Err(invalid());
+            }
+            (size.saturating_sub(n), size)
+        }
+        (false, true) => {
+            let s: u64 = a.parse().map_err(|_| invalid())?;
+            (s, size)
+        }
+        (false, false) => {
+            let s: u64 = a.parse().map_err(|_| invalid())?;
+            let e: u64 = b.parse().map_err(|_| invalid())?;
+            if e < s {
+                return Ok(None);
+            }
+            (s, (e + 1).min(size))
+        }
+        (true, true) => return Ok(None),
+    };
+    if range.0 >= size {
+        return Err(invalid());
+    }
+    Ok(Some(range))
+}
+
+fn chunked_error(e: super::chunked::ChunkedError) -> S3Error {
+    let code = e.s3_code();
+    let status = if code == "SignatureDoesNotMatch" {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    S3Error::new(code, status, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_like_s3() {
+        assert_eq!(parse_range("bytes=0-9", 100).unwrap(), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100).unwrap(), Some((90, 100)));
+        assert_eq!(parse_range("bytes=-10", 100).unwrap(), Some((90, 100)));
+        assert_eq!(parse_range("bytes=-500", 100).unwrap(), Some((0, 100)));
+        assert_eq!(parse_range("bytes=50-500", 100).unwrap(), Some((50, 100)));
+        assert!(parse_range("bytes=100-", 100).is_err());
+        assert!(parse_range("bytes=abc-", 100).is_err());
+        assert_eq!(parse_range("lines=1-2", 100).unwrap(), None);
+    }
+}

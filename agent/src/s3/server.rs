@@ -1,0 +1,347 @@
+//! The S3 HTTP server: accept, authenticate, route, answer.
+//!
+//! S3 routes on the method, on whether there is a bucket and a key, and on
+//! query flags (`?location`, `?list-type=2`, `?uploads`...), not on path
+//! shapes, so routing is one `match` rather than a path router. The bucket
+//! comes from the Host header when it ends with `root_domain`
+//! (virtual-host style), otherwise from the first path segment.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use super::error::S3Error;
+use super::sigv4::{self, AuthKind, Verified};
+use crate::model::Model;
+use crate::model::tables::{Bucket, Key, Permission};
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Settings of the S3 endpoint.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    pub region: String,
+    pub root_domain: Option<String>,
+    pub block_size: usize,
+    pub inline_max: usize,
+}
+
+pub struct S3Server {
+    pub model: Arc<Model>,
+    pub cfg: S3Config,
+}
+
+/// A full (non-streaming) body.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+pub fn xml_response(status: StatusCode, xml: String) -> Response<Body> {
+    let mut r = Response::new(full(xml));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
+/// What a request is about, once parsed and authenticated.
+pub struct S3Request {
+    pub req: Request<Incoming>,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub query: BTreeMap<String, String>,
+    pub api_key: Key,
+    pub verified: Verified,
+}
+
+impl S3Request {
+    pub fn permission(&self, bucket: &Bucket) -> Permission {
+        self.api_key.permission(&bucket.id)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.req.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl S3Server {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, remote) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("S3 accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let me = me.clone();
+                    async move { Ok::<_, Infallible>(me.handle(req, remote).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await
+                {
+                    debug!("S3 connection from {remote} ended: {e}");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        let request_id = hex::encode(rand::random::<[u8; 8]>());
+        let resource = req.uri().path().to_string();
+        let method = req.method().clone();
+        let mut resp = match self.dispatch(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status.is_server_error() {
+                    warn!(
+                        "S3 {method} {resource} from {remote}: {} {}",
+                        e.code, e.message
+                    );
+                } else {
+                    debug!(
+                        "S3 {method} {resource} from {remote}: {} {}",
+                        e.code, e.message
+                    );
+                }
+                let body = if method == Method::HEAD {
+                    String::new()
+                } else {
+                    e.to_xml(&resource, &request_id)
+                };
+                xml_response(e.status, body)
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-amz-request-id", v);
+        }
+        resp
+    }
+
+    /// Bucket and key of a request.
+    fn locate(&self, req: &Request<Incoming>) -> Result<(Option<String>, Option<String>), S3Error> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        let path = req.uri().path();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| S3Error::invalid_request("the object key is not valid UTF-8"))
+        };
+        if let Some(root) = &self.cfg.root_domain
+            && let Some(bucket) = host.strip_suffix(root.as_str())
+            && !bucket.is_empty()
+        {
+            let key = path.strip_prefix('/').unwrap_or(path);
+            let key = (!key.is_empty()).then(|| decode(key)).transpose()?;
+            return Ok((Some(bucket.trim_end_matches('.').to_string()), key));
+        }
+        let path = path.strip_prefix('/').unwrap_or(path);
+        if path.is_empty() {
+            return Ok((None, None));
+        }
+        match path.split_once('/') {
+            None => Ok((Some(decode(path)?), None)),
+            Some((b, "")) => Ok((Some(decode(b)?), None)),
+            Some((b, k)) => Ok((Some(decode(b)?), Some(decode(k)?))),
+        }
+    }
+
+    async fn authenticate(&self, req: &Request<Incoming>) -> Result<(Key, Verified), S3Error> {
+        let auth = sigv4::parse_auth(req.uri(), req.headers()).map_err(auth_error)?;
+        let access_key = match &auth {
+            AuthKind::Anonymous => {
+                return Err(S3Error::access_denied(
+                    "anonymous requests are not allowed: sign requests with an access key",
+                ));
+            }
+            AuthKind::Header(h) => h.credential.access_key.clone(),
+            AuthKind::Query { auth, .. } => auth.credential.access_key.clone(),
+        };
+        let key = self.model.get_key(&access_key).await?.ok_or_else(|| {
+            S3Error::new(
+                "InvalidAccessKeyId",
+                StatusCode::FORBIDDEN,
+                "The AWS access key Id you provided does not exist in our records.",
+            )
+        })?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let verified = sigv4::verify(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            &auth,
+            &key.secret,
+            now,
+        )
+        .map_err(auth_error)?;
+        Ok((key, verified))
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>) -> Result<Response<Body>, S3Error> {
+        let (bucket, key) = self.locate(&req)?;
+        let query: BTreeMap<String, String> = req
+            .uri()
+            .query()
+            .map(|q| {
+                url_pairs(q)
+                    .into_iter()
+                    .collect::<BTreeMap<String, String>>()
+            })
+            .unwrap_or_default();
+        let (api_key, verified) = self.authenticate(&req).await?;
+        let r = S3Request {
+            req,
+            bucket,
+            key,
+            query,
+            api_key,
+            verified,
+        };
+        let method = r.req.method().clone();
+        let has = |flag: &str| r.query.contains_key(flag);
+        match (&r.bucket, &r.key, method) {
+            (None, _, Method::GET) => self.list_buckets(&r).await,
+            (None, _, _) => Err(S3Error::not_implemented("this service-level operation")),
+            (Some(_), None, Method::PUT) if r.query.is_empty() => self.create_bucket(&r).await,
+            (Some(_), None, Method::DELETE) if r.query.is_empty() => self.delete_bucket(&r).await,
+            (Some(_), None, Method::HEAD) => self.head_bucket(&r).await,
+            (Some(_), None, Method::GET) if has("location") => self.bucket_location(&r).await,
+            (Some(_), None, Method::GET)
+                if r.query.get("list-type").map(String::as_str) == Some("2") =>
+            {
+                self.list_objects_v2(&r).await
+            }
+            (Some(_), None, Method::GET) if bucket_subresource(&r.query).is_none() => {
+                self.list_objects_v1(&r).await
+            }
+            (Some(_), None, _) => Err(S3Error::not_implemented(&format!(
+                "bucket operation ?{}",
+                bucket_subresource(&r.query).unwrap_or("(unknown)")
+            ))),
+            (Some(_), Some(_), _) if has("uploads") || has("uploadId") => {
+                Err(S3Error::not_implemented("multipart upload"))
+            }
+            (Some(_), Some(_), Method::PUT)
+                if r.req.headers().contains_key("x-amz-copy-source") =>
+            {
+                Err(S3Error::not_implemented("CopyObject"))
+            }
+            (Some(_), Some(_), Method::PUT) if r.query.is_empty() || has("x-id") => {
+                self.put_object(r).await
+            }
+            (Some(_), Some(_), Method::GET) if object_subresource(&r.query).is_none() => {
+                self.get_object(&r, false).await
+            }
+            (Some(_), Some(_), Method::HEAD) => self.get_object(&r, true).await,
+            (Some(_), Some(_), Method::DELETE) if object_subresource(&r.query).is_none() => {
+                self.delete_object(&r).await
+            }
+            (Some(_), Some(_), m) => Err(S3Error::not_implemented(&format!(
+                "{m} on an object with these parameters"
+            ))),
+        }
+    }
+
+    /// The bucket of a request, which must exist.
+    pub async fn bucket(&self, r: &S3Request) -> Result<Bucket, S3Error> {
+        let name = r.bucket.as_deref().unwrap_or_default();
+        Ok(self.model.require_bucket(name).await?)
+    }
+}
+
+/// Query flags that select a bucket sub-resource (CORS, website...).
+fn bucket_subresource(q: &BTreeMap<String, String>) -> Option<&str> {
+    const FLAGS: &[&str] = &[
+        "acl",
+        "cors",
+        "website",
+        "lifecycle",
+        "policy",
+        "versioning",
+        "versions",
+        "tagging",
+        "uploads",
+        "delete",
+        "encryption",
+        "logging",
+        "notification",
+        "replication",
+        "object-lock",
+        "accelerate",
+        "requestPayment",
+        "ownershipControls",
+        "publicAccessBlock",
+        "analytics",
+        "metrics",
+        "inventory",
+        "intelligent-tiering",
+    ];
+    FLAGS.iter().find(|f| q.contains_key(**f)).copied()
+}
+
+/// Query flags that select an object sub-resource (ACL, tagging...).
+fn object_subresource(q: &BTreeMap<String, String>) -> Option<&str> {
+    const FLAGS: &[&str] = &[
+        "acl",
+        "tagging",
+        "retention",
+        "legal-hold",
+        "torrent",
+        "attributes",
+        "restore",
+    ];
+    FLAGS.iter().find(|f| q.contains_key(**f)).copied()
+}
+
+/// Decode `a=b&c&d=e` into pairs (values percent-decoded; `+` is a space
+/// only in forms, not in S3 queries).
+pub fn url_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn auth_error(e: sigv4::AuthError) -> S3Error {
+    S3Error::new(e.s3_code(), e.status(), e.to_string())
+}
