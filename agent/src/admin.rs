@@ -14,7 +14,8 @@ use hangar_common::layout::AssignmentReport;
 use hangar_common::layout::cluster::{ClusterLayout, StagedRole};
 use hangar_common::rpc::{
     self, Admin, BucketInfo, ClusterStatus, KeyGrant, KeyInfo, LayoutView, LocalValue, NodeStatus,
-    Peer, PermissionChange, PingRequest, PingResponse, RpcError, TableRequest, TableResponse,
+    Peer, PermissionChange, PingRequest, PingResponse, Repair, RpcError, TableRequest,
+    TableResponse,
 };
 use hangar_common::transport::{ChannelKind, SecureChannel};
 use tarpc::context::Context;
@@ -207,6 +208,7 @@ impl Services {
                 .filter(|n| layout.sync.get(n).is_some_and(|v| *v >= layout.version))
                 .count(),
             nodes_in_transition: layout.all_live_nodes().len(),
+            blocks: self.model.blocks.stats(),
         }
     }
 
@@ -355,6 +357,41 @@ impl Admin for AdminServer {
     async fn layout_revert(self, _: Context) -> Result<LayoutView, RpcError> {
         self.s.layout.revert();
         Ok(self.s.layout_view())
+    }
+
+    async fn repair(self, _: Context, what: Repair) -> Result<String, RpcError> {
+        match what {
+            Repair::Scrub => {
+                self.s.model.blocks.start_scrub();
+                Ok(
+                    "scrub started: every local block is being checked (see `hangar status`)"
+                        .into(),
+                )
+            }
+            Repair::Blocks => {
+                let blocks = self.s.model.blocks.clone();
+                let n = tokio::task::spawn_blocking(move || {
+                    let all = blocks.store.list();
+                    let now = now_msec();
+                    for h in &all {
+                        blocks.enqueue(h, now);
+                    }
+                    all.len()
+                })
+                .await
+                .map_err(|e| RpcError::Block(e.to_string()))?;
+                Ok(format!("{n} local block(s) queued for a resync check"))
+            }
+            Repair::Tables => {
+                let tables: Vec<_> = self.s.tables.values().cloned().collect();
+                tokio::spawn(async move {
+                    for t in tables {
+                        t.full_sync().await;
+                    }
+                });
+                Ok("anti-entropy started on every table".into())
+            }
+        }
     }
 
     async fn bucket_create(self, _: Context, name: String) -> Result<BucketInfo, RpcError> {

@@ -147,6 +147,10 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     tables.insert(model::tables::VersionTable::NAME, model.versions.clone());
     tables.insert(model::tables::BlockRefTable::NAME, model.refs.clone());
     tokio::spawn(blocks.clone().resync_loop());
+    tokio::spawn(blocks.clone().scrub_loop(
+        Duration::from_secs(config.blocks.scrub_interval_days * 86_400),
+        Duration::from_millis(config.blocks.scrub_pause_ms),
+    ));
     tokio::spawn(model.clone().gc_loop());
     tokio::spawn(table::transition::transition_loop(
         net.clone(),

@@ -74,6 +74,13 @@ pub struct BlocksConfig {
     /// progress write their blocks before referencing them).
     #[serde(default = "default_unreferenced_grace")]
     pub unreferenced_grace_secs: u64,
+    /// Every block is read back and checked this often.
+    #[serde(default = "default_scrub_interval")]
+    pub scrub_interval_days: u64,
+    /// Pause between two blocks checked by the scrub, to leave the disk to
+    /// requests.
+    #[serde(default = "default_scrub_pause")]
+    pub scrub_pause_ms: u64,
 }
 
 impl Default for BlocksConfig {
@@ -82,6 +89,8 @@ impl Default for BlocksConfig {
             block_size: default_block_size(),
             inline_max_bytes: default_inline_max(),
             unreferenced_grace_secs: default_unreferenced_grace(),
+            scrub_interval_days: default_scrub_interval(),
+            scrub_pause_ms: default_scrub_pause(),
         }
     }
 }
@@ -94,6 +103,12 @@ fn default_inline_max() -> usize {
 }
 fn default_unreferenced_grace() -> u64 {
     600
+}
+fn default_scrub_interval() -> u64 {
+    30
+}
+fn default_scrub_pause() -> u64 {
+    10
 }
 
 /// Metadata tables: storage and background work.

@@ -168,6 +168,8 @@ pub trait Admin {
     async fn layout_apply(version: u64) -> Result<AssignmentReport, RpcError>;
     /// Drop every staged change.
     async fn layout_revert() -> Result<LayoutView, RpcError>;
+    /// Start a repair on the answering node.
+    async fn repair(what: Repair) -> Result<String, RpcError>;
     /// Create a bucket.
     async fn bucket_create(name: String) -> Result<BucketInfo, RpcError>;
     /// Delete an empty bucket.
@@ -262,6 +264,42 @@ pub struct ClusterStatus {
     pub nodes_synced: usize,
     #[serde(default)]
     pub nodes_in_transition: usize,
+    /// The answering node's block resync worker.
+    #[serde(default)]
+    pub blocks: BlockWorkerStats,
+}
+
+/// Work done by a node's block resync worker since it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockWorkerStats {
+    /// Blocks fetched from other replicas (missing or corrupted here).
+    pub fetched: u64,
+    /// Unreferenced blocks deleted.
+    pub deleted: u64,
+    /// Blocks given to their new nodes after a layout change.
+    pub handed_over: u64,
+    /// Attempts that failed and were queued again.
+    pub errors: u64,
+    /// Scrub: whether a pass runs, its progress, corrupted blocks found.
+    #[serde(default)]
+    pub scrub_running: bool,
+    #[serde(default)]
+    pub scrub_checked: u64,
+    #[serde(default)]
+    pub scrub_total: u64,
+    #[serde(default)]
+    pub scrub_corrupted: u64,
+}
+
+/// Repairs an operator can start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Repair {
+    /// Check every local block against its hash now; refetch bad ones.
+    Scrub,
+    /// Compare every table partition with the other replicas now.
+    Tables,
+    /// Re-check every local block's placement and references now.
+    Blocks,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use hangar_common::rpc::{
 use hangar_common::size::{format_bytes, parse_size};
 
 use crate::conn::{Target, ctx};
-use crate::{BucketCmd, Command, DebugCmd, KeyCmd, KvCmd, LayoutCmd, NodeCmd};
+use crate::{BucketCmd, Command, DebugCmd, KeyCmd, KvCmd, LayoutCmd, NodeCmd, RepairCmd};
 
 pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<()> {
     let (client, _) = target.connect().await?;
@@ -43,6 +43,20 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
         Command::Layout(l) => layout(&client, l, json).await,
         Command::Debug(DebugCmd::Kv(cmd)) => debug_kv(&client, cmd, json).await,
         Command::Bucket(cmd) => bucket(&client, cmd, json).await,
+        Command::Repair(cmd) => {
+            let what = match cmd {
+                RepairCmd::Scrub => hangar_common::rpc::Repair::Scrub,
+                RepairCmd::Tables => hangar_common::rpc::Repair::Tables,
+                RepairCmd::Blocks => hangar_common::rpc::Repair::Blocks,
+            };
+            let msg = client.repair(ctx(), what).await??;
+            if json {
+                print_json(&serde_json::json!({ "started": msg }))
+            } else {
+                println!("{msg}");
+                Ok(())
+            }
+        }
         Command::Key(cmd) => key(&client, cmd, json).await,
     }
 }
@@ -498,8 +512,24 @@ pub fn render_status(st: &ClusterStatus) -> String {
         ],
         &rows,
     ));
+    out.push_str(&format!(
+        "\nBlocks: {} fetched from replicas, {} unreferenced deleted, {} handed over to new nodes, {} errors retried\n",
+        st.blocks.fetched, st.blocks.deleted, st.blocks.handed_over, st.blocks.errors
+    ));
+    if st.blocks.scrub_running || st.blocks.scrub_corrupted > 0 {
+        out.push_str(&format!(
+            "Scrub: {} of {} blocks checked{} · {} corrupted found and being replaced\n",
+            st.blocks.scrub_checked,
+            st.blocks.scrub_total,
+            if st.blocks.scrub_running {
+                " (running)"
+            } else {
+                ""
+            },
+            st.blocks.scrub_corrupted
+        ));
+    }
     if !st.tables.is_empty() {
-        out.push('\n');
         for t in &st.tables {
             out.push_str(&table_line(t));
             out.push('\n');

@@ -54,9 +54,23 @@ pub enum Command {
     /// Access keys for S3 clients.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Start a repair on the connected node.
+    #[command(subcommand)]
+    Repair(RepairCmd),
     /// Diagnostics: exercise the replicated metadata tables.
     #[command(subcommand)]
     Debug(DebugCmd),
+}
+
+#[derive(Subcommand)]
+pub enum RepairCmd {
+    /// Read every local block back and check it; bad copies are replaced
+    /// from other replicas.
+    Scrub,
+    /// Compare every metadata partition with the other replicas now.
+    Tables,
+    /// Re-check where every local block belongs and fetch missing ones.
+    Blocks,
 }
 
 #[derive(Subcommand)]

@@ -29,7 +29,7 @@ const REFRESH: Duration = Duration::from_secs(1);
 
 pub enum Msg {
     Key(KeyCode, KeyModifiers),
-    Status(Result<ClusterStatus, String>),
+    Status(Box<Result<ClusterStatus, String>>),
     Resize,
 }
 
@@ -49,11 +49,13 @@ impl App {
                 self.quit = true
             }
             Msg::Key(..) | Msg::Resize => {}
-            Msg::Status(Ok(st)) => {
-                self.status = Some(st);
-                self.error = None;
-            }
-            Msg::Status(Err(e)) => self.error = Some(e),
+            Msg::Status(res) => match *res {
+                Ok(st) => {
+                    self.status = Some(st);
+                    self.error = None;
+                }
+                Err(e) => self.error = Some(e),
+            },
         }
     }
 
@@ -172,7 +174,11 @@ async fn refresher(target: Target, tx: mpsc::Sender<Msg>) {
             match target.connect().await {
                 Ok((c, _)) => client = Some(c),
                 Err(e) => {
-                    if tx.send(Msg::Status(Err(format!("{e:#}")))).await.is_err() {
+                    if tx
+                        .send(Msg::Status(Box::new(Err(format!("{e:#}")))))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -186,7 +192,7 @@ async fn refresher(target: Target, tx: mpsc::Sender<Msg>) {
                     Err(e.to_string())
                 }
             };
-            if tx.send(Msg::Status(msg)).await.is_err() {
+            if tx.send(Msg::Status(Box::new(msg))).await.is_err() {
                 return;
             }
         }
@@ -286,7 +292,7 @@ mod tests {
             addr: "127.0.0.1:3901".into(),
             ..App::default()
         };
-        app.update(Msg::Status(Ok(ClusterStatus {
+        app.update(Msg::Status(Box::new(Ok(ClusterStatus {
             node: NodeId([1; 32]),
             agent_version: "0.1.0".into(),
             layout_version: 1,
@@ -301,7 +307,8 @@ mod tests {
             live_versions: vec![1],
             nodes_synced: 2,
             nodes_in_transition: 2,
-        })));
+            blocks: Default::default(),
+        }))));
         let screen = render(&app);
         assert!(
             screen.contains("2 nodes up") || screen.contains("1/2 nodes up"),
@@ -318,7 +325,7 @@ mod tests {
             addr: "127.0.0.1:3901".into(),
             ..App::default()
         };
-        app.update(Msg::Status(Err("connection refused".into())));
+        app.update(Msg::Status(Box::new(Err("connection refused".into()))));
         assert!(render(&app).contains("Not connected"));
         app.update(Msg::Key(KeyCode::Char('q'), KeyModifiers::NONE));
         assert!(app.quit);

@@ -87,6 +87,7 @@ pub struct Agent {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub rpc_port: u16,
+    pub s3_port: u16,
     pub secret: RpcSecret,
     pub id: String,
     child: Option<Child>,
@@ -121,6 +122,7 @@ impl Agent {
             dir,
             config_path,
             rpc_port,
+            s3_port: free_port(),
             secret: secret.clone(),
             id: String::new(),
             child: None,
@@ -159,7 +161,7 @@ impl Agent {
             secret = self.secret.to_hex(),
             peers = peers.join(", "),
             extra = opts.extra,
-            s3 = free_port(),
+            s3 = self.s3_port,
             web = free_port(),
         );
         std::fs::write(&self.config_path, text).expect("write agent config");
@@ -182,6 +184,33 @@ impl Agent {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.rpc_port)
+    }
+
+    /// The S3 endpoint URL.
+    pub fn s3_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// Block files this agent holds on disk.
+    pub fn block_files(&self) -> std::collections::BTreeSet<String> {
+        fn walk(dir: &Path, out: &mut std::collections::BTreeSet<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if let Some(name) = p.file_name().and_then(|n| n.to_str())
+                    && name.len() == 64
+                {
+                    out.insert(name.to_string());
+                }
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        walk(&self.dir.path().join("data").join("blocks"), &mut out);
+        out
     }
 
     /// `<id>@127.0.0.1:<port>`.
@@ -253,6 +282,24 @@ impl Agent {
         wait_for("agent to exit after SIGTERM", DEADLINE, || {
             c.try_wait().ok().flatten()
         })
+    }
+
+    /// SIGSTOP: the process freezes, its sockets stay open (a hung node).
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-STOP", &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// SIGCONT after [`Agent::pause`].
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
+        }
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -432,5 +479,79 @@ impl Cluster {
             }
             Some(())
         });
+    }
+}
+
+/// An access key as `hangar --json key create` prints it.
+#[derive(Clone, Debug)]
+pub struct S3Key {
+    pub id: String,
+    pub secret: String,
+}
+
+impl Agent {
+    /// Create an access key with the CLI.
+    pub fn create_key(&self, name: &str) -> S3Key {
+        let k = self.hangar_json(&["key", "create", name]);
+        S3Key {
+            id: k["access_key_id"]
+                .as_str()
+                .expect("access_key_id")
+                .to_string(),
+            secret: k["secret_access_key"]
+                .as_str()
+                .expect("secret_access_key")
+                .to_string(),
+        }
+    }
+
+    /// Run a scenario of `tests/s3/client.py` (boto3) against this agent.
+    pub fn boto3(
+        &self,
+        key: &S3Key,
+        bucket: &str,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Output {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("s3")
+            .join("client.py");
+        Command::new("python3")
+            .arg(script)
+            .args(args)
+            .env("HANGAR_S3_ENDPOINT", self.s3_endpoint())
+            .env("HANGAR_KEY_ID", &key.id)
+            .env("HANGAR_KEY_SECRET", &key.secret)
+            .env("HANGAR_BUCKET", bucket)
+            .envs(extra_env.iter().copied())
+            .output()
+            .expect("run python3 (boto3 scenarios need python3 with boto3: see .ci/run)")
+    }
+
+    /// Like [`Agent::boto3`], insisting on success.
+    pub fn boto3_ok(
+        &self,
+        key: &S3Key,
+        bucket: &str,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+    ) -> String {
+        let out = self.boto3(key, bucket, extra_env, args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "boto3 scenario {args:?} failed:\n{stdout}\n{}\nagent log tail:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        stdout
     }
 }

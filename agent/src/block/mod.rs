@@ -18,6 +18,7 @@
 //! any more, and hand blocks over to their new nodes after a layout change.
 
 pub mod resync;
+pub mod scrub;
 pub mod store;
 
 use std::sync::{Arc, Mutex};
@@ -64,13 +65,7 @@ pub struct BlockConfig {
 }
 
 /// Counters shown by `hangar status` and the console.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct BlockStats {
-    pub fetched: u64,
-    pub deleted: u64,
-    pub handed_over: u64,
-    pub errors: u64,
-}
+pub type BlockStats = hangar_common::rpc::BlockWorkerStats;
 
 pub struct BlockManager {
     pub store: BlockStore,
@@ -81,6 +76,9 @@ pub struct BlockManager {
     pub resync_queue: TreeId,
     pub cfg: BlockConfig,
     pub stats: Mutex<BlockStats>,
+    /// Persisted scrub position and last completion.
+    pub scrub_state: TreeId,
+    pub scrub_now: tokio::sync::Notify,
 }
 
 /// Partition a block lives in.
@@ -142,6 +140,8 @@ impl BlockManager {
             store: BlockStore::new(data_dir),
             rc: db.open_tree("block_rc")?,
             resync_queue: db.open_tree("block_resync")?,
+            scrub_state: db.open_tree("block_scrub")?,
+            scrub_now: tokio::sync::Notify::new(),
             db,
             net,
             layout,

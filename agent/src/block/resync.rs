@@ -75,6 +75,9 @@ impl BlockManager {
                 BATCH,
             )
             .map_err(|e| e.to_string())?;
+        if !due.is_empty() {
+            debug!("block resync: {} due entries", due.len());
+        }
         for (key, _) in &due {
             let Some(hash) = key
                 .get(8..40)
@@ -106,6 +109,7 @@ impl BlockManager {
         let holds = layout.all_nodes_of(p).contains(&me);
         let referenced = self.refcount(&hash) > 0;
         let present = self.store.has(&hash);
+        debug!("block {hash}: holds {holds}, referenced {referenced}, present {present}");
         match (holds, referenced, present) {
             (true, true, false) => {
                 // Ask the others only: reading locally would find nothing.

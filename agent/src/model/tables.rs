@@ -391,3 +391,45 @@ pub fn new_version_id() -> VersionId {
 pub fn new_bucket_id() -> BucketId {
     Hash(rand::random())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Db, mem::MemEngine};
+    use crate::table::data::TableData;
+    use std::sync::Arc;
+
+    fn be(v: Option<Vec<u8>>) -> u64 {
+        v.map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn block_references_keep_the_refcount_in_step() {
+        let db: Db = Arc::new(MemEngine::default());
+        let rc = RcTrees {
+            rc: db.open_tree("block_rc").unwrap(),
+            queue: db.open_tree("block_resync").unwrap(),
+            grace_ms: 1000,
+        };
+        let data = TableData::open(db.clone(), Arc::new(BlockRefTable { rc })).unwrap();
+        let block = Hash::of(b"block");
+        let r = |v: u8, deleted: bool| BlockRef {
+            block,
+            version: [v; 16],
+            deleted: Flag(deleted),
+        };
+        data.update(&r(1, false)).unwrap();
+        data.update(&r(2, false)).unwrap();
+        data.update(&r(2, false)).unwrap();
+        assert_eq!(be(db.get(rc.rc, block.as_bytes()).unwrap()), 2);
+        data.update(&r(1, true)).unwrap();
+        assert_eq!(be(db.get(rc.rc, block.as_bytes()).unwrap()), 1);
+        data.update(&r(1, false)).unwrap();
+        assert_eq!(
+            be(db.get(rc.rc, block.as_bytes()).unwrap()),
+            1,
+            "a deletion is final"
+        );
+    }
+}

@@ -177,14 +177,14 @@ impl S3Server {
         };
 
         // Verify what the client promised.
-        if let (PayloadMode::Sha256(expected), Some(h)) = (&payload, sha256) {
-            if h.finalize().as_slice() != expected.as_slice() {
-                return Err(S3Error::new(
-                    "XAmzContentSHA256Mismatch",
-                    StatusCode::BAD_REQUEST,
-                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
-                ));
-            }
+        if let (PayloadMode::Sha256(expected), Some(h)) = (&payload, sha256)
+            && h.finalize().as_slice() != expected.as_slice()
+        {
+            return Err(S3Error::new(
+                "XAmzContentSHA256Mismatch",
+                StatusCode::BAD_REQUEST,
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            ));
         }
         let md5 = md5.finalize();
         if let Some(expected) = content_md5 {

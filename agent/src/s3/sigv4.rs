@@ -201,18 +201,6 @@ pub enum AuthKind {
     Anonymous,
 }
 
-impl AuthKind {
-    /// The access key the request claims, to look its secret up.
-    pub fn access_key(&self) -> Option<&str> {
-        match self {
-            AuthKind::Header(auth) | AuthKind::Query { auth, .. } => {
-                Some(&auth.credential.access_key)
-            }
-            AuthKind::Anonymous => None,
-        }
-    }
-}
-
 /// How the body is protected, from `x-amz-content-sha256`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadMode {
@@ -274,15 +262,6 @@ impl PayloadMode {
             self,
             PayloadMode::StreamingSignedTrailer | PayloadMode::StreamingUnsignedTrailer
         )
-    }
-}
-
-/// The payload mode of a request from its headers, for anonymous requests
-/// (which [`verify`] does not see): absent header means unsigned.
-pub fn payload_mode(headers: &HeaderMap) -> Result<PayloadMode, AuthError> {
-    match headers.get(CONTENT_SHA256_HEADER) {
-        Some(value) => PayloadMode::parse(value.as_bytes()),
-        None => Ok(PayloadMode::Unsigned),
     }
 }
 
@@ -1462,7 +1441,10 @@ mod tests {
             )],
         );
         let auth = parse_auth(&req.1, &req.2).expect("parses");
-        assert_eq!(auth.access_key(), Some("a/b"));
+        let AuthKind::Header(auth) = auth else {
+            panic!("expected header auth, got {auth:?}");
+        };
+        assert_eq!(auth.credential.access_key, "a/b");
     }
 
     #[test]
@@ -1554,15 +1536,5 @@ mod tests {
         assert!(PayloadMode::parse(b"streaming-unsigned-payload-trailer").is_err());
         assert!(PayloadMode::parse(&[b'g'; 64]).is_err());
         assert!(PayloadMode::parse(b"").is_err());
-        let mut headers = HeaderMap::new();
-        assert_eq!(payload_mode(&headers), Ok(PayloadMode::Unsigned));
-        headers.insert(
-            CONTENT_SHA256_HEADER,
-            HeaderValue::from_static("STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
-        );
-        assert_eq!(
-            payload_mode(&headers),
-            Ok(PayloadMode::StreamingUnsignedTrailer)
-        );
     }
 }

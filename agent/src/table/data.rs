@@ -169,16 +169,15 @@ impl<S: TableSchema> TableData<S> {
             .transaction(&mut |tx| {
                 changed = None;
                 let old = tx.get(self.items, &key)?;
-                let merged = match &old {
-                    Some(b) => match self.decode(b) {
-                        Ok(mut o) => {
-                            o.merge(item);
-                            o
-                        }
-                        // A corrupt local copy is replaced by the incoming
-                        // one; anti-entropy heals the rest.
-                        Err(_) => item.clone(),
-                    },
+                // A corrupt local copy is replaced by the incoming one;
+                // anti-entropy heals the rest.
+                let old_item = old.as_ref().and_then(|b| self.decode(b).ok());
+                let merged = match &old_item {
+                    Some(o) => {
+                        let mut m = o.clone();
+                        m.merge(item);
+                        m
+                    }
                     None => item.clone(),
                 };
                 let bytes = match self.encode(&merged) {
@@ -192,6 +191,7 @@ impl<S: TableSchema> TableData<S> {
                     return Ok(());
                 }
                 tx.insert(self.items, &key, &bytes)?;
+                self.schema.updated(tx, old_item.as_ref(), Some(&merged))?;
                 if old.is_none() {
                     add_counter(tx, self.counters, C_ITEMS, 1)?;
                 }

@@ -2,4 +2,5 @@
 //! (linking is what costs on small machines), one module per area.
 
 mod cluster;
+mod s3;
 mod tables;

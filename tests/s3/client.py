@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""S3 end-to-end checks with boto3, the official AWS SDK for Python.
+
+Run by the Rust end-to-end tests (tests/tests/e2e/s3.rs) against real
+Hangar agents. Usage: client.py SCENARIO [ARGS]; connection settings come
+from the environment: HANGAR_S3_ENDPOINT, HANGAR_KEY_ID, HANGAR_KEY_SECRET,
+HANGAR_BUCKET, and for the permission check HANGAR_OTHER_KEY_ID /
+HANGAR_OTHER_KEY_SECRET. Exits non-zero with a message on the first
+failed check.
+"""
+import concurrent.futures
+import hashlib
+import os
+import sys
+
+import boto3
+import botocore
+from botocore.config import Config
+
+ENDPOINT = os.environ["HANGAR_S3_ENDPOINT"]
+BUCKET = os.environ.get("HANGAR_BUCKET", "test")
+
+
+def client(key_id=None, secret=None):
+    return boto3.client(
+        "s3",
+        endpoint_url=ENDPOINT,
+        aws_access_key_id=key_id or os.environ["HANGAR_KEY_ID"],
+        aws_secret_access_key=secret or os.environ["HANGAR_KEY_SECRET"],
+        # SDKs default to us-east-1; Hangar serves whatever region a client
+        # signs for.
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+    )
+
+
+def check(cond, msg):
+    if not cond:
+        print("FAILED:", msg, file=sys.stderr)
+        sys.exit(1)
+
+
+def error_code(fn):
+    try:
+        fn()
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+    return None
+
+
+def data_for(name, size):
+    """Deterministic content, different per object."""
+    seed = hashlib.sha256(name.encode()).digest()
+    out = bytearray()
+    while len(out) < size:
+        seed = hashlib.sha256(seed).digest()
+        out += seed
+    return bytes(out[:size])
+
+
+SIZES = [0, 1, 3 * 1024, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 64 << 20]
+
+
+def put_get_sizes():
+    s3 = client()
+    for size in SIZES:
+        key = f"sizes/object-{size}"
+        data = data_for(key, size)
+        put = s3.put_object(Bucket=BUCKET, Key=key, Body=data, ContentType="application/x-test",
+                            Metadata={"origin": "e2e"})
+        md5 = '"%s"' % hashlib.md5(data).hexdigest()
+        check(put["ETag"] == md5, f"PUT ETag of {size} B: {put['ETag']} != {md5}")
+        got = s3.get_object(Bucket=BUCKET, Key=key)
+        body = got["Body"].read()
+        check(body == data, f"content of the {size} B object differs ({len(body)} B read)")
+        check(got["ETag"] == md5, f"GET ETag of {size} B")
+        check(got["ContentLength"] == size, f"Content-Length of {size} B")
+        check(got["ContentType"] == "application/x-test", "Content-Type kept")
+        check(got["Metadata"].get("origin") == "e2e", f"user metadata kept: {got['Metadata']}")
+        head = s3.head_object(Bucket=BUCKET, Key=key)
+        check(head["ContentLength"] == size and head["ETag"] == md5, f"HEAD of {size} B")
+        print("ok", size, "bytes")
+
+
+def ranges():
+    s3 = client()
+    key = "ranges/object"
+    data = data_for(key, 3 * (1 << 20) + 123)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+    for spec, (a, b) in [
+        ("bytes=0-9", (0, 10)),
+        ("bytes=1048570-1048580", (1048570, 1048581)),  # across a block boundary
+        ("bytes=3145000-", (3145000, len(data))),
+        ("bytes=-100", (len(data) - 100, len(data))),
+        ("bytes=2097152-2097152", (2097152, 2097153)),
+    ]:
+        got = s3.get_object(Bucket=BUCKET, Key=key, Range=spec)
+        body = got["Body"].read()
+        check(body == data[a:b], f"range {spec}: got {len(body)} bytes")
+        check(got["ContentRange"] == f"bytes {a}-{b - 1}/{len(data)}", f"Content-Range of {spec}")
+    code = error_code(lambda: s3.get_object(Bucket=BUCKET, Key=key, Range=f"bytes={len(data)}-"))
+    check(code == "InvalidRange", f"range past the end: {code}")
+    print("ok ranges")
+
+
+def listing():
+    s3 = client()
+    keys = [f"list/dir{d}/file{f:04}" for d in range(5) for f in range(500)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=BUCKET, Key=k, Body=k.encode()), keys))
+    # Paginated listing of all 2,500 keys, 1,000 per page.
+    seen = []
+    pages = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="list/"):
+        pages += 1
+        seen += [o["Key"] for o in page.get("Contents", [])]
+    check(seen == sorted(keys), f"listing returned {len(seen)} keys, in order: {seen[:3]}...")
+    check(pages == 3, f"2,500 keys come in 3 pages of at most 1,000, got {pages}")
+    # Small pages.
+    seen = []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=BUCKET, Prefix="list/dir3/", PaginationConfig={"PageSize": 77}):
+        seen += [o["Key"] for o in page.get("Contents", [])]
+    check(seen == [k for k in keys if k.startswith("list/dir3/")], "pages of 77")
+    # Delimiter: directories.
+    r = s3.list_objects_v2(Bucket=BUCKET, Prefix="list/", Delimiter="/")
+    prefixes = [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+    check(prefixes == [f"list/dir{d}/" for d in range(5)], f"common prefixes: {prefixes}")
+    check("Contents" not in r, "no object directly under list/")
+    # Delimiter with pagination over prefixes.
+    r = s3.list_objects_v2(Bucket=BUCKET, Prefix="list/", Delimiter="/", MaxKeys=2)
+    check([p["Prefix"] for p in r["CommonPrefixes"]] == ["list/dir0/", "list/dir1/"], "first 2 prefixes")
+    check(r["IsTruncated"], "truncated after 2 prefixes")
+    r = s3.list_objects_v2(Bucket=BUCKET, Prefix="list/", Delimiter="/", MaxKeys=2,
+                           ContinuationToken=r["NextContinuationToken"])
+    check([p["Prefix"] for p in r["CommonPrefixes"]] == ["list/dir2/", "list/dir3/"], "next 2 prefixes")
+    # v1 with marker.
+    r = s3.list_objects(Bucket=BUCKET, Prefix="list/dir1/", Marker="list/dir1/file0497")
+    check([o["Key"] for o in r["Contents"]] == ["list/dir1/file0498", "list/dir1/file0499"], "v1 marker")
+    print("ok listing")
+
+
+def auth_and_permissions():
+    s3 = client()
+    bad = client(secret="0" * 64)
+    code = error_code(lambda: bad.get_object(Bucket=BUCKET, Key="sizes/object-1"))
+    check(code == "SignatureDoesNotMatch", f"wrong secret: {code}")
+    unknown = client(key_id="GK000000000000000000000000")
+    code = error_code(lambda: unknown.list_buckets())
+    check(code == "InvalidAccessKeyId", f"unknown key: {code}")
+    other = client(os.environ["HANGAR_OTHER_KEY_ID"], os.environ["HANGAR_OTHER_KEY_SECRET"])
+    code = error_code(lambda: other.get_object(Bucket=BUCKET, Key="sizes/object-1"))
+    check(code == "AccessDenied", f"key without permission reading: {code}")
+    code = error_code(lambda: other.put_object(Bucket=BUCKET, Key="intruder", Body=b"x"))
+    check(code == "AccessDenied", f"key without permission writing: {code}")
+    code = error_code(lambda: s3.head_object(Bucket=BUCKET, Key="intruder"))
+    check(code == "404", f"nothing was stored by the refused PUT: {code}")
+    code = error_code(lambda: s3.get_object(Bucket="no-such-bucket", Key="x"))
+    check(code == "NoSuchBucket", f"missing bucket: {code}")
+    code = error_code(lambda: s3.get_object(Bucket=BUCKET, Key="no/such/key"))
+    check(code == "NoSuchKey", f"missing key: {code}")
+    print("ok auth")
+
+
+def buckets():
+    s3 = client()
+    s3.create_bucket(Bucket="made-by-s3")
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    check("made-by-s3" in names and BUCKET in names, f"list_buckets: {names}")
+    s3.head_bucket(Bucket="made-by-s3")
+    loc = s3.get_bucket_location(Bucket="made-by-s3")
+    check("LocationConstraint" in loc, "location answered")
+    s3.put_object(Bucket="made-by-s3", Key="k", Body=b"v")
+    code = error_code(lambda: s3.delete_bucket(Bucket="made-by-s3"))
+    check(code == "BucketNotEmpty", f"deleting a non-empty bucket: {code}")
+    s3.delete_object(Bucket="made-by-s3", Key="k")
+    code = error_code(lambda: s3.get_object(Bucket="made-by-s3", Key="k"))
+    check(code == "NoSuchKey", f"deleted object: {code}")
+    s3.delete_bucket(Bucket="made-by-s3")
+    code = error_code(lambda: s3.head_bucket(Bucket="made-by-s3"))
+    check(code == "404", f"deleted bucket: {code}")
+    code = error_code(lambda: s3.create_bucket(Bucket="Bad_Name"))
+    check(code == "InvalidBucketName", f"invalid name: {code}")
+    print("ok buckets")
+
+
+def write_many(prefix, count):
+    s3 = client()
+    def one(i):
+        key = f"{prefix}/{i:04}"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=data_for(key, 64 * 1024 + i * 997))
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(count)))
+    print("ok wrote", count)
+
+
+def read_many(prefix, count):
+    s3 = client()
+    def one(i):
+        key = f"{prefix}/{i:04}"
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        check(body == data_for(key, 64 * 1024 + i * 997), f"content of {key}")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(count)))
+    print("ok read", count)
+
+
+def slow_get(key, size):
+    """Upload an object, start reading it, wait for the test to disturb
+    the cluster (a line on stdin), then read the rest, which must arrive
+    intact within the client's 20 s read timeout."""
+    import time
+    s3 = client()
+    data = data_for(key, size)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+    reader = boto3.client(
+        "s3", endpoint_url=ENDPOINT, aws_access_key_id=os.environ["HANGAR_KEY_ID"],
+        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"], region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, read_timeout=20, s3={"addressing_style": "path"}))
+    body = reader.get_object(Bucket=BUCKET, Key=key)["Body"]
+    head = body.read(2 << 20)
+    print("started", flush=True)
+    sys.stdin.readline()
+    start = time.monotonic()
+    rest = body.read()
+    elapsed = time.monotonic() - start
+    check(head + rest == data, f"content after the disturbance ({len(head) + len(rest)} of {size} bytes)")
+    print(f"ok finished {elapsed:.1f}s after the disturbance", flush=True)
+
+
+if __name__ == "__main__":
+    scenario = sys.argv[1]
+    args = sys.argv[2:]
+    {
+        "sizes": put_get_sizes,
+        "ranges": ranges,
+        "listing": listing,
+        "auth": auth_and_permissions,
+        "buckets": buckets,
+        "write": lambda: write_many(args[0], int(args[1])),
+        "read": lambda: read_many(args[0], int(args[1])),
+        "slowget": lambda: slow_get(args[0], int(args[1])),
+    }[scenario]()

@@ -1,0 +1,206 @@
+//! The S3 API with a real client: boto3, the official AWS SDK for Python,
+//! driving real agents (scenarios in `tests/s3/client.py`).
+
+use hangar_tests::*;
+
+fn one_node() -> Cluster {
+    Cluster::start_formed(
+        1,
+        &AgentOpts {
+            replication_factor: 1,
+            ..AgentOpts::default()
+        },
+    )
+}
+
+#[test]
+fn boto3_stores_and_lists_objects_and_gets_clear_errors() {
+    let c = one_node();
+    let a = &c.agents[0];
+    let tester = a.create_key("tester");
+    let other = a.create_key("other");
+    a.hangar_json(&["bucket", "create", "test"]);
+    a.hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write", "--owner",
+    ]);
+    let env = [
+        ("HANGAR_OTHER_KEY_ID", other.id.as_str()),
+        ("HANGAR_OTHER_KEY_SECRET", other.secret.as_str()),
+    ];
+    for scenario in ["sizes", "ranges", "listing", "auth", "buckets"] {
+        let out = a.boto3_ok(&tester, "test", &env, &[scenario]);
+        eprint!("{out}");
+    }
+    // The CLI sees what the S3 client did.
+    let info = a.hangar_json(&["bucket", "info", "test"]);
+    assert_eq!(info["keys"][0]["key_name"], "tester", "{info}");
+    let list = a.hangar_json(&["bucket", "list"]);
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(1),
+        "made-by-s3 was deleted: {list}"
+    );
+}
+
+#[test]
+fn objects_survive_a_dead_node_and_resync_gives_it_the_blocks_it_missed() {
+    let mut c = Cluster::start_formed(3, &AgentOpts::default());
+    let key = c.agents[0].create_key("tester");
+    c.agents[0].hangar_json(&["bucket", "create", "test"]);
+    c.agents[0].hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
+    ]);
+    c.agents[0].boto3_ok(&key, "test", &[], &["write", "before", "20"]);
+
+    c.agents[2].kill();
+    let dead = c.agents[2].id.clone();
+    wait_for("node 1 to see node 3 down", DEADLINE, || {
+        c.agents[0]
+            .status()
+            .is_some_and(|st| sees_down(&st, &dead))
+            .then_some(())
+    });
+    // Everything written before is readable, through either live node, and
+    // new writes succeed.
+    c.agents[1].boto3_ok(&key, "test", &[], &["read", "before", "20"]);
+    c.agents[0].boto3_ok(&key, "test", &[], &["write", "during", "20"]);
+    c.agents[1].boto3_ok(&key, "test", &[], &["read", "during", "20"]);
+    let missed = c.agents[0].block_files();
+    assert!(
+        missed.len() >= 40,
+        "RF 3 on 3 nodes: node 1 holds every block ({})",
+        missed.len()
+    );
+
+    // Back: resync fetches every block it missed, without any read.
+    c.agents[2].start();
+    wait_for("the returning node to hold every block", DEADLINE, || {
+        let have = c.agents[2].block_files();
+        missed.is_subset(&have).then_some(())
+    });
+    c.agents[2].boto3_ok(&key, "test", &[], &["read", "during", "20"]);
+}
+
+#[test]
+fn scrub_replaces_a_corrupted_block_and_every_node_serves_correct_data() {
+    let c = Cluster::start_formed(3, &AgentOpts::default());
+    let key = c.agents[0].create_key("tester");
+    c.agents[0].hangar_json(&["bucket", "create", "test"]);
+    c.agents[0].hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
+    ]);
+    c.agents[0].boto3_ok(&key, "test", &[], &["write", "scrubbed", "5"]);
+
+    // Flip one byte of one block file on node 2.
+    let victim = &c.agents[1];
+    let name = wait_for("node 2 to hold the blocks", DEADLINE, || {
+        victim.block_files().into_iter().next()
+    });
+    let path = victim
+        .dir
+        .path()
+        .join("data/blocks")
+        .join(&name[0..2])
+        .join(&name[2..4])
+        .join(&name);
+    let mut bytes = std::fs::read(&path).expect("read block file");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("corrupt block file");
+
+    let out = victim.hangar(&["repair", "scrub"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "the corrupted block to be replaced by a good copy",
+        DEADLINE,
+        || {
+            let now = std::fs::read(&path).ok()?;
+            (hangar_common::hash::Hash::of(&now).to_string() == name).then_some(())
+        },
+    );
+    let st = victim.status().expect("status");
+    assert!(st["blocks"]["scrub_corrupted"].as_u64() >= Some(1), "{st}");
+    assert!(st["blocks"]["fetched"].as_u64() >= Some(1), "{st}");
+    for a in &c.agents {
+        a.boto3_ok(&key, "test", &[], &["read", "scrubbed", "5"]);
+    }
+}
+
+#[test]
+fn a_get_keeps_streaming_when_replicas_hang_mid_object() {
+    // Three storage nodes and a gateway, so every block of a GET through
+    // the gateway comes from a remote replica.
+    let opts = AgentOpts::default();
+    let c = Cluster::start(4, &opts);
+    for other in &c.agents[1..] {
+        assert!(
+            c.agents[0]
+                .hangar(&["node", "connect", &other.peer_addr()])
+                .status
+                .success()
+        );
+    }
+    for (i, a) in c.agents.iter().enumerate().take(3) {
+        let zone = format!("dc{}", i + 1);
+        c.agents[0].hangar_json(&[
+            "layout",
+            "assign",
+            &a.id,
+            "--zone",
+            &zone,
+            "--capacity",
+            "100G",
+        ]);
+    }
+    c.agents[0].hangar_json(&[
+        "layout",
+        "assign",
+        &c.agents[3].id,
+        "--zone",
+        "dc1",
+        "--gateway",
+    ]);
+    c.agents[0].hangar_json(&["layout", "apply", "--version", "1"]);
+    c.wait_converged(1);
+    let gw = &c.agents[3];
+    let key = gw.create_key("tester");
+    gw.hangar_json(&["bucket", "create", "test"]);
+    gw.hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
+    ]);
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/client.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args(["slowget", "big", &(24u64 << 20).to_string()])
+        .env("HANGAR_S3_ENDPOINT", gw.s3_endpoint())
+        .env("HANGAR_KEY_ID", &key.id)
+        .env("HANGAR_KEY_SECRET", &key.secret)
+        .env("HANGAR_BUCKET", "test")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    use std::io::{BufRead, Write};
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "started", "the download should have started");
+    // Two of the three replicas hang: whichever the gateway was reading
+    // from, it must go on from the third.
+    c.agents[0].pause();
+    c.agents[1].pause();
+    writeln!(child.stdin.take().expect("stdin")).expect("tell the client to go on");
+    let status = child.wait().expect("client exit");
+    c.agents[0].resume();
+    c.agents[1].resume();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(status.success(), "the download stalled or failed: {rest:?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("ok finished")),
+        "{rest:?}"
+    );
+}
