@@ -189,14 +189,27 @@ fn a_get_keeps_streaming_when_replicas_hang_mid_object() {
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
     assert_eq!(first, "started", "the download should have started");
-    // Two of the three replicas hang: whichever the gateway was reading
-    // from, it must go on from the third.
-    c.agents[0].pause();
-    c.agents[1].pause();
+    // The two replicas the gateway prefers (lowest round-trip time, the
+    // ones it reads from first) hang: it must go on from the third.
+    let st = gw.status().expect("gateway status");
+    let mut by_rtt: Vec<(f64, usize)> = (0..3)
+        .map(|i| {
+            let rtt = node_in(&st, &c.agents[i].id)
+                .and_then(|n| n["rtt_ms"].as_f64())
+                .unwrap_or(f64::MAX);
+            (rtt, i)
+        })
+        .collect();
+    by_rtt.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let hung = [by_rtt[0].1, by_rtt[1].1];
+    for i in hung {
+        c.agents[i].pause();
+    }
     writeln!(child.stdin.take().expect("stdin")).expect("tell the client to go on");
     let status = child.wait().expect("client exit");
-    c.agents[0].resume();
-    c.agents[1].resume();
+    for i in hung {
+        c.agents[i].resume();
+    }
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(status.success(), "the download stalled or failed: {rest:?}");
     assert!(
