@@ -15,7 +15,7 @@ use hangar_common::layout::cluster::{ClusterLayout, StagedRole};
 use hangar_common::rpc::{
     self, Admin, BucketInfo, ClusterStatus, KeyGrant, KeyInfo, LayoutView, LocalValue, NodeStatus,
     Peer, PermissionChange, PingRequest, PingResponse, Repair, RpcError, TableRequest,
-    TableResponse,
+    TableResponse, WorkerInfo,
 };
 use hangar_common::transport::{ChannelKind, SecureChannel};
 use tarpc::context::Context;
@@ -228,6 +228,52 @@ fn table_err(e: crate::table::TableError) -> RpcError {
 }
 
 impl Services {
+    fn workers(&self) -> Vec<WorkerInfo> {
+        let b = self.model.blocks.stats();
+        let tables: Vec<hangar_common::rpc::TableStats> =
+            self.tables.values().map(|t| t.stats()).collect();
+        let synced: usize = tables.iter().map(|t| t.partitions_synced).sum();
+        let held: usize = tables.iter().map(|t| t.partitions_held).sum();
+        let pushed: u64 = tables.iter().map(|t| t.items_pushed).sum();
+        let w = &self.model.workers;
+        let info = |name: &str, progress: String| WorkerInfo {
+            name: name.to_string(),
+            paused: w.is_paused(name),
+            progress,
+        };
+        vec![
+            info(
+                crate::worker::RESYNC,
+                format!(
+                    "{} fetched, {} deleted, {} handed over, {} errors retried",
+                    b.fetched, b.deleted, b.handed_over, b.errors
+                ),
+            ),
+            info(
+                crate::worker::SCRUB,
+                format!(
+                    "{}{} of {} blocks checked, {} corrupted found",
+                    if b.scrub_running {
+                        "running: "
+                    } else {
+                        "idle: last pass "
+                    },
+                    b.scrub_checked,
+                    b.scrub_total,
+                    b.scrub_corrupted
+                ),
+            ),
+            info(
+                crate::worker::VERSION_GC,
+                "removes the blocks of replaced and deleted objects".into(),
+            ),
+            info(
+                crate::worker::TABLE_SYNC,
+                format!("{synced} of {held} table partitions fully synced, {pushed} items pushed"),
+            ),
+        ]
+    }
+
     async fn live_keys(&self) -> Result<Vec<Key>, RpcError> {
         let mut keys = self.model.keys.scan(100_000).await.map_err(table_err)?;
         keys.retain(|k| !k.deleted.0);
@@ -357,6 +403,29 @@ impl Admin for AdminServer {
     async fn layout_revert(self, _: Context) -> Result<LayoutView, RpcError> {
         self.s.layout.revert();
         Ok(self.s.layout_view())
+    }
+
+    async fn worker_list(self, _: Context) -> Vec<WorkerInfo> {
+        self.s.workers()
+    }
+
+    async fn worker_pause(
+        self,
+        _: Context,
+        name: String,
+        paused: bool,
+    ) -> Result<WorkerInfo, RpcError> {
+        if !self.s.model.workers.set_paused(&name, paused) {
+            return Err(RpcError::BadRequest(format!(
+                "no worker named {name:?}; workers are: {}",
+                crate::worker::ALL.join(", ")
+            )));
+        }
+        self.s
+            .workers()
+            .into_iter()
+            .find(|w| w.name == name)
+            .ok_or_else(|| RpcError::BadRequest(format!("no worker named {name:?}")))
     }
 
     async fn repair(self, _: Context, what: Repair) -> Result<String, RpcError> {

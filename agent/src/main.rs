@@ -13,6 +13,7 @@ mod net;
 mod node;
 mod s3;
 mod table;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -115,7 +116,9 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             )
         })?,
     );
+    let workers = Arc::new(worker::Workers::default());
     let table_cfg: TableConfig = TableConfig {
+        workers: workers.clone(),
         op_timeout: Duration::from_millis(config.tables.op_timeout_ms),
         sync_interval: Duration::from_millis(config.tables.sync_interval_ms),
         gc_delay: Duration::from_millis(config.tables.gc_delay_ms),
@@ -135,6 +138,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         block::BlockConfig {
             op_timeout: Duration::from_millis(config.tables.op_timeout_ms),
             unreferenced_grace: Duration::from_secs(config.blocks.unreferenced_grace_secs),
+            workers: workers.clone(),
         },
     )?;
     let model = open_model(&db, &net, &layout, &table_cfg, blocks.clone())?;
@@ -270,6 +274,7 @@ fn open_model(
         blocks,
         version_gc,
         ref_gc,
+        workers: cfg.workers.clone(),
     }))
 }
 

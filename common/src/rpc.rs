@@ -168,6 +168,10 @@ pub trait Admin {
     async fn layout_apply(version: u64) -> Result<AssignmentReport, RpcError>;
     /// Drop every staged change.
     async fn layout_revert() -> Result<LayoutView, RpcError>;
+    /// The answering node's background workers.
+    async fn worker_list() -> Vec<WorkerInfo>;
+    /// Pause (or resume) one of the answering node's workers.
+    async fn worker_pause(name: String, paused: bool) -> Result<WorkerInfo, RpcError>;
     /// Start a repair on the answering node.
     async fn repair(what: Repair) -> Result<String, RpcError>;
     /// Create a bucket.
@@ -289,6 +293,15 @@ pub struct BlockWorkerStats {
     pub scrub_total: u64,
     #[serde(default)]
     pub scrub_corrupted: u64,
+}
+
+/// A background worker, as `hangar worker list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub paused: bool,
+    /// What it has done, in words.
+    pub progress: String,
 }
 
 /// Repairs an operator can start.

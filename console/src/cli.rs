@@ -12,7 +12,9 @@ use hangar_common::rpc::{
 use hangar_common::size::{format_bytes, parse_size};
 
 use crate::conn::{Target, ctx};
-use crate::{BucketCmd, Command, DebugCmd, KeyCmd, KvCmd, LayoutCmd, NodeCmd, RepairCmd};
+use crate::{
+    BucketCmd, Command, DebugCmd, KeyCmd, KvCmd, LayoutCmd, NodeCmd, RepairCmd, WorkerCmd,
+};
 
 pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<()> {
     let (client, _) = target.connect().await?;
@@ -43,6 +45,36 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
         Command::Layout(l) => layout(&client, l, json).await,
         Command::Debug(DebugCmd::Kv(cmd)) => debug_kv(&client, cmd, json).await,
         Command::Bucket(cmd) => bucket(&client, cmd, json).await,
+        Command::Worker(cmd) => {
+            let list = match cmd {
+                WorkerCmd::List => client.worker_list(ctx()).await?,
+                WorkerCmd::Pause { name } => {
+                    vec![client.worker_pause(ctx(), name.clone(), true).await??]
+                }
+                WorkerCmd::Resume { name } => {
+                    vec![client.worker_pause(ctx(), name.clone(), false).await??]
+                }
+            };
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.name.clone(),
+                        if w.paused {
+                            "paused".into()
+                        } else {
+                            "active".into()
+                        },
+                        w.progress.clone(),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["WORKER", "STATE", "PROGRESS"], &rows));
+            Ok(())
+        }
         Command::Repair(cmd) => {
             let what = match cmd {
                 RepairCmd::Scrub => hangar_common::rpc::Repair::Scrub,

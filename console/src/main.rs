@@ -54,12 +54,25 @@ pub enum Command {
     /// Access keys for S3 clients.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Background workers of the connected node: list, pause, resume.
+    #[command(subcommand)]
+    Worker(WorkerCmd),
     /// Start a repair on the connected node.
     #[command(subcommand)]
     Repair(RepairCmd),
     /// Diagnostics: exercise the replicated metadata tables.
     #[command(subcommand)]
     Debug(DebugCmd),
+}
+
+#[derive(Subcommand)]
+pub enum WorkerCmd {
+    /// Each worker, paused or not, and what it has done.
+    List,
+    /// Pause a worker (it finishes its current unit of work first).
+    Pause { name: String },
+    /// Resume a paused worker.
+    Resume { name: String },
 }
 
 #[derive(Subcommand)]

@@ -62,6 +62,8 @@ pub struct BlockConfig {
     /// How long a block nobody references is kept before deletion (uploads
     /// in progress write blocks before their references).
     pub unreferenced_grace: Duration,
+    /// Pause switches of the background workers.
+    pub workers: Arc<crate::worker::Workers>,
 }
 
 /// Counters shown by `hangar status` and the console.

@@ -49,6 +49,7 @@ impl BlockManager {
                 .unwrap_or(0);
                 info!("layout version {v}: {n} local block(s) queued for a placement check");
             }
+            self.cfg.workers.gate(crate::worker::RESYNC).await;
             match self.resync_batch().await {
                 Ok(0) => tokio::time::sleep(Duration::from_millis(500)).await,
                 Ok(_) => {}

@@ -78,6 +78,7 @@ impl BlockManager {
         info!("scrub: checking {} block(s)", todo.len());
         let mut bad = 0;
         for (i, hash) in todo.iter().enumerate() {
+            self.cfg.workers.gate(crate::worker::SCRUB).await;
             let me = self.clone();
             let h = *hash;
             let ok = tokio::task::spawn_blocking(move || me.store.verify(&h)).await;

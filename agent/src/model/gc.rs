@@ -26,6 +26,7 @@ const BATCH: usize = 32;
 impl Model {
     pub async fn gc_loop(self: Arc<Self>) {
         loop {
+            self.workers.gate(crate::worker::VERSION_GC).await;
             let worked = match self.gc_batch().await {
                 Ok(n) => n,
                 Err(e) => {

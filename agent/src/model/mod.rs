@@ -63,6 +63,7 @@ pub struct Model {
     pub blocks: Arc<BlockManager>,
     pub version_gc: TreeId,
     pub ref_gc: TreeId,
+    pub workers: Arc<crate::worker::Workers>,
 }
 
 impl Model {

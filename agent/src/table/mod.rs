@@ -91,6 +91,8 @@ pub struct TableConfig {
     /// How long a tombstone waits before collection is attempted, so that
     /// writes in flight when it was made have landed.
     pub gc_delay: Duration,
+    /// Pause switches of the background workers.
+    pub workers: Arc<crate::worker::Workers>,
 }
 
 /// Why a replicated operation failed.

@@ -38,6 +38,7 @@ impl<S: TableSchema> Table<S> {
                 // A missed event (lagged channel) means: sync with everyone.
                 r = up.recv() => r.ok(),
             };
+            self.cfg.workers.gate(crate::worker::TABLE_SYNC).await;
             self.sync_round(only).await;
         }
     }

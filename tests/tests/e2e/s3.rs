@@ -108,12 +108,34 @@ fn scrub_replaces_a_corrupted_block_and_every_node_serves_correct_data() {
     bytes[mid] ^= 0x01;
     std::fs::write(&path, &bytes).expect("corrupt block file");
 
+    // With the resync worker paused, the scrub finds the bad copy and moves
+    // it aside, but nothing replaces it yet.
+    let paused = victim.hangar_json(&["worker", "pause", "block-resync"]);
+    assert_eq!(paused[0]["paused"], true, "{paused}");
     let out = victim.hangar(&["repair", "scrub"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    wait_for("the scrub to find the corrupted block", DEADLINE, || {
+        let st = victim.status()?;
+        (st["blocks"]["scrub_corrupted"].as_u64() >= Some(1)
+            && st["blocks"]["scrub_running"] == false)
+            .then_some(())
+    });
+    assert!(
+        !path.exists(),
+        "the corrupted copy was moved aside and not yet replaced"
+    );
+    let list = victim.hangar_json(&["worker", "list"]);
+    assert!(
+        list.as_array().is_some_and(|l| l
+            .iter()
+            .any(|w| w["name"] == "block-resync" && w["paused"] == true)),
+        "{list}"
+    );
+    victim.hangar_json(&["worker", "resume", "block-resync"]);
     wait_for(
         "the corrupted block to be replaced by a good copy",
         DEADLINE,

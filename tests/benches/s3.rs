@@ -1,0 +1,359 @@
+//! S3 throughput, latency and memory on real agents over loopback.
+//!
+//! `cargo bench -p hangar-tests --bench s3` prints, for this machine:
+//! - the raw limits: BLAKE2b and MD5 hashing speed (one core each) and
+//!   sequential write + fsync speed of the temporary directory's disk;
+//! - PUT and GET throughput (MB/s) of 1 MiB and 64 MiB objects and
+//!   requests/s of 4 KiB objects, with 16 concurrent clients, on 1 node
+//!   (RF 1) and on 3 nodes (RF 3);
+//! - the agent's resident memory idle, and its peak while a 1 GiB object
+//!   is uploaded and downloaded (`HANGAR_BENCH_BIG_MIB` changes the size).
+//!
+//! The client is a minimal HTTP/1.1 client signing with SigV4
+//! (`UNSIGNED-PAYLOAD`, hmac/sha2), so the client costs little next to
+//! the server. It measures; it asserts nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use hangar_tests::{Agent, AgentOpts, Cluster, S3Key};
+
+const MIB: usize = 1 << 20;
+
+fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("hmac takes any key size");
+    m.update(data.as_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
+/// SigV4 headers for a request with an unsigned payload.
+fn sign(key: &S3Key, method: &str, host: &str, path: &str) -> Vec<(String, String)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, mo, d, h, mi, s) = civil(now);
+    let date = format!("{y:04}{mo:02}{d:02}");
+    let datetime = format!("{date}T{h:02}{mi:02}{s:02}Z");
+    let canonical = format!(
+        "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{datetime}\n\nhost;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD"
+    );
+    let scope = format!("{date}/hangar/s3/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{datetime}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let k = hmac(format!("AWS4{}", key.secret).as_bytes(), &date);
+    let k = hmac(&k, "hangar");
+    let k = hmac(&k, "s3");
+    let k = hmac(&k, "aws4_request");
+    let sig = hex::encode(hmac(&k, &to_sign));
+    vec![
+        ("host".into(), host.into()),
+        ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
+        ("x-amz-date".into(), datetime),
+        (
+            "authorization".into(),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}",
+                key.id
+            ),
+        ),
+    ]
+}
+
+fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let days = (secs / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let r = secs % 86_400;
+    (y, m, d, r / 3600, (r % 3600) / 60, r % 60)
+}
+
+/// One keep-alive HTTP/1.1 connection to the S3 endpoint.
+struct Conn {
+    stream: BufReader<TcpStream>,
+    host: String,
+    key: S3Key,
+}
+
+impl Conn {
+    async fn open(port: u16, key: &S3Key) -> Conn {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to S3");
+        let _ = stream.set_nodelay(true);
+        Conn {
+            stream: BufReader::new(stream),
+            host: format!("127.0.0.1:{port}"),
+            key: key.clone(),
+        }
+    }
+
+    async fn send_head(&mut self, method: &str, path: &str, len: usize) {
+        let mut head = format!("{method} {path} HTTP/1.1\r\ncontent-length: {len}\r\n");
+        for (k, v) in sign(&self.key, method, &self.host, path) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream
+            .get_mut()
+            .write_all(head.as_bytes())
+            .await
+            .expect("send request");
+    }
+
+    /// Read a response; returns (status, body length, time to first body byte).
+    async fn response(&mut self, start: Instant) -> (u16, usize, Duration) {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut ttfb = start.elapsed();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = len;
+        let mut first = true;
+        while left > 0 {
+            let want = left.min(buf.len());
+            let n = self.stream.read(&mut buf[..want]).await.expect("body");
+            if n == 0 {
+                break;
+            }
+            if first {
+                ttfb = start.elapsed();
+                first = false;
+            }
+            left -= n;
+        }
+        (status, len - left, ttfb)
+    }
+
+    async fn put(&mut self, path: &str, data: &[u8]) -> u16 {
+        let start = Instant::now();
+        self.send_head("PUT", path, data.len()).await;
+        for chunk in data.chunks(MIB) {
+            self.stream
+                .get_mut()
+                .write_all(chunk)
+                .await
+                .expect("send body");
+        }
+        self.response(start).await.0
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, usize, Duration) {
+        let start = Instant::now();
+        self.send_head("GET", path, 0).await;
+        self.response(start).await
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn raw_limits() {
+    let data = vec![0x5au8; 256 * MIB];
+    let t = Instant::now();
+    let h = hangar_common::hash::Hash::of(&data);
+    let blake = data.len() as f64 / t.elapsed().as_secs_f64() / 1e6;
+    let t = Instant::now();
+    let m = md5::Md5::digest(&data);
+    let md5s = data.len() as f64 / t.elapsed().as_secs_f64() / 1e6;
+    std::hint::black_box((h, m));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = Instant::now();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(dir.path().join("w")).expect("create");
+        for c in data.chunks(MIB) {
+            f.write_all(c).expect("write");
+        }
+        f.sync_all().expect("fsync");
+    }
+    let disk = data.len() as f64 / t.elapsed().as_secs_f64() / 1e6;
+    println!(
+        "raw limits: BLAKE2b {blake:.0} MB/s, MD5 {md5s:.0} MB/s (one core each), sequential write+fsync {disk:.0} MB/s"
+    );
+}
+
+async fn throughput(
+    port: u16,
+    key: &S3Key,
+    size: usize,
+    count: usize,
+    clients: usize,
+) -> (f64, f64, f64, Duration) {
+    let data = Arc::new(vec![0xa5u8; size]);
+    // Distinct content per object, so blocks are not deduplicated.
+    let run = |get: bool| {
+        let data = data.clone();
+        let key = key.clone();
+        async move {
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..clients {
+                let (data, key, next) = (data.clone(), key.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut c = Conn::open(port, &key).await;
+                    let mut ttfb = Vec::new();
+                    let mut body = data.to_vec();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= count {
+                            break;
+                        }
+                        let path = format!("/bench/s{size}-{i}");
+                        if get {
+                            let (st, _, t) = c.get(&path).await;
+                            assert_eq!(st, 200, "GET {path}");
+                            ttfb.push(t);
+                        } else {
+                            body[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                            let st = c.put(&path, &body).await;
+                            assert_eq!(st, 200, "PUT {path}");
+                        }
+                    }
+                    ttfb
+                }));
+            }
+            let mut ttfb = Vec::new();
+            for t in tasks {
+                ttfb.extend(t.await.expect("client task"));
+            }
+            (start.elapsed(), ttfb)
+        }
+    };
+    let (put_t, _) = run(false).await;
+    let (get_t, mut ttfb) = run(true).await;
+    ttfb.sort();
+    let total = (size * count) as f64;
+    (
+        total / put_t.as_secs_f64() / 1e6,
+        total / get_t.as_secs_f64() / 1e6,
+        count as f64 / put_t.as_secs_f64(),
+        ttfb.get(ttfb.len() / 2).copied().unwrap_or_default(),
+    )
+}
+
+fn setup(a: &Agent) -> S3Key {
+    let key = a.create_key("bench");
+    a.hangar_json(&["bucket", "create", "bench"]);
+    a.hangar_json(&[
+        "bucket", "allow", "bench", "--key", "bench", "--read", "--write",
+    ]);
+    key
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    raw_limits();
+    let big_mib: usize = std::env::var("HANGAR_BENCH_BIG_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    println!(
+        "{:<26} {:>12} {:>12} {:>10} {:>12}",
+        "cluster / objects", "PUT MB/s", "GET MB/s", "PUT req/s", "GET TTFB p50"
+    );
+    for (nodes, rf) in [(1usize, 1usize), (3, 3)] {
+        let c = Cluster::start_formed(
+            nodes,
+            &AgentOpts {
+                replication_factor: rf,
+                ..AgentOpts::default()
+            },
+        );
+        let a = &c.agents[0];
+        let key = setup(a);
+        let pid = a.pid().expect("agent pid");
+        let idle = rss_kib(pid, "VmRSS:");
+        rt.block_on(async {
+            for (size, count) in [(4096usize, 4000usize), (MIB, 400), (64 * MIB, 8)] {
+                let (put, get, reqs, ttfb) = throughput(a.s3_port, &key, size, count, 16).await;
+                println!(
+                    "{:<26} {:>12.1} {:>12.1} {:>10.0} {:>10.1} ms",
+                    format!("{nodes} node(s) RF {rf}: {} B", size),
+                    put,
+                    get,
+                    reqs,
+                    ttfb.as_secs_f64() * 1000.0
+                );
+            }
+        });
+        let loaded = rss_kib(pid, "VmHWM:");
+        println!(
+            "{nodes} node(s): agent RSS idle {} MiB, peak under the load above {} MiB",
+            idle / 1024,
+            loaded / 1024
+        );
+        if nodes == 1 {
+            // Memory stays bounded whatever the object size. Reset the peak
+            // first (Linux: writing 5 to clear_refs resets VmHWM).
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+            rt.block_on(async {
+                let mut conn = Conn::open(a.s3_port, &key).await;
+                let start = Instant::now();
+                conn.send_head("PUT", "/bench/big", big_mib * MIB).await;
+                let chunk = vec![0x3cu8; MIB];
+                for i in 0..big_mib {
+                    let mut c = chunk.clone();
+                    c[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                    conn.stream.get_mut().write_all(&c).await.expect("send body");
+                }
+                let (st, _, _) = conn.response(start).await;
+                assert_eq!(st, 200, "PUT of the big object");
+                let put = start.elapsed();
+                let (st, n, _) = conn.get("/bench/big").await;
+                assert_eq!((st, n), (200, big_mib * MIB), "GET of the big object");
+                println!(
+                    "1 node: {big_mib} MiB object PUT in {:.1} s, PUT+GET in {:.1} s; agent peak RSS {} MiB",
+                    put.as_secs_f64(),
+                    start.elapsed().as_secs_f64(),
+                    rss_kib(pid, "VmHWM:") / 1024
+                );
+            });
+        }
+    }
+}
