@@ -139,6 +139,8 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             op_timeout: Duration::from_millis(config.tables.op_timeout_ms),
             unreferenced_grace: Duration::from_secs(config.blocks.unreferenced_grace_secs),
             workers: workers.clone(),
+            compression_level: (config.blocks.compression_level > 0)
+                .then_some(config.blocks.compression_level),
         },
     )?;
     let model = open_model(&db, &net, &layout, &table_cfg, blocks.clone())?;

@@ -81,6 +81,9 @@ pub struct BlocksConfig {
     /// requests.
     #[serde(default = "default_scrub_pause")]
     pub scrub_pause_ms: u64,
+    /// zstd level for block files (1 to 19), 0 to store blocks as they are.
+    #[serde(default)]
+    pub compression_level: i32,
 }
 
 impl Default for BlocksConfig {
@@ -91,6 +94,7 @@ impl Default for BlocksConfig {
             unreferenced_grace_secs: default_unreferenced_grace(),
             scrub_interval_days: default_scrub_interval(),
             scrub_pause_ms: default_scrub_pause(),
+            compression_level: 0,
         }
     }
 }
@@ -399,6 +403,11 @@ impl Config {
         if !(4096..=(16 << 20)).contains(&self.blocks.block_size) {
             return Err(invalid(
                 "[blocks] block_size must be between 4096 and 16777216".into(),
+            ));
+        }
+        if !(0..=19).contains(&self.blocks.compression_level) {
+            return Err(invalid(
+                "[blocks] compression_level must be 0 (off) to 19".into(),
             ));
         }
         if self.blocks.inline_max_bytes > 65536 {

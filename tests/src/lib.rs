@@ -202,6 +202,7 @@ impl Agent {
                 if p.is_dir() {
                     walk(&p, out);
                 } else if let Some(name) = p.file_name().and_then(|n| n.to_str())
+                    && let name = name.strip_suffix(".zst").unwrap_or(name)
                     && name.len() == 64
                 {
                     out.insert(name.to_string());

@@ -62,6 +62,8 @@ pub struct BlockConfig {
     /// How long a block nobody references is kept before deletion (uploads
     /// in progress write blocks before their references).
     pub unreferenced_grace: Duration,
+    /// zstd level for block files, None for no compression.
+    pub compression_level: Option<i32>,
     /// Pause switches of the background workers.
     pub workers: Arc<crate::worker::Workers>,
 }
@@ -139,7 +141,7 @@ impl BlockManager {
         cfg: BlockConfig,
     ) -> DbResult<Arc<BlockManager>> {
         Ok(Arc::new(BlockManager {
-            store: BlockStore::new(data_dir),
+            store: BlockStore::new(data_dir, cfg.compression_level),
             rc: db.open_tree("block_rc")?,
             resync_queue: db.open_tree("block_resync")?,
             scrub_state: db.open_tree("block_scrub")?,

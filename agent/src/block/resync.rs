@@ -139,9 +139,11 @@ impl BlockManager {
                 // queue entry for that was set when it lost its references
                 // or was written; an early entry (a fetch check) lands here
                 // too, so look at the file's age.
-                let old_enough = std::fs::metadata(self.store.path(&hash))
-                    .and_then(|m| m.modified())
-                    .ok()
+                let old_enough = self
+                    .store
+                    .file_of(&hash)
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .and_then(|m| m.modified().ok())
                     .and_then(|t| t.elapsed().ok())
                     .is_some_and(|age| age >= self.cfg.unreferenced_grace);
                 if old_enough {

@@ -93,6 +93,10 @@ impl S3Server {
                     continue;
                 }
             };
+            // Responses are written as headers then body: without this,
+            // Nagle's algorithm holds the body until the client's delayed
+            // ACK (40 ms) of the headers.
+            let _ = stream.set_nodelay(true);
             let me = self.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
@@ -211,12 +215,15 @@ impl S3Server {
 
     async fn dispatch(&self, req: Request<Incoming>) -> Result<Response<Body>, S3Error> {
         let (bucket, key) = self.locate(&req)?;
+        // Presigned URLs carry their signature in `X-Amz-*` parameters:
+        // those are authentication, not part of what the request asks for.
         let query: BTreeMap<String, String> = req
             .uri()
             .query()
             .map(|q| {
                 url_pairs(q)
                     .into_iter()
+                    .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("x-amz-"))
                     .collect::<BTreeMap<String, String>>()
             })
             .unwrap_or_default();

@@ -239,3 +239,35 @@ fn a_get_keeps_streaming_when_replicas_hang_mid_object() {
         "{rest:?}"
     );
 }
+
+#[test]
+fn an_interrupted_upload_leaves_no_object_and_its_blocks_are_reclaimed() {
+    let c = Cluster::start_formed(
+        1,
+        &AgentOpts {
+            replication_factor: 1,
+            extra: "[blocks]\nunreferenced_grace_secs = 2\n".into(),
+            ..AgentOpts::default()
+        },
+    );
+    let a = &c.agents[0];
+    let key = a.create_key("tester");
+    a.hangar_json(&["bucket", "create", "test"]);
+    a.hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
+    ]);
+    a.boto3_ok(&key, "test", &[], &["presigned", "shared"]);
+    let kept = a.block_files();
+    a.boto3_ok(&key, "test", &[], &["interrupted", "half"]);
+    // The blocks that reached the disk before the client vanished have no
+    // reference: after the grace delay, resync deletes them.
+    wait_for(
+        "the interrupted upload's blocks to be deleted",
+        DEADLINE,
+        || {
+            let now = a.block_files();
+            let st = a.status()?;
+            (now == kept && st["blocks"]["deleted"].as_u64() >= Some(1)).then_some(())
+        },
+    );
+}
