@@ -180,15 +180,15 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
                 config.s3_api.api_bind_addr
             )
         })?;
-    let s3 = Arc::new(s3::server::S3Server {
-        model: model.clone(),
-        cfg: s3::server::S3Config {
+    let s3 = Arc::new(s3::server::S3Server::new(
+        model.clone(),
+        s3::server::S3Config {
             region: config.s3_api.s3_region.clone(),
             root_domain: config.s3_api.root_domain.clone(),
             block_size: config.blocks.block_size,
             inline_max: config.blocks.inline_max_bytes,
         },
-    });
+    ));
     tokio::spawn(s3.serve(s3_listener));
 
     for p in &config.bootstrap_peers {

@@ -147,7 +147,7 @@ impl Default for TablesConfig {
 }
 
 fn default_db_cache() -> u64 {
-    64 << 20
+    32 << 20
 }
 fn default_op_timeout() -> u64 {
     10_000

@@ -272,9 +272,19 @@ impl S3Server {
             hash,
             size: block.len() as u32,
         });
+        // Wait for room in the agent-wide budget; the permit travels with
+        // the block and is released once its replicas have it.
+        let permit = self
+            .put_budget
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| S3Error::internal("upload budget closed"))?;
         let mgr = self.model.blocks.clone();
         inflight.push_back(tokio::spawn(async move {
-            mgr.put(hash, block).await.map_err(S3Error::from)
+            let r = mgr.put(hash, block).await.map_err(S3Error::from);
+            drop(permit);
+            r
         }));
         Ok(())
     }

@@ -36,9 +36,26 @@ pub struct S3Config {
     pub inline_max: usize,
 }
 
+/// Bytes of object data all PUTs together may have in flight to replicas:
+/// the agent's memory stays bounded however many clients upload at once.
+pub const PUT_BUDGET_BYTES: usize = 32 << 20;
+
 pub struct S3Server {
     pub model: Arc<Model>,
     pub cfg: S3Config,
+    /// Permits for blocks in flight, shared by every PUT.
+    pub put_budget: Arc<tokio::sync::Semaphore>,
+}
+
+impl S3Server {
+    pub fn new(model: Arc<Model>, cfg: S3Config) -> S3Server {
+        let permits = (PUT_BUDGET_BYTES / cfg.block_size.max(1)).max(4);
+        S3Server {
+            model,
+            cfg,
+            put_budget: Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
 }
 
 /// A full (non-streaming) body.
