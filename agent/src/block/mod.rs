@@ -367,6 +367,21 @@ impl BlockManager {
         })
     }
 
+    /// Ask every node that is up for a block, one after the other: the
+    /// last resort of a resync when the listed replicas lack it.
+    pub async fn get_anywhere(&self, hash: Hash) -> Option<Bytes> {
+        let me = self.net.id;
+        for (id, info) in self.net.peers() {
+            if id == me || !info.up {
+                continue;
+            }
+            if let Ok(b) = self.get_from(id, hash).await {
+                return Some(b);
+            }
+        }
+        None
+    }
+
     pub fn stats(&self) -> BlockStats {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -30,12 +30,17 @@ const RETRY: Duration = Duration::from_secs(5);
 
 impl BlockManager {
     pub async fn resync_loop(self: Arc<Self>) {
-        let mut last_version = self.layout.snapshot().version;
+        let state =
+            |l: &hangar_common::layout::cluster::ClusterLayout| (l.version, l.live_versions());
+        let mut last = state(&self.layout.snapshot());
         loop {
-            // A new layout version: every local block may have to move.
-            let v = self.layout.snapshot().version;
-            if v != last_version {
-                last_version = v;
+            // A new layout version, or the end of a data move: every local
+            // block may have to move (hand-over waits for the end of the
+            // move, when older versions are retired).
+            let l = self.layout.snapshot();
+            let v = l.version;
+            if state(&l) != last {
+                last = state(&l);
                 let me = self.clone();
                 let n = tokio::task::spawn_blocking(move || {
                     let all = me.store.list();
@@ -113,13 +118,22 @@ impl BlockManager {
         debug!("block {hash}: holds {holds}, referenced {referenced}, present {present}");
         match (holds, referenced, present) {
             (true, true, false) => {
-                // Ask the others only: reading locally would find nothing.
-                let data = self.get(hash).await.map_err(|e| e.to_string())?;
+                // The replicas first; then every node that is up, since
+                // after a layout change the copy may still sit on a former
+                // owner that is no longer listed for this partition.
+                let data = match self.get(hash).await {
+                    Ok(d) => d,
+                    Err(e) => self.get_anywhere(hash).await.ok_or_else(|| e.to_string())?,
+                };
                 self.store.write(&hash, &data).map_err(|e| e.to_string())?;
                 self.stats.lock().unwrap_or_else(|p| p.into_inner()).fetched += 1;
                 debug!("block {hash}: fetched from a replica");
             }
-            (false, _, true) if !layout.in_transition() => {
+            (false, _, true) if layout.in_transition() => {
+                // Hand over once the move is settled; check back later.
+                self.enqueue(&hash, now_msec() + RETRY.as_millis() as u64);
+            }
+            (false, _, true) => {
                 // Hand over: every current holder must confirm a copy.
                 let data = match self.store.read(&hash) {
                     Ok(Some(d)) => d,

@@ -271,3 +271,73 @@ fn an_interrupted_upload_leaves_no_object_and_its_blocks_are_reclaimed() {
         },
     );
 }
+
+#[test]
+fn after_adding_a_node_blocks_move_to_their_new_owner_and_stay_readable() {
+    // RF 1 makes placement exact: every block lives on exactly one node.
+    let opts = AgentOpts {
+        replication_factor: 1,
+        extra: "[tables]\nop_timeout_ms = 2000\n".into(),
+        ..AgentOpts::default()
+    };
+    let mut c = Cluster::start_formed(1, &opts);
+    let key = c.agents[0].create_key("tester");
+    c.agents[0].hangar_json(&["bucket", "create", "test"]);
+    c.agents[0].hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
+    ]);
+    c.agents[0].boto3_ok(&key, "test", &[], &["write", "moving", "30"]);
+    let before = c.agents[0].block_files();
+    assert!(before.len() >= 30, "{}", before.len());
+
+    let mut b = Agent::new(&c.secret, &opts);
+    b.start();
+    assert!(
+        c.agents[0]
+            .hangar(&["node", "connect", &b.peer_addr()])
+            .status
+            .success()
+    );
+    c.agents[0].hangar_json(&[
+        "layout",
+        "assign",
+        &b.id,
+        "--zone",
+        "dc2",
+        "--capacity",
+        "100G",
+    ]);
+    c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
+    let view = c.agents[0].hangar_json(&["layout", "show"]);
+    let assignment = view["layout"]["assignment"]
+        .as_array()
+        .expect("assignment")
+        .clone();
+    let owner_of = |block: &str| -> String {
+        let bytes = hex::decode(block).expect("hex block name");
+        let p = hangar_common::hash::partition_of(&bytes);
+        assignment[p][0].as_str().unwrap_or_default().to_string()
+    };
+    let a_id = c.agents[0].id.clone();
+    c.agents.push(b);
+    wait_for(
+        "every block to sit on exactly its new owner",
+        DEADLINE,
+        || {
+            let on_a = c.agents[0].block_files();
+            let on_b = c.agents[1].block_files();
+            let placed = before.iter().all(|h| {
+                let mine = owner_of(h) == a_id;
+                on_a.contains(h) == mine && on_b.contains(h) != mine
+            });
+            placed.then_some(())
+        },
+    );
+    let moved = before.iter().filter(|h| owner_of(h) != a_id).count();
+    assert!(moved > 0, "some blocks changed owner");
+    let st = c.agents[0].status().expect("status");
+    assert!(st["blocks"]["handed_over"].as_u64() >= Some(1), "{st}");
+    for a in &c.agents {
+        a.boto3_ok(&key, "test", &[], &["read", "moving", "30"]);
+    }
+}
