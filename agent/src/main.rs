@@ -78,12 +78,26 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 )
                 .with_writer(std::io::stderr)
                 .init();
+            limit_malloc_arenas();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
             rt.block_on(run(config, source))
         }
+    }
+}
+
+/// Limit glibc's malloc arenas: by default it creates up to 8 per core,
+/// one per thread that allocates concurrently (tokio's blocking pool has
+/// many), and keeps freed memory in each, which multiplies resident memory
+/// under load on small machines for no measurable speed gain here.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tuning parameter; it is called
+    // before the runtime starts any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

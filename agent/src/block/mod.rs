@@ -168,10 +168,17 @@ impl BlockManager {
 
     /// Queue a resync check of `hash` at `due_ms`.
     pub fn enqueue(&self, hash: &Hash, due_ms: u64) {
-        if let Err(e) = self
-            .db
-            .insert(self.resync_queue, &queue_key(due_ms, hash), &[])
-        {
+        self.enqueue_attempt(hash, due_ms, 0)
+    }
+
+    /// Queue a check that already failed `attempts` times (kept in the
+    /// entry, for backoff).
+    pub fn enqueue_attempt(&self, hash: &Hash, due_ms: u64, attempts: u32) {
+        if let Err(e) = self.db.insert(
+            self.resync_queue,
+            &queue_key(due_ms, hash),
+            &attempts.to_be_bytes(),
+        ) {
             tracing::warn!("cannot queue block {hash} for resync: {e}");
         }
     }

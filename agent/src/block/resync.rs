@@ -25,8 +25,19 @@ use super::{BlockManager, block_partition};
 
 /// Entries handled per batch.
 const BATCH: usize = 64;
-/// Delay before retrying a block whose resync failed.
+/// Delay before checking again a block that must wait (a data move in
+/// progress).
 const RETRY: Duration = Duration::from_secs(5);
+/// Longest delay between two attempts on a failing block.
+const MAX_RETRY: Duration = Duration::from_secs(600);
+
+/// Exponential backoff: 5 s, 10 s, 20 s... up to 10 minutes, so a block
+/// that no replica can give right now is retried without spinning.
+fn retry_delay(attempts: u32) -> Duration {
+    RETRY
+        .saturating_mul(1u32 << attempts.min(16))
+        .min(MAX_RETRY)
+}
 
 impl BlockManager {
     pub async fn resync_loop(self: Arc<Self>) {
@@ -84,7 +95,13 @@ impl BlockManager {
         if !due.is_empty() {
             debug!("block resync: {} due entries", due.len());
         }
-        for (key, _) in &due {
+        for (key, value) in &due {
+            // How many times this block failed already (the entry's value).
+            let attempts = value
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0);
             let Some(hash) = key
                 .get(8..40)
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -94,9 +111,13 @@ impl BlockManager {
                 continue;
             };
             if let Err(e) = self.resync_one(hash).await {
-                debug!("block {hash}: resync failed, will retry: {e}");
+                let delay = retry_delay(attempts);
+                debug!(
+                    "block {hash}: resync failed ({} time(s)), retrying in {delay:?}: {e}",
+                    attempts + 1
+                );
                 self.stats.lock().unwrap_or_else(|p| p.into_inner()).errors += 1;
-                self.enqueue(&hash, now_msec() + RETRY.as_millis() as u64);
+                self.enqueue_attempt(&hash, now_msec() + delay.as_millis() as u64, attempts + 1);
             }
             self.db
                 .remove(self.resync_queue, key)
@@ -173,5 +194,19 @@ impl BlockManager {
             _ => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_ten_minutes() {
+        assert_eq!(retry_delay(0), Duration::from_secs(5));
+        assert_eq!(retry_delay(1), Duration::from_secs(10));
+        assert_eq!(retry_delay(3), Duration::from_secs(40));
+        assert_eq!(retry_delay(7), MAX_RETRY);
+        assert_eq!(retry_delay(u32::MAX), MAX_RETRY);
     }
 }
