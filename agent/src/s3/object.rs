@@ -23,6 +23,21 @@ use super::sigv4::PayloadMode;
 use super::xml::http_date;
 use crate::model::tables::*;
 
+/// A block being hashed and sent; yields its index in the block list and
+/// its hash.
+type Inflight = JoinHandle<Result<(usize, Hash), S3Error>>;
+
+/// Wait for an in-flight block and record its hash in the block list.
+async fn settle(h: Inflight, blocks: &mut [BlockEntry]) -> Result<(), S3Error> {
+    let (index, hash) = h
+        .await
+        .map_err(|e| S3Error::internal(format!("block upload task failed: {e}")))??;
+    if let Some(b) = blocks.get_mut(index) {
+        b.hash = hash;
+    }
+    Ok(())
+}
+
 /// Blocks of one PUT on their way to replicas at once.
 const PUT_INFLIGHT: usize = 4;
 
@@ -132,7 +147,7 @@ impl S3Server {
         let block_size = self.cfg.block_size;
         let mut buf = BytesMut::with_capacity(block_size.min(1 << 20));
         let mut blocks: Vec<BlockEntry> = Vec::new();
-        let mut inflight: VecDeque<JoinHandle<Result<(), S3Error>>> = VecDeque::new();
+        let mut inflight: VecDeque<Inflight> = VecDeque::new();
         let mut size: u64 = 0;
         let mut body = r.req.into_body();
 
@@ -228,8 +243,7 @@ impl S3Server {
                 self.ship(block, &mut blocks, &mut inflight).await?;
             }
             while let Some(h) = inflight.pop_front() {
-                h.await
-                    .map_err(|e| S3Error::internal(format!("block upload task failed: {e}")))??;
+                settle(h, &mut blocks).await?;
             }
             self.commit_blocks(uuid, &blocks).await?;
             ObjectData::Blocks { meta }
@@ -257,19 +271,20 @@ impl S3Server {
         &self,
         block: Bytes,
         blocks: &mut Vec<BlockEntry>,
-        inflight: &mut VecDeque<JoinHandle<Result<(), S3Error>>>,
+        inflight: &mut VecDeque<Inflight>,
     ) -> Result<(), S3Error> {
         if inflight.len() >= PUT_INFLIGHT
             && let Some(h) = inflight.pop_front()
         {
-            h.await
-                .map_err(|e| S3Error::internal(format!("block upload task failed: {e}")))??;
+            settle(h, blocks).await?;
         }
         let offset = blocks.last().map(|b| b.offset + b.size as u64).unwrap_or(0);
-        let hash = tokio::task::block_in_place(|| Hash::of(&block));
+        let index = blocks.len();
+        // The BLAKE2b hash is computed in the block's own task, on another
+        // core than the request's MD5: the entry gets it when settled.
         blocks.push(BlockEntry {
             offset,
-            hash,
+            hash: Hash::default(),
             size: block.len() as u32,
         });
         // Wait for room in the agent-wide budget; the permit travels with
@@ -282,9 +297,13 @@ impl S3Server {
             .map_err(|_| S3Error::internal("upload budget closed"))?;
         let mgr = self.model.blocks.clone();
         inflight.push_back(tokio::spawn(async move {
+            let hashed = block.clone();
+            let hash = tokio::task::spawn_blocking(move || Hash::of(&hashed))
+                .await
+                .map_err(|e| S3Error::internal(format!("hashing task failed: {e}")))?;
             let r = mgr.put(hash, block).await.map_err(S3Error::from);
             drop(permit);
-            r
+            r.map(|()| (index, hash))
         }));
         Ok(())
     }
