@@ -313,20 +313,7 @@ impl Services {
             name: b.name.clone(),
             id: b.id.to_string(),
             created_ms: b.created_ms,
-            keys: keys
-                .iter()
-                .filter_map(|k| {
-                    let p = k.permission(&b.id);
-                    (p.read || p.write || p.owner).then(|| KeyGrant {
-                        key_id: k.id.clone(),
-                        key_name: k.name.value.clone(),
-                        bucket: b.name.clone(),
-                        read: p.read,
-                        write: p.write,
-                        owner: p.owner,
-                    })
-                })
-                .collect(),
+            keys: keys.iter().filter_map(|k| grant(k, b)).collect(),
         }
     }
 
@@ -338,20 +325,23 @@ impl Services {
             buckets: buckets
                 .iter()
                 .filter(|b| !b.deleted.0)
-                .filter_map(|b| {
-                    let p = k.permission(&b.id);
-                    (p.read || p.write || p.owner).then(|| KeyGrant {
-                        key_id: k.id.clone(),
-                        key_name: k.name.value.clone(),
-                        bucket: b.name.clone(),
-                        read: p.read,
-                        write: p.write,
-                        owner: p.owner,
-                    })
-                })
+                .filter_map(|b| grant(k, b))
                 .collect(),
         }
     }
+}
+
+/// What key `k` may do on bucket `b`, if anything.
+fn grant(k: &Key, b: &Bucket) -> Option<KeyGrant> {
+    let p = k.permission(&b.id);
+    (p.read || p.write || p.owner).then(|| KeyGrant {
+        key_id: k.id.clone(),
+        key_name: k.name.value.clone(),
+        bucket: b.name.clone(),
+        read: p.read,
+        write: p.write,
+        owner: p.owner,
+    })
 }
 
 impl Admin for AdminServer {

@@ -430,15 +430,27 @@ impl Agent {
     /// An Admin RPC client connected to this agent (the library the
     /// console uses, over a real socket).
     pub async fn admin(&self) -> hangar_common::rpc::AdminClient {
-        let (client, _) = hangar_common::rpc::connect_admin(
-            &self.addr(),
-            None,
-            &self.secret,
-            Duration::from_secs(5),
-        )
-        .await
-        .expect("connect to the agent's admin service");
-        client
+        // Retried: on a loaded 2-core machine a handshake may take a while.
+        let mut last = String::new();
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            match hangar_common::rpc::connect_admin(
+                &self.addr(),
+                None,
+                &self.secret,
+                Duration::from_secs(10),
+            )
+            .await
+            {
+                Ok((client, _)) => return client,
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "cannot connect to the admin service of {}: {last}",
+            self.addr()
+        );
     }
 }
 

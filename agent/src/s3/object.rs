@@ -110,6 +110,9 @@ impl S3Server {
         }
         let content_type = r.header("content-type").map(str::to_string);
         let content_md5 = r.header("content-md5").map(str::to_string);
+        let decoded_length: Option<u64> = r
+            .header("x-amz-decoded-content-length")
+            .and_then(|v| v.trim().parse().ok());
         let user_meta: Vec<(String, String)> = r
             .req
             .headers()
@@ -190,6 +193,17 @@ impl S3Server {
             Some(d) => Some(d.finish().map_err(chunked_error)?),
             None => None,
         };
+        if decoder.is_some()
+            && let Some(announced) = decoded_length.filter(|n| *n != size)
+        {
+            return Err(S3Error::new(
+                "IncompleteBody",
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "x-amz-decoded-content-length announced {announced} bytes but the body held {size}"
+                ),
+            ));
+        }
 
         // Verify what the client promised.
         if let (PayloadMode::Sha256(expected), Some(h)) = (&payload, sha256)

@@ -218,7 +218,8 @@ impl<S: TableSchema> Table<S> {
     /// Run `op` on one node's replica (this one directly, others by RPC).
     pub async fn call(&self, node: NodeId, op: TableOp) -> Result<TableResponse, String> {
         if node == self.net.id {
-            return self.handle(op).map_err(|e| e.to_string());
+            // Storage work blocks: let the runtime move other tasks away.
+            return tokio::task::block_in_place(|| self.handle(op)).map_err(|e| e.to_string());
         }
         let client = self
             .net

@@ -77,7 +77,12 @@ pub async fn transition_loop(
         }
         // 4. Drop what this node no longer holds.
         if !l.in_transition() {
-            let dropped: usize = tables.iter().map(|t| t.drop_unheld()).sum();
+            // Storage work: off the async workers, which serve requests.
+            let t = tables.clone();
+            let dropped: usize =
+                tokio::task::spawn_blocking(move || t.iter().map(|t| t.drop_unheld()).sum())
+                    .await
+                    .unwrap_or(0);
             if dropped > 0 {
                 info!(
                     "layout version {v}: dropped {dropped} item(s) of partitions this node no longer holds"
