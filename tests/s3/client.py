@@ -185,6 +185,45 @@ def buckets():
     print("ok buckets")
 
 
+def copy_and_batch_delete():
+    s3 = client()
+    small = data_for("copy/small", 1000)
+    big = data_for("copy/big", (2 << 20) + 12345)
+    s3.put_object(Bucket=BUCKET, Key="copy/small", Body=small, ContentType="text/plain",
+                  Metadata={"colour": "blue"})
+    s3.put_object(Bucket=BUCKET, Key="copy/big", Body=big, Metadata={"colour": "red"})
+    # COPY keeps the metadata; blocks are shared, not uploaded again.
+    r = s3.copy_object(Bucket=BUCKET, Key="copy/big-copy", CopySource={"Bucket": BUCKET, "Key": "copy/big"})
+    check(r["CopyObjectResult"]["ETag"] == '"%s"' % hashlib.md5(big).hexdigest(), "copy ETag")
+    got = s3.get_object(Bucket=BUCKET, Key="copy/big-copy")
+    check(got["Body"].read() == big, "copied content")
+    check(got["Metadata"] == {"colour": "red"}, f"COPY keeps metadata: {got['Metadata']}")
+    # REPLACE takes the request's metadata and content type.
+    s3.copy_object(Bucket=BUCKET, Key="copy/small-copy", CopySource=f"{BUCKET}/copy/small",
+                   MetadataDirective="REPLACE", ContentType="application/json", Metadata={"colour": "green"})
+    got = s3.get_object(Bucket=BUCKET, Key="copy/small-copy")
+    check(got["Body"].read() == small, "copied inline content")
+    check(got["ContentType"] == "application/json" and got["Metadata"] == {"colour": "green"},
+          f"REPLACE: {got['ContentType']} {got['Metadata']}")
+    # Deleting the source leaves the copy intact.
+    s3.delete_object(Bucket=BUCKET, Key="copy/big")
+    check(s3.get_object(Bucket=BUCKET, Key="copy/big-copy")["Body"].read() == big, "copy outlives its source")
+    code = error_code(lambda: s3.copy_object(Bucket=BUCKET, Key="x", CopySource=f"{BUCKET}/copy/nothing"))
+    check(code == "NoSuchKey", f"copy of a missing object: {code}")
+    # Batch delete, verbose then quiet.
+    for k in ["batch/a", "batch/b", "batch/c"]:
+        s3.put_object(Bucket=BUCKET, Key=k, Body=k.encode())
+    r = s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "batch/a"}, {"Key": "batch/b"},
+                                                             {"Key": "batch/missing"}]})
+    deleted = sorted(d["Key"] for d in r.get("Deleted", []))
+    check(deleted == ["batch/a", "batch/b", "batch/missing"], f"deleted: {deleted}")
+    r = s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "batch/c"}], "Quiet": True})
+    check("Deleted" not in r and "Errors" not in r, f"quiet mode: {r}")
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/").get("Contents", [])]
+    check(left == [], f"left after batch delete: {left}")
+    print("ok copy and batch delete")
+
+
 def write_many(prefix, count):
     s3 = client()
     def one(i):
@@ -269,6 +308,7 @@ if __name__ == "__main__":
         "listing": listing,
         "auth": auth_and_permissions,
         "buckets": buckets,
+        "copy_delete": copy_and_batch_delete,
         "write": lambda: write_many(args[0], int(args[1])),
         "read": lambda: read_many(args[0], int(args[1])),
         "slowget": lambda: slow_get(args[0], int(args[1])),

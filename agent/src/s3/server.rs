@@ -270,6 +270,7 @@ impl S3Server {
             (Some(_), None, Method::GET) if bucket_subresource(&r.query).is_none() => {
                 self.list_objects_v1(&r).await
             }
+            (Some(_), None, Method::POST) if has("delete") => self.delete_objects(r).await,
             (Some(_), None, _) => Err(S3Error::not_implemented(&format!(
                 "bucket operation ?{}",
                 bucket_subresource(&r.query).unwrap_or("(unknown)")
@@ -280,7 +281,7 @@ impl S3Server {
             (Some(_), Some(_), Method::PUT)
                 if r.req.headers().contains_key("x-amz-copy-source") =>
             {
-                Err(S3Error::not_implemented("CopyObject"))
+                self.copy_object(r).await
             }
             (Some(_), Some(_), Method::PUT) if r.query.is_empty() || has("x-id") => {
                 self.put_object(r).await

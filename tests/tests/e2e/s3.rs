@@ -27,7 +27,14 @@ fn boto3_stores_and_lists_objects_and_gets_clear_errors() {
         ("HANGAR_OTHER_KEY_ID", other.id.as_str()),
         ("HANGAR_OTHER_KEY_SECRET", other.secret.as_str()),
     ];
-    for scenario in ["sizes", "ranges", "listing", "auth", "buckets"] {
+    for scenario in [
+        "sizes",
+        "ranges",
+        "listing",
+        "auth",
+        "buckets",
+        "copy_delete",
+    ] {
         let out = a.boto3_ok(&tester, "test", &env, &[scenario]);
         eprint!("{out}");
     }

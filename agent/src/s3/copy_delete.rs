@@ -1,0 +1,269 @@
+//! CopyObject (without re-uploading data) and DeleteObjects (batch).
+
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use md5::Digest;
+use serde::Deserialize;
+
+use super::error::S3Error;
+use super::server::{Body, S3Request, S3Server, xml_response};
+use super::sigv4::PayloadMode;
+use super::xml::{Xml, iso8601};
+use crate::model::tables::*;
+
+/// Largest XML request body accepted (DeleteObjects of 1,000 long keys).
+const MAX_XML_BODY: usize = 2 << 20;
+
+#[derive(Deserialize)]
+struct DeleteRequest {
+    #[serde(rename = "Quiet", default)]
+    quiet: bool,
+    #[serde(rename = "Object", default)]
+    objects: Vec<DeleteEntry>,
+}
+
+#[derive(Deserialize)]
+struct DeleteEntry {
+    #[serde(rename = "Key")]
+    key: String,
+}
+
+fn malformed(msg: impl Into<String>) -> S3Error {
+    S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, msg)
+}
+
+impl S3Server {
+    /// Read a small request body whole, checking what the client promised
+    /// about it (payload hash, Content-MD5).
+    async fn small_body(&self, r: S3Request) -> Result<Bytes, S3Error> {
+        let payload = r.verified.payload;
+        let content_md5 = r.header("content-md5").map(str::to_string);
+        let mut decoder = if payload.is_chunked() {
+            Some(
+                super::chunked::ChunkedDecoder::new(payload, r.verified.signing.clone())
+                    .map_err(|e| S3Error::invalid_request(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let mut body = r.req.into_body();
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| S3Error::invalid_request(format!("error reading the body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let pieces = match &mut decoder {
+                Some(d) => d
+                    .feed(data)
+                    .map_err(|e| S3Error::invalid_request(e.to_string()))?,
+                None => vec![data],
+            };
+            for p in pieces {
+                if buf.len() + p.len() > MAX_XML_BODY {
+                    return Err(S3Error::new(
+                        "MaxMessageLengthExceeded",
+                        StatusCode::BAD_REQUEST,
+                        "Your request was too big.",
+                    ));
+                }
+                buf.extend_from_slice(&p);
+            }
+        }
+        if let Some(d) = &mut decoder {
+            d.finish()
+                .map_err(|e| S3Error::invalid_request(e.to_string()))?;
+        }
+        if let PayloadMode::Sha256(expected) = payload
+            && sha2::Sha256::digest(&buf).as_slice() != expected.as_slice()
+        {
+            return Err(S3Error::new(
+                "XAmzContentSHA256Mismatch",
+                StatusCode::BAD_REQUEST,
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            ));
+        }
+        if let Some(expected) = content_md5 {
+            let got = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&buf));
+            if got != expected.trim() {
+                return Err(S3Error::new(
+                    "BadDigest",
+                    StatusCode::BAD_REQUEST,
+                    "The Content-MD5 you specified did not match what we received.",
+                ));
+            }
+        }
+        Ok(buf.freeze())
+    }
+
+    pub async fn delete_objects(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(&r).await?;
+        if !r.permission(&bucket).write {
+            return Err(S3Error::access_denied(
+                "this key may not write to this bucket",
+            ));
+        }
+        let body = self.small_body(r).await?;
+        let text =
+            std::str::from_utf8(&body).map_err(|_| malformed("the request body is not UTF-8"))?;
+        let req: DeleteRequest = quick_xml::de::from_str(text)
+            .map_err(|e| malformed(format!("invalid Delete document: {e}")))?;
+        if req.objects.len() > 1000 {
+            return Err(malformed("at most 1000 objects per DeleteObjects request"));
+        }
+        let mut x = Xml::new("DeleteResult");
+        for entry in &req.objects {
+            let object = Object {
+                pk: object_pk(&bucket.id, bucket.shards, &entry.key),
+                key: entry.key.clone(),
+                version: ObjectVersion {
+                    uuid: new_version_id(),
+                    timestamp: hangar_common::crdt::now_msec(),
+                    data: ObjectData::DeleteMarker,
+                },
+            };
+            match self.model.objects.insert(&object).await {
+                Ok(()) => {
+                    if !req.quiet {
+                        x.open("Deleted").elem("Key", &entry.key).close("Deleted");
+                    }
+                }
+                Err(e) => {
+                    x.open("Error")
+                        .elem("Key", &entry.key)
+                        .elem("Code", "ServiceUnavailable")
+                        .elem("Message", &e.to_string())
+                        .close("Error");
+                }
+            }
+        }
+        Ok(xml_response(StatusCode::OK, x.finish("DeleteResult")))
+    }
+
+    pub async fn copy_object(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+        let dest = self.bucket(&r).await?;
+        if !r.permission(&dest).write {
+            return Err(S3Error::access_denied(
+                "this key may not write to the destination bucket",
+            ));
+        }
+        let source = r.header("x-amz-copy-source").unwrap_or_default();
+        let source = source.split('?').next().unwrap_or_default();
+        let source = percent_encoding::percent_decode_str(source)
+            .decode_utf8()
+            .map_err(|_| S3Error::invalid_request("x-amz-copy-source is not valid UTF-8"))?;
+        let (src_bucket, src_key) = source
+            .trim_start_matches('/')
+            .split_once('/')
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            .ok_or_else(|| S3Error::invalid_request("x-amz-copy-source must be bucket/key"))?;
+        let src_b = self.model.require_bucket(src_bucket).await?;
+        if !r.permission(&src_b).read {
+            return Err(S3Error::access_denied(
+                "this key may not read the source bucket",
+            ));
+        }
+        let src = self
+            .model
+            .objects
+            .get(
+                &object_pk(&src_b.id, src_b.shards, src_key),
+                src_key.as_bytes(),
+            )
+            .await?
+            .ok_or_else(S3Error::no_such_key)?;
+        let replace = r.header("x-amz-metadata-directive") == Some("REPLACE");
+        let new_meta = |meta: &ObjectMeta| -> ObjectMeta {
+            if !replace {
+                return meta.clone();
+            }
+            ObjectMeta {
+                size: meta.size,
+                etag: meta.etag.clone(),
+                content_type: r.header("content-type").map(str::to_string),
+                user_meta: r
+                    .req
+                    .headers()
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let name = k.as_str().strip_prefix("x-amz-meta-")?;
+                        Some((name.to_string(), v.to_str().ok()?.to_string()))
+                    })
+                    .collect(),
+            }
+        };
+        let uuid = new_version_id();
+        let (data, etag) = match &src.version.data {
+            ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
+            ObjectData::Inline { meta, bytes } => (
+                ObjectData::Inline {
+                    meta: new_meta(meta),
+                    bytes: bytes.clone(),
+                },
+                meta.etag.clone(),
+            ),
+            ObjectData::Blocks { meta } => {
+                // Same blocks, new version: copy the block list chunk by
+                // chunk and reference every block again. No data moves.
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    let chunks = self
+                        .model
+                        .versions
+                        .get_range(&src.version.uuid, &[], after.as_deref(), 16)
+                        .await?;
+                    let n = chunks.len();
+                    for c in chunks {
+                        after = Some(c.index.to_vec());
+                        let copy = VersionChunk {
+                            uuid,
+                            index: c.index,
+                            blocks: c.blocks.clone(),
+                            deleted: Default::default(),
+                        };
+                        self.model.versions.insert(&copy).await?;
+                        let mut seen = std::collections::BTreeSet::new();
+                        for b in &c.blocks {
+                            if seen.insert(b.hash) {
+                                let r = BlockRef {
+                                    block: b.hash,
+                                    version: uuid,
+                                    deleted: Default::default(),
+                                };
+                                self.model.refs.insert(&r).await?;
+                            }
+                        }
+                    }
+                    if n < 16 {
+                        break;
+                    }
+                }
+                (
+                    ObjectData::Blocks {
+                        meta: new_meta(meta),
+                    },
+                    meta.etag.clone(),
+                )
+            }
+        };
+        let key = r.key.clone().unwrap_or_default();
+        let now = hangar_common::crdt::now_msec();
+        let object = Object {
+            pk: object_pk(&dest.id, dest.shards, &key),
+            key,
+            version: ObjectVersion {
+                uuid,
+                timestamp: now,
+                data,
+            },
+        };
+        self.model.objects.insert(&object).await?;
+        let mut x = Xml::new("CopyObjectResult");
+        x.elem("ETag", &format!("\"{etag}\""))
+            .elem("LastModified", &iso8601(now));
+        Ok(xml_response(StatusCode::OK, x.finish("CopyObjectResult")))
+    }
+}
