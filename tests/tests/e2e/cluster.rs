@@ -320,8 +320,12 @@ fn with_no_config_file_the_agent_runs_a_working_single_node_cluster() {
         );
         return;
     }
-    if std::net::TcpListener::bind("0.0.0.0:3901").is_err() {
-        panic!("port 3901 (the default rpc port) is busy on this machine; stop what uses it");
+    for (port, what) in [(3901, "rpc"), (3900, "S3")] {
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
+            panic!(
+                "port {port} (the default {what} port) is busy on this machine; stop what uses it"
+            );
+        }
     }
     let log = home.path().join("agent.log");
     let mut cmd = Command::new(agent_bin());
@@ -360,6 +364,10 @@ fn with_no_config_file_the_agent_runs_a_working_single_node_cluster() {
     assert!(
         banner.contains("node id") && banner.contains("hangar"),
         "{banner}"
+    );
+    assert!(
+        banner.contains("s3 api       http://localhost:3900"),
+        "the banner shows the S3 endpoint: {banner}"
     );
 }
 
