@@ -18,7 +18,7 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Row, Table};
+use ratatui::widgets::{Block, Gauge, Paragraph, Row, Table};
 use tokio::sync::mpsc;
 
 use crate::cli::node_state;
@@ -60,9 +60,10 @@ impl App {
     }
 
     pub fn draw(&self, f: &mut Frame) {
-        let [head, body, foot] = Layout::vertical([
+        let [head, body, work, foot] = Layout::vertical([
             Constraint::Length(3),
             Constraint::Min(3),
+            Constraint::Length(6),
             Constraint::Length(1),
         ])
         .areas(f.area());
@@ -162,7 +163,80 @@ impl App {
         )
         .block(Block::bordered().title(" Cluster "));
         f.render_widget(table, body);
+        self.draw_work(f, work);
         f.render_widget(Paragraph::new("q quit"), foot);
+    }
+
+    /// Background work of the connected node: data moves after a layout
+    /// change and the scrub as gauges, resync and tables as counts.
+    fn draw_work(&self, f: &mut Frame, area: ratatui::layout::Rect) {
+        let block = Block::bordered().title(" Background work (this node) ");
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let Some(st) = &self.status else { return };
+        let [moving, scrub, resync, tables] =
+            Layout::vertical([Constraint::Length(1); 4]).areas(inner);
+        let (ratio, label) = if st.live_versions.len() > 1 {
+            let total = st.nodes_in_transition.max(1);
+            (
+                st.nodes_synced as f64 / total as f64,
+                format!(
+                    "data moving to layout v{}: {} of {} nodes have pushed their data",
+                    st.layout_version, st.nodes_synced, total
+                ),
+            )
+        } else {
+            (1.0, format!("layout v{}: data in place", st.layout_version))
+        };
+        f.render_widget(
+            Gauge::default()
+                .gauge_style(Style::default().fg(Color::Cyan))
+                .ratio(ratio.clamp(0.0, 1.0))
+                .label(label),
+            moving,
+        );
+        let b = &st.blocks;
+        let (ratio, label) = if b.scrub_running {
+            (
+                b.scrub_checked as f64 / b.scrub_total.max(1) as f64,
+                format!(
+                    "scrub: {} of {} blocks checked",
+                    b.scrub_checked, b.scrub_total
+                ),
+            )
+        } else {
+            (
+                0.0,
+                format!(
+                    "scrub: idle ({} corrupted blocks found and replaced so far)",
+                    b.scrub_corrupted
+                ),
+            )
+        };
+        f.render_widget(
+            Gauge::default()
+                .gauge_style(Style::default().fg(Color::Green))
+                .ratio(ratio.clamp(0.0, 1.0))
+                .label(label),
+            scrub,
+        );
+        f.render_widget(
+            Paragraph::new(format!(
+                "resync: {} blocks fetched, {} deleted, {} handed over, {} errors retried",
+                b.fetched, b.deleted, b.handed_over, b.errors
+            )),
+            resync,
+        );
+        let items: u64 = st.tables.iter().map(|t| t.items).sum();
+        let merkle: u64 = st.tables.iter().map(|t| t.merkle_queue).sum();
+        let gc: u64 = st.tables.iter().map(|t| t.gc_queue).sum();
+        f.render_widget(
+            Paragraph::new(format!(
+                "metadata: {items} items in {} tables, {merkle} changes waiting for the Merkle trees, {gc} deletions to collect",
+                st.tables.len()
+            )),
+            tables,
+        );
     }
 }
 
@@ -273,7 +347,7 @@ mod tests {
     }
 
     fn render(app: &App) -> String {
-        let mut t = Terminal::new(TestBackend::new(110, 10)).unwrap();
+        let mut t = Terminal::new(TestBackend::new(110, 16)).unwrap();
         t.draw(|f| app.draw(f)).unwrap();
         let buf = t.backend().buffer().clone();
         (0..buf.area.height)
@@ -304,10 +378,15 @@ mod tests {
             },
             nodes: vec![node(1, true), node(2, false)],
             tables: Vec::new(),
-            live_versions: vec![1],
-            nodes_synced: 2,
+            live_versions: vec![1, 2],
+            nodes_synced: 1,
             nodes_in_transition: 2,
-            blocks: Default::default(),
+            blocks: hangar_common::rpc::BlockWorkerStats {
+                scrub_running: true,
+                scrub_checked: 3,
+                scrub_total: 4,
+                ..Default::default()
+            },
         }))));
         let screen = render(&app);
         assert!(
@@ -317,6 +396,11 @@ mod tests {
         assert!(screen.contains("0101010101010101"), "{screen}");
         assert!(screen.contains("DOWN since"), "{screen}");
         assert!(screen.contains("degraded"), "{screen}");
+        assert!(
+            screen.contains("1 of 2 nodes have pushed their data"),
+            "{screen}"
+        );
+        assert!(screen.contains("scrub: 3 of 4 blocks checked"), "{screen}");
     }
 
     #[test]
