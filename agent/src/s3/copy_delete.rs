@@ -184,15 +184,7 @@ impl S3Server {
                 size: meta.size,
                 etag: meta.etag.clone(),
                 content_type: r.header("content-type").map(str::to_string),
-                user_meta: r
-                    .req
-                    .headers()
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        let name = k.as_str().strip_prefix("x-amz-meta-")?;
-                        Some((name.to_string(), v.to_str().ok()?.to_string()))
-                    })
-                    .collect(),
+                user_meta: r.user_meta(),
             }
         };
         let uuid = new_version_id();

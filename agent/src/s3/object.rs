@@ -113,15 +113,7 @@ impl S3Server {
         let decoded_length: Option<u64> = r
             .header("x-amz-decoded-content-length")
             .and_then(|v| v.trim().parse().ok());
-        let user_meta: Vec<(String, String)> = r
-            .req
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| {
-                let name = k.as_str().strip_prefix("x-amz-meta-")?;
-                Some((name.to_string(), v.to_str().ok()?.to_string()))
-            })
-            .collect();
+        let user_meta = r.user_meta();
         // A checksum header given up front, or announced for the trailer.
         let header_checksum = r
             .req

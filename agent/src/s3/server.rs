@@ -97,6 +97,18 @@ impl S3Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.req.headers().get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// The `x-amz-meta-*` headers, names without the prefix.
+    pub fn user_meta(&self) -> Vec<(String, String)> {
+        self.req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.as_str().strip_prefix("x-amz-meta-")?;
+                Some((name.to_string(), v.to_str().ok()?.to_string()))
+            })
+            .collect()
+    }
 }
 
 impl S3Server {
