@@ -523,6 +523,22 @@ impl Agent {
         }
     }
 
+    /// The command running a scenario of `tests/s3/client.py` (boto3)
+    /// against this agent, for tests that drive the process themselves.
+    pub fn boto3_command(&self, key: &S3Key, bucket: &str, args: &[&str]) -> Command {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("s3")
+            .join("client.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .args(args)
+            .env("HANGAR_S3_ENDPOINT", self.s3_endpoint())
+            .env("HANGAR_KEY_ID", &key.id)
+            .env("HANGAR_KEY_SECRET", &key.secret)
+            .env("HANGAR_BUCKET", bucket);
+        cmd
+    }
+
     /// Run a scenario of `tests/s3/client.py` (boto3) against this agent.
     pub fn boto3(
         &self,
@@ -531,16 +547,7 @@ impl Agent {
         extra_env: &[(&str, &str)],
         args: &[&str],
     ) -> Output {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("s3")
-            .join("client.py");
-        Command::new("python3")
-            .arg(script)
-            .args(args)
-            .env("HANGAR_S3_ENDPOINT", self.s3_endpoint())
-            .env("HANGAR_KEY_ID", &key.id)
-            .env("HANGAR_KEY_SECRET", &key.secret)
-            .env("HANGAR_BUCKET", bucket)
+        self.boto3_command(key, bucket, args)
             .envs(extra_env.iter().copied())
             .output()
             .expect("run python3 (boto3 scenarios need python3 with boto3: see .ci/run)")

@@ -202,14 +202,12 @@ fn a_get_keeps_streaming_when_replicas_hang_mid_object() {
         "bucket", "allow", "test", "--key", "tester", "--read", "--write",
     ]);
 
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/client.py");
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .args(["slowget", "big", &(24u64 << 20).to_string()])
-        .env("HANGAR_S3_ENDPOINT", gw.s3_endpoint())
-        .env("HANGAR_KEY_ID", &key.id)
-        .env("HANGAR_KEY_SECRET", &key.secret)
-        .env("HANGAR_BUCKET", "test")
+    let mut child = gw
+        .boto3_command(
+            &key,
+            "test",
+            &["slowget", "big", &(24u64 << 20).to_string()],
+        )
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
