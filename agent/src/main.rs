@@ -165,6 +165,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     tables.insert(model::tables::KeyTable::NAME, model.keys.clone());
     tables.insert(model::tables::ObjectTable::NAME, model.objects.clone());
     tables.insert(model::tables::VersionTable::NAME, model.versions.clone());
+    tables.insert(model::tables::UploadTable::NAME, model.uploads.clone());
     tables.insert(model::tables::BlockRefTable::NAME, model.refs.clone());
     tokio::spawn(blocks.clone().resync_loop());
     tokio::spawn(blocks.clone().scrub_loop(
@@ -278,6 +279,7 @@ fn open_model(
         keys: open(db, net, layout, cfg, KeyTable)?,
         objects: open(db, net, layout, cfg, ObjectTable { version_gc })?,
         versions: open(db, net, layout, cfg, VersionTable { ref_gc })?,
+        uploads: open(db, net, layout, cfg, UploadTable { version_gc })?,
         refs: open(
             db,
             net,

@@ -526,9 +526,22 @@ impl Agent {
     /// The command running a scenario of `tests/s3/client.py` (boto3)
     /// against this agent, for tests that drive the process themselves.
     pub fn boto3_command(&self, key: &S3Key, bucket: &str, args: &[&str]) -> Command {
+        self.script_command("client.py", key, bucket, args)
+    }
+
+    /// The command running a Python script of `tests/s3/` with the
+    /// connection settings of this agent, a key and a bucket in its
+    /// environment.
+    pub fn script_command(
+        &self,
+        script: &str,
+        key: &S3Key,
+        bucket: &str,
+        args: &[&str],
+    ) -> Command {
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("s3")
-            .join("client.py");
+            .join(script);
         let mut cmd = Command::new("python3");
         cmd.arg(script)
             .args(args)
@@ -547,7 +560,19 @@ impl Agent {
         extra_env: &[(&str, &str)],
         args: &[&str],
     ) -> Output {
-        self.boto3_command(key, bucket, args)
+        self.script("client.py", key, bucket, extra_env, args)
+    }
+
+    /// Run a script of `tests/s3/` against this agent.
+    pub fn script(
+        &self,
+        script: &str,
+        key: &S3Key,
+        bucket: &str,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Output {
+        self.script_command(script, key, bucket, args)
             .envs(extra_env.iter().copied())
             .output()
             .expect("run python3 (boto3 scenarios need python3 with boto3: see .ci/run)")
@@ -561,11 +586,23 @@ impl Agent {
         extra_env: &[(&str, &str)],
         args: &[&str],
     ) -> String {
-        let out = self.boto3(key, bucket, extra_env, args);
+        self.script_ok("client.py", key, bucket, extra_env, args)
+    }
+
+    /// Like [`Agent::script`], insisting on success.
+    pub fn script_ok(
+        &self,
+        script: &str,
+        key: &S3Key,
+        bucket: &str,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+    ) -> String {
+        let out = self.script(script, key, bucket, extra_env, args);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
-            "boto3 scenario {args:?} failed:\n{stdout}\n{}\nagent log tail:\n{}",
+            "{script} {args:?} failed:\n{stdout}\n{}\nagent log tail:\n{}",
             String::from_utf8_lossy(&out.stderr),
             self.logs()
                 .lines()

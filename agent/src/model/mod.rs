@@ -59,6 +59,7 @@ pub struct Model {
     pub keys: Arc<Table<KeyTable>>,
     pub objects: Arc<Table<ObjectTable>>,
     pub versions: Arc<Table<VersionTable>>,
+    pub uploads: Arc<Table<UploadTable>>,
     pub refs: Arc<Table<BlockRefTable>>,
     pub blocks: Arc<BlockManager>,
     pub version_gc: TreeId,

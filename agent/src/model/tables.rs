@@ -260,6 +260,110 @@ impl TableSchema for ObjectTable {
     }
 }
 
+// ---------------------------------------------------------------- uploads
+
+/// One uploaded part of a multipart upload. Each upload of a part gets its
+/// own block list (`version`), so a part uploaded twice keeps both until
+/// the upload ends.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Part {
+    pub number: u32,
+    pub timestamp: u64,
+    pub version: VersionId,
+    pub size: u64,
+    /// MD5 of the part, hex, without quotes.
+    pub etag: String,
+}
+
+/// An in-progress (or ended) multipart upload of a bucket.
+///
+/// `parts` only grows (merge is a union), so every replica ends up knowing
+/// every block list ever uploaded for it; once `ended` (completed or
+/// aborted), the hook queues every part's block list for deletion: a
+/// completed object has its own block list referencing the same blocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    pub bucket: BucketId,
+    /// `key ++ 0x00 ++ upload id`: lists in key order, then upload order.
+    #[serde(with = "serde_bytes")]
+    pub sk: Vec<u8>,
+    pub key: String,
+    pub id: VersionId,
+    pub created_ms: u64,
+    pub content_type: Option<String>,
+    pub user_meta: Vec<(String, String)>,
+    pub parts: std::collections::BTreeSet<Part>,
+    pub ended: Flag,
+}
+
+/// Sort key of an upload in its bucket's upload list.
+pub fn upload_sk(key: &str, id: &VersionId) -> Vec<u8> {
+    let mut sk = key.as_bytes().to_vec();
+    sk.push(0);
+    sk.extend_from_slice(id);
+    sk
+}
+
+impl Upload {
+    /// The newest upload of each part number, in part order.
+    pub fn current_parts(&self) -> Vec<&Part> {
+        let mut by_number: std::collections::BTreeMap<u32, &Part> = Default::default();
+        for p in &self.parts {
+            let newer = by_number
+                .get(&p.number)
+                .is_none_or(|q| (p.timestamp, p.version) > (q.timestamp, q.version));
+            if newer {
+                by_number.insert(p.number, p);
+            }
+        }
+        by_number.into_values().collect()
+    }
+}
+
+impl Crdt for Upload {
+    fn merge(&mut self, other: &Self) {
+        self.parts.extend(other.parts.iter().cloned());
+        self.ended.merge(&other.ended);
+    }
+}
+
+impl TableItem for Upload {
+    fn partition_key(&self) -> &[u8] {
+        self.bucket.as_bytes()
+    }
+    fn sort_key(&self) -> &[u8] {
+        &self.sk
+    }
+    fn is_tombstone(&self) -> bool {
+        self.ended.0
+    }
+}
+
+pub struct UploadTable {
+    /// The same queue as the object table's: block lists to delete.
+    pub version_gc: TreeId,
+}
+
+impl TableSchema for UploadTable {
+    const NAME: &'static str = "upload";
+    type Item = Upload;
+
+    fn updated(&self, tx: &mut dyn Tx, old: Option<&Upload>, new: Option<&Upload>) -> TxResult<()> {
+        // Every part block list of an ended upload goes, once per replica:
+        // those already queued when the old state had ended are skipped.
+        let Some(new) = new.filter(|n| n.ended.0) else {
+            return Ok(());
+        };
+        let done = old.filter(|o| o.ended.0).map(|o| &o.parts);
+        for p in &new.parts {
+            if !done.is_some_and(|d| d.contains(p)) {
+                tx.insert(self.version_gc, &p.version, &[])?;
+            }
+        }
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------- versions
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

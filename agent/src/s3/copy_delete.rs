@@ -37,7 +37,7 @@ fn malformed(msg: impl Into<String>) -> S3Error {
 impl S3Server {
     /// Read a small request body whole, checking what the client promised
     /// about it (payload hash, Content-MD5).
-    async fn small_body(&self, r: S3Request) -> Result<Bytes, S3Error> {
+    pub async fn small_body(&self, r: S3Request) -> Result<Bytes, S3Error> {
         let payload = r.verified.payload;
         let content_md5 = r.header("content-md5").map(str::to_string);
         let mut decoder = if payload.is_chunked() {
@@ -150,31 +150,7 @@ impl S3Server {
                 "this key may not write to the destination bucket",
             ));
         }
-        let source = r.header("x-amz-copy-source").unwrap_or_default();
-        let source = source.split('?').next().unwrap_or_default();
-        let source = percent_encoding::percent_decode_str(source)
-            .decode_utf8()
-            .map_err(|_| S3Error::invalid_request("x-amz-copy-source is not valid UTF-8"))?;
-        let (src_bucket, src_key) = source
-            .trim_start_matches('/')
-            .split_once('/')
-            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-            .ok_or_else(|| S3Error::invalid_request("x-amz-copy-source must be bucket/key"))?;
-        let src_b = self.model.require_bucket(src_bucket).await?;
-        if !r.permission(&src_b).read {
-            return Err(S3Error::access_denied(
-                "this key may not read the source bucket",
-            ));
-        }
-        let src = self
-            .model
-            .objects
-            .get(
-                &object_pk(&src_b.id, src_b.shards, src_key),
-                src_key.as_bytes(),
-            )
-            .await?
-            .ok_or_else(S3Error::no_such_key)?;
+        let src = self.copy_source(&r).await?;
         let replace = r.header("x-amz-metadata-directive") == Some("REPLACE");
         let new_meta = |meta: &ObjectMeta| -> ObjectMeta {
             if !replace {
@@ -198,41 +174,7 @@ impl S3Server {
                 meta.etag.clone(),
             ),
             ObjectData::Blocks { meta } => {
-                // Same blocks, new version: copy the block list chunk by
-                // chunk and reference every block again. No data moves.
-                let mut after: Option<Vec<u8>> = None;
-                loop {
-                    let chunks = self
-                        .model
-                        .versions
-                        .get_range(&src.version.uuid, &[], after.as_deref(), 16)
-                        .await?;
-                    let n = chunks.len();
-                    for c in chunks {
-                        after = Some(c.index.to_vec());
-                        let copy = VersionChunk {
-                            uuid,
-                            index: c.index,
-                            blocks: c.blocks.clone(),
-                            deleted: Default::default(),
-                        };
-                        self.model.versions.insert(&copy).await?;
-                        let mut seen = std::collections::BTreeSet::new();
-                        for b in &c.blocks {
-                            if seen.insert(b.hash) {
-                                let r = BlockRef {
-                                    block: b.hash,
-                                    version: uuid,
-                                    deleted: Default::default(),
-                                };
-                                self.model.refs.insert(&r).await?;
-                            }
-                        }
-                    }
-                    if n < 16 {
-                        break;
-                    }
-                }
+                self.copy_block_list(src.version.uuid, uuid).await?;
                 (
                     ObjectData::Blocks {
                         meta: new_meta(meta),
@@ -257,5 +199,74 @@ impl S3Server {
         x.elem("ETag", &format!("\"{etag}\""))
             .elem("LastModified", &iso8601(now));
         Ok(xml_response(StatusCode::OK, x.finish("CopyObjectResult")))
+    }
+
+    /// The live object named by `x-amz-copy-source` (`bucket/key`, URL
+    /// encoded), which the request's key must be allowed to read.
+    pub async fn copy_source(&self, r: &S3Request) -> Result<Object, S3Error> {
+        let source = r.header("x-amz-copy-source").unwrap_or_default();
+        let source = source.split('?').next().unwrap_or_default();
+        let source = percent_encoding::percent_decode_str(source)
+            .decode_utf8()
+            .map_err(|_| S3Error::invalid_request("x-amz-copy-source is not valid UTF-8"))?;
+        let (src_bucket, src_key) = source
+            .trim_start_matches('/')
+            .split_once('/')
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            .ok_or_else(|| S3Error::invalid_request("x-amz-copy-source must be bucket/key"))?;
+        let src_b = self.model.require_bucket(src_bucket).await?;
+        if !r.permission(&src_b).read {
+            return Err(S3Error::access_denied(
+                "this key may not read the source bucket",
+            ));
+        }
+        self.model
+            .objects
+            .get(
+                &object_pk(&src_b.id, src_b.shards, src_key),
+                src_key.as_bytes(),
+            )
+            .await?
+            .filter(|o| o.version.data != ObjectData::DeleteMarker)
+            .ok_or_else(S3Error::no_such_key)
+    }
+
+    /// Give a version a copy of another's block list, referencing every
+    /// block again: no data moves.
+    pub async fn copy_block_list(&self, from: VersionId, to: VersionId) -> Result<(), S3Error> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let chunks = self
+                .model
+                .versions
+                .get_range(&from, &[], after.as_deref(), 16)
+                .await?;
+            let n = chunks.len();
+            for c in chunks {
+                after = Some(c.index.to_vec());
+                let copy = VersionChunk {
+                    uuid: to,
+                    index: c.index,
+                    blocks: c.blocks.clone(),
+                    deleted: Default::default(),
+                };
+                self.model.versions.insert(&copy).await?;
+                let mut seen = std::collections::BTreeSet::new();
+                for b in &c.blocks {
+                    if seen.insert(b.hash) {
+                        let r = BlockRef {
+                            block: b.hash,
+                            version: to,
+                            deleted: Default::default(),
+                        };
+                        self.model.refs.insert(&r).await?;
+                    }
+                }
+            }
+            if n < 16 {
+                break;
+            }
+        }
+        Ok(())
     }
 }

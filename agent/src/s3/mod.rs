@@ -6,6 +6,7 @@ pub mod chunked;
 pub mod copy_delete;
 pub mod error;
 pub mod list;
+pub mod multipart;
 pub mod object;
 pub mod server;
 pub mod sigv4;

@@ -28,7 +28,7 @@ use crate::model::tables::*;
 type Inflight = JoinHandle<Result<(usize, Hash), S3Error>>;
 
 /// Wait for an in-flight block and record its hash in the block list.
-async fn settle(h: Inflight, blocks: &mut [BlockEntry]) -> Result<(), S3Error> {
+pub async fn settle(h: Inflight, blocks: &mut [BlockEntry]) -> Result<(), S3Error> {
     let (index, hash) = h
         .await
         .map_err(|e| S3Error::internal(format!("block upload task failed: {e}")))??;
@@ -36,6 +36,16 @@ async fn settle(h: Inflight, blocks: &mut [BlockEntry]) -> Result<(), S3Error> {
         b.hash = hash;
     }
     Ok(())
+}
+
+/// A request body, received and stored.
+pub struct Received {
+    pub size: u64,
+    pub md5: [u8; 16],
+    /// The stored blocks (empty when inline).
+    pub blocks: Vec<BlockEntry>,
+    /// The whole body, when small enough to live in the object table.
+    pub inline: Option<Vec<u8>>,
 }
 
 /// Blocks of one PUT on their way to replicas at once.
@@ -109,11 +119,49 @@ impl S3Server {
             ));
         }
         let content_type = r.header("content-type").map(str::to_string);
+        let user_meta = r.user_meta();
+        let body = self.receive(r, true).await?;
+        let etag = hex::encode(body.md5);
+        let meta = ObjectMeta {
+            size: body.size,
+            etag: etag.clone(),
+            content_type,
+            user_meta,
+        };
+        let uuid = new_version_id();
+        let data = match body.inline {
+            Some(bytes) => ObjectData::Inline { meta, bytes },
+            None => {
+                self.commit_blocks(uuid, &body.blocks).await?;
+                ObjectData::Blocks { meta }
+            }
+        };
+        let object = Object {
+            pk: object_pk(&bucket.id, bucket.shards, &key),
+            key,
+            version: ObjectVersion {
+                uuid,
+                timestamp: hangar_common::crdt::now_msec(),
+                data,
+            },
+        };
+        self.model.objects.insert(&object).await?;
+        let mut resp = Response::new(empty());
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+            resp.headers_mut().insert(http::header::ETAG, v);
+        }
+        Ok(resp)
+    }
+
+    /// Read a request body, verifying what the client promised about it
+    /// (payload hash, chunk signatures, Content-MD5, checksums), cut it
+    /// into blocks and store them. A body that fits `inline_max` (when
+    /// `allow_inline`) is returned in memory instead.
+    pub async fn receive(&self, r: S3Request, allow_inline: bool) -> Result<Received, S3Error> {
         let content_md5 = r.header("content-md5").map(str::to_string);
         let decoded_length: Option<u64> = r
             .header("x-amz-decoded-content-length")
             .and_then(|v| v.trim().parse().ok());
-        let user_meta = r.user_meta();
         // A checksum header given up front, or announced for the trailer.
         let header_checksum = r
             .req
@@ -230,50 +278,33 @@ impl S3Server {
             }
         }
 
-        let etag = hex::encode(md5);
-        let meta = ObjectMeta {
-            size,
-            etag: etag.clone(),
-            content_type,
-            user_meta,
-        };
-        let uuid = new_version_id();
-        let data = if blocks.is_empty() && buf.len() <= self.cfg.inline_max {
-            ObjectData::Inline {
-                meta,
-                bytes: buf.to_vec(),
-            }
-        } else {
-            if !buf.is_empty() {
-                let block = buf.split().freeze();
-                self.ship(block, &mut blocks, &mut inflight).await?;
-            }
-            while let Some(h) = inflight.pop_front() {
-                settle(h, &mut blocks).await?;
-            }
-            self.commit_blocks(uuid, &blocks).await?;
-            ObjectData::Blocks { meta }
-        };
-        let object = Object {
-            pk: object_pk(&bucket.id, bucket.shards, &key),
-            key,
-            version: ObjectVersion {
-                uuid,
-                timestamp: hangar_common::crdt::now_msec(),
-                data,
-            },
-        };
-        self.model.objects.insert(&object).await?;
-        let mut resp = Response::new(empty());
-        if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
-            resp.headers_mut().insert(http::header::ETAG, v);
+        let md5: [u8; 16] = md5.into();
+        if allow_inline && blocks.is_empty() && buf.len() <= self.cfg.inline_max {
+            return Ok(Received {
+                size,
+                md5,
+                blocks,
+                inline: Some(buf.to_vec()),
+            });
         }
-        Ok(resp)
+        if !buf.is_empty() {
+            let block = buf.split().freeze();
+            self.ship(block, &mut blocks, &mut inflight).await?;
+        }
+        while let Some(h) = inflight.pop_front() {
+            settle(h, &mut blocks).await?;
+        }
+        Ok(Received {
+            size,
+            md5,
+            blocks,
+            inline: None,
+        })
     }
 
     /// Send one block to its replicas in the background, keeping at most
     /// [`PUT_INFLIGHT`] in flight.
-    async fn ship(
+    pub async fn ship(
         &self,
         block: Bytes,
         blocks: &mut Vec<BlockEntry>,
@@ -315,7 +346,11 @@ impl S3Server {
     }
 
     /// Record a version's block list and its block references.
-    async fn commit_blocks(&self, uuid: VersionId, blocks: &[BlockEntry]) -> Result<(), S3Error> {
+    pub async fn commit_blocks(
+        &self,
+        uuid: VersionId,
+        blocks: &[BlockEntry],
+    ) -> Result<(), S3Error> {
         let mut tasks = Vec::new();
         for (i, chunk) in blocks.chunks(CHUNK_BLOCKS).enumerate() {
             let item = VersionChunk {
@@ -424,7 +459,7 @@ impl S3Server {
     }
 
     /// The bytes `start..end` of an object, streamed block by block.
-    async fn object_body(&self, obj: &Object, start: u64, end: u64) -> Result<Body, S3Error> {
+    pub async fn object_body(&self, obj: &Object, start: u64, end: u64) -> Result<Body, S3Error> {
         match &obj.version.data {
             ObjectData::Inline { bytes, .. } => {
                 let s = (start as usize).min(bytes.len());

@@ -283,13 +283,24 @@ impl S3Server {
                 self.list_objects_v1(&r).await
             }
             (Some(_), None, Method::POST) if has("delete") => self.delete_objects(r).await,
+            (Some(_), None, Method::GET) if has("uploads") => self.list_multipart_uploads(&r).await,
             (Some(_), None, _) => Err(S3Error::not_implemented(&format!(
                 "bucket operation ?{}",
                 bucket_subresource(&r.query).unwrap_or("(unknown)")
             ))),
-            (Some(_), Some(_), _) if has("uploads") || has("uploadId") => {
-                Err(S3Error::not_implemented("multipart upload"))
+            (Some(_), Some(_), Method::POST) if has("uploads") => {
+                self.create_multipart_upload(&r).await
             }
+            (Some(_), Some(_), Method::PUT) if has("uploadId") && has("partNumber") => {
+                self.upload_part(r).await
+            }
+            (Some(_), Some(_), Method::POST) if has("uploadId") => {
+                self.complete_multipart_upload(r).await
+            }
+            (Some(_), Some(_), Method::DELETE) if has("uploadId") => {
+                self.abort_multipart_upload(&r).await
+            }
+            (Some(_), Some(_), Method::GET) if has("uploadId") => self.list_parts(&r).await,
             (Some(_), Some(_), Method::PUT)
                 if r.req.headers().contains_key("x-amz-copy-source") =>
             {

@@ -2,5 +2,6 @@
 //! (linking is what costs on small machines), one module per area.
 
 mod cluster;
+mod compat;
 mod s3;
 mod tables;

@@ -1,0 +1,582 @@
+//! Multipart uploads: Create, UploadPart, UploadPartCopy, Complete, Abort,
+//! ListParts, ListMultipartUploads.
+//!
+//! Each part upload stores its blocks under a block list of its own and is
+//! recorded in the upload's item (`upload` table). Complete writes the
+//! object's block list from the chosen parts' lists (same blocks, shifted
+//! offsets: no data moves), then ends the upload, whose hook queues every
+//! part's block list for deletion.
+
+use std::collections::BTreeSet;
+
+use bytes::BytesMut;
+use hangar_common::crdt::{Flag, now_msec};
+use hangar_common::hash::Hash;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use md5::Digest;
+use serde::Deserialize;
+
+use super::error::S3Error;
+use super::object::Received;
+use super::server::{Body, S3Request, S3Server, empty, xml_response};
+use super::xml::{Xml, iso8601};
+use crate::model::tables::*;
+
+/// Smallest part but the last, as S3.
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// Highest part number, as S3.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+#[derive(Deserialize)]
+struct CompleteRequest {
+    #[serde(rename = "Part", default)]
+    parts: Vec<CompletePart>,
+}
+
+#[derive(Deserialize)]
+struct CompletePart {
+    #[serde(rename = "PartNumber")]
+    number: u32,
+    #[serde(rename = "ETag")]
+    etag: String,
+}
+
+fn no_such_upload() -> S3Error {
+    S3Error::new(
+        "NoSuchUpload",
+        StatusCode::NOT_FOUND,
+        "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+    )
+}
+
+fn invalid_part(msg: impl Into<String>) -> S3Error {
+    S3Error::new("InvalidPart", StatusCode::BAD_REQUEST, msg)
+}
+
+fn parse_upload_id(s: &str) -> Result<VersionId, S3Error> {
+    hex::decode(s)
+        .ok()
+        .and_then(|b| VersionId::try_from(b.as_slice()).ok())
+        .ok_or_else(no_such_upload)
+}
+
+/// The multipart ETag: MD5 of the parts' binary MD5s, then `-N`.
+pub fn multipart_etag(part_etags: &[&str]) -> String {
+    let mut h = md5::Md5::new();
+    for e in part_etags {
+        if let Ok(b) = hex::decode(e) {
+            h.update(&b);
+        }
+    }
+    format!("{}-{}", hex::encode(h.finalize()), part_etags.len())
+}
+
+/// Writes a version's block list chunk by chunk, with its references.
+struct BlockListWriter<'a> {
+    server: &'a S3Server,
+    uuid: VersionId,
+    index: u32,
+    offset: u64,
+    pending: Vec<BlockEntry>,
+}
+
+impl BlockListWriter<'_> {
+    async fn push(&mut self, hash: Hash, size: u32) -> Result<(), S3Error> {
+        self.pending.push(BlockEntry {
+            offset: self.offset,
+            hash,
+            size,
+        });
+        self.offset += size as u64;
+        if self.pending.len() == CHUNK_BLOCKS {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), S3Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let blocks = std::mem::take(&mut self.pending);
+        let seen: BTreeSet<Hash> = blocks.iter().map(|b| b.hash).collect();
+        for block in seen {
+            let r = BlockRef {
+                block,
+                version: self.uuid,
+                deleted: Flag(false),
+            };
+            self.server.model.refs.insert(&r).await?;
+        }
+        let chunk = VersionChunk {
+            uuid: self.uuid,
+            index: self.index.to_be_bytes(),
+            blocks,
+            deleted: Flag(false),
+        };
+        self.server.model.versions.insert(&chunk).await?;
+        self.index += 1;
+        Ok(())
+    }
+}
+
+impl S3Server {
+    fn writable(&self, r: &S3Request, bucket: &Bucket) -> Result<(), S3Error> {
+        if r.permission(bucket).write {
+            Ok(())
+        } else {
+            Err(S3Error::access_denied(
+                "this key may not write to this bucket",
+            ))
+        }
+    }
+
+    /// The live upload named by the request's key and `uploadId`.
+    async fn upload(&self, r: &S3Request, bucket: &Bucket) -> Result<Upload, S3Error> {
+        let id = parse_upload_id(r.query.get("uploadId").map(String::as_str).unwrap_or(""))?;
+        let key = r.key.clone().unwrap_or_default();
+        self.model
+            .uploads
+            .get(bucket.id.as_bytes(), &upload_sk(&key, &id))
+            .await?
+            .filter(|u| !u.ended.0)
+            .ok_or_else(no_such_upload)
+    }
+
+    pub async fn create_multipart_upload(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        self.writable(r, &bucket)?;
+        let key = r.key.clone().unwrap_or_default();
+        if key.len() > 1024 {
+            return Err(S3Error::new(
+                "KeyTooLongError",
+                StatusCode::BAD_REQUEST,
+                "Your key is too long (1024 bytes at most).",
+            ));
+        }
+        let id = new_version_id();
+        let upload = Upload {
+            bucket: bucket.id,
+            sk: upload_sk(&key, &id),
+            key: key.clone(),
+            id,
+            created_ms: now_msec(),
+            content_type: r.header("content-type").map(str::to_string),
+            user_meta: r.user_meta(),
+            parts: BTreeSet::new(),
+            ended: Flag(false),
+        };
+        self.model.uploads.insert(&upload).await?;
+        let mut x = Xml::new("InitiateMultipartUploadResult");
+        x.elem("Bucket", &bucket.name)
+            .elem("Key", &key)
+            .elem("UploadId", &hex::encode(id));
+        Ok(xml_response(
+            StatusCode::OK,
+            x.finish("InitiateMultipartUploadResult"),
+        ))
+    }
+
+    pub async fn upload_part(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(&r).await?;
+        self.writable(&r, &bucket)?;
+        let number: u32 = r
+            .query
+            .get("partNumber")
+            .and_then(|n| n.parse().ok())
+            .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+            .ok_or_else(|| {
+                S3Error::new(
+                    "InvalidArgument",
+                    StatusCode::BAD_REQUEST,
+                    format!("Part number must be an integer between 1 and {MAX_PART_NUMBER}"),
+                )
+            })?;
+        let mut upload = self.upload(&r, &bucket).await?;
+        let copy = r.req.headers().contains_key("x-amz-copy-source");
+        let version = new_version_id();
+        let received = if copy {
+            self.part_from_copy(&r, version).await?
+        } else {
+            let received = self.receive(r, false).await?;
+            self.commit_blocks(version, &received.blocks).await?;
+            received
+        };
+        let etag = hex::encode(received.md5);
+        let timestamp = now_msec();
+        upload.parts.insert(Part {
+            number,
+            timestamp,
+            version,
+            size: received.size,
+            etag: etag.clone(),
+        });
+        self.model.uploads.insert(&upload).await?;
+        if copy {
+            let mut x = Xml::new("CopyPartResult");
+            x.elem("ETag", &format!("\"{etag}\""))
+                .elem("LastModified", &iso8601(timestamp));
+            return Ok(xml_response(StatusCode::OK, x.finish("CopyPartResult")));
+        }
+        let mut resp = Response::new(empty());
+        if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+            resp.headers_mut().insert(http::header::ETAG, v);
+        }
+        Ok(resp)
+    }
+
+    /// UploadPartCopy: the part is (a range of) another object. A whole
+    /// object's blocks are shared; a range is read and stored anew.
+    async fn part_from_copy(&self, r: &S3Request, version: VersionId) -> Result<Received, S3Error> {
+        let src = self.copy_source(r).await?;
+        let meta = match &src.version.data {
+            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => meta.clone(),
+            ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
+        };
+        let range = match r.header("x-amz-copy-source-range") {
+            None => None,
+            Some(h) => {
+                let bad = || {
+                    S3Error::new(
+                        "InvalidArgument",
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "x-amz-copy-source-range must be bytes=first-last within the source, not {h:?}"
+                        ),
+                    )
+                };
+                let (a, b) = h
+                    .trim()
+                    .strip_prefix("bytes=")
+                    .and_then(|s| s.split_once('-'))
+                    .ok_or_else(bad)?;
+                let a: u64 = a.trim().parse().map_err(|_| bad())?;
+                let b: u64 = b.trim().parse().map_err(|_| bad())?;
+                if a > b || b >= meta.size {
+                    return Err(bad());
+                }
+                Some((a, b + 1))
+            }
+        };
+        if let (None, ObjectData::Blocks { .. }) = (range, &src.version.data) {
+            self.copy_block_list(src.version.uuid, version).await?;
+            let md5 = hex::decode(&meta.etag)
+                .ok()
+                .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok());
+            if let Some(md5) = md5 {
+                return Ok(Received {
+                    size: meta.size,
+                    md5,
+                    blocks: Vec::new(),
+                    inline: None,
+                });
+            }
+            // A multipart source has no plain MD5: fall through and read
+            // it to compute the part's own.
+        }
+        let (start, end) = range.unwrap_or((0, meta.size));
+        let mut body = self.object_body(&src, start, end).await?;
+        let mut md5 = md5::Md5::new();
+        let mut buf = BytesMut::new();
+        let mut blocks = Vec::new();
+        let mut inflight = std::collections::VecDeque::new();
+        let mut size = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| S3Error::internal(format!("reading the source: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            md5.update(&data);
+            size += data.len() as u64;
+            buf.extend_from_slice(&data);
+            while buf.len() >= self.cfg.block_size {
+                let block = buf.split_to(self.cfg.block_size).freeze();
+                self.ship(block, &mut blocks, &mut inflight).await?;
+            }
+        }
+        if !buf.is_empty() {
+            self.ship(buf.split().freeze(), &mut blocks, &mut inflight)
+                .await?;
+        }
+        while let Some(h) = inflight.pop_front() {
+            super::object::settle(h, &mut blocks).await?;
+        }
+        // A whole-object copy already shared the block list above.
+        if range.is_some() || matches!(src.version.data, ObjectData::Inline { .. }) {
+            self.commit_blocks(version, &blocks).await?;
+        }
+        Ok(Received {
+            size,
+            md5: md5.finalize().into(),
+            blocks,
+            inline: None,
+        })
+    }
+
+    pub async fn complete_multipart_upload(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(&r).await?;
+        self.writable(&r, &bucket)?;
+        let mut upload = self.upload(&r, &bucket).await?;
+        let body = self.small_body(r).await?;
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, "not UTF-8"))?;
+        let req: CompleteRequest = quick_xml::de::from_str(text).map_err(|e| {
+            S3Error::new(
+                "MalformedXML",
+                StatusCode::BAD_REQUEST,
+                format!("invalid CompleteMultipartUpload document: {e}"),
+            )
+        })?;
+        if req.parts.is_empty() {
+            return Err(S3Error::new(
+                "MalformedXML",
+                StatusCode::BAD_REQUEST,
+                "CompleteMultipartUpload must list at least one part",
+            ));
+        }
+        if req.parts.windows(2).any(|w| w[0].number >= w[1].number) {
+            return Err(S3Error::new(
+                "InvalidPartOrder",
+                StatusCode::BAD_REQUEST,
+                "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            ));
+        }
+        let current = upload.current_parts();
+        let mut chosen: Vec<Part> = Vec::with_capacity(req.parts.len());
+        for want in &req.parts {
+            let etag = want.etag.trim().trim_matches('"');
+            let part = current
+                .iter()
+                .find(|p| p.number == want.number)
+                .filter(|p| p.etag == etag)
+                .ok_or_else(|| {
+                    invalid_part(format!(
+                        "part {} with ETag {etag:?} was not uploaded (or was replaced)",
+                        want.number
+                    ))
+                })?;
+            chosen.push((*part).clone());
+        }
+        if let Some(small) = chosen
+            .iter()
+            .take(chosen.len() - 1)
+            .find(|p| p.size < MIN_PART_SIZE)
+        {
+            return Err(S3Error::new(
+                "EntityTooSmall",
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "part {} is {} bytes: every part but the last must be at least {MIN_PART_SIZE} bytes",
+                    small.number, small.size
+                ),
+            ));
+        }
+
+        // The object's block list: the parts' lists, end to end.
+        let uuid = new_version_id();
+        let mut w = BlockListWriter {
+            server: self,
+            uuid,
+            index: 0,
+            offset: 0,
+            pending: Vec::new(),
+        };
+        for p in &chosen {
+            let mut after: Option<Vec<u8>> = None;
+            let mut seen = 0u64;
+            loop {
+                let chunks = self
+                    .model
+                    .versions
+                    .get_range(&p.version, &[], after.as_deref(), 16)
+                    .await?;
+                let n = chunks.len();
+                for c in chunks {
+                    after = Some(c.index.to_vec());
+                    for b in c.blocks {
+                        seen += b.size as u64;
+                        w.push(b.hash, b.size).await?;
+                    }
+                }
+                if n < 16 {
+                    break;
+                }
+            }
+            if seen != p.size {
+                return Err(S3Error::unavailable(format!(
+                    "the block list of part {} is not readable yet; retry",
+                    p.number
+                )));
+            }
+        }
+        w.flush().await?;
+        let size = w.offset;
+        let etags: Vec<&str> = chosen.iter().map(|p| p.etag.as_str()).collect();
+        let etag = multipart_etag(&etags);
+        let object = Object {
+            pk: object_pk(&bucket.id, bucket.shards, &upload.key),
+            key: upload.key.clone(),
+            version: ObjectVersion {
+                uuid,
+                timestamp: now_msec(),
+                data: ObjectData::Blocks {
+                    meta: ObjectMeta {
+                        size,
+                        etag: etag.clone(),
+                        content_type: upload.content_type.clone(),
+                        user_meta: upload.user_meta.clone(),
+                    },
+                },
+            },
+        };
+        self.model.objects.insert(&object).await?;
+        upload.ended.raise();
+        self.model.uploads.insert(&upload).await?;
+        let mut x = Xml::new("CompleteMultipartUploadResult");
+        x.elem("Location", &format!("/{}/{}", bucket.name, upload.key))
+            .elem("Bucket", &bucket.name)
+            .elem("Key", &upload.key)
+            .elem("ETag", &format!("\"{etag}\""));
+        Ok(xml_response(
+            StatusCode::OK,
+            x.finish("CompleteMultipartUploadResult"),
+        ))
+    }
+
+    pub async fn abort_multipart_upload(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        self.writable(r, &bucket)?;
+        let mut upload = self.upload(r, &bucket).await?;
+        upload.ended.raise();
+        self.model.uploads.insert(&upload).await?;
+        let mut resp = Response::new(empty());
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        Ok(resp)
+    }
+
+    pub async fn list_parts(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        if !r.permission(&bucket).read {
+            return Err(S3Error::access_denied("this key may not read this bucket"));
+        }
+        let upload = self.upload(r, &bucket).await?;
+        let marker: u32 = r
+            .query
+            .get("part-number-marker")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        let max: usize = r
+            .query
+            .get("max-parts")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(1000)
+            .min(1000);
+        let parts: Vec<&Part> = upload
+            .current_parts()
+            .into_iter()
+            .filter(|p| p.number > marker)
+            .collect();
+        let truncated = parts.len() > max;
+        let page = &parts[..parts.len().min(max)];
+        let mut x = Xml::new("ListPartsResult");
+        x.elem("Bucket", &bucket.name)
+            .elem("Key", &upload.key)
+            .elem("UploadId", &hex::encode(upload.id))
+            .elem("PartNumberMarker", &marker.to_string())
+            .elem(
+                "NextPartNumberMarker",
+                &page.last().map(|p| p.number).unwrap_or(marker).to_string(),
+            )
+            .elem("MaxParts", &max.to_string())
+            .elem("IsTruncated", if truncated { "true" } else { "false" })
+            .elem("StorageClass", "STANDARD");
+        for p in page {
+            x.open("Part")
+                .elem("PartNumber", &p.number.to_string())
+                .elem("LastModified", &iso8601(p.timestamp))
+                .elem("ETag", &format!("\"{}\"", p.etag))
+                .elem("Size", &p.size.to_string())
+                .close("Part");
+        }
+        Ok(xml_response(StatusCode::OK, x.finish("ListPartsResult")))
+    }
+
+    pub async fn list_multipart_uploads(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        if !r.permission(&bucket).read {
+            return Err(S3Error::access_denied("this key may not read this bucket"));
+        }
+        let prefix = r.query.get("prefix").cloned().unwrap_or_default();
+        let max: usize = r
+            .query
+            .get("max-uploads")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(1000)
+            .clamp(1, 1000);
+        let key_marker = r.query.get("key-marker").cloned().unwrap_or_default();
+        let id_marker = r.query.get("upload-id-marker").cloned().unwrap_or_default();
+        // Resume after (key, upload id) or after every upload of the key.
+        let mut after: Option<Vec<u8>> =
+            (!key_marker.is_empty()).then(|| match parse_upload_id(&id_marker) {
+                Ok(id) => upload_sk(&key_marker, &id),
+                Err(_) => {
+                    let mut sk = key_marker.as_bytes().to_vec();
+                    sk.push(1);
+                    sk
+                }
+            });
+        let mut uploads = Vec::new();
+        let mut truncated = false;
+        'pages: loop {
+            let page = self
+                .model
+                .uploads
+                .get_range(
+                    bucket.id.as_bytes(),
+                    prefix.as_bytes(),
+                    after.as_deref(),
+                    1000,
+                )
+                .await?;
+            let n = page.len();
+            for u in page {
+                after = Some(u.sk.clone());
+                if u.ended.0 {
+                    continue;
+                }
+                if uploads.len() == max {
+                    truncated = true;
+                    break 'pages;
+                }
+                uploads.push(u);
+            }
+            if n < 1000 {
+                break;
+            }
+        }
+        let mut x = Xml::new("ListMultipartUploadsResult");
+        x.elem("Bucket", &bucket.name)
+            .elem("KeyMarker", &key_marker)
+            .elem("UploadIdMarker", &id_marker)
+            .elem("Prefix", &prefix)
+            .elem("MaxUploads", &max.to_string())
+            .elem("IsTruncated", if truncated { "true" } else { "false" });
+        if let (true, Some(last)) = (truncated, uploads.last()) {
+            x.elem("NextKeyMarker", &last.key)
+                .elem("NextUploadIdMarker", &hex::encode(last.id));
+        }
+        for u in &uploads {
+            x.open("Upload")
+                .elem("Key", &u.key)
+                .elem("UploadId", &hex::encode(u.id))
+                .elem("Initiated", &iso8601(u.created_ms))
+                .elem("StorageClass", "STANDARD")
+                .close("Upload");
+        }
+        Ok(xml_response(
+            StatusCode::OK,
+            x.finish("ListMultipartUploadsResult"),
+        ))
+    }
+}

@@ -1,0 +1,52 @@
+//! S3 compatibility with real clients (scenarios in `tests/s3/compat.py`
+//! for boto3, and the aws CLI and s3cmd driven from there too).
+
+use hangar_tests::*;
+
+/// A one-node cluster with a bucket `test` that a fresh key may use.
+/// Unreferenced blocks are deleted one second after their last reference.
+fn one_node_with_bucket() -> (Cluster, S3Key) {
+    let c = Cluster::start_formed(
+        1,
+        &AgentOpts {
+            replication_factor: 1,
+            extra: "[blocks]\nunreferenced_grace_secs = 1\n".into(),
+            ..AgentOpts::default()
+        },
+    );
+    let a = &c.agents[0];
+    let key = a.create_key("tester");
+    a.hangar_json(&["bucket", "create", "test"]);
+    a.hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write", "--owner",
+    ]);
+    (c, key)
+}
+
+/// The block hashes a scenario printed after `label`.
+fn printed(out: &str, label: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix(label)?.strip_prefix(' '))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn multipart_uploads_with_boto3() {
+    let (c, key) = one_node_with_bucket();
+    let a = &c.agents[0];
+    let out = a.script_ok("compat.py", &key, "test", &[], &["multipart"]);
+    eprint!("{out}");
+    let (gone, kept) = (printed(&out, "gone"), printed(&out, "kept"));
+    assert_eq!((gone.len(), kept.len()), (3, 2), "{out}");
+    // Parts of aborted uploads and replaced parts are deleted from disk;
+    // the blocks of completed objects stay (they are shared, not copied).
+    wait_for("blocks of ended uploads to be deleted", DEADLINE, || {
+        let files = a.block_files();
+        gone.iter().all(|h| !files.contains(h)).then_some(())
+    });
+    let files = a.block_files();
+    for h in &kept {
+        assert!(files.contains(h), "block {h} of a live object was deleted");
+    }
+}
