@@ -5,9 +5,13 @@ client.py: SCENARIO [ARGS], settings from the environment, non-zero exit
 with a message on the first failed check.
 """
 import hashlib
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 
-from client import BUCKET, check, client, data_for, error_code
+from client import BUCKET, ENDPOINT, check, client, data_for, error_code
 
 MIB = 1 << 20
 
@@ -131,9 +135,157 @@ def multipart():
     print("ok multipart")
 
 
+def run(cmd, env=None):
+    """Run a client tool; its output is shown when it fails."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    p = subprocess.run(cmd, env=full_env, capture_output=True, text=True)
+    check(p.returncode == 0, f"{' '.join(cmd)} exited with {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+def make_tree(root):
+    """A small directory tree: nested folders, an empty file, odd names."""
+    files = {
+        "index.html": b"<h1>hello</h1>",
+        "empty.txt": b"",
+        "docs/a b.txt": b"with a space",
+        "docs/caf\u00e9.md": "unicode name".encode(),
+        "docs/deep/er/file.bin": data_for("deep", 300_000),
+        "big.bin": data_for("tree-big", 12 * MIB + 5),
+    }
+    for rel, data in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    return files
+
+
+def read_tree(root):
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            path = os.path.join(dirpath, n)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+def bucket_tree(s3, prefix):
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for o in page.get("Contents", []):
+            out[o["Key"][len(prefix):]] = s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+    return out
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def aws_cli():
+    """The aws CLI: cp of a 100 MiB file (multipart, checksums), then sync
+    of a directory tree up and down."""
+    env = {
+        "AWS_ACCESS_KEY_ID": os.environ["HANGAR_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["HANGAR_KEY_SECRET"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+    aws = ["aws", "--endpoint-url", ENDPOINT, "s3"]
+    s3 = client()
+    tmp = tempfile.mkdtemp()
+    try:
+        big = os.path.join(tmp, "big.bin")
+        with open(big, "wb") as f:
+            for i in range(100):
+                f.write(data_for(f"aws-big-{i}", MIB))
+        run(aws + ["cp", big, f"s3://{BUCKET}/aws/big.bin"], env)
+        head = s3.head_object(Bucket=BUCKET, Key="aws/big.bin")
+        check(head["ContentLength"] == 100 * MIB, f"size of the uploaded file: {head['ContentLength']}")
+        check(head["ETag"].strip('"').endswith("-13"), f"the aws CLI used multipart (8 MiB parts): {head['ETag']}")
+        back = os.path.join(tmp, "back.bin")
+        run(aws + ["cp", f"s3://{BUCKET}/aws/big.bin", back], env)
+        with open(big, "rb") as f1, open(back, "rb") as f2:
+            check(sha(f1.read()) == sha(f2.read()), "100 MiB file downloaded identical")
+
+        up = os.path.join(tmp, "up")
+        files = make_tree(up)
+        run(aws + ["sync", up, f"s3://{BUCKET}/aws/tree/"], env)
+        check(bucket_tree(s3, "aws/tree/") == files, "sync up: the bucket holds the tree")
+        # Change the bucket side, then sync down into a fresh directory
+        # and into the first one with --delete.
+        s3.put_object(Bucket=BUCKET, Key="aws/tree/docs/new.txt", Body=b"made remotely")
+        s3.delete_object(Bucket=BUCKET, Key="aws/tree/empty.txt")
+        expected = dict(files)
+        expected["docs/new.txt"] = b"made remotely"
+        del expected["empty.txt"]
+        down = os.path.join(tmp, "down")
+        run(aws + ["sync", f"s3://{BUCKET}/aws/tree/", down], env)
+        check(read_tree(down) == expected, f"sync down: {sorted(read_tree(down))}")
+        run(aws + ["sync", "--delete", f"s3://{BUCKET}/aws/tree/", up], env)
+        check(read_tree(up) == expected, "sync down --delete mirrors the bucket")
+        out = run(aws + ["sync", up, f"s3://{BUCKET}/aws/tree/"], env)
+        check(out.strip() == "", f"nothing left to sync: {out}")
+        out = run(aws + ["ls", "--recursive", f"s3://{BUCKET}/aws/tree/"], env)
+        check(len(out.strip().splitlines()) == len(expected), f"aws s3 ls: {out}")
+    finally:
+        shutil.rmtree(tmp)
+    print("ok aws cli")
+
+
+def rclone():
+    """rclone: copy, check, sync (with multipart for the big file)."""
+    env = {
+        "RCLONE_CONFIG": "/dev/null",
+        "RCLONE_CONFIG_HANGAR_TYPE": "s3",
+        "RCLONE_CONFIG_HANGAR_PROVIDER": "Other",
+        "RCLONE_CONFIG_HANGAR_ACCESS_KEY_ID": os.environ["HANGAR_KEY_ID"],
+        "RCLONE_CONFIG_HANGAR_SECRET_ACCESS_KEY": os.environ["HANGAR_KEY_SECRET"],
+        "RCLONE_CONFIG_HANGAR_ENDPOINT": ENDPOINT,
+        "RCLONE_CONFIG_HANGAR_REGION": "us-east-1",
+    }
+    rc = ["rclone", "--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M", "--retries", "1"]
+    remote = f"hangar:{BUCKET}/rclone"
+    s3 = client()
+    tmp = tempfile.mkdtemp()
+    try:
+        up = os.path.join(tmp, "up")
+        files = make_tree(up)
+        run(rc + ["copy", up, remote], env)
+        run(rc + ["check", up, remote], env)
+        check(bucket_tree(s3, "rclone/") == files, "rclone copy: the bucket holds the tree")
+        head = s3.head_object(Bucket=BUCKET, Key="rclone/big.bin")
+        check(head["ContentLength"] == len(files["big.bin"]), "big file size")
+        # A local change and deletion, then sync: the bucket mirrors it.
+        with open(os.path.join(up, "index.html"), "wb") as f:
+            f.write(b"<h1>changed</h1>")
+        os.remove(os.path.join(up, "docs", "a b.txt"))
+        run(rc + ["sync", up, remote], env)
+        run(rc + ["check", up, remote], env)
+        check(bucket_tree(s3, "rclone/") == read_tree(up), "rclone sync: the bucket mirrors the folder")
+        # Corrupt nothing, but make the check fail on purpose: it must see it.
+        with open(os.path.join(up, "docs", "deep", "er", "file.bin"), "ab") as f:
+            f.write(b"!")
+        p = subprocess.run(rc + ["check", up, remote], env={**os.environ, **env}, capture_output=True)
+        check(p.returncode != 0, "rclone check notices a difference")
+        down = os.path.join(tmp, "down")
+        run(rc + ["copy", remote, down], env)
+        expected = read_tree(up)
+        expected["docs/deep/er/file.bin"] = expected["docs/deep/er/file.bin"][:-1]
+        check(read_tree(down) == expected, "rclone copy down")
+    finally:
+        shutil.rmtree(tmp)
+    print("ok rclone")
+
+
 if __name__ == "__main__":
     scenario = sys.argv[1]
     args = sys.argv[2:]
     {
         "multipart": multipart,
+        "aws_cli": aws_cli,
+        "rclone": rclone,
     }[scenario]()

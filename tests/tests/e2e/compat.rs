@@ -50,3 +50,17 @@ fn multipart_uploads_with_boto3() {
         assert!(files.contains(h), "block {h} of a live object was deleted");
     }
 }
+
+#[test]
+fn the_aws_cli_copies_a_100_mib_file_and_syncs_a_tree_both_ways() {
+    let (c, key) = one_node_with_bucket();
+    let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &["aws_cli"]);
+    eprint!("{out}");
+}
+
+#[test]
+fn rclone_copies_checks_and_syncs() {
+    let (c, key) = one_node_with_bucket();
+    let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &["rclone"]);
+    eprint!("{out}");
+}
