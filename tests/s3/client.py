@@ -21,7 +21,7 @@ ENDPOINT = os.environ["HANGAR_S3_ENDPOINT"]
 BUCKET = os.environ.get("HANGAR_BUCKET", "test")
 
 
-def client(key_id=None, secret=None):
+def client(key_id=None, secret=None, region="us-east-1"):
     return boto3.client(
         "s3",
         endpoint_url=ENDPOINT,
@@ -29,7 +29,7 @@ def client(key_id=None, secret=None):
         aws_secret_access_key=secret or os.environ["HANGAR_KEY_SECRET"],
         # SDKs default to us-east-1; Hangar serves whatever region a client
         # signs for.
-        region_name="us-east-1",
+        region_name=region,
         # SigV4: boto3 still presigns with the deprecated SigV2 unless told.
         config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}, signature_version="s3v4"),
     )

@@ -4,12 +4,17 @@ tests/tests/e2e/compat.rs against real agents. Same conventions as
 client.py: SCENARIO [ARGS], settings from the environment, non-zero exit
 with a message on the first failed check.
 """
+import base64
+import datetime
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
+
+import botocore
 
 from client import BUCKET, ENDPOINT, check, client, data_for, error_code
 
@@ -133,6 +138,127 @@ def multipart():
     print("kept", block_hash(parts_data[1][:MIB]))
     print("kept", block_hash(src[:MIB]))
     print("ok multipart")
+
+
+def status_of(fn):
+    try:
+        fn()
+    except botocore.exceptions.ClientError as e:
+        return int(e.response["ResponseMetadata"]["HTTPStatusCode"])
+    return 200
+
+
+def conditional():
+    """If-* on GET, HEAD, PUT and copy; response header overrides; stored
+    standard headers."""
+    s3 = client()
+    r = s3.put_object(Bucket=BUCKET, Key="cond/a", Body=b"version one", CacheControl="max-age=60",
+                      ContentDisposition="attachment", ContentLanguage="fr")
+    etag = r["ETag"]
+    head = s3.head_object(Bucket=BUCKET, Key="cond/a")
+    check(head["CacheControl"] == "max-age=60" and head["ContentDisposition"] == "attachment"
+          and head["ContentLanguage"] == "fr", f"standard headers kept: {head}")
+    lm = head["LastModified"]
+    before = lm - datetime.timedelta(hours=1)
+    after = lm + datetime.timedelta(hours=1)
+    for op in ("get_object", "head_object"):
+        f = getattr(s3, op)
+        check(status_of(lambda: f(Bucket=BUCKET, Key="cond/a", IfMatch=etag)) == 200, f"{op} If-Match")
+        check(status_of(lambda: f(Bucket=BUCKET, Key="cond/a", IfMatch='"nope"')) == 412, f"{op} If-Match other")
+        check(status_of(lambda: f(Bucket=BUCKET, Key="cond/a", IfNoneMatch=etag)) == 304, f"{op} If-None-Match")
+        check(status_of(lambda: f(Bucket=BUCKET, Key="cond/a", IfNoneMatch='"nope"')) == 200, f"{op} INM other")
+        check(status_of(lambda: f(Bucket=BUCKET, Key="cond/a", IfModifiedSince=before)) == 200, f"{op} IMS before")
+        check(status_of(lambda: f(Bucket=BUCKET, Key="cond/a", IfModifiedSince=after)) == 304, f"{op} IMS after")
+        check(status_of(lambda: f(Bucket=BUCKET, Key="cond/a", IfUnmodifiedSince=before)) == 412, f"{op} IUS")
+        check(status_of(lambda: f(Bucket=BUCKET, Key="cond/a", IfUnmodifiedSince=after)) == 200, f"{op} IUS ok")
+    # PUT: create-only and compare-and-swap.
+    code = status_of(lambda: s3.put_object(Bucket=BUCKET, Key="cond/a", Body=b"x", IfNoneMatch="*"))
+    check(code == 412, f"PUT If-None-Match: * on an existing object: {code}")
+    check(s3.get_object(Bucket=BUCKET, Key="cond/a")["Body"].read() == b"version one", "not overwritten")
+    s3.put_object(Bucket=BUCKET, Key="cond/new", Body=b"fresh", IfNoneMatch="*")
+    code = status_of(lambda: s3.put_object(Bucket=BUCKET, Key="cond/a", Body=b"x", IfMatch='"nope"'))
+    check(code == 412, f"PUT If-Match with a stale ETag: {code}")
+    r2 = s3.put_object(Bucket=BUCKET, Key="cond/a", Body=b"version two", IfMatch=etag)
+    check(s3.get_object(Bucket=BUCKET, Key="cond/a")["Body"].read() == b"version two", "CAS write")
+    # Copy with source conditions.
+    src = {"Bucket": BUCKET, "Key": "cond/a"}
+    s3.copy_object(Bucket=BUCKET, Key="cond/b", CopySource=src, CopySourceIfMatch=r2["ETag"])
+    code = status_of(lambda: s3.copy_object(Bucket=BUCKET, Key="cond/c", CopySource=src, CopySourceIfMatch=etag))
+    check(code == 412, f"copy with a stale source ETag: {code}")
+    code = status_of(lambda: s3.copy_object(Bucket=BUCKET, Key="cond/c", CopySource=src,
+                                            CopySourceIfNoneMatch=r2["ETag"]))
+    check(code == 412, f"copy If-None-Match on the source: {code}")
+    code = status_of(lambda: s3.copy_object(Bucket=BUCKET, Key="cond/c", CopySource=src,
+                                            CopySourceIfUnmodifiedSince=before))
+    check(code == 412, f"copy If-Unmodified-Since: {code}")
+    check(status_of(lambda: s3.head_object(Bucket=BUCKET, Key="cond/c")) == 404, "no failed copy stored")
+    # Response header overrides.
+    got = s3.get_object(Bucket=BUCKET, Key="cond/a", ResponseContentType="text/x-override",
+                        ResponseContentDisposition='inline; filename="x.txt"', ResponseCacheControl="no-store")
+    check(got["ContentType"] == "text/x-override", f"response-content-type: {got['ContentType']}")
+    check(got["ContentDisposition"] == 'inline; filename="x.txt"', "response-content-disposition")
+    check(got["CacheControl"] == "no-store", "response-cache-control")
+    print("ok conditional")
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return (crc ^ 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def checksums():
+    """Content-MD5 and x-amz-checksum-* are verified: a wrong one stores
+    nothing."""
+    s3 = client()
+    data = data_for("sums", 70_000)
+    b64 = lambda b: base64.b64encode(b).decode()
+    good = {
+        "ChecksumCRC32": b64(zlib.crc32(data).to_bytes(4, "big")),
+        "ChecksumCRC32C": b64(crc32c(data)),
+        "ChecksumSHA1": b64(hashlib.sha1(data).digest()),
+        "ChecksumSHA256": b64(hashlib.sha256(data).digest()),
+    }
+    for name, value in good.items():
+        s3.put_object(Bucket=BUCKET, Key=f"sums/{name}", Body=data, **{name: value})
+        check(s3.get_object(Bucket=BUCKET, Key=f"sums/{name}")["Body"].read() == data, f"{name} accepted")
+        wrong = b64(b"\0" * len(base64.b64decode(value)))
+        code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key=f"sums/bad-{name}", Body=data, **{name: wrong}))
+        check(code == "BadDigest", f"a wrong {name} is refused: {code}")
+        check(status_of(lambda: s3.head_object(Bucket=BUCKET, Key=f"sums/bad-{name}")) == 404, "nothing stored")
+    code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key="sums/md5", Body=data,
+                                            ContentMD5=b64(hashlib.md5(b"other").digest())))
+    check(code == "BadDigest", f"a wrong Content-MD5 is refused: {code}")
+    s3.put_object(Bucket=BUCKET, Key="sums/md5", Body=data, ContentMD5=b64(hashlib.md5(data).digest()))
+    print("ok checksums")
+
+
+def regions_and_unsupported():
+    """A client signing for another region is served; unsupported
+    operations answer NotImplemented in XML."""
+    for region in ("eu-west-3", "garage", "us-west-2"):
+        s3 = client(region=region)
+        s3.put_object(Bucket=BUCKET, Key=f"region/{region}", Body=region.encode())
+        check(s3.get_object(Bucket=BUCKET, Key=f"region/{region}")["Body"].read() == region.encode(),
+              f"served when signed for {region}")
+    s3 = client()
+    for name, fn in [
+        ("GetBucketPolicy", lambda: s3.get_bucket_policy(Bucket=BUCKET)),
+        ("GetObjectTagging", lambda: s3.get_object_tagging(Bucket=BUCKET, Key="region/garage")),
+        ("PutBucketVersioning", lambda: s3.put_bucket_versioning(
+            Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})),
+    ]:
+        try:
+            fn()
+            check(False, f"{name} should not succeed")
+        except botocore.exceptions.ClientError as e:
+            code = e.response["Error"]["Code"]
+            st = e.response["ResponseMetadata"]["HTTPStatusCode"]
+            check(code == "NotImplemented" and st == 501, f"{name}: {code} {st}")
+    print("ok regions and unsupported operations")
 
 
 def run(cmd, env=None):
@@ -288,4 +414,7 @@ if __name__ == "__main__":
         "multipart": multipart,
         "aws_cli": aws_cli,
         "rclone": rclone,
+        "conditional": conditional,
+        "checksums": checksums,
+        "regions": regions_and_unsupported,
     }[scenario]()

@@ -173,6 +173,10 @@ pub struct ObjectMeta {
     pub content_type: Option<String>,
     /// `x-amz-meta-*` headers, names lowercase without the prefix.
     pub user_meta: Vec<(String, String)>,
+    /// Standard headers given at upload and returned on reads
+    /// (`cache-control`, `content-disposition`...), names lowercase.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +296,7 @@ pub struct Upload {
     pub created_ms: u64,
     pub content_type: Option<String>,
     pub user_meta: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
     pub parts: std::collections::BTreeSet<Part>,
     pub ended: Flag,
 }

@@ -7,6 +7,7 @@ use http_body_util::BodyExt;
 use md5::Digest;
 use serde::Deserialize;
 
+use super::conditional::{Outcome, Preconditions, precondition_failed};
 use super::error::S3Error;
 use super::server::{Body, S3Request, S3Server, xml_response};
 use super::sigv4::PayloadMode;
@@ -161,6 +162,7 @@ impl S3Server {
                 etag: meta.etag.clone(),
                 content_type: r.header("content-type").map(str::to_string),
                 user_meta: r.user_meta(),
+                headers: r.stored_headers(),
             }
         };
         let uuid = new_version_id();
@@ -220,15 +222,25 @@ impl S3Server {
                 "this key may not read the source bucket",
             ));
         }
-        self.model
+        let src = self
+            .model
             .objects
             .get(
                 &object_pk(&src_b.id, src_b.shards, src_key),
                 src_key.as_bytes(),
             )
             .await?
-            .filter(|o| o.version.data != ObjectData::DeleteMarker)
-            .ok_or_else(S3Error::no_such_key)
+            .ok_or_else(S3Error::no_such_key)?;
+        let etag = match &src.version.data {
+            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => meta.etag.as_str(),
+            ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
+        };
+        // `x-amz-copy-source-if-*`: any unmet condition is a 412.
+        let pre = Preconditions::from_headers(r.req.headers(), "x-amz-copy-source-");
+        if pre.evaluate(Some((etag, src.version.timestamp)), true) != Outcome::Proceed {
+            return Err(precondition_failed());
+        }
+        Ok(src)
     }
 
     /// Give a version a copy of another's block list, referencing every

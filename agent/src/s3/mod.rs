@@ -3,6 +3,7 @@
 
 pub mod bucket;
 pub mod chunked;
+pub mod conditional;
 pub mod copy_delete;
 pub mod error;
 pub mod list;

@@ -164,6 +164,7 @@ impl S3Server {
             created_ms: now_msec(),
             content_type: r.header("content-type").map(str::to_string),
             user_meta: r.user_meta(),
+            headers: r.stored_headers(),
             parts: BTreeSet::new(),
             ended: Flag(false),
         };
@@ -426,6 +427,7 @@ impl S3Server {
                         etag: etag.clone(),
                         content_type: upload.content_type.clone(),
                         user_meta: upload.user_meta.clone(),
+                        headers: upload.headers.clone(),
                     },
                 },
             },

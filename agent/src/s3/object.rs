@@ -17,6 +17,7 @@ use md5::Digest;
 use tokio::task::JoinHandle;
 
 use super::chunked::ChunkedDecoder;
+use super::conditional::{Outcome, Preconditions, precondition_failed};
 use super::error::S3Error;
 use super::server::{Body, S3Request, S3Server, empty};
 use super::sigv4::PayloadMode;
@@ -120,6 +121,15 @@ impl S3Server {
         }
         let content_type = r.header("content-type").map(str::to_string);
         let user_meta = r.user_meta();
+        let headers = r.stored_headers();
+        let pre = Preconditions::from_headers(r.req.headers(), "");
+        if !pre.is_empty() {
+            let current = self.current_meta(&bucket, &key).await?;
+            let cur = current.as_ref().map(|(m, ts)| (m.etag.as_str(), *ts));
+            if pre.evaluate(cur, false) != Outcome::Proceed {
+                return Err(precondition_failed());
+            }
+        }
         let body = self.receive(r, true).await?;
         let etag = hex::encode(body.md5);
         let meta = ObjectMeta {
@@ -127,6 +137,7 @@ impl S3Server {
             etag: etag.clone(),
             content_type,
             user_meta,
+            headers,
         };
         let uuid = new_version_id();
         let data = match body.inline {
@@ -410,8 +421,46 @@ impl S3Server {
         Ok((bucket, obj, meta))
     }
 
+    /// The metadata and timestamp of an object's live version, if any.
+    pub async fn current_meta(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+    ) -> Result<Option<(ObjectMeta, u64)>, S3Error> {
+        let pk = object_pk(&bucket.id, bucket.shards, key);
+        let obj = self.model.objects.get(&pk, key.as_bytes()).await?;
+        Ok(obj.and_then(|o| match o.version.data {
+            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
+                Some((meta, o.version.timestamp))
+            }
+            ObjectData::DeleteMarker => None,
+        }))
+    }
+
     pub async fn get_object(&self, r: &S3Request, head: bool) -> Result<Response<Body>, S3Error> {
         let (_, obj, meta) = self.load_object(r).await?;
+        let put = |h: &mut http::HeaderMap, k: &str, v: &str| {
+            if let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                h.insert(k, v);
+            }
+        };
+        match Preconditions::from_headers(r.req.headers(), "")
+            .evaluate(Some((&meta.etag, obj.version.timestamp)), true)
+        {
+            Outcome::Proceed => {}
+            Outcome::Failed => return Err(precondition_failed()),
+            Outcome::NotModified => {
+                let mut resp = Response::new(empty());
+                *resp.status_mut() = StatusCode::NOT_MODIFIED;
+                let h = resp.headers_mut();
+                put(h, "etag", &format!("\"{}\"", meta.etag));
+                put(h, "last-modified", &http_date(obj.version.timestamp));
+                return Ok(resp);
+            }
+        }
         let range = match r.header("range") {
             Some(h) => parse_range(h, meta.size)?,
             None => None,
@@ -423,11 +472,6 @@ impl S3Server {
             Response::new(self.object_body(&obj, start, end).await?)
         };
         let h = resp.headers_mut();
-        let put = |h: &mut http::HeaderMap, k: &'static str, v: &str| {
-            if let Ok(v) = HeaderValue::from_str(v) {
-                h.insert(k, v);
-            }
-        };
         put(h, "content-length", &(end - start).to_string());
         put(h, "etag", &format!("\"{}\"", meta.etag));
         put(h, "last-modified", &http_date(obj.version.timestamp));
@@ -439,6 +483,22 @@ impl S3Server {
                 .as_deref()
                 .unwrap_or("application/octet-stream"),
         );
+        for (k, v) in &meta.headers {
+            put(h, k, v);
+        }
+        // Response header overrides (`?response-content-type=...`).
+        for (param, header) in [
+            ("response-content-type", "content-type"),
+            ("response-content-language", "content-language"),
+            ("response-expires", "expires"),
+            ("response-cache-control", "cache-control"),
+            ("response-content-disposition", "content-disposition"),
+            ("response-content-encoding", "content-encoding"),
+        ] {
+            if let Some(v) = r.query.get(param) {
+                put(h, header, v);
+            }
+        }
         for (k, v) in &meta.user_meta {
             if let (Ok(name), Ok(value)) = (
                 http::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()),

@@ -98,6 +98,38 @@ impl S3Request {
         self.req.headers().get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// The standard headers an object keeps from its upload.
+    pub fn stored_headers(&self) -> Vec<(String, String)> {
+        const KEPT: &[&str] = &[
+            "cache-control",
+            "content-disposition",
+            "content-encoding",
+            "content-language",
+            "expires",
+        ];
+        KEPT.iter()
+            .filter_map(|name| {
+                let v = self.header(name)?;
+                // `aws-chunked` is how this request was sent, not what the
+                // object is.
+                let v = if *name == "content-encoding" {
+                    let rest: Vec<&str> = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty() && *e != "aws-chunked")
+                        .collect();
+                    if rest.is_empty() {
+                        return None;
+                    }
+                    rest.join(", ")
+                } else {
+                    v.to_string()
+                };
+                Some((name.to_string(), v))
+            })
+            .collect()
+    }
+
     /// The `x-amz-meta-*` headers, names without the prefix.
     pub fn user_meta(&self) -> Vec<(String, String)> {
         self.req

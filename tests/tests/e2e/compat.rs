@@ -64,3 +64,12 @@ fn rclone_copies_checks_and_syncs() {
     let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &["rclone"]);
     eprint!("{out}");
 }
+
+#[test]
+fn conditional_requests_checksums_regions_and_unsupported_operations() {
+    let (c, key) = one_node_with_bucket();
+    for scenario in ["conditional", "checksums", "regions"] {
+        let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &[scenario]);
+        eprint!("{out}");
+    }
+}
