@@ -54,6 +54,17 @@ impl<T: Ord + Clone> Lww<T> {
     }
 }
 
+/// A register never written: loses against any write.
+impl<T: Default> Default for Lww<T> {
+    fn default() -> Self {
+        Lww {
+            timestamp: 0,
+            writer: NodeId([0; crate::ids::NODE_ID_LEN]),
+            value: T::default(),
+        }
+    }
+}
+
 impl<T: Ord + Clone> Crdt for Lww<T> {
     fn merge(&mut self, other: &Self) {
         if other.key() > self.key() {

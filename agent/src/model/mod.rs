@@ -107,6 +107,10 @@ impl Model {
             created_ms: now_msec(),
             shards: DEFAULT_SHARDS,
             deleted: Flag(false),
+            website: Default::default(),
+            cors: Default::default(),
+            lifecycle: Default::default(),
+            quotas: Default::default(),
         };
         self.buckets.insert(&bucket).await?;
         let alias = BucketAlias {

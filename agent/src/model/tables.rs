@@ -44,11 +44,23 @@ pub struct Bucket {
     /// Object index shards (fixed at creation).
     pub shards: u8,
     pub deleted: Flag,
+    #[serde(default)]
+    pub website: Lww<Option<WebsiteConfig>>,
+    #[serde(default)]
+    pub cors: Lww<Option<Vec<CorsRule>>>,
+    #[serde(default)]
+    pub lifecycle: Lww<Option<Vec<LifecycleRule>>>,
+    #[serde(default)]
+    pub quotas: Lww<Quotas>,
 }
 
 impl Crdt for Bucket {
     fn merge(&mut self, other: &Self) {
         self.deleted.merge(&other.deleted);
+        self.website.merge(&other.website);
+        self.cors.merge(&other.cors);
+        self.lifecycle.merge(&other.lifecycle);
+        self.quotas.merge(&other.quotas);
         // Immutable fields: keep a deterministic choice.
         if (other.created_ms, &other.name) < (self.created_ms, &self.name) {
             self.created_ms = other.created_ms;
@@ -71,6 +83,61 @@ impl TableItem for Bucket {
 }
 
 pub struct BucketTable;
+
+/// A bucket served as a static website (`[s3_web]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WebsiteConfig {
+    /// Appended to paths ending in `/` (`index.html`).
+    pub index_suffix: Option<String>,
+    /// Served with status 404 when a key is missing.
+    pub error_key: Option<String>,
+    /// Send every request elsewhere: (host, protocol).
+    pub redirect_all: Option<(String, Option<String>)>,
+    pub routing_rules: Vec<RoutingRule>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RoutingRule {
+    pub if_prefix: Option<String>,
+    pub if_error: Option<u16>,
+    pub protocol: Option<String>,
+    pub host: Option<String>,
+    pub replace_prefix: Option<String>,
+    pub replace_key: Option<String>,
+    pub code: Option<u16>,
+}
+
+/// One CORS rule of a bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CorsRule {
+    pub id: Option<String>,
+    pub origins: Vec<String>,
+    pub methods: Vec<String>,
+    pub headers: Vec<String>,
+    pub expose: Vec<String>,
+    pub max_age: Option<u64>,
+}
+
+/// One lifecycle rule: expire objects, abort stale multipart uploads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LifecycleRule {
+    pub id: Option<String>,
+    pub enabled: bool,
+    pub prefix: String,
+    /// Delete objects this many days after their last write.
+    pub expire_days: Option<u32>,
+    /// Delete objects once this date (ms since the epoch) has passed.
+    pub expire_date_ms: Option<u64>,
+    /// Abort multipart uploads this many days after they started.
+    pub abort_mpu_days: Option<u32>,
+}
+
+/// Limits on what a bucket may hold (`None`: unlimited).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Quotas {
+    pub max_size: Option<u64>,
+    pub max_objects: Option<u64>,
+}
 impl TableSchema for BucketTable {
     const NAME: &'static str = "bucket";
     type Item = Bucket;

@@ -2,6 +2,7 @@
 //! Only this module knows HTTP, XML and SigV4.
 
 pub mod bucket;
+pub mod bucket_config;
 pub mod chunked;
 pub mod conditional;
 pub mod copy_delete;

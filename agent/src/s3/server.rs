@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use super::bucket_config::SubResource;
 use super::error::S3Error;
 use super::sigv4::{self, AuthKind, Verified};
 use crate::model::Model;
@@ -316,6 +317,15 @@ impl S3Server {
             }
             (Some(_), None, Method::POST) if has("delete") => self.delete_objects(r).await,
             (Some(_), None, Method::GET) if has("uploads") => self.list_multipart_uploads(&r).await,
+            (Some(_), None, Method::GET | Method::PUT | Method::DELETE) if has("website") => {
+                self.bucket_config(r, SubResource::Website).await
+            }
+            (Some(_), None, Method::GET | Method::PUT | Method::DELETE) if has("cors") => {
+                self.bucket_config(r, SubResource::Cors).await
+            }
+            (Some(_), None, Method::GET | Method::PUT | Method::DELETE) if has("lifecycle") => {
+                self.bucket_config(r, SubResource::Lifecycle).await
+            }
             (Some(_), None, _) => Err(S3Error::not_implemented(&format!(
                 "bucket operation ?{}",
                 bucket_subresource(&r.query).unwrap_or("(unknown)")

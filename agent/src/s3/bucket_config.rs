@@ -1,0 +1,611 @@
+//! Bucket sub-resources kept in the bucket item: `?website`, `?cors`,
+//! `?lifecycle` (Put, Get, Delete). The XML documents are parsed into the
+//! model's compact types (`model::tables`), validated, and written back in
+//! S3's shapes on Get.
+
+use hangar_common::crdt::now_msec;
+use http::{Response, StatusCode};
+use serde::Deserialize;
+
+use super::error::S3Error;
+use super::server::{Body, S3Request, S3Server, empty, xml_response};
+use super::xml::Xml;
+use crate::model::tables::*;
+
+fn malformed(msg: impl Into<String>) -> S3Error {
+    S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, msg)
+}
+
+fn invalid(msg: impl Into<String>) -> S3Error {
+    S3Error::new("InvalidArgument", StatusCode::BAD_REQUEST, msg)
+}
+
+// ---------------------------------------------------------------- wire forms
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WebsiteXml {
+    #[serde(rename = "IndexDocument")]
+    index: Option<SuffixXml>,
+    #[serde(rename = "ErrorDocument")]
+    error: Option<KeyXml>,
+    #[serde(rename = "RedirectAllRequestsTo")]
+    redirect_all: Option<RedirectAllXml>,
+    #[serde(rename = "RoutingRules")]
+    rules: Option<RoutingRulesXml>,
+}
+
+#[derive(Deserialize)]
+struct SuffixXml {
+    #[serde(rename = "Suffix")]
+    suffix: String,
+}
+
+#[derive(Deserialize)]
+struct KeyXml {
+    #[serde(rename = "Key")]
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct RedirectAllXml {
+    #[serde(rename = "HostName")]
+    host: String,
+    #[serde(rename = "Protocol")]
+    protocol: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RoutingRulesXml {
+    #[serde(rename = "RoutingRule", default)]
+    rules: Vec<RoutingRuleXml>,
+}
+
+#[derive(Deserialize)]
+struct RoutingRuleXml {
+    #[serde(rename = "Condition")]
+    condition: Option<ConditionXml>,
+    #[serde(rename = "Redirect")]
+    redirect: RedirectXml,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ConditionXml {
+    #[serde(rename = "KeyPrefixEquals")]
+    prefix: Option<String>,
+    #[serde(rename = "HttpErrorCodeReturnedEquals")]
+    error: Option<u16>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RedirectXml {
+    #[serde(rename = "HostName")]
+    host: Option<String>,
+    #[serde(rename = "Protocol")]
+    protocol: Option<String>,
+    #[serde(rename = "ReplaceKeyPrefixWith")]
+    replace_prefix: Option<String>,
+    #[serde(rename = "ReplaceKeyWith")]
+    replace_key: Option<String>,
+    #[serde(rename = "HttpRedirectCode")]
+    code: Option<u16>,
+}
+
+#[derive(Deserialize, Default)]
+struct CorsXml {
+    #[serde(rename = "CORSRule", default)]
+    rules: Vec<CorsRuleXml>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CorsRuleXml {
+    #[serde(rename = "ID")]
+    id: Option<String>,
+    #[serde(rename = "AllowedOrigin")]
+    origins: Vec<String>,
+    #[serde(rename = "AllowedMethod")]
+    methods: Vec<String>,
+    #[serde(rename = "AllowedHeader")]
+    headers: Vec<String>,
+    #[serde(rename = "ExposeHeader")]
+    expose: Vec<String>,
+    #[serde(rename = "MaxAgeSeconds")]
+    max_age: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct LifecycleXml {
+    #[serde(rename = "Rule", default)]
+    rules: Vec<LifecycleRuleXml>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LifecycleRuleXml {
+    #[serde(rename = "ID")]
+    id: Option<String>,
+    #[serde(rename = "Status")]
+    status: String,
+    #[serde(rename = "Prefix")]
+    prefix: Option<String>,
+    #[serde(rename = "Filter")]
+    filter: Option<FilterXml>,
+    #[serde(rename = "Expiration")]
+    expiration: Option<ExpirationXml>,
+    #[serde(rename = "AbortIncompleteMultipartUpload")]
+    abort: Option<AbortXml>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FilterXml {
+    #[serde(rename = "Prefix")]
+    prefix: Option<String>,
+    #[serde(rename = "And")]
+    and: Option<AndXml>,
+    #[serde(rename = "Tag")]
+    tag: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "ObjectSizeGreaterThan")]
+    size_gt: Option<u64>,
+    #[serde(rename = "ObjectSizeLessThan")]
+    size_lt: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct AndXml {
+    #[serde(rename = "Prefix")]
+    prefix: Option<String>,
+    #[serde(rename = "Tag")]
+    tag: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ExpirationXml {
+    #[serde(rename = "Days")]
+    days: Option<u32>,
+    #[serde(rename = "Date")]
+    date: Option<String>,
+    #[serde(rename = "ExpiredObjectDeleteMarker")]
+    delete_marker: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct AbortXml {
+    #[serde(rename = "DaysAfterInitiation")]
+    days: u32,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, S3Error> {
+    let text = std::str::from_utf8(body).map_err(|_| malformed("the body is not UTF-8"))?;
+    quick_xml::de::from_str(text).map_err(|e| malformed(format!("invalid {what} document: {e}")))
+}
+
+/// Parse and validate a WebsiteConfiguration document.
+pub fn parse_website(body: &[u8]) -> Result<WebsiteConfig, S3Error> {
+    let w: WebsiteXml = parse(body, "WebsiteConfiguration")?;
+    let redirect_all = w.redirect_all.map(|r| (r.host, r.protocol));
+    if redirect_all.is_none() && w.index.is_none() {
+        return Err(invalid(
+            "a website configuration needs an IndexDocument or RedirectAllRequestsTo",
+        ));
+    }
+    let index_suffix = match w.index {
+        Some(i) if i.suffix.is_empty() || i.suffix.contains('/') => {
+            return Err(invalid(
+                "the IndexDocument Suffix must be a non-empty name without '/'",
+            ));
+        }
+        Some(i) => Some(i.suffix),
+        None => None,
+    };
+    let mut routing_rules = Vec::new();
+    for r in w.rules.map(|r| r.rules).unwrap_or_default() {
+        let c = r.condition.unwrap_or_default();
+        let d = r.redirect;
+        if d.replace_key.is_some() && d.replace_prefix.is_some() {
+            return Err(invalid(
+                "a redirect has ReplaceKeyWith or ReplaceKeyPrefixWith, not both",
+            ));
+        }
+        if let Some(code) = d.code
+            && !(300..400).contains(&code)
+        {
+            return Err(invalid(format!("HttpRedirectCode {code} is not a 3xx")));
+        }
+        routing_rules.push(RoutingRule {
+            if_prefix: c.prefix,
+            if_error: c.error,
+            protocol: d.protocol,
+            host: d.host,
+            replace_prefix: d.replace_prefix,
+            replace_key: d.replace_key,
+            code: d.code,
+        });
+    }
+    Ok(WebsiteConfig {
+        index_suffix,
+        error_key: w.error.map(|e| e.key),
+        redirect_all,
+        routing_rules,
+    })
+}
+
+pub fn website_xml(w: &WebsiteConfig) -> String {
+    let mut x = Xml::new("WebsiteConfiguration");
+    if let Some((host, protocol)) = &w.redirect_all {
+        x.open("RedirectAllRequestsTo").elem("HostName", host);
+        if let Some(p) = protocol {
+            x.elem("Protocol", p);
+        }
+        x.close("RedirectAllRequestsTo");
+    }
+    if let Some(s) = &w.index_suffix {
+        x.open("IndexDocument")
+            .elem("Suffix", s)
+            .close("IndexDocument");
+    }
+    if let Some(k) = &w.error_key {
+        x.open("ErrorDocument")
+            .elem("Key", k)
+            .close("ErrorDocument");
+    }
+    if !w.routing_rules.is_empty() {
+        x.open("RoutingRules");
+        for r in &w.routing_rules {
+            x.open("RoutingRule");
+            if r.if_prefix.is_some() || r.if_error.is_some() {
+                x.open("Condition");
+                if let Some(p) = &r.if_prefix {
+                    x.elem("KeyPrefixEquals", p);
+                }
+                if let Some(e) = r.if_error {
+                    x.elem("HttpErrorCodeReturnedEquals", &e.to_string());
+                }
+                x.close("Condition");
+            }
+            x.open("Redirect");
+            let fields = [
+                ("HostName", r.host.clone()),
+                ("Protocol", r.protocol.clone()),
+                ("ReplaceKeyPrefixWith", r.replace_prefix.clone()),
+                ("ReplaceKeyWith", r.replace_key.clone()),
+                ("HttpRedirectCode", r.code.map(|c| c.to_string())),
+            ];
+            for (name, v) in fields {
+                if let Some(v) = v {
+                    x.elem(name, &v);
+                }
+            }
+            x.close("Redirect").close("RoutingRule");
+        }
+        x.close("RoutingRules");
+    }
+    x.finish("WebsiteConfiguration")
+}
+
+const CORS_METHODS: &[&str] = &["GET", "PUT", "POST", "DELETE", "HEAD"];
+
+pub fn parse_cors(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
+    let c: CorsXml = parse(body, "CORSConfiguration")?;
+    if c.rules.is_empty() || c.rules.len() > 100 {
+        return Err(malformed("a CORS configuration has 1 to 100 rules"));
+    }
+    c.rules
+        .into_iter()
+        .map(|r| {
+            if r.origins.is_empty() || r.methods.is_empty() {
+                return Err(malformed(
+                    "each CORSRule needs an AllowedOrigin and an AllowedMethod",
+                ));
+            }
+            if let Some(m) = r
+                .methods
+                .iter()
+                .find(|m| !CORS_METHODS.contains(&m.as_str()))
+            {
+                return Err(invalid(format!(
+                    "unsupported CORS method {m:?}: use GET, PUT, POST, DELETE or HEAD"
+                )));
+            }
+            Ok(CorsRule {
+                id: r.id,
+                origins: r.origins,
+                methods: r.methods,
+                headers: r.headers,
+                expose: r.expose,
+                max_age: r.max_age,
+            })
+        })
+        .collect()
+}
+
+pub fn cors_xml(rules: &[CorsRule]) -> String {
+    let mut x = Xml::new("CORSConfiguration");
+    for r in rules {
+        x.open("CORSRule");
+        if let Some(id) = &r.id {
+            x.elem("ID", id);
+        }
+        for (name, list) in [
+            ("AllowedOrigin", &r.origins),
+            ("AllowedMethod", &r.methods),
+            ("AllowedHeader", &r.headers),
+            ("ExposeHeader", &r.expose),
+        ] {
+            for v in list {
+                x.elem(name, v);
+            }
+        }
+        if let Some(a) = r.max_age {
+            x.elem("MaxAgeSeconds", &a.to_string());
+        }
+        x.close("CORSRule");
+    }
+    x.finish("CORSConfiguration")
+}
+
+pub fn parse_lifecycle(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
+    let l: LifecycleXml = parse(body, "LifecycleConfiguration")?;
+    if l.rules.is_empty() || l.rules.len() > 1000 {
+        return Err(malformed("a lifecycle configuration has 1 to 1000 rules"));
+    }
+    l.rules
+        .into_iter()
+        .map(|r| {
+            let enabled = match r.status.as_str() {
+                "Enabled" => true,
+                "Disabled" => false,
+                s => {
+                    return Err(malformed(format!(
+                        "Status must be Enabled or Disabled, not {s:?}"
+                    )));
+                }
+            };
+            let mut prefix = r.prefix.unwrap_or_default();
+            if let Some(f) = r.filter {
+                if f.tag.is_some()
+                    || f.size_gt.is_some()
+                    || f.size_lt.is_some()
+                    || f.and.as_ref().is_some_and(|a| a.tag.is_some())
+                {
+                    return Err(S3Error::not_implemented(
+                        "lifecycle filters on tags or object sizes",
+                    ));
+                }
+                if let Some(p) = f.prefix.or(f.and.and_then(|a| a.prefix)) {
+                    prefix = p;
+                }
+            }
+            let exp = r.expiration.unwrap_or_default();
+            if exp.delete_marker == Some(true) && exp.days.is_none() && exp.date.is_none() {
+                // Unversioned buckets have no expired delete markers: a no-op.
+            }
+            let expire_date_ms = match exp.date {
+                None => None,
+                Some(d) => Some(parse_iso_date(&d).ok_or_else(|| {
+                    malformed(format!(
+                        "Expiration Date must be like 2026-01-01T00:00:00Z, not {d:?}"
+                    ))
+                })?),
+            };
+            if exp.days == Some(0) {
+                return Err(invalid("Expiration Days must be at least 1"));
+            }
+            let abort_mpu_days = r.abort.map(|a| a.days);
+            if exp.days.is_none() && expire_date_ms.is_none() && abort_mpu_days.is_none() {
+                return Err(S3Error::not_implemented(
+                    "lifecycle actions other than Expiration and AbortIncompleteMultipartUpload",
+                ));
+            }
+            Ok(LifecycleRule {
+                id: r.id,
+                enabled,
+                prefix,
+                expire_days: exp.days,
+                expire_date_ms,
+                abort_mpu_days,
+            })
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DDThh:mm:ss[.fff]Z` (or a bare date) to ms since the epoch.
+fn parse_iso_date(s: &str) -> Option<u64> {
+    let date = s.get(..10)?;
+    let mut it = date.split('-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = it.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days).ok().map(|d| d * 86_400_000)
+}
+
+pub fn lifecycle_xml(rules: &[LifecycleRule]) -> String {
+    let mut x = Xml::new("LifecycleConfiguration");
+    for r in rules {
+        x.open("Rule");
+        if let Some(id) = &r.id {
+            x.elem("ID", id);
+        }
+        x.open("Filter")
+            .elem("Prefix", &r.prefix)
+            .close("Filter")
+            .elem("Status", if r.enabled { "Enabled" } else { "Disabled" });
+        if r.expire_days.is_some() || r.expire_date_ms.is_some() {
+            x.open("Expiration");
+            if let Some(d) = r.expire_days {
+                x.elem("Days", &d.to_string());
+            }
+            if let Some(ms) = r.expire_date_ms {
+                x.elem("Date", &super::xml::iso8601(ms));
+            }
+            x.close("Expiration");
+        }
+        if let Some(d) = r.abort_mpu_days {
+            x.open("AbortIncompleteMultipartUpload")
+                .elem("DaysAfterInitiation", &d.to_string())
+                .close("AbortIncompleteMultipartUpload");
+        }
+        x.close("Rule");
+    }
+    x.finish("LifecycleConfiguration")
+}
+
+/// Which sub-resource a request is about.
+#[derive(Clone, Copy)]
+pub enum SubResource {
+    Website,
+    Cors,
+    Lifecycle,
+}
+
+impl S3Server {
+    /// Put, Get or Delete a bucket's website, CORS or lifecycle
+    /// configuration. Changing one needs the owner permission; reading it,
+    /// any permission on the bucket.
+    pub async fn bucket_config(
+        &self,
+        r: S3Request,
+        which: SubResource,
+    ) -> Result<Response<Body>, S3Error> {
+        let mut bucket = self.bucket(&r).await?;
+        let perm = r.permission(&bucket);
+        let method = r.req.method().clone();
+        if method == http::Method::GET {
+            if !(perm.read || perm.write || perm.owner) {
+                return Err(S3Error::access_denied(
+                    "this key has no access to this bucket",
+                ));
+            }
+            let none = |code: &'static str, what: &str| {
+                S3Error::new(
+                    code,
+                    StatusCode::NOT_FOUND,
+                    format!("The bucket has no {what}."),
+                )
+            };
+            let xml = match which {
+                SubResource::Website => bucket
+                    .website
+                    .value
+                    .as_ref()
+                    .map(website_xml)
+                    .ok_or_else(|| none("NoSuchWebsiteConfiguration", "website configuration"))?,
+                SubResource::Cors => bucket
+                    .cors
+                    .value
+                    .as_deref()
+                    .map(cors_xml)
+                    .ok_or_else(|| none("NoSuchCORSConfiguration", "CORS configuration"))?,
+                SubResource::Lifecycle => bucket
+                    .lifecycle
+                    .value
+                    .as_deref()
+                    .map(lifecycle_xml)
+                    .ok_or_else(|| {
+                        none("NoSuchLifecycleConfiguration", "lifecycle configuration")
+                    })?,
+            };
+            return Ok(xml_response(StatusCode::OK, xml));
+        }
+        if !perm.owner {
+            return Err(S3Error::access_denied(
+                "only a key with the owner permission may change a bucket's configuration",
+            ));
+        }
+        let now = now_msec();
+        let me = self.model.net.id;
+        let status = if method == http::Method::PUT {
+            let body = self.small_body(r).await?;
+            match which {
+                SubResource::Website => bucket.website.update(now, me, Some(parse_website(&body)?)),
+                SubResource::Cors => bucket.cors.update(now, me, Some(parse_cors(&body)?)),
+                SubResource::Lifecycle => {
+                    bucket
+                        .lifecycle
+                        .update(now, me, Some(parse_lifecycle(&body)?))
+                }
+            }
+            StatusCode::OK
+        } else if method == http::Method::DELETE {
+            match which {
+                SubResource::Website => bucket.website.update(now, me, None),
+                SubResource::Cors => bucket.cors.update(now, me, None),
+                SubResource::Lifecycle => bucket.lifecycle.update(now, me, None),
+            }
+            StatusCode::NO_CONTENT
+        } else {
+            return Err(S3Error::not_implemented(&format!(
+                "{method} on this bucket sub-resource"
+            )));
+        };
+        self.model.buckets.insert(&bucket).await?;
+        let mut resp = Response::new(empty());
+        *resp.status_mut() = status;
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn website_documents_round_trip() {
+        let doc = br#"<WebsiteConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+            <IndexDocument><Suffix>index.html</Suffix></IndexDocument>
+            <ErrorDocument><Key>404.html</Key></ErrorDocument>
+            <RoutingRules><RoutingRule>
+              <Condition><KeyPrefixEquals>old/</KeyPrefixEquals></Condition>
+              <Redirect><ReplaceKeyPrefixWith>new/</ReplaceKeyPrefixWith><HttpRedirectCode>302</HttpRedirectCode></Redirect>
+            </RoutingRule></RoutingRules>
+          </WebsiteConfiguration>"#;
+        let w = parse_website(doc).unwrap();
+        assert_eq!(w.index_suffix.as_deref(), Some("index.html"));
+        assert_eq!(w.error_key.as_deref(), Some("404.html"));
+        assert_eq!(w.routing_rules[0].replace_prefix.as_deref(), Some("new/"));
+        assert_eq!(parse_website(website_xml(&w).as_bytes()).unwrap(), w);
+        assert!(parse_website(b"<WebsiteConfiguration></WebsiteConfiguration>").is_err());
+        assert!(parse_website(b"not xml").is_err());
+    }
+
+    #[test]
+    fn cors_and_lifecycle_documents_round_trip() {
+        let cors = br#"<CORSConfiguration><CORSRule><AllowedOrigin>https://a.example</AllowedOrigin>
+            <AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod>
+            <AllowedHeader>*</AllowedHeader><MaxAgeSeconds>60</MaxAgeSeconds></CORSRule></CORSConfiguration>"#;
+        let c = parse_cors(cors).unwrap();
+        assert_eq!(c[0].methods, ["GET", "PUT"]);
+        assert_eq!(parse_cors(cors_xml(&c).as_bytes()).unwrap(), c);
+        assert!(parse_cors(b"<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>PATCH</AllowedMethod></CORSRule></CORSConfiguration>").is_err());
+
+        let lc = br#"<LifecycleConfiguration><Rule><ID>logs</ID><Filter><Prefix>logs/</Prefix></Filter>
+            <Status>Enabled</Status><Expiration><Days>3</Days></Expiration>
+            <AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation></AbortIncompleteMultipartUpload>
+            </Rule><Rule><Prefix>tmp/</Prefix><Status>Disabled</Status><Expiration><Date>2026-01-01T00:00:00Z</Date></Expiration></Rule>
+            </LifecycleConfiguration>"#;
+        let l = parse_lifecycle(lc).unwrap();
+        assert_eq!(l[0].prefix, "logs/");
+        assert_eq!(l[0].expire_days, Some(3));
+        assert_eq!(l[0].abort_mpu_days, Some(1));
+        assert_eq!(l[1].prefix, "tmp/");
+        assert!(!l[1].enabled);
+        assert_eq!(l[1].expire_date_ms, Some(1_767_225_600_000));
+        assert_eq!(parse_lifecycle(lifecycle_xml(&l).as_bytes()).unwrap(), l);
+    }
+}
