@@ -204,7 +204,20 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             inline_max: config.blocks.inline_max_bytes,
         },
     ));
-    tokio::spawn(s3.serve(s3_listener));
+    tokio::spawn(s3.clone().serve(s3_listener));
+    let web_listener = tokio::net::TcpListener::bind(&config.s3_web.bind_addr)
+        .await
+        .map_err(|source| {
+            anyhow::anyhow!(
+                "cannot listen on {} ([s3_web] bind_addr): {source}",
+                config.s3_web.bind_addr
+            )
+        })?;
+    let web = Arc::new(s3::web::WebServer {
+        s3,
+        root_domain: config.s3_web.root_domain.clone(),
+    });
+    tokio::spawn(web.serve(web_listener));
 
     for p in &config.bootstrap_peers {
         // Validated when the config was loaded.

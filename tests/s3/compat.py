@@ -261,6 +261,103 @@ def regions_and_unsupported():
     print("ok regions and unsupported operations")
 
 
+def http(method, path, host, port, headers=None):
+    """One plain HTTP request; returns (status, headers, body)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    h = {"Host": host}
+    h.update(headers or {})
+    conn.request(method, path, headers=h)
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+
+# A 1x1 PNG.
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def website():
+    """A small site uploaded with boto3, served by the website endpoint."""
+    s3 = client()
+    port = int(os.environ["HANGAR_WEB_PORT"])
+    site = {
+        "index.html": (b"<h1>Home</h1>", "text/html"),
+        "about/index.html": (b"<h1>About</h1>", "text/html"),
+        "style.css": (b"h1 { color: red }", "text/css"),
+        "img/logo.png": (PNG, "image/png"),
+        "404.html": (b"<h1>Lost?</h1>", "text/html"),
+        "new/page.html": (b"moved here", "text/html"),
+    }
+    for key, (body, ctype) in site.items():
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=ctype)
+    host = BUCKET  # the whole Host name is the bucket name
+    st, _, _ = http("GET", "/", host, port)
+    check(st == 404, f"no website before configuration: {st}")
+    s3.put_bucket_website(Bucket=BUCKET, WebsiteConfiguration={
+        "IndexDocument": {"Suffix": "index.html"},
+        "ErrorDocument": {"Key": "404.html"},
+        "RoutingRules": [{"Condition": {"KeyPrefixEquals": "old/"},
+                          "Redirect": {"ReplaceKeyPrefixWith": "new/", "HttpRedirectCode": "301"}}],
+    })
+    got = s3.get_bucket_website(Bucket=BUCKET)
+    check(got["IndexDocument"]["Suffix"] == "index.html" and got["ErrorDocument"]["Key"] == "404.html",
+          f"GetBucketWebsite: {got}")
+    for path, key in [("/", "index.html"), ("/about/", "about/index.html"), ("/style.css", "style.css"),
+                      ("/img/logo.png", "img/logo.png")]:
+        st, h, body = http("GET", path, host, port)
+        check(st == 200, f"GET {path}: {st}")
+        check(body == site[key][0], f"content of {path}")
+        check(h["content-type"] == site[key][1], f"content type of {path}: {h['content-type']}")
+    st, h, _ = http("GET", "/about", host, port)
+    check(st == 302 and h.get("location") == "/about/", f"a folder without its slash: {st} {h.get('location')}")
+    st, h, body = http("GET", "/missing.html", host, port)
+    check(st == 404 and body == site["404.html"][0] and h["content-type"] == "text/html",
+          f"error document: {st} {body}")
+    st, h, _ = http("GET", "/old/page.html", host, port)
+    check(st == 301 and h.get("location") == "/new/page.html", f"routing rule: {st} {h.get('location')}")
+    st, h, body = http("GET", "/style.css", host, port, {"Range": "bytes=0-1"})
+    check(st == 206 and body == b"h1" and h["content-range"] == "bytes 0-1/17", f"range: {st} {body}")
+    etag = http("HEAD", "/style.css", host, port)[1]["etag"]
+    st, _, body = http("GET", "/style.css", host, port, {"If-None-Match": etag})
+    check(st == 304 and body == b"", f"conditional GET: {st}")
+    st, _, _ = http("PUT", "/style.css", host, port)
+    check(st == 405, f"writes are refused: {st}")
+    st, _, _ = http("GET", "/", "no-such-bucket", port)
+    check(st == 404, f"unknown host: {st}")
+
+    # CORS, on the website and on the S3 API.
+    s3.put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": [{
+        "AllowedOrigins": ["https://app.example.org"], "AllowedMethods": ["GET", "PUT"],
+        "AllowedHeaders": ["*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 600}]})
+    rules = s3.get_bucket_cors(Bucket=BUCKET)["CORSRules"]
+    check(rules[0]["AllowedOrigins"] == ["https://app.example.org"], f"GetBucketCors: {rules}")
+    pre = {"Origin": "https://app.example.org", "Access-Control-Request-Method": "PUT",
+           "Access-Control-Request-Headers": "content-type, x-amz-date"}
+    st, h, _ = http("OPTIONS", "/style.css", host, port, pre)
+    check(st == 200 and h.get("access-control-allow-origin") == "https://app.example.org"
+          and h.get("access-control-max-age") == "600", f"website preflight: {st} {h}")
+    st, h, _ = http("GET", "/style.css", host, port, {"Origin": "https://app.example.org"})
+    check(h.get("access-control-allow-origin") == "https://app.example.org"
+          and h.get("access-control-expose-headers") == "ETag", f"website CORS headers: {h}")
+    api_port = int(ENDPOINT.rsplit(":", 1)[1])
+    st, h, _ = http("OPTIONS", f"/{BUCKET}/style.css", "127.0.0.1", api_port, pre)
+    check(st == 200 and "PUT" in h.get("access-control-allow-methods", ""), f"S3 API preflight: {st} {h}")
+    st, _, _ = http("OPTIONS", f"/{BUCKET}/style.css", "127.0.0.1", api_port,
+                    dict(pre, Origin="https://evil.example.com"))
+    check(st == 403, f"preflight from another origin: {st}")
+    s3.delete_bucket_cors(Bucket=BUCKET)
+    check(error_code(lambda: s3.get_bucket_cors(Bucket=BUCKET)) == "NoSuchCORSConfiguration", "CORS deleted")
+    st, _, _ = http("OPTIONS", "/style.css", host, port, pre)
+    check(st == 403, f"no CORS rules, no preflight: {st}")
+
+    s3.delete_bucket_website(Bucket=BUCKET)
+    st, _, _ = http("GET", "/", host, port)
+    check(st == 404, f"website deleted: {st}")
+    print("ok website")
+
+
 def run(cmd, env=None):
     """Run a client tool; its output is shown when it fails."""
     full_env = dict(os.environ)
@@ -417,4 +514,5 @@ if __name__ == "__main__":
         "conditional": conditional,
         "checksums": checksums,
         "regions": regions_and_unsupported,
+        "website": website,
     }[scenario]()

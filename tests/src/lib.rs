@@ -88,6 +88,7 @@ pub struct Agent {
     pub config_path: PathBuf,
     pub rpc_port: u16,
     pub s3_port: u16,
+    pub web_port: u16,
     pub secret: RpcSecret,
     pub id: String,
     child: Option<Child>,
@@ -123,6 +124,7 @@ impl Agent {
             config_path,
             rpc_port,
             s3_port: free_port(),
+            web_port: free_port(),
             secret: secret.clone(),
             id: String::new(),
             child: None,
@@ -162,7 +164,7 @@ impl Agent {
             peers = peers.join(", "),
             extra = opts.extra,
             s3 = self.s3_port,
-            web = free_port(),
+            web = self.web_port,
         );
         std::fs::write(&self.config_path, text).expect("write agent config");
     }
@@ -546,6 +548,7 @@ impl Agent {
         cmd.arg(script)
             .args(args)
             .env("HANGAR_S3_ENDPOINT", self.s3_endpoint())
+            .env("HANGAR_WEB_PORT", self.web_port.to_string())
             .env("HANGAR_KEY_ID", &key.id)
             .env("HANGAR_KEY_SECRET", &key.secret)
             .env("HANGAR_BUCKET", bucket);

@@ -439,6 +439,20 @@ impl S3Server {
 
     pub async fn get_object(&self, r: &S3Request, head: bool) -> Result<Response<Body>, S3Error> {
         let (_, obj, meta) = self.load_object(r).await?;
+        self.object_response(r.req.headers(), &r.query, &obj, &meta, head)
+            .await
+    }
+
+    /// The answer to a GET or HEAD of an object: preconditions, range,
+    /// headers (with `response-*` overrides from the query), body.
+    pub async fn object_response(
+        &self,
+        headers: &http::HeaderMap,
+        query: &std::collections::BTreeMap<String, String>,
+        obj: &Object,
+        meta: &ObjectMeta,
+        head: bool,
+    ) -> Result<Response<Body>, S3Error> {
         let put = |h: &mut http::HeaderMap, k: &str, v: &str| {
             if let (Ok(k), Ok(v)) = (
                 http::HeaderName::from_bytes(k.as_bytes()),
@@ -447,7 +461,7 @@ impl S3Server {
                 h.insert(k, v);
             }
         };
-        match Preconditions::from_headers(r.req.headers(), "")
+        match Preconditions::from_headers(headers, "")
             .evaluate(Some((&meta.etag, obj.version.timestamp)), true)
         {
             Outcome::Proceed => {}
@@ -461,7 +475,7 @@ impl S3Server {
                 return Ok(resp);
             }
         }
-        let range = match r.header("range") {
+        let range = match headers.get("range").and_then(|v| v.to_str().ok()) {
             Some(h) => parse_range(h, meta.size)?,
             None => None,
         };
@@ -469,7 +483,7 @@ impl S3Server {
         let mut resp = if head {
             Response::new(empty())
         } else {
-            Response::new(self.object_body(&obj, start, end).await?)
+            Response::new(self.object_body(obj, start, end).await?)
         };
         let h = resp.headers_mut();
         put(h, "content-length", &(end - start).to_string());
@@ -495,7 +509,7 @@ impl S3Server {
             ("response-content-disposition", "content-disposition"),
             ("response-content-encoding", "content-encoding"),
         ] {
-            if let Some(v) = r.query.get(param) {
+            if let Some(v) = query.get(param) {
                 put(h, header, v);
             }
         }

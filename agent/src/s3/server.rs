@@ -179,7 +179,23 @@ impl S3Server {
         let request_id = hex::encode(rand::random::<[u8; 8]>());
         let resource = req.uri().path().to_string();
         let method = req.method().clone();
-        let mut resp = match self.dispatch(req).await {
+        // Browsers: preflights carry no credentials; actual requests get
+        // the headers the bucket's CORS rules grant.
+        let origin = req
+            .headers()
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bucket_name = match (&origin, &method) {
+            (Some(_), _) | (None, &Method::OPTIONS) => self.locate(&req).ok().and_then(|(b, _)| b),
+            _ => None,
+        };
+        let result = if method == Method::OPTIONS {
+            self.options(bucket_name.as_deref(), req.headers()).await
+        } else {
+            self.dispatch(req).await
+        };
+        let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
                 if e.status.is_server_error() {
@@ -204,7 +220,41 @@ impl S3Server {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v);
         }
+        if let (Some(origin), Some(name), false) =
+            (&origin, &bucket_name, method == Method::OPTIONS)
+        {
+            self.add_cors(name, origin, &method, resp.headers_mut())
+                .await;
+        }
         resp
+    }
+
+    /// A CORS preflight for a bucket.
+    async fn options(
+        &self,
+        bucket: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> Result<Response<Body>, S3Error> {
+        let name = bucket
+            .ok_or_else(|| S3Error::invalid_request("OPTIONS (a CORS preflight) needs a bucket"))?;
+        let bucket = self.model.require_bucket(name).await?;
+        super::cors::preflight(bucket.cors.value.as_deref(), headers)
+    }
+
+    /// Add the CORS headers a bucket's rules grant to a response.
+    pub async fn add_cors(
+        &self,
+        bucket: &str,
+        origin: &str,
+        method: &Method,
+        h: &mut http::HeaderMap,
+    ) {
+        if let Ok(Some(b)) = self.model.bucket_by_name(bucket).await
+            && let Some(rules) = &b.cors.value
+            && let Some(rule) = super::cors::find_rule(rules, origin, method.as_str(), &[])
+        {
+            super::cors::add_headers(rule, origin, h);
+        }
     }
 
     /// Bucket and key of a request.

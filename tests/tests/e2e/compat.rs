@@ -73,3 +73,10 @@ fn conditional_requests_checksums_regions_and_unsupported_operations() {
         eprint!("{out}");
     }
 }
+
+#[test]
+fn a_static_website_uploaded_with_boto3_is_served_over_http() {
+    let (c, key) = one_node_with_bucket();
+    let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &["website"]);
+    eprint!("{out}");
+}
