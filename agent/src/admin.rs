@@ -263,6 +263,16 @@ impl Services {
                     b.scrub_corrupted
                 ),
             ),
+            info(crate::worker::LIFECYCLE, {
+                let l = &self.model.lifecycle;
+                let ord = std::sync::atomic::Ordering::Relaxed;
+                format!(
+                    "{} passes, {} objects expired, {} multipart uploads aborted",
+                    l.passes.load(ord),
+                    l.expired.load(ord),
+                    l.aborted.load(ord)
+                )
+            }),
             info(
                 crate::worker::VERSION_GC,
                 "removes the blocks of replaced and deleted objects".into(),

@@ -173,6 +173,14 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         Duration::from_millis(config.blocks.scrub_pause_ms),
     ));
     tokio::spawn(model.clone().gc_loop());
+    tokio::spawn(
+        model
+            .clone()
+            .lifecycle_loop(model::lifecycle::LifecycleTiming {
+                interval: Duration::from_secs(config.s3_api.lifecycle_interval_secs.max(1)),
+                day: Duration::from_secs(config.s3_api.lifecycle_day_secs.max(1)),
+            }),
+    );
     tokio::spawn(table::transition::transition_loop(
         net.clone(),
         layout.clone(),
@@ -306,6 +314,7 @@ fn open_model(
         version_gc,
         ref_gc,
         workers: cfg.workers.clone(),
+        lifecycle: Default::default(),
     }))
 }
 

@@ -16,7 +16,8 @@ pub const RESYNC: &str = "block-resync";
 pub const SCRUB: &str = "block-scrub";
 pub const VERSION_GC: &str = "version-cleanup";
 pub const TABLE_SYNC: &str = "table-sync";
-pub const ALL: &[&str] = &[RESYNC, SCRUB, VERSION_GC, TABLE_SYNC];
+pub const LIFECYCLE: &str = "lifecycle";
+pub const ALL: &[&str] = &[RESYNC, SCRUB, VERSION_GC, TABLE_SYNC, LIFECYCLE];
 
 #[derive(Debug)]
 pub struct Workers {

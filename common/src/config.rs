@@ -168,6 +168,13 @@ pub struct S3ApiConfig {
     pub s3_region: String,
     #[serde(default)]
     pub root_domain: Option<String>,
+    /// Seconds between two passes of the lifecycle worker.
+    #[serde(default = "default_lifecycle_interval")]
+    pub lifecycle_interval_secs: u64,
+    /// Length of a lifecycle rule's "day" in seconds: 86400. Only tests
+    /// have a reason to shorten it.
+    #[serde(default = "default_lifecycle_day")]
+    pub lifecycle_day_secs: u64,
 }
 
 impl Default for S3ApiConfig {
@@ -176,8 +183,17 @@ impl Default for S3ApiConfig {
             api_bind_addr: default_s3_bind(),
             s3_region: default_region(),
             root_domain: None,
+            lifecycle_interval_secs: default_lifecycle_interval(),
+            lifecycle_day_secs: default_lifecycle_day(),
         }
     }
+}
+
+fn default_lifecycle_interval() -> u64 {
+    3600
+}
+fn default_lifecycle_day() -> u64 {
+    86_400
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

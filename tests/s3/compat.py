@@ -358,6 +358,51 @@ def website():
     print("ok website")
 
 
+def wait_until(what, cond, deadline=60):
+    """Poll `cond` until true, failing after `deadline` seconds."""
+    import time
+    end = time.monotonic() + deadline
+    while not cond():
+        check(time.monotonic() < end, f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def lifecycle():
+    """Lifecycle rules, applied by the agent's worker (configured by the
+    test with a 2-second "day" and a pass every second)."""
+    s3 = client()
+    for key in ["logs/a", "logs/b", "archive/a", "tmp/d", "keep/e"]:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=key.encode())
+    stale = s3.create_multipart_upload(Bucket=BUCKET, Key="uploads/stale")["UploadId"]
+    rules = [
+        {"ID": "logs", "Filter": {"Prefix": "logs/"}, "Status": "Enabled", "Expiration": {"Days": 1}},
+        {"ID": "archive", "Filter": {"Prefix": "archive/"}, "Status": "Enabled", "Expiration": {"Days": 1000}},
+        {"ID": "tmp", "Filter": {"Prefix": "tmp/"}, "Status": "Enabled",
+         "Expiration": {"Date": datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)}},
+        {"ID": "keep", "Filter": {"Prefix": "keep/"}, "Status": "Disabled", "Expiration": {"Days": 1}},
+        {"ID": "mpu", "Filter": {"Prefix": "uploads/"}, "Status": "Enabled",
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+    ]
+    s3.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={"Rules": rules})
+    got = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    check([r["ID"] for r in got] == [r["ID"] for r in rules], f"GetBucketLifecycleConfiguration: {got}")
+    check(got[1]["Expiration"]["Days"] == 1000 and got[3]["Status"] == "Disabled", f"rules kept: {got}")
+
+    def keys():
+        return {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+
+    wait_until("expired objects to go", lambda: not keys() & {"logs/a", "logs/b", "tmp/d"})
+    check({"archive/a", "keep/e"} <= keys(), f"young and disabled-rule objects stay: {keys()}")
+    wait_until("the stale upload to be aborted",
+               lambda: not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads"))
+    code = error_code(lambda: s3.list_parts(Bucket=BUCKET, Key="uploads/stale", UploadId=stale))
+    check(code == "NoSuchUpload", f"aborted by the lifecycle worker: {code}")
+    s3.delete_bucket_lifecycle(Bucket=BUCKET)
+    code = error_code(lambda: s3.get_bucket_lifecycle_configuration(Bucket=BUCKET))
+    check(code == "NoSuchLifecycleConfiguration", f"lifecycle deleted: {code}")
+    print("ok lifecycle")
+
+
 def run(cmd, env=None):
     """Run a client tool; its output is shown when it fails."""
     full_env = dict(os.environ)
@@ -515,4 +560,5 @@ if __name__ == "__main__":
         "checksums": checksums,
         "regions": regions_and_unsupported,
         "website": website,
+        "lifecycle": lifecycle,
     }[scenario]()

@@ -101,6 +101,8 @@ pub struct AgentOpts {
     pub replication_factor: usize,
     pub bootstrap: Vec<String>,
     pub extra: String,
+    /// Lines added to the `[s3_api]` section.
+    pub s3_extra: String,
 }
 
 impl Default for AgentOpts {
@@ -109,6 +111,7 @@ impl Default for AgentOpts {
             replication_factor: 3,
             bootstrap: Vec::new(),
             extra: String::new(),
+            s3_extra: String::new(),
         }
     }
 }
@@ -154,7 +157,7 @@ impl Agent {
              ping_interval_ms = 200\n\
              ping_failures_before_down = 3\n\
              {extra}\n\
-             [s3_api]\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
+             [s3_api]\napi_bind_addr = \"127.0.0.1:{s3}\"\n{s3_extra}\n\
              [s3_web]\nbind_addr = \"127.0.0.1:{web}\"\n",
             meta = d.join("meta"),
             data = d.join("data"),
@@ -164,6 +167,7 @@ impl Agent {
             peers = peers.join(", "),
             extra = opts.extra,
             s3 = self.s3_port,
+            s3_extra = opts.s3_extra,
             web = self.web_port,
         );
         std::fs::write(&self.config_path, text).expect("write agent config");

@@ -5,6 +5,7 @@
 //! `gc.rs` the cleanup of replaced versions.
 
 pub mod gc;
+pub mod lifecycle;
 pub mod tables;
 
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub struct Model {
     pub version_gc: TreeId,
     pub ref_gc: TreeId,
     pub workers: Arc<crate::worker::Workers>,
+    pub lifecycle: lifecycle::LifecycleStats,
 }
 
 impl Model {

@@ -4,13 +4,15 @@
 use hangar_tests::*;
 
 /// A one-node cluster with a bucket `test` that a fresh key may use.
-/// Unreferenced blocks are deleted one second after their last reference.
+/// Unreferenced blocks are deleted one second after their last reference;
+/// lifecycle rules are applied every second, with 2-second "days".
 fn one_node_with_bucket() -> (Cluster, S3Key) {
     let c = Cluster::start_formed(
         1,
         &AgentOpts {
             replication_factor: 1,
             extra: "[blocks]\nunreferenced_grace_secs = 1\n".into(),
+            s3_extra: "lifecycle_interval_secs = 1\nlifecycle_day_secs = 2".into(),
             ..AgentOpts::default()
         },
     );
@@ -79,4 +81,25 @@ fn a_static_website_uploaded_with_boto3_is_served_over_http() {
     let (c, key) = one_node_with_bucket();
     let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &["website"]);
     eprint!("{out}");
+}
+
+#[test]
+fn lifecycle_rules_expire_objects_and_abort_stale_uploads() {
+    let (c, key) = one_node_with_bucket();
+    let a = &c.agents[0];
+    eprint!(
+        "{}",
+        a.script_ok("compat.py", &key, "test", &[], &["lifecycle"])
+    );
+    // The worker's counts, as an operator sees them.
+    let workers = a.hangar_json(&["worker", "list"]);
+    let lc = workers
+        .as_array()
+        .and_then(|w| w.iter().find(|w| w["name"] == "lifecycle"))
+        .unwrap_or_else(|| panic!("no lifecycle worker in {workers}"));
+    let progress = lc["progress"].as_str().unwrap_or_default();
+    assert!(
+        progress.contains("3 objects expired") && progress.contains("1 multipart uploads aborted"),
+        "{progress}"
+    );
 }
