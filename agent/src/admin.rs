@@ -315,16 +315,22 @@ impl Services {
 
     async fn bucket_info(&self, b: &Bucket) -> Result<BucketInfo, RpcError> {
         let keys = self.live_keys().await?;
-        Ok(Services::bucket_info_with(b, &keys))
+        self.bucket_info_with(b, &keys).await
     }
 
-    fn bucket_info_with(b: &Bucket, keys: &[Key]) -> BucketInfo {
-        BucketInfo {
+    async fn bucket_info_with(&self, b: &Bucket, keys: &[Key]) -> Result<BucketInfo, RpcError> {
+        let (objects, bytes) = self.model.bucket_usage(b).await.map_err(model_err)?;
+        Ok(BucketInfo {
             name: b.name.clone(),
             id: b.id.to_string(),
             created_ms: b.created_ms,
             keys: keys.iter().filter_map(|k| grant(k, b)).collect(),
-        }
+            objects,
+            bytes,
+            quota_max_size: b.quotas.value.max_size,
+            quota_max_objects: b.quotas.value.max_objects,
+            website: b.website.value.is_some(),
+        })
     }
 
     fn key_info(&self, k: &Key, buckets: &[Bucket]) -> KeyInfo {
@@ -488,10 +494,36 @@ impl Admin for AdminServer {
         buckets.retain(|b| !b.deleted.0);
         buckets.sort_by(|a, b| a.name.cmp(&b.name));
         let keys = self.s.live_keys().await?;
-        Ok(buckets
-            .iter()
-            .map(|b| Services::bucket_info_with(b, &keys))
-            .collect())
+        let mut out = Vec::with_capacity(buckets.len());
+        for b in &buckets {
+            out.push(self.s.bucket_info_with(b, &keys).await?);
+        }
+        Ok(out)
+    }
+
+    async fn bucket_set_quotas(
+        self,
+        _: Context,
+        name: String,
+        max_size: Option<u64>,
+        max_objects: Option<u64>,
+    ) -> Result<BucketInfo, RpcError> {
+        let mut b = self
+            .s
+            .model
+            .require_bucket(&name)
+            .await
+            .map_err(model_err)?;
+        b.quotas.update(
+            now_msec(),
+            self.s.net.id,
+            crate::model::tables::Quotas {
+                max_size,
+                max_objects,
+            },
+        );
+        self.s.model.buckets.insert(&b).await.map_err(table_err)?;
+        self.s.bucket_info(&b).await
     }
 
     async fn bucket_info(self, _: Context, name: String) -> Result<BucketInfo, RpcError> {

@@ -166,6 +166,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     tables.insert(model::tables::ObjectTable::NAME, model.objects.clone());
     tables.insert(model::tables::VersionTable::NAME, model.versions.clone());
     tables.insert(model::tables::UploadTable::NAME, model.uploads.clone());
+    tables.insert(model::tables::BucketUsageTable::NAME, model.usage.clone());
     tables.insert(model::tables::BlockRefTable::NAME, model.refs.clone());
     tokio::spawn(blocks.clone().resync_loop());
     tokio::spawn(blocks.clone().scrub_loop(
@@ -173,6 +174,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         Duration::from_millis(config.blocks.scrub_pause_ms),
     ));
     tokio::spawn(model.clone().gc_loop());
+    tokio::spawn(model.clone().usage_loop());
     tokio::spawn(
         model
             .clone()
@@ -298,7 +300,17 @@ fn open_model(
         buckets: open(db, net, layout, cfg, BucketTable)?,
         aliases: open(db, net, layout, cfg, BucketAliasTable)?,
         keys: open(db, net, layout, cfg, KeyTable)?,
-        objects: open(db, net, layout, cfg, ObjectTable { version_gc })?,
+        objects: open(
+            db,
+            net,
+            layout,
+            cfg,
+            ObjectTable {
+                version_gc,
+                usage: db.open_tree("object:usage")?,
+            },
+        )?,
+        usage: open(db, net, layout, cfg, BucketUsageTable)?,
         versions: open(db, net, layout, cfg, VersionTable { ref_gc })?,
         uploads: open(db, net, layout, cfg, UploadTable { version_gc })?,
         refs: open(

@@ -98,6 +98,18 @@ pub struct BucketInfo {
     pub created_ms: u64,
     /// Keys with some permission: (key id, key name, read, write, owner).
     pub keys: Vec<KeyGrant>,
+    /// Live objects and their bytes (a few seconds behind writes).
+    #[serde(default)]
+    pub objects: u64,
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub quota_max_size: Option<u64>,
+    #[serde(default)]
+    pub quota_max_objects: Option<u64>,
+    /// Served as a static website.
+    #[serde(default)]
+    pub website: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +194,12 @@ pub trait Admin {
     async fn bucket_list() -> Result<Vec<BucketInfo>, RpcError>;
     /// One bucket, with the keys that may use it.
     async fn bucket_info(name: String) -> Result<BucketInfo, RpcError>;
+    /// Set a bucket's quotas (`None`: unlimited).
+    async fn bucket_set_quotas(
+        name: String,
+        max_size: Option<u64>,
+        max_objects: Option<u64>,
+    ) -> Result<BucketInfo, RpcError>;
     /// Grant (`allow`) or revoke permissions of a key on a bucket; the
     /// permissions not named are left as they are.
     async fn bucket_allow(

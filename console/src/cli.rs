@@ -121,6 +121,19 @@ fn print_bucket(b: &BucketInfo) {
         &b.id[..16.min(b.id.len())],
         ago(b.created_ms)
     );
+    let limit = |v: Option<String>| v.unwrap_or_else(|| "no limit".into());
+    println!(
+        "Holds {} objects ({}); quotas: size {}, objects {}{}",
+        b.objects,
+        format_bytes(b.bytes),
+        limit(b.quota_max_size.map(format_bytes)),
+        limit(b.quota_max_objects.map(|n| n.to_string())),
+        if b.website {
+            "; served as a website"
+        } else {
+            ""
+        }
+    );
     if b.keys.is_empty() {
         println!(
             "No key may use it yet: hangar bucket allow {} --key KEY --read --write",
@@ -155,9 +168,54 @@ async fn bucket(client: &AdminClient, cmd: &BucketCmd, json: bool) -> anyhow::Re
             }
             let rows: Vec<Vec<String>> = list
                 .iter()
-                .map(|b| vec![b.name.clone(), ago(b.created_ms), b.keys.len().to_string()])
+                .map(|b| {
+                    vec![
+                        b.name.clone(),
+                        ago(b.created_ms),
+                        b.objects.to_string(),
+                        format_bytes(b.bytes),
+                        b.keys.len().to_string(),
+                        if b.website { "yes" } else { "" }.to_string(),
+                    ]
+                })
                 .collect();
-            print!("{}", table(&["NAME", "CREATED", "KEYS"], &rows));
+            print!(
+                "{}",
+                table(
+                    &["NAME", "CREATED", "OBJECTS", "SIZE", "KEYS", "WEBSITE"],
+                    &rows
+                )
+            );
+        }
+        BucketCmd::Quota {
+            name,
+            max_size,
+            max_objects,
+            clear,
+        } => {
+            if !clear && max_size.is_none() && max_objects.is_none() {
+                bail!("give --max-size, --max-objects or --clear");
+            }
+            let current = client.bucket_info(ctx(), name.clone()).await??;
+            let size = match max_size {
+                Some(s) => {
+                    Some(parse_size(s).map_err(|e| anyhow::anyhow!("--max-size {s:?}: {e}"))?)
+                }
+                None if *clear => None,
+                None => current.quota_max_size,
+            };
+            let objects = match max_objects {
+                Some(n) => Some(*n),
+                None if *clear => None,
+                None => current.quota_max_objects,
+            };
+            let b = client
+                .bucket_set_quotas(ctx(), name.clone(), size, objects)
+                .await??;
+            if json {
+                return print_json(&b);
+            }
+            print_bucket(&b);
         }
         BucketCmd::Info { name } => {
             let b = client.bucket_info(ctx(), name.clone()).await??;

@@ -109,6 +109,20 @@ pub enum BucketCmd {
         #[arg(long)]
         owner: bool,
     },
+    /// Limit what a bucket may hold; writes past a limit are refused
+    /// (QuotaExceeded). Usage trails writes by a few seconds.
+    Quota {
+        name: String,
+        /// Largest total size, e.g. 10G, 500MiB.
+        #[arg(long, conflicts_with = "clear")]
+        max_size: Option<String>,
+        /// Largest number of objects.
+        #[arg(long, conflicts_with = "clear")]
+        max_objects: Option<u64>,
+        /// Remove both limits.
+        #[arg(long)]
+        clear: bool,
+    },
     /// Revoke a key's permissions on a bucket.
     Deny {
         name: String,

@@ -403,6 +403,19 @@ def lifecycle():
     print("ok lifecycle")
 
 
+def put_expect(key, size, expect):
+    """PUT `size` bytes at `key`: `expect` is ok or the error code."""
+    s3 = client()
+    code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key=key, Body=data_for(key, int(size))))
+    check((code or "ok") == expect, f"PUT {key} ({size} B): {code or 'ok'}, expected {expect}")
+    print(f"ok put {key}: {expect}")
+
+
+def delete(key):
+    client().delete_object(Bucket=BUCKET, Key=key)
+    print(f"ok deleted {key}")
+
+
 def run(cmd, env=None):
     """Run a client tool; its output is shown when it fails."""
     full_env = dict(os.environ)
@@ -561,4 +574,6 @@ if __name__ == "__main__":
         "regions": regions_and_unsupported,
         "website": website,
         "lifecycle": lifecycle,
+        "put": lambda: put_expect(*args),
+        "delete": lambda: delete(args[0]),
     }[scenario]()

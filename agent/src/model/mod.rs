@@ -7,6 +7,7 @@
 pub mod gc;
 pub mod lifecycle;
 pub mod tables;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -26,6 +27,10 @@ pub const DEFAULT_SHARDS: u8 = 16;
 pub enum ModelError {
     #[error(transparent)]
     Table(#[from] TableError),
+    #[error("local metadata store: {0}")]
+    Db(#[from] crate::db::DbError),
+    #[error("bucket {0:?} is over its quota: {1}")]
+    QuotaExceeded(String, String),
     #[error("bucket {0:?} does not exist")]
     NoSuchBucket(String),
     #[error("bucket name {0:?} is already taken")]
@@ -61,6 +66,7 @@ pub struct Model {
     pub objects: Arc<Table<ObjectTable>>,
     pub versions: Arc<Table<VersionTable>>,
     pub uploads: Arc<Table<UploadTable>>,
+    pub usage: Arc<Table<BucketUsageTable>>,
     pub refs: Arc<Table<BlockRefTable>>,
     pub blocks: Arc<BlockManager>,
     pub version_gc: TreeId,

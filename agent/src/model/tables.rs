@@ -311,6 +311,30 @@ impl TableItem for Object {
 pub struct ObjectTable {
     /// Local queue of replaced versions whose block lists must go.
     pub version_gc: TreeId,
+    /// Local counts per index shard (`bucket id ++ shard`): live objects
+    /// and their bytes, as 2 big-endian u64.
+    pub usage: TreeId,
+}
+
+/// Live objects and bytes an object item stands for.
+fn live_size(o: Option<&Object>) -> (i64, i64) {
+    match o.map(|o| &o.version.data) {
+        Some(ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta }) => {
+            (1, meta.size as i64)
+        }
+        _ => (0, 0),
+    }
+}
+
+/// Decode a local usage counter.
+pub fn decode_usage(v: &[u8]) -> (u64, u64) {
+    let n = |r: std::ops::Range<usize>| {
+        v.get(r)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0)
+    };
+    (n(0..8), n(8..16))
 }
 
 impl TableSchema for ObjectTable {
@@ -327,8 +351,61 @@ impl TableSchema for ObjectTable {
         {
             tx.insert(self.version_gc, &old.version.uuid, &[])?;
         }
+        // Usage: a removal (tombstone collected, partition handed over)
+        // or an arrival counts like any other change.
+        let (o1, b1) = live_size(old);
+        let (o2, b2) = live_size(new);
+        if (o1, b1) != (o2, b2)
+            && let Some(pk) = new.or(old).map(|o| o.pk.as_slice())
+        {
+            let (objects, bytes) = decode_usage(&tx.get(self.usage, pk)?.unwrap_or_default());
+            let objects = (objects as i64 + o2 - o1).max(0) as u64;
+            let bytes = (bytes as i64 + b2 - b1).max(0) as u64;
+            let mut v = objects.to_be_bytes().to_vec();
+            v.extend_from_slice(&bytes.to_be_bytes());
+            tx.insert(self.usage, pk, &v)?;
+        }
         Ok(())
     }
+}
+
+/// What one node holds of a bucket's index, per shard: published by that
+/// node (the only writer of its item), read to estimate a bucket's usage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketUsage {
+    pub bucket: BucketId,
+    #[serde(with = "serde_bytes")]
+    pub node: Vec<u8>,
+    pub timestamp: u64,
+    /// shard -> (objects, bytes).
+    pub shards: std::collections::BTreeMap<u8, (u64, u64)>,
+}
+
+impl Crdt for BucketUsage {
+    fn merge(&mut self, other: &Self) {
+        if (other.timestamp, &other.shards) > (self.timestamp, &self.shards) {
+            self.timestamp = other.timestamp;
+            self.shards = other.shards.clone();
+        }
+    }
+}
+
+impl TableItem for BucketUsage {
+    fn partition_key(&self) -> &[u8] {
+        self.bucket.as_bytes()
+    }
+    fn sort_key(&self) -> &[u8] {
+        &self.node
+    }
+    fn is_tombstone(&self) -> bool {
+        false
+    }
+}
+
+pub struct BucketUsageTable;
+impl TableSchema for BucketUsageTable {
+    const NAME: &'static str = "bucket_usage";
+    type Item = BucketUsage;
 }
 
 // ---------------------------------------------------------------- uploads

@@ -165,6 +165,10 @@ impl S3Server {
                 headers: r.stored_headers(),
             }
         };
+        let key = r.key.clone().unwrap_or_default();
+        if let ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } = &src.version.data {
+            self.enforce_quotas(&dest, &key, meta.size).await?;
+        }
         let uuid = new_version_id();
         let (data, etag) = match &src.version.data {
             ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
@@ -185,7 +189,6 @@ impl S3Server {
                 )
             }
         };
-        let key = r.key.clone().unwrap_or_default();
         let now = hangar_common::crdt::now_msec();
         let object = Object {
             pk: object_pk(&dest.id, dest.shards, &key),

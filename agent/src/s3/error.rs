@@ -96,6 +96,10 @@ impl From<ModelError> for S3Error {
             ModelError::InvalidBucketName(_) => {
                 S3Error::new("InvalidBucketName", StatusCode::BAD_REQUEST, e.to_string())
             }
+            ModelError::Db(_) => S3Error::internal(e.to_string()),
+            ModelError::QuotaExceeded(..) => {
+                S3Error::new("QuotaExceeded", StatusCode::FORBIDDEN, e.to_string())
+            }
             ModelError::NoSuchKey(_) => {
                 S3Error::new("InvalidAccessKeyId", StatusCode::FORBIDDEN, e.to_string())
             }

@@ -374,6 +374,9 @@ impl S3Server {
             ));
         }
 
+        let total: u64 = chosen.iter().map(|p| p.size).sum();
+        self.enforce_quotas(&bucket, &upload.key, total).await?;
+
         // The object's block list: the parts' lists, end to end.
         let uuid = new_version_id();
         let mut w = BlockListWriter {

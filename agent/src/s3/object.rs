@@ -130,7 +130,20 @@ impl S3Server {
                 return Err(precondition_failed());
             }
         }
+        // Quotas: checked before reading the body when its size is known.
+        let declared: Option<u64> = if r.verified.payload.is_chunked() {
+            r.header("x-amz-decoded-content-length")
+        } else {
+            r.header("content-length")
+        }
+        .and_then(|v| v.trim().parse().ok());
+        if let Some(size) = declared {
+            self.enforce_quotas(&bucket, &key, size).await?;
+        }
         let body = self.receive(r, true).await?;
+        if declared.is_none() {
+            self.enforce_quotas(&bucket, &key, body.size).await?;
+        }
         let etag = hex::encode(body.md5);
         let meta = ObjectMeta {
             size: body.size,
@@ -419,6 +432,25 @@ impl S3Server {
             ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
         };
         Ok((bucket, obj, meta))
+    }
+
+    /// Refuse to write `size` bytes at `key` if the bucket's quotas forbid.
+    pub async fn enforce_quotas(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        size: u64,
+    ) -> Result<(), S3Error> {
+        let q = bucket.quotas.value;
+        if q.max_size.is_none() && q.max_objects.is_none() {
+            return Ok(());
+        }
+        let old = self.current_meta(bucket, key).await?.map(|(m, _)| m.size);
+        let added = size as i64 - old.unwrap_or(0) as i64;
+        Ok(self
+            .model
+            .check_quotas(bucket, old.is_none(), added)
+            .await?)
     }
 
     /// The metadata and timestamp of an object's live version, if any.

@@ -103,3 +103,54 @@ fn lifecycle_rules_expire_objects_and_abort_stale_uploads() {
         "{progress}"
     );
 }
+
+#[test]
+fn bucket_quotas_set_from_the_cli_refuse_writes_past_them() {
+    let (c, key) = one_node_with_bucket();
+    let a = &c.agents[0];
+    let info = a.hangar_json(&[
+        "bucket",
+        "quota",
+        "test",
+        "--max-objects",
+        "3",
+        "--max-size",
+        "100K",
+    ]);
+    assert_eq!(info["quota_max_objects"], 3, "{info}");
+    assert_eq!(info["quota_max_size"], 100_000, "{info}");
+    let put = |k: &str, size: &str, expect: &str| {
+        eprint!(
+            "{}",
+            a.script_ok("compat.py", &key, "test", &[], &["put", k, size, expect])
+        );
+    };
+    let usage_is = |objects: u64, bytes: u64| {
+        wait_for(
+            &format!("bucket usage {objects} objects, {bytes} B"),
+            DEADLINE,
+            || {
+                let b = a.hangar_json(&["bucket", "info", "test"]);
+                (b["objects"] == objects && b["bytes"] == bytes).then_some(())
+            },
+        )
+    };
+    put("q/1", "1000", "ok");
+    put("q/2", "1000", "ok");
+    put("q/3", "1000", "ok");
+    usage_is(3, 3000);
+    put("q/4", "1000", "QuotaExceeded");
+    // Replacing an object adds no object; only the size counts.
+    put("q/1", "2000", "ok");
+    put("q/2", "200000", "QuotaExceeded");
+    usage_is(3, 4000);
+    eprint!(
+        "{}",
+        a.script_ok("compat.py", &key, "test", &[], &["delete", "q/3"])
+    );
+    usage_is(2, 3000);
+    put("q/4", "1000", "ok");
+    let info = a.hangar_json(&["bucket", "quota", "test", "--clear"]);
+    assert!(info["quota_max_objects"].is_null(), "{info}");
+    put("q/5", "200000", "ok");
+}
