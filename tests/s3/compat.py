@@ -14,7 +14,10 @@ import sys
 import tempfile
 import zlib
 
+import boto3
 import botocore
+import botocore.auth
+from botocore.config import Config
 
 from client import BUCKET, ENDPOINT, check, client, data_for, error_code
 
@@ -416,6 +419,212 @@ def delete(key):
     print(f"ok deleted {key}")
 
 
+# ---- authentication edge cases
+
+def hmac256(key, msg):
+    import hmac
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def sigv4(method, path, headers, payload_hash, amz_date, region="us-east-1"):
+    """A SigV4 header signature, written out for the tests that need to
+    control what the SDKs do not let us (chunk signatures)."""
+    from urllib.parse import quote
+    names = sorted(headers)
+    canonical = "\n".join([
+        method, quote(path, safe="/~"), "",
+        "".join(f"{n}:{headers[n].strip()}\n" for n in names),
+        ";".join(names), payload_hash])
+    scope = f"{amz_date[:8]}/{region}/s3/aws4_request"
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, sha(canonical.encode())])
+    k = hmac256(("AWS4" + os.environ["HANGAR_KEY_SECRET"]).encode(), amz_date[:8])
+    for part in (region, "s3", "aws4_request"):
+        k = hmac256(k, part)
+    sig = hmac256(k, sts).hex()
+    auth = (f"AWS4-HMAC-SHA256 Credential={os.environ['HANGAR_KEY_ID']}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={sig}")
+    return auth, sig, scope, k
+
+
+def signed_chunks_put(key, data, chunk, tamper_chunk=None):
+    """PUT with STREAMING-AWS4-HMAC-SHA256-PAYLOAD (each chunk signed);
+    optionally flip a byte of one chunk after signing. Returns the status."""
+    import hmac
+    import http.client
+    amz_date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    host = ENDPOINT.split("://", 1)[1]
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)] + [b""]
+
+    def enc_len(n):
+        return len(f"{n:x};chunk-signature=") + 64 + 2 + n + 2
+    headers = {
+        "host": host,
+        "x-amz-date": amz_date,
+        "x-amz-content-sha256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "x-amz-decoded-content-length": str(len(data)),
+        "content-encoding": "aws-chunked",
+        "content-length": str(sum(enc_len(len(c)) for c in chunks)),
+    }
+    path = f"/{BUCKET}/{key}"
+    auth, prev, scope, k = sigv4("PUT", path, headers, headers["x-amz-content-sha256"], amz_date)
+    body = b""
+    for i, c in enumerate(chunks):
+        sts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev, sha(b""), sha(c)])
+        prev = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        if i == tamper_chunk:
+            c = bytes([c[0] ^ 1]) + c[1:]
+        body += f"{len(c):x};chunk-signature={prev}\r\n".encode() + c + b"\r\n"
+    conn = http.client.HTTPConnection(host, timeout=30)
+    conn.request("PUT", path, body=body, headers=dict(headers, authorization=auth))
+    r = conn.getresponse()
+    text = r.read()
+    conn.close()
+    return r.status, text
+
+
+class TlsProxy:
+    """TLS in front of the agent (which speaks plain HTTP, like behind a
+    reverse proxy): over HTTPS, SDKs send streaming trailer checksums."""
+
+    def __init__(self, target_port):
+        import socket
+        import ssl
+        import threading
+        self.dir = tempfile.mkdtemp()
+        cert, key = os.path.join(self.dir, "cert.pem"), os.path.join(self.dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", cert, "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+
+        def pipe(a, b):
+            try:
+                while True:
+                    d = a.recv(65536)
+                    if not d:
+                        break
+                    b.sendall(d)
+            except OSError:
+                pass
+            for s_ in (a, b):
+                try:
+                    s_.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        def accept():
+            while True:
+                try:
+                    c, _ = self.sock.accept()
+                    t = ctx.wrap_socket(c, server_side=True)
+                except OSError:
+                    continue
+                u = socket.create_connection(("127.0.0.1", target_port))
+                threading.Thread(target=pipe, args=(t, u), daemon=True).start()
+                threading.Thread(target=pipe, args=(u, t), daemon=True).start()
+        threading.Thread(target=accept, daemon=True).start()
+
+
+def streaming_and_auth():
+    """Streaming uploads (signed chunks, unsigned trailer via a real SDK),
+    presigned expiry, clock skew, virtual-host-style addressing."""
+    s3 = client()
+    data = data_for("chunked", 200_000)
+    st, text = signed_chunks_put("auth/chunked", data, 65536)
+    check(st == 200, f"signed chunks accepted: {st} {text}")
+    check(s3.get_object(Bucket=BUCKET, Key="auth/chunked")["Body"].read() == data, "signed chunks content")
+    st, text = signed_chunks_put("auth/tampered", data, 65536, tamper_chunk=1)
+    check(st == 403 and b"SignatureDoesNotMatch" in text, f"tampered chunk: {st} {text}")
+    check(status_of(lambda: s3.head_object(Bucket=BUCKET, Key="auth/tampered")) == 404, "nothing stored")
+
+    # A real SDK over HTTPS sends STREAMING-UNSIGNED-PAYLOAD-TRAILER with a
+    # trailing CRC checksum (and CRC64NVME or CRC32 depending on version).
+    import urllib3
+    urllib3.disable_warnings()
+    proxy = TlsProxy(int(ENDPOINT.rsplit(":", 1)[1]))
+    seen = []
+    tls = boto3.client(
+        "s3", endpoint_url=f"https://localhost:{proxy.port}", verify=False,
+        aws_access_key_id=os.environ["HANGAR_KEY_ID"], aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+        region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    tls.meta.events.register("before-send.s3.PutObject",
+                             lambda request, **kw: seen.append(dict(request.headers)))
+    body = data_for("trailer", 3 * MIB + 5)
+    tls.put_object(Bucket=BUCKET, Key="auth/trailer", Body=body, ChecksumAlgorithm="CRC32")
+    sent = {k.lower(): (v.decode() if isinstance(v, bytes) else v) for k, v in seen[-1].items()}
+    check(sent.get("x-amz-content-sha256") == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+          and sent.get("x-amz-trailer") == "x-amz-checksum-crc32", f"the SDK streamed with a trailer: {sent}")
+    check(tls.get_object(Bucket=BUCKET, Key="auth/trailer")["Body"].read() == body, "trailer upload content")
+    # A wrong trailing checksum is refused and stores nothing.
+    tls.meta.events.register("before-send.s3.PutObject", corrupt_trailer)
+    code = error_code(lambda: tls.put_object(Bucket=BUCKET, Key="auth/bad-trailer", Body=body,
+                                             ChecksumAlgorithm="CRC32"))
+    check(code == "BadDigest", f"a wrong trailing checksum: {code}")
+    check(status_of(lambda: s3.head_object(Bucket=BUCKET, Key="auth/bad-trailer")) == 404, "nothing stored")
+
+    # Presigned URL expiry, and clock skew, with the SDK's clock moved.
+    import urllib.error
+    import urllib.request
+    real = botocore.auth.get_current_datetime
+    try:
+        botocore.auth.get_current_datetime = lambda: real() - datetime.timedelta(hours=2)
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "auth/chunked"},
+                                        ExpiresIn=3600)
+        try:
+            urllib.request.urlopen(url)
+            check(False, "an expired presigned URL was served")
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            check(e.code == 403 and b"AccessDenied" in body and b"expired" in body, f"expired URL: {e.code} {body}")
+        botocore.auth.get_current_datetime = lambda: real() - datetime.timedelta(minutes=20)
+        code = error_code(lambda: s3.get_object(Bucket=BUCKET, Key="auth/chunked"))
+        check(code == "RequestTimeTooSkewed", f"20 minutes of skew: {code}")
+        botocore.auth.get_current_datetime = lambda: real() - datetime.timedelta(minutes=10)
+        check(s3.get_object(Bucket=BUCKET, Key="auth/chunked")["Body"].read() == data, "10 minutes are tolerated")
+    finally:
+        botocore.auth.get_current_datetime = real
+
+    # Virtual-host style: <bucket>.<root_domain>, the agent configured with
+    # root_domain = ".s3.hangar.test" (resolved to loopback here).
+    import socket
+    real_gai = socket.getaddrinfo
+
+    def gai(host, *a, **kw):
+        if isinstance(host, str) and host.endswith(".hangar.test"):
+            host = "127.0.0.1"
+        return real_gai(host, *a, **kw)
+    socket.getaddrinfo = gai
+    port = ENDPOINT.rsplit(":", 1)[1]
+    vh = boto3.client(
+        "s3", endpoint_url=f"http://s3.hangar.test:{port}",
+        aws_access_key_id=os.environ["HANGAR_KEY_ID"], aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+        region_name="us-east-1", config=Config(s3={"addressing_style": "virtual"}, retries={"max_attempts": 1}))
+    vseen = []
+    vh.meta.events.register("before-send.s3.*", lambda request, **kw: vseen.append(request.url))
+    vh.put_object(Bucket=BUCKET, Key="auth/virtual host", Body=b"vh")
+    check(vseen[-1].startswith(f"http://{BUCKET}.s3.hangar.test:{port}/"), f"virtual-host URL: {vseen[-1]}")
+    check(vh.get_object(Bucket=BUCKET, Key="auth/virtual host")["Body"].read() == b"vh", "virtual-host GET")
+    keys = [o["Key"] for o in vh.list_objects_v2(Bucket=BUCKET, Prefix="auth/")["Contents"]]
+    check("auth/virtual host" in keys, f"virtual-host listing: {keys}")
+    socket.getaddrinfo = real_gai
+    print("ok streaming and auth")
+
+
+def corrupt_trailer(request, **kw):
+    """Make the SDK send a wrong trailing checksum."""
+    body = request.body
+    if hasattr(body, "_checksum"):
+        import botocore.httpchecksum as hc
+        class Wrong(hc.Crc32Checksum):
+            def b64digest(self):
+                return base64.b64encode(b"\0\0\0\0").decode()
+        body._checksum = Wrong()
+
+
 def run(cmd, env=None):
     """Run a client tool; its output is shown when it fails."""
     full_env = dict(os.environ)
@@ -574,6 +783,7 @@ if __name__ == "__main__":
         "regions": regions_and_unsupported,
         "website": website,
         "lifecycle": lifecycle,
+        "streaming": streaming_and_auth,
         "put": lambda: put_expect(*args),
         "delete": lambda: delete(args[0]),
     }[scenario]()

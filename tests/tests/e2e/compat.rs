@@ -154,3 +154,25 @@ fn bucket_quotas_set_from_the_cli_refuse_writes_past_them() {
     assert!(info["quota_max_objects"].is_null(), "{info}");
     put("q/5", "200000", "ok");
 }
+
+#[test]
+fn streaming_uploads_presigned_expiry_clock_skew_and_virtual_hosts() {
+    let c = Cluster::start_formed(
+        1,
+        &AgentOpts {
+            replication_factor: 1,
+            s3_extra: "root_domain = \".s3.hangar.test\"".into(),
+            ..AgentOpts::default()
+        },
+    );
+    let a = &c.agents[0];
+    let key = a.create_key("tester");
+    a.hangar_json(&["bucket", "create", "test"]);
+    a.hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
+    ]);
+    eprint!(
+        "{}",
+        a.script_ok("compat.py", &key, "test", &[], &["streaming"])
+    );
+}
