@@ -92,6 +92,55 @@ impl S3Server {
         Ok(resp)
     }
 
+    /// GetBucketVersioning: Hangar keeps one version per key, so buckets
+    /// are never versioned (tools such as rclone and Terraform ask).
+    pub async fn bucket_versioning(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        let p = r.permission(&bucket);
+        if !(p.read || p.write || p.owner) {
+            return Err(S3Error::access_denied(
+                "this key has no permission on this bucket",
+            ));
+        }
+        Ok(xml_response(
+            StatusCode::OK,
+            Xml::new("VersioningConfiguration").finish("VersioningConfiguration"),
+        ))
+    }
+
+    /// GetBucketAcl / GetObjectAcl: permissions are per key (`hangar bucket
+    /// allow`), not ACLs; the answer says the asking key has full control,
+    /// which is what clients that check ACLs need to hear.
+    pub async fn acl(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+        let bucket = self.bucket(r).await?;
+        let p = r.permission(&bucket);
+        if !(p.read || p.write || p.owner) {
+            return Err(S3Error::access_denied(
+                "this key has no permission on this bucket",
+            ));
+        }
+        let mut x = Xml::new("AccessControlPolicy");
+        x.open("Owner")
+            .elem("ID", &r.api_key.id)
+            .elem("DisplayName", &r.api_key.name.value)
+            .close("Owner")
+            .open("AccessControlList")
+            .open("Grant");
+        x.buf.push_str(
+            "<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">",
+        );
+        x.elem("ID", &r.api_key.id)
+            .elem("DisplayName", &r.api_key.name.value)
+            .close("Grantee")
+            .elem("Permission", "FULL_CONTROL")
+            .close("Grant")
+            .close("AccessControlList");
+        Ok(xml_response(
+            StatusCode::OK,
+            x.finish("AccessControlPolicy"),
+        ))
+    }
+
     pub async fn bucket_location(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         let p = r.permission(&bucket);

@@ -357,6 +357,8 @@ impl S3Server {
             (Some(_), None, Method::DELETE) if r.query.is_empty() => self.delete_bucket(&r).await,
             (Some(_), None, Method::HEAD) => self.head_bucket(&r).await,
             (Some(_), None, Method::GET) if has("location") => self.bucket_location(&r).await,
+            (Some(_), None, Method::GET) if has("versioning") => self.bucket_versioning(&r).await,
+            (Some(_), _, Method::GET) if has("acl") => self.acl(&r).await,
             (Some(_), None, Method::GET)
                 if r.query.get("list-type").map(String::as_str) == Some("2") =>
             {

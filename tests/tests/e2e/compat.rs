@@ -68,9 +68,9 @@ fn rclone_copies_checks_and_syncs() {
 }
 
 #[test]
-fn conditional_requests_checksums_regions_and_unsupported_operations() {
+fn conditional_requests_checksums_regions_listing_options_and_unsupported_operations() {
     let (c, key) = one_node_with_bucket();
-    for scenario in ["conditional", "checksums", "regions"] {
+    for scenario in ["conditional", "checksums", "regions", "listing_options"] {
         let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &[scenario]);
         eprint!("{out}");
     }
