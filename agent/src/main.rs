@@ -352,6 +352,10 @@ fn print_banner(config: &Config, source: &ConfigSource, net: &Net, generated_sec
         s3_display_addr(&config.s3_api.api_bind_addr),
         config.s3_api.s3_region
     );
+    println!(
+        "  websites     http://{} (buckets with a website configuration)",
+        s3_display_addr(&config.s3_web.bind_addr)
+    );
     println!("  config       {source}");
     println!("  metadata     {}", config.metadata_dir.display());
     println!("  data         {}", config.data_dir.display());
