@@ -307,6 +307,9 @@ def website():
     got = s3.get_bucket_website(Bucket=BUCKET)
     check(got["IndexDocument"]["Suffix"] == "index.html" and got["ErrorDocument"]["Key"] == "404.html",
           f"GetBucketWebsite: {got}")
+    # The bucket under the website's root domain names it too.
+    st, _, body = http("GET", "/", f"{BUCKET}.web.hangar.test:{port}", port)
+    check(st == 200 and body == site["index.html"][0], f"bucket under root_domain: {st}")
     for path, key in [("/", "index.html"), ("/about/", "about/index.html"), ("/style.css", "style.css"),
                       ("/img/logo.png", "img/logo.png")]:
         st, h, body = http("GET", path, host, port)

@@ -103,6 +103,8 @@ pub struct AgentOpts {
     pub extra: String,
     /// Lines added to the `[s3_api]` section.
     pub s3_extra: String,
+    /// Lines added to the `[s3_web]` section.
+    pub web_extra: String,
 }
 
 impl Default for AgentOpts {
@@ -112,6 +114,7 @@ impl Default for AgentOpts {
             bootstrap: Vec::new(),
             extra: String::new(),
             s3_extra: String::new(),
+            web_extra: String::new(),
         }
     }
 }
@@ -158,7 +161,7 @@ impl Agent {
              ping_failures_before_down = 3\n\
              {extra}\n\
              [s3_api]\napi_bind_addr = \"127.0.0.1:{s3}\"\n{s3_extra}\n\
-             [s3_web]\nbind_addr = \"127.0.0.1:{web}\"\n",
+             [s3_web]\nbind_addr = \"127.0.0.1:{web}\"\n{web_extra}\n",
             meta = d.join("meta"),
             data = d.join("data"),
             rf = opts.replication_factor,
@@ -168,6 +171,7 @@ impl Agent {
             extra = opts.extra,
             s3 = self.s3_port,
             s3_extra = opts.s3_extra,
+            web_extra = opts.web_extra,
             web = self.web_port,
         );
         std::fs::write(&self.config_path, text).expect("write agent config");

@@ -13,6 +13,7 @@ fn one_node_with_bucket() -> (Cluster, S3Key) {
             replication_factor: 1,
             extra: "[blocks]\nunreferenced_grace_secs = 1\n".into(),
             s3_extra: "lifecycle_interval_secs = 1\nlifecycle_day_secs = 2".into(),
+            web_extra: "root_domain = \".web.hangar.test\"".into(),
             ..AgentOpts::default()
         },
     );
