@@ -365,6 +365,56 @@ impl ClusterLayout {
     }
 }
 
+/// What losing some nodes would do to the ring (the console's what-if).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhatIf {
+    /// Partitions with at least one replica on a lost node.
+    pub lose_redundancy: usize,
+    /// Partitions left with fewer replicas than a write quorum: writes to
+    /// them fail.
+    pub lose_write_quorum: usize,
+    /// Partitions left with fewer replicas than a read quorum: reads fail.
+    pub lose_read_quorum: usize,
+    /// Partitions whose every replica is lost: their data is unreachable.
+    pub lose_all: usize,
+}
+
+impl WhatIf {
+    /// Whether every partition would still take reads and writes.
+    pub fn keeps_serving(&self) -> bool {
+        self.lose_write_quorum == 0 && self.lose_read_quorum == 0
+    }
+}
+
+impl ClusterLayout {
+    /// What the ring would look like with `lost` nodes down (in addition to
+    /// nothing else): counted on the current version's replica sets.
+    pub fn what_if(&self, lost: &BTreeSet<NodeId>) -> WhatIf {
+        let mut w = WhatIf::default();
+        let (wq, rq) = (
+            write_quorum(self.replication_factor),
+            read_quorum(self.replication_factor),
+        );
+        for p in 0..self.assignment.len().min(PARTITIONS) {
+            let nodes = self.nodes_of(p);
+            let left = nodes.iter().filter(|n| !lost.contains(n)).count();
+            if left < nodes.len() {
+                w.lose_redundancy += 1;
+            }
+            if left < wq {
+                w.lose_write_quorum += 1;
+            }
+            if left < rq {
+                w.lose_read_quorum += 1;
+            }
+            if left == 0 && !nodes.is_empty() {
+                w.lose_all += 1;
+            }
+        }
+        w
+    }
+}
+
 /// Acknowledgements a write needs: a majority of the replicas.
 pub fn write_quorum(rf: usize) -> usize {
     rf / 2 + 1
@@ -472,6 +522,22 @@ mod tests {
             l.stage(id(i as u8), role(z, 100), 1, id(0));
         }
         l
+    }
+
+    #[test]
+    fn what_if_counts_partitions_by_what_they_would_lose() {
+        let (l, _) = three_nodes().apply(1).unwrap();
+        let set = |ids: &[u8]| ids.iter().map(|b| id(*b)).collect::<BTreeSet<_>>();
+        assert_eq!(l.what_if(&set(&[])), WhatIf::default());
+        // RF 3 on 3 nodes: every partition is on every node.
+        let one = l.what_if(&set(&[0]));
+        assert_eq!(one.lose_redundancy, PARTITIONS);
+        assert!(one.keeps_serving(), "{one:?}");
+        let two = l.what_if(&set(&[0, 1]));
+        assert_eq!(two.lose_write_quorum, PARTITIONS);
+        assert_eq!(two.lose_read_quorum, PARTITIONS, "RF 3 reads need 2 replicas");
+        assert!(!two.keeps_serving());
+        assert_eq!(l.what_if(&set(&[0, 1, 2])).lose_all, PARTITIONS);
     }
 
     #[test]
