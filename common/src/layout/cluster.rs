@@ -387,6 +387,24 @@ impl WhatIf {
 }
 
 impl ClusterLayout {
+    /// Bytes the applied layout can hold: the storage node that fills
+    /// first (capacity / its share of the partitions) bounds it.
+    pub fn usable_capacity(&self) -> u64 {
+        let mut held: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for p in 0..self.assignment.len().min(PARTITIONS) {
+            for n in self.nodes_of(p) {
+                *held.entry(*n).or_default() += 1;
+            }
+        }
+        held.iter()
+            .filter_map(|(n, parts)| {
+                let cap = self.roles.get(n)?.capacity?;
+                Some((cap as u128 * PARTITIONS as u128 / (*parts).max(1) as u128) as u64)
+            })
+            .min()
+            .unwrap_or(0)
+    }
+
     /// What the ring would look like with `lost` nodes down (in addition to
     /// nothing else): counted on the current version's replica sets.
     pub fn what_if(&self, lost: &BTreeSet<NodeId>) -> WhatIf {
@@ -535,7 +553,10 @@ mod tests {
         assert!(one.keeps_serving(), "{one:?}");
         let two = l.what_if(&set(&[0, 1]));
         assert_eq!(two.lose_write_quorum, PARTITIONS);
-        assert_eq!(two.lose_read_quorum, PARTITIONS, "RF 3 reads need 2 replicas");
+        assert_eq!(
+            two.lose_read_quorum, PARTITIONS,
+            "RF 3 reads need 2 replicas"
+        );
         assert!(!two.keeps_serving());
         assert_eq!(l.what_if(&set(&[0, 1, 2])).lose_all, PARTITIONS);
     }

@@ -1,0 +1,896 @@
+//! Drawing: every view and window, from the [`App`] state only. Symbols
+//! carry the meaning and colour only underlines it (`●` up, `✗` down, `!`
+//! degraded), so the console reads on a monochrome terminal too. Fits 80x24
+//! and uses whatever more there is.
+
+use hangar_common::layout::cluster::{StagedRole, read_quorum, write_quorum};
+use hangar_common::rpc::{ClusterStatus, NodeStatus};
+use hangar_common::size::format_bytes;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Gauge, Paragraph, Row, Table, TableState, Tabs, Wrap};
+
+use super::{App, Overlay, Tab};
+
+const ZONE_COLORS: [Color; 6] = [
+    Color::Cyan,
+    Color::Magenta,
+    Color::Yellow,
+    Color::Green,
+    Color::Blue,
+    Color::LightRed,
+];
+
+fn bold() -> Style {
+    Style::default().add_modifier(Modifier::BOLD)
+}
+
+/// "3 min ago" between two instants.
+fn ago(now_ms: u64, t_ms: u64) -> String {
+    let s = now_ms.saturating_sub(t_ms) / 1000;
+    match s {
+        0..=59 => format!("{s} s ago"),
+        60..=3599 => format!("{} min ago", s / 60),
+        3600..=172_799 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+fn state_cell(n: &NodeStatus, now_ms: u64) -> (String, Style) {
+    if n.is_self {
+        ("● up (this node)".into(), Style::default().fg(Color::Green))
+    } else if n.up {
+        ("● up".into(), Style::default().fg(Color::Green))
+    } else if let Some(t) = n.down_since_ms {
+        (
+            format!("✗ DOWN since {}", ago(now_ms, t)),
+            Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+        )
+    } else {
+        ("… connecting".into(), Style::default().fg(Color::Yellow))
+    }
+}
+
+fn role_cells(n: &NodeStatus) -> (String, String) {
+    match &n.role {
+        Some(r) => (
+            r.zone.clone(),
+            r.capacity
+                .map(format_bytes)
+                .unwrap_or_else(|| "gateway".into()),
+        ),
+        None => ("-".into(), "-".into()),
+    }
+}
+
+/// A table with the selected row marked by `>` (and reversed colours).
+fn selectable<'a>(
+    rows: Vec<Row<'a>>,
+    widths: Vec<Constraint>,
+    header: Vec<&'a str>,
+    title: String,
+    selected: usize,
+    focused: bool,
+) -> (Table<'a>, TableState) {
+    let mut state = TableState::default();
+    if focused && !rows.is_empty() {
+        state.select(Some(selected.min(rows.len() - 1)));
+    }
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(bold()))
+        .block(Block::bordered().title(title))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("> ");
+    (table, state)
+}
+
+impl App {
+    pub fn draw(&self, f: &mut Frame) {
+        let [tabs, head, body, foot] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Min(5),
+            Constraint::Length(1),
+        ])
+        .areas(f.area());
+        let titles: Vec<String> = Tab::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{} {}", i + 1, t.title()))
+            .collect();
+        f.render_widget(
+            Tabs::new(titles)
+                .select(self.tab.index())
+                .highlight_style(bold().add_modifier(Modifier::REVERSED))
+                .divider("│"),
+            tabs,
+        );
+        f.render_widget(Paragraph::new(self.header(head.width)), head);
+        match self.tab {
+            Tab::Cluster => self.draw_cluster(f, body),
+            Tab::WhatIf => self.draw_what_if(f, body),
+            Tab::Layout => self.draw_layout(f, body),
+            Tab::Buckets => self.draw_buckets(f, body),
+            Tab::Workers => self.draw_workers(f, body),
+            Tab::Events => self.draw_events(f, body),
+        }
+        f.render_widget(Paragraph::new(self.footer()), foot);
+        self.draw_overlay(f);
+    }
+
+    fn header(&self, width: u16) -> Line<'_> {
+        match (&self.data.status, &self.error) {
+            (_, Some(e)) => Line::from(vec![
+                Span::styled(
+                    "✗ Not connected ",
+                    Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(format!(
+                    "to {}: {e} (retrying; s switches to another node)",
+                    self.addr
+                )),
+            ]),
+            (Some(st), None) => {
+                let up = st.nodes.iter().filter(|n| n.up).count();
+                let (sym, color) = if st.health.unavailable > 0 {
+                    ("✗", Color::Red)
+                } else if st.health.degraded > 0 {
+                    ("!", Color::Yellow)
+                } else {
+                    ("●", Color::Green)
+                };
+                Line::from(vec![
+                    Span::raw(format!(
+                        "Node {} at {} · layout v{} · {up}/{} nodes up · ",
+                        st.node.short(),
+                        self.addr,
+                        st.layout_version,
+                        st.nodes.len()
+                    )),
+                    Span::styled(
+                        {
+                            let s = st.health.summary();
+                            // Narrow screens get the first word only.
+                            let s = if width < 120 {
+                                s.split(':').next().unwrap_or(s)
+                            } else {
+                                s
+                            };
+                            format!("{sym} {s}")
+                        },
+                        Style::default().fg(color),
+                    ),
+                ])
+            }
+            (None, None) => Line::from(format!("Connecting to {}...", self.addr)),
+        }
+    }
+
+    fn footer(&self) -> Line<'_> {
+        if self.filtering {
+            return Line::from(format!(
+                "/{}_  (Enter keeps the filter, Esc clears it)",
+                self.filter
+            ));
+        }
+        if let Overlay::Command(line) = &self.overlay {
+            return Line::from(format!(
+                ":{line}_  (a hangar subcommand, e.g. status; Esc cancels)"
+            ));
+        }
+        if let Some(b) = &self.busy {
+            return Line::from(Span::styled(
+                format!("… {b}"),
+                Style::default().fg(Color::Yellow),
+            ));
+        }
+        if let Some((err, m)) = &self.message {
+            let style = if *err {
+                Style::default().fg(Color::Red)
+            } else {
+                Style::default().fg(Color::Green)
+            };
+            return Line::from(Span::styled(
+                format!("{} {m}", if *err { "✗" } else { "✓" }),
+                style,
+            ));
+        }
+        let keys = match self.tab {
+            Tab::Cluster => "n add node",
+            Tab::WhatIf => "space pick node · z pick zone · c clear",
+            Tab::Layout => "n add · e edit · d remove · a apply · r revert",
+            Tab::Buckets => "←/→ buckets/keys · c create · d delete · g grant · x revoke · u quota",
+            Tab::Workers => "p pause/resume · s scrub · t tables · b blocks",
+            Tab::Events => "",
+        };
+        let filter = if self.filter.is_empty() {
+            String::new()
+        } else {
+            format!(" · filter: {}", self.filter)
+        };
+        Line::from(format!(
+            "{keys}{}? help · q quit{filter}",
+            if keys.is_empty() { "" } else { " · " }
+        ))
+    }
+
+    fn node_rows(&self, marks: bool, wide: bool) -> Vec<Row<'_>> {
+        self.nodes()
+            .into_iter()
+            .map(|n| {
+                let (zone, cap) = role_cells(n);
+                let (state, style) = state_cell(n, self.now_ms);
+                let mut cells = Vec::new();
+                if marks {
+                    cells.push(
+                        if self.lost.contains(&n.id) {
+                            "[x]"
+                        } else {
+                            "[ ]"
+                        }
+                        .to_string(),
+                    );
+                }
+                cells.push(n.id.short());
+                if wide {
+                    cells.push(n.addr.clone().unwrap_or_default());
+                }
+                cells.extend([zone, cap, n.partitions.to_string()]);
+                let mut row: Vec<ratatui::widgets::Cell> = cells
+                    .into_iter()
+                    .map(ratatui::widgets::Cell::from)
+                    .collect();
+                row.push(ratatui::widgets::Cell::from(state).style(style));
+                if !marks && wide {
+                    row.push(
+                        n.rtt_ms
+                            .filter(|_| !n.is_self)
+                            .map(|r| format!("{r:.1} ms"))
+                            .unwrap_or_else(|| "-".into())
+                            .into(),
+                    );
+                    row.push(n.agent_version.clone().unwrap_or_else(|| "-".into()).into());
+                }
+                Row::new(row)
+            })
+            .collect()
+    }
+
+    fn draw_cluster(&self, f: &mut Frame, area: Rect) {
+        let [nodes, work] =
+            Layout::vertical([Constraint::Min(4), Constraint::Length(6)]).areas(area);
+        let wide = area.width >= 120;
+        let (widths, header) = if wide {
+            (
+                vec![
+                    Constraint::Length(16),
+                    Constraint::Length(21),
+                    Constraint::Length(10),
+                    Constraint::Length(9),
+                    Constraint::Length(5),
+                    Constraint::Length(24),
+                    Constraint::Length(8),
+                    Constraint::Min(7),
+                ],
+                vec![
+                    "ID", "ADDRESS", "ZONE", "CAPACITY", "PARTS", "STATE", "RTT", "VERSION",
+                ],
+            )
+        } else {
+            (
+                vec![
+                    Constraint::Length(16),
+                    Constraint::Length(8),
+                    Constraint::Length(8),
+                    Constraint::Length(5),
+                    Constraint::Min(16),
+                ],
+                vec!["ID", "ZONE", "CAPACITY", "PARTS", "STATE"],
+            )
+        };
+        let (t, mut s) = selectable(
+            self.node_rows(false, wide),
+            widths,
+            header,
+            " Nodes ".into(),
+            self.selected[0],
+            true,
+        );
+        f.render_stateful_widget(t, nodes, &mut s);
+        self.draw_work(f, work);
+    }
+
+    fn draw_what_if(&self, f: &mut Frame, area: Rect) {
+        let [nodes, result] =
+            Layout::vertical([Constraint::Min(4), Constraint::Length(7)]).areas(area);
+        let wide = area.width >= 120;
+        let mut widths = vec![Constraint::Length(3), Constraint::Length(16)];
+        let mut header = vec!["", "ID"];
+        if wide {
+            widths.push(Constraint::Length(21));
+            header.push("ADDRESS");
+        }
+        widths.extend([
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(5),
+            Constraint::Min(12),
+        ]);
+        header.extend(["ZONE", "CAPACITY", "PARTS", "STATE"]);
+        let (t, mut s) = selectable(
+            self.node_rows(true, wide),
+            widths,
+            header,
+            " Pick nodes to imagine them down (space; z: a whole zone) ".into(),
+            self.selected[1],
+            true,
+        );
+        f.render_stateful_widget(t, nodes, &mut s);
+        let mut lines: Vec<Line> = Vec::new();
+        if self.lost.is_empty() {
+            lines.push(Line::from("No node picked: everything as it is now."));
+        } else if let Some(view) = &self.data.layout {
+            let w = view.layout.what_if(&self.lost);
+            let rf = view.layout.replication_factor;
+            let stored: u64 = self.data.buckets.iter().map(|b| b.bytes).sum();
+            let share = |n: usize| format_bytes(stored * n as u64 / 256);
+            lines.push(Line::from(format!(
+                "If these {} node(s) went down (replication {rf}, writes need {}, reads {}):",
+                self.lost.len(),
+                write_quorum(rf),
+                read_quorum(rf)
+            )));
+            lines.push(Line::from(format!(
+                "  {:>3} of 256 partitions lose full redundancy (~{} of data)",
+                w.lose_redundancy,
+                share(w.lose_redundancy)
+            )));
+            lines.push(Line::from(format!(
+                "  {:>3} lose their write quorum, {} their read quorum, {} every replica",
+                w.lose_write_quorum, w.lose_read_quorum, w.lose_all
+            )));
+            lines.push(if w.keeps_serving() {
+                Line::from(Span::styled(
+                    "  ● The cluster would keep serving every read and write.",
+                    Style::default().fg(Color::Green),
+                ))
+            } else {
+                Line::from(Span::styled(
+                    "  ✗ The cluster would NOT keep serving: some reads or writes would fail.",
+                    Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+                ))
+            });
+        }
+        f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(" What would happen ")),
+            result,
+        );
+    }
+
+    fn draw_layout(&self, f: &mut Frame, area: Rect) {
+        let Some(view) = &self.data.layout else {
+            f.render_widget(Paragraph::new("Waiting for the layout..."), area);
+            return;
+        };
+        let ring_rows = 256usize.div_ceil(area.width.saturating_sub(2).max(1) as usize) as u16;
+        let [nodes, ring, preview] = Layout::vertical([
+            Constraint::Min(4),
+            Constraint::Length(ring_rows + 3),
+            Constraint::Length(5),
+        ])
+        .areas(area);
+        let staged = view.layout.effective_staged();
+        let report = view.preview.as_ref().and_then(|p| p.as_ref().ok());
+        let rows: Vec<Row> = self
+            .nodes()
+            .into_iter()
+            .map(|n| {
+                let (zone, cap) = role_cells(n);
+                let change = match staged.get(&n.id) {
+                    Some(StagedRole::Set(r)) => format!(
+                        "→ {} {}",
+                        r.zone,
+                        r.capacity
+                            .map(format_bytes)
+                            .unwrap_or_else(|| "gateway".into())
+                    ),
+                    Some(StagedRole::Remove) => "→ remove".into(),
+                    _ => String::new(),
+                };
+                let moves = report
+                    .and_then(|r| r.moves_per_node.get(&n.id))
+                    .map(|m| format!("+{} -{}", m.incoming, m.outgoing))
+                    .unwrap_or_default();
+                let after = report
+                    .and_then(|r| r.partitions_per_node.get(&n.id))
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                Row::new(vec![
+                    n.id.short(),
+                    zone,
+                    cap,
+                    n.partitions.to_string(),
+                    change,
+                    after,
+                    moves,
+                ])
+            })
+            .collect();
+        let (t, mut s) = selectable(
+            rows,
+            vec![
+                Constraint::Length(16),
+                Constraint::Length(8),
+                Constraint::Length(8),
+                Constraint::Length(5),
+                Constraint::Length(16),
+                Constraint::Length(5),
+                Constraint::Min(9),
+            ],
+            vec![
+                "ID", "ZONE", "CAPACITY", "PARTS", "STAGED", "AFTER", "MOVES",
+            ],
+            format!(" Layout v{}: current and staged ", view.layout.version),
+            self.selected[2],
+            true,
+        );
+        f.render_stateful_widget(t, nodes, &mut s);
+        self.draw_ring(f, ring);
+
+        let mut lines = Vec::new();
+        match &view.preview {
+            None => lines.push(Line::from(
+                "Nothing staged. n adds a node, e changes the selected node's role, d removes it.",
+            )),
+            Some(Err(e)) => lines.push(Line::from(Span::styled(
+                format!("✗ The staged layout cannot be applied: {e}"),
+                Style::default().fg(Color::Red),
+            ))),
+            Some(Ok(r)) => {
+                let before = format_bytes(view.layout.usable_capacity());
+                lines.push(Line::from(format!(
+                    "Preview of v{}: usable capacity {before} → {}, {} partition replicas move, zones per partition ≥ {}",
+                    view.layout.version + 1,
+                    format_bytes(r.usable_capacity),
+                    r.moves,
+                    r.min_zone_spread
+                )));
+                for n in r.notes.iter().take(2) {
+                    lines.push(Line::from(format!("  {n}")));
+                }
+                lines.push(Line::from(Span::styled(
+                    "a applies (after a confirmation), r reverts",
+                    bold(),
+                )));
+            }
+        }
+        f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(Block::bordered().title(" Staged changes ")),
+            preview,
+        );
+    }
+
+    /// The 256 partitions in order, one cell each: the letter (and colour)
+    /// of the zone of its first replica; `!` when a replica is down, `X`
+    /// when fewer than a write quorum are up.
+    fn draw_ring(&self, f: &mut Frame, area: Rect) {
+        let (Some(view), Some(st)) = (&self.data.layout, &self.data.status) else {
+            return;
+        };
+        let l = &view.layout;
+        let mut zones: Vec<String> = l.roles.values().map(|r| r.zone.clone()).collect();
+        zones.sort();
+        zones.dedup();
+        let up = |id: &hangar_common::NodeId| st.nodes.iter().any(|n| n.id == *id && n.up);
+        let mut spans = Vec::new();
+        for p in 0..256 {
+            let nodes = l.nodes_of(p);
+            let zi = nodes
+                .first()
+                .and_then(|n| l.roles.get(n))
+                .and_then(|r| zones.iter().position(|z| *z == r.zone));
+            let alive = nodes.iter().filter(|n| up(n)).count();
+            let (ch, style) = match zi {
+                None => ('·', Style::default()),
+                Some(_) if alive < write_quorum(l.replication_factor) => {
+                    ('X', Style::default().fg(Color::White).bg(Color::Red))
+                }
+                Some(_) if alive < nodes.len() => {
+                    ('!', Style::default().fg(Color::Black).bg(Color::Yellow))
+                }
+                Some(i) => (
+                    (b'a' + (i % 26) as u8) as char,
+                    Style::default().fg(ZONE_COLORS[i % ZONE_COLORS.len()]),
+                ),
+            };
+            spans.push(Span::styled(ch.to_string(), style));
+        }
+        let width = area.width.saturating_sub(2).max(1) as usize;
+        let mut lines: Vec<Line> = spans
+            .chunks(width)
+            .map(|c| Line::from(c.to_vec()))
+            .collect();
+        let legend: Vec<String> = zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| format!("{}={z}", (b'a' + (i % 26) as u8) as char))
+            .collect();
+        lines.push(Line::from(format!(
+            "{}  ! degraded  X no quorum",
+            legend.join(" ")
+        )));
+        f.render_widget(
+            Paragraph::new(lines).block(
+                Block::bordered().title(" Ring (256 partitions, by zone of first replica) "),
+            ),
+            area,
+        );
+    }
+
+    fn draw_buckets(&self, f: &mut Frame, area: Rect) {
+        let wide = area.width >= 120;
+        let [left, right] = if wide {
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area)
+        } else {
+            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area)
+        };
+        let rows: Vec<Row> = self
+            .buckets()
+            .into_iter()
+            .map(|b| {
+                let quota = match (b.quota_max_size, b.quota_max_objects) {
+                    (None, None) => "-".to_string(),
+                    (s, o) => format!(
+                        "{}{}{}",
+                        s.map(format_bytes).unwrap_or_default(),
+                        if s.is_some() && o.is_some() {
+                            " / "
+                        } else {
+                            ""
+                        },
+                        o.map(|o| format!("{o} obj")).unwrap_or_default()
+                    ),
+                };
+                Row::new(vec![
+                    b.name.clone(),
+                    b.objects.to_string(),
+                    format_bytes(b.bytes),
+                    quota,
+                    b.keys
+                        .iter()
+                        .map(|k| {
+                            format!(
+                                "{}:{}{}{}",
+                                k.key_name,
+                                if k.read { "r" } else { "" },
+                                if k.write { "w" } else { "" },
+                                if k.owner { "o" } else { "" }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    if b.website { "yes" } else { "" }.to_string(),
+                ])
+            })
+            .collect();
+        let (t, mut s) = selectable(
+            rows,
+            vec![
+                Constraint::Length(14),
+                Constraint::Length(7),
+                Constraint::Length(9),
+                Constraint::Length(10),
+                Constraint::Min(10),
+                Constraint::Length(4),
+            ],
+            vec!["BUCKET", "OBJECTS", "SIZE", "QUOTA", "KEYS", "WEB"],
+            " Buckets ".into(),
+            self.selected[3],
+            !self.keys_focus,
+        );
+        f.render_stateful_widget(t, left, &mut s);
+        let rows: Vec<Row> = self
+            .keys()
+            .into_iter()
+            .map(|k| {
+                Row::new(vec![
+                    k.name.clone(),
+                    k.access_key_id.clone(),
+                    k.buckets
+                        .iter()
+                        .map(|g| g.bucket.clone())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ])
+            })
+            .collect();
+        let (t, mut s) = selectable(
+            rows,
+            vec![
+                Constraint::Length(12),
+                Constraint::Length(26),
+                Constraint::Min(8),
+            ],
+            vec!["KEY", "ACCESS KEY ID", "BUCKETS"],
+            " Access keys ".into(),
+            self.selected[3],
+            self.keys_focus,
+        );
+        f.render_stateful_widget(t, right, &mut s);
+    }
+
+    fn draw_workers(&self, f: &mut Frame, area: Rect) {
+        let [list, work] =
+            Layout::vertical([Constraint::Min(4), Constraint::Length(6)]).areas(area);
+        let rows: Vec<Row> = self
+            .data
+            .workers
+            .iter()
+            .map(|w| {
+                Row::new(vec![
+                    w.name.clone(),
+                    if w.paused {
+                        "‖ paused"
+                    } else {
+                        "▶ running"
+                    }
+                    .to_string(),
+                    w.progress.clone(),
+                ])
+            })
+            .collect();
+        let (t, mut s) = selectable(
+            rows,
+            vec![
+                Constraint::Length(16),
+                Constraint::Length(10),
+                Constraint::Min(20),
+            ],
+            vec!["WORKER", "STATE", "PROGRESS"],
+            " Background workers (this node) ".into(),
+            self.selected[4],
+            true,
+        );
+        f.render_stateful_widget(t, list, &mut s);
+        self.draw_work(f, work);
+    }
+
+    fn draw_events(&self, f: &mut Frame, area: Rect) {
+        let skip = self.selected[5];
+        let lines: Vec<Line> = self
+            .events()
+            .into_iter()
+            .skip(skip)
+            .map(|e| {
+                let secs = (e.at_ms / 1000) % 86_400;
+                let t = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+                if e.warn {
+                    Line::from(Span::styled(
+                        format!("{t} ! {}", e.text),
+                        Style::default().fg(Color::Red),
+                    ))
+                } else {
+                    Line::from(format!("{t}   {}", e.text))
+                }
+            })
+            .collect();
+        let lines = if lines.is_empty() {
+            vec![Line::from(
+                "Nothing yet: failures, layout changes and repairs show here as they happen.",
+            )]
+        } else {
+            lines
+        };
+        f.render_widget(
+            Paragraph::new(lines).block(Block::bordered().title(" Events (newest first, UTC) ")),
+            area,
+        );
+    }
+
+    /// Background work of the connected node: data moves after a layout
+    /// change and the scrub as gauges, resync and tables as counts.
+    fn draw_work(&self, f: &mut Frame, area: Rect) {
+        let block = Block::bordered().title(" Background work (this node) ");
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let Some(st) = &self.data.status else { return };
+        draw_work_lines(st, f, inner);
+    }
+
+    fn draw_overlay(&self, f: &mut Frame) {
+        let area = f.area();
+        let popup = |w: u16, h: u16| {
+            let w = w.min(area.width.saturating_sub(2));
+            let h = h.min(area.height.saturating_sub(2));
+            Rect::new(
+                area.x + (area.width - w) / 2,
+                area.y + (area.height - h) / 2,
+                w,
+                h,
+            )
+        };
+        match &self.overlay {
+            Overlay::None | Overlay::Command(_) => {}
+            Overlay::Help => {
+                let lines = help_lines(self.tab);
+                let r = popup(72, lines.len() as u16 + 2);
+                f.render_widget(Clear, r);
+                f.render_widget(
+                    Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())
+                        .block(Block::bordered().title(" Keys (any key closes) ")),
+                    r,
+                );
+            }
+            Overlay::Confirm { lines, .. } => {
+                let mut text: Vec<Line> = lines.iter().map(|l| Line::from(l.as_str())).collect();
+                text.push(Line::from(""));
+                text.push(Line::from(Span::styled("y yes · n no", bold())));
+                let r = popup(70, text.len() as u16 + 4);
+                f.render_widget(Clear, r);
+                f.render_widget(
+                    Paragraph::new(text)
+                        .wrap(Wrap { trim: false })
+                        .block(Block::bordered().title(" Confirm ")),
+                    r,
+                );
+            }
+            Overlay::Output { title, text } => {
+                let lines: Vec<Line> = text.lines().map(Line::from).collect();
+                let r = popup(area.width.saturating_sub(4), lines.len() as u16 + 3);
+                f.render_widget(Clear, r);
+                f.render_widget(
+                    Paragraph::new(lines).block(Block::bordered().title(title.as_str())),
+                    r,
+                );
+            }
+            Overlay::Form(form) => {
+                let mut lines = Vec::new();
+                for (i, fl) in form.fields.iter().enumerate() {
+                    let focus = i == form.focus;
+                    lines.push(Line::from(vec![
+                        Span::raw(if focus { "> " } else { "  " }),
+                        Span::styled(format!("{:<12}", fl.label), bold()),
+                        Span::raw(format!("{}{}", fl.value, if focus { "_" } else { "" })),
+                    ]));
+                    lines.push(Line::from(format!("  {:<12}{}", "", fl.hint)));
+                }
+                lines.push(Line::from(""));
+                match &form.problem {
+                    Some((i, p)) => lines.push(Line::from(Span::styled(
+                        format!("✗ {}: {p}", form.fields[*i].label),
+                        Style::default().fg(Color::Red),
+                    ))),
+                    None => lines.push(Line::from(Span::styled(
+                        "✓ ready: Enter to go",
+                        Style::default().fg(Color::Green),
+                    ))),
+                }
+                lines.push(Line::from("↑/↓ next field · Enter go · Esc cancel"));
+                // Long values wrap: count the rows they take.
+                let inner = popup(76, 1).width.saturating_sub(2).max(1) as usize;
+                let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+                let r = popup(76, rows as u16 + 2);
+                f.render_widget(Clear, r);
+                f.render_widget(
+                    Paragraph::new(lines)
+                        .wrap(Wrap { trim: false })
+                        .block(Block::bordered().title(form.title.as_str())),
+                    r,
+                );
+            }
+        }
+    }
+}
+
+fn help_lines(tab: Tab) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "1-6 / Tab / Shift-Tab   switch view".into(),
+        "↑ ↓ (j k)               move in a list".into(),
+        "/                       filter the list (Esc clears)".into(),
+        ":                       run a hangar subcommand (e.g. :status)".into(),
+        "s                       switch node (when disconnected)".into(),
+        "q / Esc                 close a window, clear the filter, or quit".into(),
+        String::new(),
+    ];
+    let view: &[&str] = match tab {
+        Tab::Cluster => &["n                       add a node (guided form)"],
+        Tab::WhatIf => &[
+            "space                   imagine the selected node down (again: up)",
+            "z                       imagine its whole zone down",
+            "c                       clear the picks",
+        ],
+        Tab::Layout => &[
+            "n                       add a node: connect, zone, capacity",
+            "e                       change the selected node's zone / capacity",
+            "d                       stage the selected node's removal",
+            "a                       apply the staged changes (asks first)",
+            "r                       revert the staged changes (asks first)",
+        ],
+        Tab::Buckets => &[
+            "← →                     buckets list / keys list",
+            "c                       create a bucket / key (a key's secret shows once)",
+            "d                       delete the selected bucket / key (asks first)",
+            "g / x                   grant / revoke a key's permissions on the bucket",
+            "u                       set the bucket's quotas",
+        ],
+        Tab::Workers => &[
+            "p                       pause / resume the selected worker",
+            "s / t / b               repair: scrub / tables / blocks (asks first)",
+        ],
+        Tab::Events => &["↑ ↓                     scroll"],
+    };
+    v.extend(view.iter().map(|s| s.to_string()));
+    v
+}
+
+/// The background-work lines (gauges and counts) of a node.
+pub fn draw_work_lines(st: &ClusterStatus, f: &mut Frame, inner: Rect) {
+    let [moving, scrub, resync, tables] = Layout::vertical([Constraint::Length(1); 4]).areas(inner);
+    let (ratio, label) = if st.live_versions.len() > 1 {
+        let total = st.nodes_in_transition.max(1);
+        (
+            st.nodes_synced as f64 / total as f64,
+            format!(
+                "rebalancing to layout v{}: {} of {} nodes have pushed their data",
+                st.layout_version, st.nodes_synced, total
+            ),
+        )
+    } else {
+        (1.0, format!("layout v{}: data in place", st.layout_version))
+    };
+    f.render_widget(
+        Gauge::default()
+            .gauge_style(Style::default().fg(Color::Cyan))
+            .ratio(ratio.clamp(0.0, 1.0))
+            .label(label),
+        moving,
+    );
+    let b = &st.blocks;
+    let (ratio, label) = if b.scrub_running {
+        (
+            b.scrub_checked as f64 / b.scrub_total.max(1) as f64,
+            format!(
+                "scrub: {} of {} blocks checked",
+                b.scrub_checked, b.scrub_total
+            ),
+        )
+    } else {
+        (
+            0.0,
+            format!(
+                "scrub: idle ({} corrupted blocks found and replaced so far)",
+                b.scrub_corrupted
+            ),
+        )
+    };
+    f.render_widget(
+        Gauge::default()
+            .gauge_style(Style::default().fg(Color::Green))
+            .ratio(ratio.clamp(0.0, 1.0))
+            .label(label),
+        scrub,
+    );
+    f.render_widget(
+        Paragraph::new(format!(
+            "resync: {} blocks fetched, {} deleted, {} handed over, {} errors retried",
+            b.fetched, b.deleted, b.handed_over, b.errors
+        )),
+        resync,
+    );
+    let items: u64 = st.tables.iter().map(|t| t.items).sum();
+    let merkle: u64 = st.tables.iter().map(|t| t.merkle_queue).sum();
+    let gc: u64 = st.tables.iter().map(|t| t.gc_queue).sum();
+    f.render_widget(
+        Paragraph::new(format!(
+            "metadata: {items} items in {} tables, {merkle} changes waiting for the Merkle trees, {gc} deletions to collect",
+            st.tables.len()
+        )),
+        tables,
+    );
+}

@@ -1,0 +1,736 @@
+//! The full-screen console.
+//!
+//! One [`App`] state, changed only by [`Msg`]s that arrive on one channel
+//! from the keyboard (a blocking reader thread), the refresh task that
+//! polls the agent, and the action task that runs what the operator asked
+//! for. [`App::update`] never awaits: actions it decides on go to an
+//! outbox that the run loop hands to the action task, and their outcome
+//! comes back as a message. Drawing reads the state only, so the screen
+//! keeps redrawing while calls are in flight or the agent is unreachable,
+//! and every view can be rendered in tests from a fixed state.
+//!
+//! Views: `draw.rs`; forms with validation as typed: `form.rs`; talking to
+//! the agent: `tasks.rs`.
+
+mod draw;
+mod form;
+mod tasks;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, VecDeque};
+
+use hangar_common::NodeId;
+use hangar_common::layout::NodeRole;
+use hangar_common::layout::cluster::StagedRole;
+use hangar_common::rpc::{
+    BucketInfo, ClusterStatus, KeyInfo, LayoutView, PermissionChange, Repair, WorkerInfo,
+};
+use hangar_common::{PeerAddr, crdt::now_msec};
+use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+
+pub use self::form::{Form, FormKind};
+pub use self::tasks::run;
+
+/// The views, in tab order (number keys 1-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Cluster,
+    WhatIf,
+    Layout,
+    Buckets,
+    Workers,
+    Events,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 6] = [
+        Tab::Cluster,
+        Tab::WhatIf,
+        Tab::Layout,
+        Tab::Buckets,
+        Tab::Workers,
+        Tab::Events,
+    ];
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Cluster => "Cluster",
+            Tab::WhatIf => "What-if",
+            Tab::Layout => "Layout",
+            Tab::Buckets => "Buckets & keys",
+            Tab::Workers => "Workers",
+            Tab::Events => "Events",
+        }
+    }
+    fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// What the console knows of the cluster, refreshed every second.
+#[derive(Clone, Debug, Default)]
+pub struct Data {
+    pub status: Option<ClusterStatus>,
+    pub layout: Option<LayoutView>,
+    pub buckets: Vec<BucketInfo>,
+    pub keys: Vec<KeyInfo>,
+    pub workers: Vec<WorkerInfo>,
+}
+
+/// Something the operator asked for, run by the action task.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Connect a new node and stage its role.
+    Onboard {
+        peer: PeerAddr,
+        role: NodeRole,
+    },
+    Stage(NodeId, StagedRole),
+    Apply(u64),
+    Revert,
+    BucketCreate(String),
+    BucketDelete(String),
+    KeyCreate(String),
+    KeyDelete(String),
+    Grant {
+        bucket: String,
+        key: String,
+        perm: PermissionChange,
+        allow: bool,
+    },
+    Quota {
+        bucket: String,
+        max_size: Option<u64>,
+        max_objects: Option<u64>,
+    },
+    WorkerPause(String, bool),
+    Repair(Repair),
+    /// A CLI subcommand typed at the `:` prompt.
+    Cli(Vec<String>),
+    /// Talk to another agent from now on.
+    Switch(String),
+}
+
+/// How an action went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub result: Result<String, String>,
+    /// A new key's secret, shown once.
+    pub secret: Option<(String, String)>,
+    /// Output to show in a window (`:` commands).
+    pub output: Option<String>,
+    /// The view to show next.
+    pub then: Option<Tab>,
+}
+
+pub enum Msg {
+    Key(KeyCode, KeyModifiers),
+    Refreshed(Box<Result<Data, String>>),
+    Done(Box<Outcome>),
+    Resize,
+}
+
+/// A window over the current view.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Overlay {
+    None,
+    Help,
+    Confirm {
+        lines: Vec<String>,
+        action: Action,
+    },
+    Form(Form),
+    /// Text to read (command output, a new key's secret); any key closes.
+    Output {
+        title: String,
+        text: String,
+    },
+    /// The `:` command line being typed.
+    Command(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub at_ms: u64,
+    pub warn: bool,
+    pub text: String,
+}
+
+/// Events kept for the Events view.
+const MAX_EVENTS: usize = 500;
+
+pub struct App {
+    /// The agent address the console talks to.
+    pub addr: String,
+    pub data: Data,
+    /// Why the last refresh failed, while it keeps failing.
+    pub error: Option<String>,
+    pub tab: Tab,
+    pub overlay: Overlay,
+    /// Selected row, per view.
+    pub selected: [usize; 6],
+    /// Buckets & keys: whether the key list (not the bucket list) has
+    /// the focus.
+    pub keys_focus: bool,
+    /// The `/` filter of lists, and whether it is being typed.
+    pub filter: String,
+    pub filtering: bool,
+    /// What-if: the nodes imagined down.
+    pub lost: BTreeSet<NodeId>,
+    pub events: VecDeque<Event>,
+    /// An action is running (its description).
+    pub busy: Option<String>,
+    /// The last outcome, shown in the footer.
+    pub message: Option<(bool, String)>,
+    /// Clock of the view ("down since ... ago"); tests fix it.
+    pub now_ms: u64,
+    /// Actions decided by `update`, for the run loop to start.
+    pub outbox: Vec<Action>,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(addr: &str) -> App {
+        App {
+            addr: addr.to_string(),
+            data: Data::default(),
+            error: None,
+            tab: Tab::Cluster,
+            overlay: Overlay::None,
+            selected: [0; 6],
+            keys_focus: false,
+            filter: String::new(),
+            filtering: false,
+            lost: BTreeSet::new(),
+            events: VecDeque::new(),
+            busy: None,
+            message: None,
+            now_ms: now_msec(),
+            outbox: Vec::new(),
+            quit: false,
+        }
+    }
+
+    fn event(&mut self, warn: bool, text: impl Into<String>) {
+        self.events.push_front(Event {
+            at_ms: self.now_ms,
+            warn,
+            text: text.into(),
+        });
+        self.events.truncate(MAX_EVENTS);
+    }
+
+    fn start(&mut self, action: Action, what: impl Into<String>) {
+        let what = what.into();
+        self.busy = Some(what);
+        self.outbox.push(action);
+    }
+
+    pub fn update(&mut self, msg: Msg) {
+        match msg {
+            Msg::Resize => {}
+            Msg::Refreshed(res) => self.refreshed(*res),
+            Msg::Done(outcome) => self.done(*outcome),
+            Msg::Key(code, mods) => self.key(code, mods),
+        }
+    }
+
+    fn refreshed(&mut self, res: Result<Data, String>) {
+        self.now_ms = now_msec().max(self.now_ms);
+        match res {
+            Ok(data) => {
+                if let Some(e) = self.error.take() {
+                    self.event(false, format!("connected to {} again ({e})", self.addr));
+                }
+                self.note_changes(&data);
+                self.data = data;
+            }
+            Err(e) => {
+                if self.error.is_none() {
+                    self.event(true, format!("lost the connection to {}: {e}", self.addr));
+                }
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Events from what changed between two refreshes.
+    fn note_changes(&mut self, new: &Data) {
+        let (Some(old), Some(st)) = (self.data.status.clone(), &new.status) else {
+            return;
+        };
+        for n in &st.nodes {
+            let before = old.nodes.iter().find(|o| o.id == n.id);
+            match (before.map(|b| b.up), n.up) {
+                (Some(true), false) => self.event(true, format!("node {} is down", n.id.short())),
+                (Some(false), true) => {
+                    self.event(false, format!("node {} is up again", n.id.short()))
+                }
+                (None, _) => self.event(false, format!("node {} joined", n.id.short())),
+                _ => {}
+            }
+        }
+        if st.layout_version != old.layout_version {
+            self.event(false, format!("layout v{} applied", st.layout_version));
+        }
+        match (old.live_versions.len() > 1, st.live_versions.len() > 1) {
+            (false, true) => self.event(
+                false,
+                format!("rebalancing: data moving to layout v{}", st.layout_version),
+            ),
+            (true, false) => self.event(
+                false,
+                format!(
+                    "rebalancing done: data in place for layout v{}",
+                    st.layout_version
+                ),
+            ),
+            _ => {}
+        }
+        if st.health.unavailable > 0 && old.health.unavailable == 0 {
+            self.event(
+                true,
+                format!(
+                    "{} partitions lost their quorum: some reads and writes fail",
+                    st.health.unavailable
+                ),
+            );
+        }
+        let (a, b) = (&old.blocks, &st.blocks);
+        if b.scrub_corrupted > a.scrub_corrupted {
+            self.event(
+                true,
+                format!(
+                    "scrub found {} corrupted block(s); replaced from other replicas",
+                    b.scrub_corrupted - a.scrub_corrupted
+                ),
+            );
+        }
+        if a.scrub_running && !b.scrub_running {
+            self.event(
+                false,
+                format!("scrub finished: {} blocks checked", b.scrub_checked),
+            );
+        }
+    }
+
+    fn done(&mut self, o: Outcome) {
+        self.busy = None;
+        match &o.result {
+            Ok(text) => {
+                self.event(false, text.clone());
+                self.message = Some((false, text.clone()));
+            }
+            Err(e) => {
+                self.event(true, e.clone());
+                self.message = Some((true, e.clone()));
+            }
+        }
+        if let Some((id, secret)) = o.secret {
+            self.overlay = Overlay::Output {
+                title: " New access key: copy the secret now, it is not shown again ".into(),
+                text: format!("Access key id:     {id}\nSecret access key: {secret}"),
+            };
+        } else if let Some(text) = o.output {
+            self.overlay = Overlay::Output {
+                title: " Command output ".into(),
+                text,
+            };
+        }
+        if let (Some(tab), Ok(_)) = (o.then, &o.result) {
+            self.tab = tab;
+        }
+    }
+
+    /// Rows of the current view's list, after the filter (for selection).
+    pub fn rows(&self, tab: Tab) -> usize {
+        match tab {
+            Tab::Cluster | Tab::WhatIf | Tab::Layout => self.nodes().len(),
+            Tab::Buckets if self.keys_focus => self.keys().len(),
+            Tab::Buckets => self.buckets().len(),
+            Tab::Workers => self.data.workers.len(),
+            Tab::Events => self.events().len(),
+        }
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        self.filter.is_empty() || text.to_lowercase().contains(&self.filter.to_lowercase())
+    }
+
+    /// Nodes as listed in the node views (filtered).
+    pub fn nodes(&self) -> Vec<&hangar_common::rpc::NodeStatus> {
+        self.data
+            .status
+            .iter()
+            .flat_map(|s| s.nodes.iter())
+            .filter(|n| {
+                let zone = n.role.as_ref().map(|r| r.zone.as_str()).unwrap_or("");
+                self.matches(&format!(
+                    "{} {} {zone}",
+                    n.id,
+                    n.addr.as_deref().unwrap_or("")
+                ))
+            })
+            .collect()
+    }
+
+    pub fn buckets(&self) -> Vec<&BucketInfo> {
+        self.data
+            .buckets
+            .iter()
+            .filter(|b| self.matches(&b.name))
+            .collect()
+    }
+
+    pub fn keys(&self) -> Vec<&KeyInfo> {
+        self.data
+            .keys
+            .iter()
+            .filter(|k| self.matches(&format!("{} {}", k.access_key_id, k.name)))
+            .collect()
+    }
+
+    pub fn events(&self) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|e| self.matches(&e.text))
+            .collect()
+    }
+
+    fn sel(&self) -> usize {
+        self.selected[self.tab.index()]
+    }
+
+    fn selected_node(&self) -> Option<NodeId> {
+        self.nodes().get(self.sel()).map(|n| n.id)
+    }
+
+    fn selected_bucket(&self) -> Option<String> {
+        self.buckets().get(self.sel()).map(|b| b.name.clone())
+    }
+
+    fn key(&mut self, code: KeyCode, mods: KeyModifiers) {
+        if code == KeyCode::Char('c') && mods.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return;
+        }
+        // A window takes the keys first.
+        match std::mem::replace(&mut self.overlay, Overlay::None) {
+            Overlay::None => {}
+            Overlay::Help | Overlay::Output { .. } => return,
+            Overlay::Confirm { lines, action } => {
+                match code {
+                    KeyCode::Char('y') | KeyCode::Char('Y') => {
+                        let what = lines.first().cloned().unwrap_or_default();
+                        self.start(action, what);
+                    }
+                    KeyCode::Char('n') | KeyCode::Esc | KeyCode::Char('q') => {}
+                    _ => self.overlay = Overlay::Confirm { lines, action },
+                }
+                return;
+            }
+            Overlay::Command(mut line) => {
+                match code {
+                    KeyCode::Esc => {}
+                    KeyCode::Enter => {
+                        let words: Vec<String> =
+                            line.split_whitespace().map(str::to_string).collect();
+                        if !words.is_empty() {
+                            self.start(Action::Cli(words), format!(":{line}"));
+                        }
+                    }
+                    KeyCode::Backspace => {
+                        line.pop();
+                        self.overlay = Overlay::Command(line);
+                    }
+                    KeyCode::Char(c) => {
+                        line.push(c);
+                        self.overlay = Overlay::Command(line);
+                    }
+                    _ => self.overlay = Overlay::Command(line),
+                }
+                return;
+            }
+            Overlay::Form(mut form) => {
+                match code {
+                    KeyCode::Esc => {}
+                    KeyCode::Enter => match form.submit(self) {
+                        Ok((action, what)) => self.start(action, what),
+                        Err(()) => self.overlay = Overlay::Form(form),
+                    },
+                    _ => {
+                        form.key(code, self);
+                        self.overlay = Overlay::Form(form);
+                    }
+                }
+                return;
+            }
+        }
+        if self.filtering {
+            match code {
+                KeyCode::Esc => {
+                    self.filter.clear();
+                    self.filtering = false;
+                }
+                KeyCode::Enter => self.filtering = false,
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                }
+                KeyCode::Char(c) => self.filter.push(c),
+                _ => {}
+            }
+            self.selected[self.tab.index()] = 0;
+            return;
+        }
+        let rows = self.rows(self.tab);
+        let i = self.tab.index();
+        match code {
+            KeyCode::Char('q') | KeyCode::Esc => {
+                if self.filter.is_empty() {
+                    self.quit = true
+                } else {
+                    self.filter.clear()
+                }
+            }
+            KeyCode::Char('?') => self.overlay = Overlay::Help,
+            KeyCode::Char(':') => self.overlay = Overlay::Command(String::new()),
+            KeyCode::Char('/') => {
+                self.filtering = true;
+                self.filter.clear();
+            }
+            KeyCode::Char(c @ '1'..='6') => {
+                self.tab = Tab::ALL[(c as usize) - ('1' as usize)];
+            }
+            KeyCode::Tab => self.tab = Tab::ALL[(i + 1) % Tab::ALL.len()],
+            KeyCode::BackTab => self.tab = Tab::ALL[(i + Tab::ALL.len() - 1) % Tab::ALL.len()],
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.selected[i] = (self.selected[i] + 1).min(rows.saturating_sub(1))
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.selected[i] = self.selected[i].saturating_sub(1)
+            }
+            KeyCode::Char('s') if self.error.is_some() => self.switch_node(),
+            _ => self.view_key(code),
+        }
+    }
+
+    /// Offer the next known node when the current one is unreachable.
+    fn switch_node(&mut self) {
+        let Some(st) = &self.data.status else { return };
+        let addrs: Vec<String> = st.nodes.iter().filter_map(|n| n.addr.clone()).collect();
+        let next = addrs
+            .iter()
+            .position(|a| *a == self.addr)
+            .map(|p| addrs[(p + 1) % addrs.len()].clone())
+            .or_else(|| addrs.first().cloned());
+        if let Some(addr) = next.filter(|a| *a != self.addr) {
+            self.event(false, format!("switching to {addr}"));
+            self.addr = addr.clone();
+            self.outbox.push(Action::Switch(addr));
+        }
+    }
+
+    fn view_key(&mut self, code: KeyCode) {
+        let KeyCode::Char(c) = code else {
+            if self.tab == Tab::Buckets && matches!(code, KeyCode::Left | KeyCode::Right) {
+                self.keys_focus = code == KeyCode::Right;
+                self.selected[self.tab.index()] = 0;
+            }
+            return;
+        };
+        match (self.tab, c) {
+            (Tab::WhatIf, ' ') => {
+                if let Some(id) = self.selected_node()
+                    && !self.lost.remove(&id)
+                {
+                    self.lost.insert(id);
+                }
+            }
+            (Tab::WhatIf, 'z') => {
+                let zone = self
+                    .nodes()
+                    .get(self.sel())
+                    .and_then(|n| n.role.as_ref().map(|r| r.zone.clone()));
+                if let (Some(zone), Some(st)) = (zone, &self.data.status) {
+                    let ids: Vec<NodeId> = st
+                        .nodes
+                        .iter()
+                        .filter(|n| n.role.as_ref().is_some_and(|r| r.zone == zone))
+                        .map(|n| n.id)
+                        .collect();
+                    if ids.iter().all(|id| self.lost.contains(id)) {
+                        ids.iter().for_each(|id| {
+                            self.lost.remove(id);
+                        });
+                    } else {
+                        self.lost.extend(ids);
+                    }
+                }
+            }
+            (Tab::WhatIf, 'c') => self.lost.clear(),
+            (Tab::Layout | Tab::Cluster, 'n') => {
+                self.overlay = Overlay::Form(Form::new(FormKind::Onboard, self))
+            }
+            (Tab::Layout, 'e') => {
+                if let Some(id) = self.selected_node() {
+                    self.overlay = Overlay::Form(Form::new(FormKind::EditRole(id), self));
+                }
+            }
+            (Tab::Layout, 'd') => {
+                if let Some(id) = self.selected_node() {
+                    let mut lines = vec![format!("Stage the removal of node {}?", id.short())];
+                    lines.extend(self.what_if_lines(&BTreeSet::from([id])));
+                    lines.push("Nothing changes until the layout is applied (a).".into());
+                    self.overlay = Overlay::Confirm {
+                        lines,
+                        action: Action::Stage(id, StagedRole::Remove),
+                    };
+                }
+            }
+            (Tab::Layout, 'a') => self.confirm_apply(),
+            (Tab::Layout, 'r') => {
+                self.overlay = Overlay::Confirm {
+                    lines: vec!["Drop every staged layout change?".into()],
+                    action: Action::Revert,
+                }
+            }
+            (Tab::Buckets, 'c') => {
+                let kind = if self.keys_focus {
+                    FormKind::KeyCreate
+                } else {
+                    FormKind::BucketCreate
+                };
+                self.overlay = Overlay::Form(Form::new(kind, self));
+            }
+            (Tab::Buckets, 'd') => {
+                if self.keys_focus {
+                    if let Some(k) = self.keys().get(self.sel()) {
+                        self.overlay = Overlay::Confirm {
+                            lines: vec![
+                                format!("Delete access key {} ({})?", k.name, k.access_key_id),
+                                "Clients using it lose access at once.".into(),
+                            ],
+                            action: Action::KeyDelete(k.access_key_id.clone()),
+                        };
+                    }
+                } else if let Some(b) = self.selected_bucket() {
+                    self.overlay = Overlay::Confirm {
+                        lines: vec![
+                            format!("Delete bucket {b}?"),
+                            "Only an empty bucket can be deleted.".into(),
+                        ],
+                        action: Action::BucketDelete(b),
+                    };
+                }
+            }
+            (Tab::Buckets, 'g' | 'x') if !self.keys_focus => {
+                if let Some(b) = self.selected_bucket() {
+                    self.overlay = Overlay::Form(Form::new(FormKind::Grant(b, c == 'g'), self));
+                }
+            }
+            (Tab::Buckets, 'u') if !self.keys_focus => {
+                if let Some(b) = self.selected_bucket() {
+                    self.overlay = Overlay::Form(Form::new(FormKind::Quota(b), self));
+                }
+            }
+            (Tab::Workers, 'p') => {
+                if let Some(w) = self.data.workers.get(self.sel()) {
+                    let (name, pause) = (w.name.clone(), !w.paused);
+                    let verb = if pause { "pause" } else { "resume" };
+                    self.start(
+                        Action::WorkerPause(name.clone(), pause),
+                        format!("{verb} {name}"),
+                    );
+                }
+            }
+            (Tab::Workers, 's' | 't' | 'b') => {
+                let (what, repair) = match c {
+                    's' => (
+                        "Check every block of this node against its hash (scrub)?",
+                        Repair::Scrub,
+                    ),
+                    't' => (
+                        "Compare every metadata partition with the other replicas now?",
+                        Repair::Tables,
+                    ),
+                    _ => (
+                        "Re-check where every local block belongs and fetch missing ones?",
+                        Repair::Blocks,
+                    ),
+                };
+                self.overlay = Overlay::Confirm {
+                    lines: vec![
+                        what.into(),
+                        "It runs in the background; progress shows here.".into(),
+                    ],
+                    action: Action::Repair(repair),
+                };
+            }
+            _ => {}
+        }
+    }
+
+    fn confirm_apply(&mut self) {
+        let Some(view) = &self.data.layout else {
+            return;
+        };
+        let version = view.layout.version + 1;
+        let mut lines = vec![format!("Apply the staged changes as layout v{version}?")];
+        match &view.preview {
+            None => {
+                self.message = Some((
+                    true,
+                    "nothing is staged: press n to add a node, e to edit one".into(),
+                ));
+                return;
+            }
+            Some(Err(e)) => {
+                self.message = Some((true, format!("the staged layout cannot be applied: {e}")));
+                return;
+            }
+            Some(Ok(r)) => {
+                lines.push(format!(
+                    "{} partition replicas will move; usable capacity becomes {}.",
+                    r.moves,
+                    hangar_common::size::format_bytes(r.usable_capacity)
+                ));
+                // Nodes leaving: what losing them would do.
+                let removed: BTreeSet<NodeId> = view
+                    .layout
+                    .effective_staged()
+                    .into_iter()
+                    .filter(|(_, s)| *s == StagedRole::Remove)
+                    .map(|(id, _)| id)
+                    .collect();
+                if !removed.is_empty() {
+                    lines.push("Nodes leaving keep serving until their data has moved.".into());
+                }
+            }
+        }
+        self.overlay = Overlay::Confirm {
+            lines,
+            action: Action::Apply(version),
+        };
+    }
+
+    /// What-if lines for nodes about to go.
+    pub fn what_if_lines(&self, lost: &BTreeSet<NodeId>) -> Vec<String> {
+        let Some(view) = &self.data.layout else {
+            return Vec::new();
+        };
+        let w = view.layout.what_if(lost);
+        let mut out = vec![format!(
+            "If {} went down: {} of 256 partitions lose full redundancy, {} their write quorum, {} their read quorum.",
+            if lost.len() == 1 { "it" } else { "they" },
+            w.lose_redundancy,
+            w.lose_write_quorum,
+            w.lose_read_quorum
+        )];
+        out.push(if w.keeps_serving() {
+            "The cluster would keep serving every read and write.".into()
+        } else {
+            "The cluster would NOT keep serving everything.".into()
+        });
+        out
+    }
+}

@@ -1,0 +1,486 @@
+//! The console rendered with ratatui's `TestBackend` from fixed cluster
+//! states, compared with the text snapshots in `snapshots/` (run with
+//! `HANGAR_BLESS=1` to rewrite them after a deliberate change and review
+//! the diff), and driven key by key as an operator would.
+
+use std::collections::BTreeSet;
+
+use hangar_common::NodeId;
+use hangar_common::layout::NodeRole;
+use hangar_common::layout::cluster::{ClusterLayout, StagedRole};
+use hangar_common::rpc::{
+    BlockWorkerStats, BucketInfo, ClusterStatus, KeyGrant, KeyInfo, LayoutView, NodeStatus,
+    WorkerInfo,
+};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+
+use super::*;
+
+/// A fixed "now": 2026-11-25 12:00:00 UTC.
+const NOW: u64 = 1_795_608_000_000;
+const TB: u64 = 1_000_000_000_000;
+
+fn id(b: u8) -> NodeId {
+    NodeId([b; 32])
+}
+
+fn role(zone: &str, cap: u64) -> StagedRole {
+    StagedRole::Set(NodeRole {
+        zone: zone.into(),
+        capacity: Some(cap),
+    })
+}
+
+fn node(b: u8, l: &ClusterLayout, up: bool) -> NodeStatus {
+    let partitions = (0..256).filter(|p| l.nodes_of(*p).contains(&id(b))).count();
+    NodeStatus {
+        id: id(b),
+        addr: Some(format!("10.0.0.{b}:3901")),
+        is_self: b == 1,
+        up,
+        down_since_ms: (!up).then_some(NOW - 300_000),
+        last_seen_ms: Some(NOW - 300_000),
+        rtt_ms: Some(1.5 * b as f64),
+        agent_version: Some("0.1.0".into()),
+        role: l.roles.get(&id(b)).cloned(),
+        staged: None,
+        layout_version: Some(l.version),
+        partitions,
+    }
+}
+
+/// The states the snapshots show.
+#[derive(Clone, Copy, PartialEq)]
+enum Scene {
+    /// Three nodes in three zones, all up.
+    Healthy,
+    /// Node 3 down, a fourth node staged in dc2 (with its preview), data
+    /// still moving from the previous layout.
+    Busy,
+}
+
+fn app(scene: Scene) -> App {
+    let mut l = ClusterLayout::new(3);
+    for (b, z) in [(1, "dc1"), (2, "dc2"), (3, "dc3")] {
+        l.stage(id(b), role(z, TB), 1, id(1));
+    }
+    let (mut l, _) = l.apply(1).expect("first layout");
+    let busy = scene == Scene::Busy;
+    let mut nodes = vec![node(1, &l, true), node(2, &l, true), node(3, &l, !busy)];
+    if busy {
+        l.stage(id(4), role("dc2", 2 * TB), 2, id(1));
+        let mut n4 = node(4, &l, true);
+        n4.addr = Some("10.0.0.4:3901".into());
+        nodes.push(n4);
+    }
+    let preview = busy.then(|| l.preview());
+    let health = l.health(|n| nodes.iter().any(|s| s.id == *n && s.up));
+    let status = ClusterStatus {
+        node: id(1),
+        agent_version: "0.1.0".into(),
+        layout_version: l.version,
+        replication_factor: 3,
+        health,
+        nodes,
+        tables: Vec::new(),
+        live_versions: if busy { vec![1, 2] } else { vec![1] },
+        nodes_synced: if busy { 1 } else { 0 },
+        nodes_in_transition: if busy { 3 } else { 0 },
+        blocks: BlockWorkerStats {
+            scrub_running: busy,
+            scrub_checked: 1200,
+            scrub_total: 4800,
+            fetched: 310,
+            ..Default::default()
+        },
+    };
+    let grant = |bucket: &str| KeyGrant {
+        key_id: "GK0123456789abcdef01234567".into(),
+        key_name: "laptop".into(),
+        bucket: bucket.into(),
+        read: true,
+        write: true,
+        owner: false,
+    };
+    let mut a = App::new("10.0.0.1:3901");
+    a.now_ms = NOW;
+    a.data = Data {
+        status: Some(status),
+        layout: Some(LayoutView { layout: l, preview }),
+        buckets: vec![
+            BucketInfo {
+                name: "photos".into(),
+                id: "ab".repeat(32),
+                created_ms: NOW - 86_400_000,
+                keys: vec![grant("photos")],
+                objects: 1234,
+                bytes: 5_600_000_000,
+                quota_max_size: Some(100_000_000_000),
+                quota_max_objects: None,
+                website: false,
+            },
+            BucketInfo {
+                name: "site".into(),
+                id: "cd".repeat(32),
+                created_ms: NOW - 3_600_000,
+                keys: Vec::new(),
+                objects: 12,
+                bytes: 80_000,
+                quota_max_size: None,
+                quota_max_objects: None,
+                website: true,
+            },
+        ],
+        keys: vec![KeyInfo {
+            access_key_id: "GK0123456789abcdef01234567".into(),
+            name: "laptop".into(),
+            secret_access_key: None,
+            buckets: vec![grant("photos")],
+        }],
+        workers: [
+            "block-resync",
+            "block-scrub",
+            "version-cleanup",
+            "table-sync",
+            "lifecycle",
+        ]
+        .iter()
+        .map(|n| WorkerInfo {
+            name: n.to_string(),
+            paused: busy && *n == "block-scrub",
+            progress: format!("{n}: 0 errors"),
+        })
+        .collect(),
+    };
+    if busy {
+        for (i, (warn, t)) in [
+            (false, "layout v1 applied"),
+            (true, "node 0303030303030303 is down"),
+            (false, "node 0404040404040404 joined"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            a.events.push_front(Event {
+                at_ms: NOW - 60_000 + i as u64 * 1000,
+                warn,
+                text: t.into(),
+            });
+        }
+    }
+    a
+}
+
+fn render(app: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    t.draw(|f| app.draw(f)).expect("draw");
+    let buf = t.backend().buffer().clone();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Compare with `snapshots/NAME.txt` (rewrite it with HANGAR_BLESS=1).
+fn snapshot(name: &str, screen: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/tui/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("HANGAR_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("snapshot dir");
+        std::fs::write(&path, screen).expect("write snapshot");
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("no snapshot {}: run with HANGAR_BLESS=1", path.display()));
+    assert!(
+        want == screen,
+        "{name} differs from {} (HANGAR_BLESS=1 rewrites it):\n--- want\n{want}\n--- got\n{screen}",
+        path.display()
+    );
+}
+
+fn key(a: &mut App, code: KeyCode) {
+    a.update(Msg::Key(code, KeyModifiers::NONE));
+}
+
+fn typed(a: &mut App, text: &str) {
+    for c in text.chars() {
+        key(a, KeyCode::Char(c));
+    }
+}
+
+#[test]
+fn every_view_at_both_sizes_matches_its_snapshot() {
+    for (scene, label) in [(Scene::Healthy, "healthy"), (Scene::Busy, "busy")] {
+        for tab in Tab::ALL {
+            let mut a = app(scene);
+            a.tab = tab;
+            if tab == Tab::WhatIf && scene == Scene::Busy {
+                a.lost = BTreeSet::from([id(2), id(3)]);
+            }
+            for (w, h) in [(80, 24), (160, 48)] {
+                let name = format!(
+                    "{label}-{}-{w}x{h}",
+                    tab.title().to_lowercase().replace([' ', '&'], "")
+                );
+                snapshot(&name, &render(&a, w, h));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_views_say_what_matters() {
+    let a = app(Scene::Busy);
+    let s = render(&a, 160, 48);
+    assert!(s.contains("3/4 nodes up"), "{s}");
+    assert!(s.contains("✗ DOWN since 5 min ago"), "{s}");
+    assert!(s.contains("rebalancing to layout v1: 1 of 3 nodes"), "{s}");
+    assert!(s.contains("scrub: 1200 of 4800 blocks checked"), "{s}");
+
+    let mut a = app(Scene::Busy);
+    a.tab = Tab::Layout;
+    let s = render(&a, 160, 48);
+    assert!(s.contains("→ dc2 2 TB"), "staged role shown: {s}");
+    assert!(s.contains("Preview of v2: usable capacity"), "{s}");
+    assert!(s.contains("a=dc1 b=dc2 c=dc3"), "ring legend: {s}");
+    assert!(s.contains('!'), "degraded partitions marked: {s}");
+
+    let mut a = app(Scene::Busy);
+    a.tab = Tab::WhatIf;
+    a.lost = BTreeSet::from([id(2), id(3)]);
+    let s = render(&a, 160, 48);
+    assert!(
+        s.contains("256 of 256 partitions lose full redundancy"),
+        "{s}"
+    );
+    assert!(s.contains("would NOT keep serving"), "{s}");
+    a.lost = BTreeSet::from([id(3)]);
+    assert!(
+        render(&a, 160, 48).contains("would keep serving"),
+        "one zone of three"
+    );
+}
+
+#[test]
+fn onboarding_validates_as_typed_then_stages_the_node() {
+    let mut a = app(Scene::Healthy);
+    a.tab = Tab::Layout;
+    key(&mut a, KeyCode::Char('n'));
+    let Overlay::Form(f) = &a.overlay else {
+        panic!("no form")
+    };
+    assert_eq!(f.kind, FormKind::Onboard);
+    typed(&mut a, "not-a-node");
+    let s = render(&a, 80, 24);
+    assert!(s.contains("✗ Node:"), "bad address flagged as typed: {s}");
+    // Enter with a problem keeps the form open.
+    key(&mut a, KeyCode::Enter);
+    assert!(matches!(a.overlay, Overlay::Form(_)));
+    for _ in 0.."not-a-node".len() {
+        key(&mut a, KeyCode::Backspace);
+    }
+    let peer = format!("{}@10.0.0.9:3901", id(9));
+    typed(&mut a, &peer);
+    key(&mut a, KeyCode::Down);
+    // ←/→ pick an existing zone.
+    key(&mut a, KeyCode::Right);
+    key(&mut a, KeyCode::Right);
+    key(&mut a, KeyCode::Down);
+    typed(&mut a, "1.5T");
+    snapshot("form-onboard-80x24", &render(&a, 80, 24));
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.outbox,
+        vec![Action::Onboard {
+            peer: peer.parse().expect("peer"),
+            role: NodeRole {
+                zone: "dc2".into(),
+                capacity: Some(1_500_000_000_000),
+            },
+        }]
+    );
+    assert!(a.busy.is_some());
+}
+
+#[test]
+fn apply_asks_first_with_the_preview() {
+    let mut a = app(Scene::Busy);
+    a.tab = Tab::Layout;
+    key(&mut a, KeyCode::Char('a'));
+    let Overlay::Confirm { lines, action } = &a.overlay else {
+        panic!("no confirmation")
+    };
+    assert_eq!(*action, Action::Apply(2));
+    assert!(
+        lines[1].contains("partition replicas will move"),
+        "{lines:?}"
+    );
+    snapshot("confirm-apply-80x24", &render(&a, 80, 24));
+    key(&mut a, KeyCode::Char('n'));
+    assert!(a.outbox.is_empty() && a.overlay == Overlay::None);
+    key(&mut a, KeyCode::Char('a'));
+    key(&mut a, KeyCode::Char('y'));
+    assert_eq!(a.outbox, vec![Action::Apply(2)]);
+}
+
+#[test]
+fn removing_a_node_shows_the_what_if_first() {
+    let mut a = app(Scene::Healthy);
+    a.tab = Tab::Layout;
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Char('d'));
+    let Overlay::Confirm { lines, action } = &a.overlay else {
+        panic!("no confirmation")
+    };
+    assert_eq!(*action, Action::Stage(id(2), StagedRole::Remove));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("256 of 256 partitions lose full redundancy")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn buckets_and_keys_are_managed_from_their_view() {
+    let mut a = app(Scene::Healthy);
+    key(&mut a, KeyCode::Char('4'));
+    assert_eq!(a.tab, Tab::Buckets);
+    key(&mut a, KeyCode::Char('c'));
+    typed(&mut a, "Bad Name");
+    assert!(render(&a, 80, 24).contains("✗ Name:"));
+    for _ in 0..8 {
+        key(&mut a, KeyCode::Backspace);
+    }
+    typed(&mut a, "backups");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.outbox.pop(), Some(Action::BucketCreate("backups".into())));
+    a.update(Msg::Done(Box::new(Outcome {
+        result: Ok("bucket backups created".into()),
+        secret: None,
+        output: None,
+        then: None,
+    })));
+    // Quotas of the selected bucket (photos).
+    key(&mut a, KeyCode::Char('u'));
+    key(&mut a, KeyCode::Down);
+    typed(&mut a, "5000");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.outbox.pop(),
+        Some(Action::Quota {
+            bucket: "photos".into(),
+            max_size: Some(100_000_000_000),
+            max_objects: Some(5000),
+        })
+    );
+    a.busy = None;
+    // Grant: the key by name.
+    key(&mut a, KeyCode::Char('g'));
+    typed(&mut a, "laptop");
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Backspace);
+    key(&mut a, KeyCode::Backspace);
+    typed(&mut a, "ro");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.outbox.pop(),
+        Some(Action::Grant {
+            bucket: "photos".into(),
+            key: "GK0123456789abcdef01234567".into(),
+            perm: PermissionChange {
+                read: true,
+                write: false,
+                owner: true
+            },
+            allow: true,
+        })
+    );
+    a.busy = None;
+    // A new key's secret is shown once, in a window.
+    key(&mut a, KeyCode::Right);
+    key(&mut a, KeyCode::Char('c'));
+    typed(&mut a, "phone");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.outbox.pop(), Some(Action::KeyCreate("phone".into())));
+    a.update(Msg::Done(Box::new(Outcome {
+        result: Ok("key phone created".into()),
+        secret: Some(("GKnew".into(), "s3cr3t".into())),
+        output: None,
+        then: None,
+    })));
+    let s = render(&a, 80, 24);
+    assert!(s.contains("s3cr3t") && s.contains("not shown again"), "{s}");
+    key(&mut a, KeyCode::Char('x'));
+    assert_eq!(a.overlay, Overlay::None, "any key closes it");
+    assert!(!render(&a, 80, 24).contains("s3cr3t"));
+}
+
+#[test]
+fn workers_pause_and_repairs_ask_first() {
+    let mut a = app(Scene::Busy);
+    key(&mut a, KeyCode::Char('5'));
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Char('p'));
+    assert_eq!(
+        a.outbox.pop(),
+        Some(Action::WorkerPause("block-scrub".into(), false)),
+        "the paused scrub is resumed"
+    );
+    a.busy = None;
+    key(&mut a, KeyCode::Char('s'));
+    key(&mut a, KeyCode::Char('y'));
+    assert_eq!(a.outbox.pop(), Some(Action::Repair(Repair::Scrub)));
+}
+
+#[test]
+fn events_record_failures_and_help_filter_and_command_work() {
+    let mut a = app(Scene::Healthy);
+    let mut next = a.data.clone();
+    if let Some(st) = &mut next.status {
+        st.nodes[2].up = false;
+        st.nodes[2].down_since_ms = Some(NOW);
+    }
+    a.update(Msg::Refreshed(Box::new(Ok(next))));
+    a.update(Msg::Refreshed(Box::new(Err("connection refused".into()))));
+    key(&mut a, KeyCode::Char('6'));
+    let s = render(&a, 80, 24);
+    assert!(s.contains("node 0303030303030303 is down"), "{s}");
+    assert!(s.contains("lost the connection"), "{s}");
+    assert!(s.contains("Not connected"), "{s}");
+    // Filter.
+    key(&mut a, KeyCode::Char('/'));
+    typed(&mut a, "lost");
+    key(&mut a, KeyCode::Enter);
+    let s = render(&a, 80, 24);
+    assert!(
+        s.contains("lost the connection") && !s.contains("is down"),
+        "{s}"
+    );
+    key(&mut a, KeyCode::Esc);
+    // Help.
+    key(&mut a, KeyCode::Char('?'));
+    snapshot("help-events-80x24", &render(&a, 80, 24));
+    key(&mut a, KeyCode::Char('x'));
+    // Command line.
+    key(&mut a, KeyCode::Char(':'));
+    typed(&mut a, "bucket list");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.outbox.pop(),
+        Some(Action::Cli(vec!["bucket".into(), "list".into()]))
+    );
+    key(&mut a, KeyCode::Char('q'));
+    assert!(a.quit);
+}
