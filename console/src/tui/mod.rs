@@ -182,8 +182,10 @@ pub struct App {
     pub busy: Option<String>,
     /// The last outcome, shown in the footer.
     pub message: Option<(bool, String)>,
-    /// Clock of the view ("down since ... ago"); tests fix it.
+    /// Clock of the view ("down since ... ago"), read at each refresh.
     pub now_ms: u64,
+    /// Where `now_ms` comes from (tests fix it).
+    pub clock: fn() -> u64,
     /// Actions decided by `update`, for the run loop to start.
     pub outbox: Vec<Action>,
     pub quit: bool,
@@ -206,6 +208,7 @@ impl App {
             busy: None,
             message: None,
             now_ms: now_msec(),
+            clock: now_msec,
             outbox: Vec::new(),
             quit: false,
         }
@@ -236,7 +239,7 @@ impl App {
     }
 
     fn refreshed(&mut self, res: Result<Data, String>) {
-        self.now_ms = now_msec().max(self.now_ms);
+        self.now_ms = (self.clock)().max(self.now_ms);
         match res {
             Ok(data) => {
                 if let Some(e) = self.error.take() {

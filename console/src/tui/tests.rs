@@ -106,6 +106,7 @@ fn app(scene: Scene) -> App {
     };
     let mut a = App::new("10.0.0.1:3901");
     a.now_ms = NOW;
+    a.clock = || NOW;
     a.data = Data {
         status: Some(status),
         layout: Some(LayoutView { layout: l, preview }),
