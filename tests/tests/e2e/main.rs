@@ -3,5 +3,6 @@
 
 mod cluster;
 mod compat;
+mod console;
 mod s3;
 mod tables;

@@ -1,0 +1,157 @@
+//! The console driven as an operator would: the real `hangar` program in a
+//! real terminal (tmux), keys sent with `send-keys`, the screen read with
+//! `capture-pane`, against real agents.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use hangar_tests::*;
+
+/// A tmux session running one program; killed when dropped.
+struct Tmux {
+    name: String,
+}
+
+static SESSIONS: AtomicU32 = AtomicU32::new(0);
+
+impl Tmux {
+    fn start(program: &[String], width: u16, height: u16) -> Tmux {
+        let name = format!(
+            "hangar-test-{}-{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, Ordering::Relaxed)
+        );
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &name])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .args(program)
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("run tmux (the console test needs tmux: see .ci/run)");
+        assert!(status.success(), "tmux new-session failed");
+        Tmux { name }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    /// Type text literally.
+    fn text(&self, text: &str) {
+        let status = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", text])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Wait until the screen shows `text`.
+    fn wait_for(&self, what: &str, text: &str) -> String {
+        let mut last = String::new();
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for(what, DEADLINE, || {
+                last = self.screen();
+                last.contains(text).then(|| last.clone())
+            })
+        }));
+        match found {
+            Ok(s) => s,
+            Err(_) => panic!("{what}: {text:?} never showed; last screen:\n{last}"),
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn an_operator_onboards_a_node_creates_a_bucket_and_a_key_and_sees_a_failure() {
+    let mut c = Cluster::start_formed(3, &AgentOpts::default());
+    // A fourth node, running but in no cluster yet.
+    let mut fourth = Agent::new(&c.secret, &AgentOpts::default());
+    fourth.start();
+
+    let program = vec![
+        console_bin().display().to_string(),
+        "--rpc-host".into(),
+        c.agents[0].addr(),
+        "--rpc-secret".into(),
+        c.secret.to_hex(),
+    ];
+    let t = Tmux::start(&program, 160, 48);
+    t.wait_for("the console to connect", "3/3 nodes up");
+
+    // Onboard the fourth node with the guided form.
+    t.keys(&["3"]);
+    t.wait_for("the layout view", "Layout v1");
+    t.keys(&["n"]);
+    t.wait_for("the onboarding form", "Add a node");
+    t.text(&fourth.node_id_line());
+    t.keys(&["Down"]);
+    t.text("dc2");
+    t.keys(&["Down"]);
+    t.text("50G");
+    t.wait_for("the form to accept the input", "ready: Enter to go");
+    t.keys(&["Enter"]);
+    t.wait_for("the node to be staged", "→ dc2 50 GB");
+    t.wait_for("the preview", "Preview of v2");
+    t.keys(&["a"]);
+    t.wait_for("the confirmation", "Apply the staged changes as layout v2?");
+    t.keys(&["y"]);
+    t.wait_for("the new layout", "layout v2 ·");
+    // Rebalancing progress shows on the cluster view until done.
+    t.keys(&["1"]);
+    t.wait_for("the fourth node to be listed", &fourth.id[..16]);
+    let screen = t.wait_for("rebalancing progress", "layout v2");
+    assert!(
+        screen.contains("rebalancing to layout v2") || screen.contains("layout v2: data in place"),
+        "{screen}"
+    );
+    t.wait_for("the rebalance to finish", "layout v2: data in place");
+
+    // A bucket and a key.
+    t.keys(&["4"]);
+    t.wait_for("the buckets view", "Access keys");
+    t.keys(&["c"]);
+    t.wait_for("the bucket form", "New bucket");
+    t.text("photos");
+    t.keys(&["Enter"]);
+    t.wait_for("the bucket to be created", "bucket photos created");
+    t.keys(&["Right", "c"]);
+    t.wait_for("the key form", "New access key");
+    t.text("laptop");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("the new key's secret", "Secret access key:");
+    assert!(screen.contains("not shown again"), "{screen}");
+    t.keys(&["Escape"]);
+    let list = c.agents[1].hangar_json(&["bucket", "list"]);
+    assert_eq!(list[0]["name"], "photos", "{list}");
+
+    // A node dies: the console shows it down within the failure detection
+    // time (3 pings of 200 ms here), well inside the deadline.
+    c.agents[2].kill();
+    t.keys(&["1"]);
+    t.wait_for("the dead node to show down", "✗ DOWN since");
+    t.keys(&["6"]);
+    t.wait_for("the failure in the events", "is down");
+    t.keys(&["q"]);
+}
