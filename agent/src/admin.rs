@@ -83,7 +83,9 @@ impl Peer for PeerServer {
         // A ping is a sign of life: make sure we know how to reach the
         // caller, and cut short our backoff if we thought it down.
         self.s.net.learn(self.remote, Some(req.from_addr.clone()));
-        self.s.layout.ping_response()
+        let mut resp = self.s.layout.ping_response();
+        resp.disk = self.s.disk();
+        resp
     }
 
     async fn pull_layout(self, _: Context) -> ClusterLayout {
@@ -163,6 +165,7 @@ impl Services {
                     role: layout.roles.get(&id).cloned(),
                     staged: staged.get(&id).cloned(),
                     layout_version: None,
+                    disk: None,
                     partitions: (0..hangar_common::layout::PARTITIONS)
                         .filter(|p| layout.nodes_of(*p).contains(&id))
                         .count(),
@@ -175,6 +178,7 @@ impl Services {
                         rtt_ms: Some(0.0),
                         agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
                         layout_version: Some(layout.version),
+                        disk: self.disk(),
                         ..base
                     }
                 } else if let Some(p) = peers.get(&id) {
@@ -186,6 +190,7 @@ impl Services {
                         rtt_ms: p.rtt_ms,
                         agent_version: p.agent_version.clone(),
                         layout_version: p.layout_version,
+                        disk: p.disk,
                         ..base
                     }
                 } else {
@@ -228,6 +233,11 @@ fn table_err(e: crate::table::TableError) -> RpcError {
 }
 
 impl Services {
+    /// This node's data disk.
+    fn disk(&self) -> Option<hangar_common::rpc::DiskUsage> {
+        crate::node::disk_usage(self.model.blocks.store.root())
+    }
+
     fn workers(&self) -> Vec<WorkerInfo> {
         let b = self.model.blocks.stats();
         let tables: Vec<hangar_common::rpc::TableStats> =

@@ -238,6 +238,16 @@ pub struct PingResponse {
     pub layout_digest: u64,
     /// Every peer the callee knows, so the caller can complete the mesh.
     pub known_peers: Vec<PeerAddr>,
+    /// The callee's data disk.
+    #[serde(default)]
+    pub disk: Option<DiskUsage>,
+}
+
+/// Size and free space of the file system holding a node's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUsage {
+    pub total: u64,
+    pub free: u64,
 }
 
 /// One node as seen from the node that answers `status`.
@@ -258,6 +268,9 @@ pub struct NodeStatus {
     pub role: Option<NodeRole>,
     /// A change staged for it.
     pub staged: Option<StagedRole>,
+    /// Its data disk, as its last ping answer said.
+    #[serde(default)]
+    pub disk: Option<DiskUsage>,
     /// The layout version it last reported.
     pub layout_version: Option<u64>,
     /// Partition replicas it holds in the applied layout.

@@ -46,6 +46,11 @@ pub struct BlockStore {
 }
 
 impl BlockStore {
+    /// The directory holding the blocks.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     pub fn new(data_dir: &Path, compression: Option<i32>) -> BlockStore {
         BlockStore {
             root: data_dir.join("blocks"),

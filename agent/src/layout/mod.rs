@@ -225,6 +225,7 @@ impl crate::net::Gossip for LayoutManager {
             layout_version: l.version,
             layout_digest: l.digest(),
             known_peers: self.net.known_peers(),
+            disk: None,
         }
     }
 

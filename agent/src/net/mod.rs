@@ -62,6 +62,7 @@ pub struct PeerInfo {
     pub rtt_ms: Option<f64>,
     pub agent_version: Option<String>,
     pub layout_version: Option<u64>,
+    pub disk: Option<hangar_common::rpc::DiskUsage>,
     failures: u32,
 }
 
@@ -307,6 +308,9 @@ impl Net {
                 Ok(Ok(resp)) => {
                     let rtt = start.elapsed().as_secs_f64() * 1000.0;
                     self.record_success(id, rtt, resp.layout_version);
+                    if let Some(slot) = lock(&self.peers).get_mut(&id) {
+                        slot.info.disk = resp.disk;
+                    }
                     let gossip = lock(&self.gossip).clone();
                     if let Some(g) = gossip {
                         for p in &resp.known_peers {

@@ -237,7 +237,19 @@ impl App {
                 if wide {
                     cells.push(n.addr.clone().unwrap_or_default());
                 }
-                cells.extend([zone, cap, n.partitions.to_string()]);
+                cells.extend([zone, cap]);
+                if !marks {
+                    cells.push(match n.disk {
+                        Some(d) if wide => format!(
+                            "{} of {}",
+                            format_bytes(d.total.saturating_sub(d.free)),
+                            format_bytes(d.total)
+                        ),
+                        Some(d) => format_bytes(d.free),
+                        None => "-".into(),
+                    });
+                }
+                cells.push(n.partitions.to_string());
                 let mut row: Vec<ratatui::widgets::Cell> = cells
                     .into_iter()
                     .map(ratatui::widgets::Cell::from)
@@ -269,25 +281,35 @@ impl App {
                     Constraint::Length(21),
                     Constraint::Length(10),
                     Constraint::Length(9),
+                    Constraint::Length(18),
                     Constraint::Length(5),
                     Constraint::Length(24),
                     Constraint::Length(8),
                     Constraint::Min(7),
                 ],
                 vec![
-                    "ID", "ADDRESS", "ZONE", "CAPACITY", "PARTS", "STATE", "RTT", "VERSION",
+                    "ID",
+                    "ADDRESS",
+                    "ZONE",
+                    "CAPACITY",
+                    "DISK USED",
+                    "PARTS",
+                    "STATE",
+                    "RTT",
+                    "VERSION",
                 ],
             )
         } else {
             (
                 vec![
                     Constraint::Length(16),
+                    Constraint::Length(6),
                     Constraint::Length(8),
                     Constraint::Length(8),
                     Constraint::Length(5),
                     Constraint::Min(16),
                 ],
-                vec!["ID", "ZONE", "CAPACITY", "PARTS", "STATE"],
+                vec!["ID", "ZONE", "CAPACITY", "FREE", "PARTS", "STATE"],
             )
         };
         let (t, mut s) = selectable(

@@ -46,6 +46,10 @@ fn node(b: u8, l: &ClusterLayout, up: bool) -> NodeStatus {
         agent_version: Some("0.1.0".into()),
         role: l.roles.get(&id(b)).cloned(),
         staged: None,
+        disk: Some(hangar_common::rpc::DiskUsage {
+            total: 2 * TB,
+            free: TB / 2 * b as u64,
+        }),
         layout_version: Some(l.version),
         partitions,
     }
