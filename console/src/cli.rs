@@ -19,6 +19,7 @@ use crate::{
 pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<()> {
     let (client, _) = target.connect().await?;
     match cmd {
+        Command::Demo => bail!("demo runs on its own: hangar demo"),
         Command::Status => {
             let st = client.status(ctx()).await.context("status call failed")?;
             if json {

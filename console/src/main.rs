@@ -7,6 +7,7 @@
 
 mod cli;
 mod conn;
+mod demo;
 mod tui;
 
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Start a throwaway 3-node cluster on this machine (a bucket, a key
+    /// and a little data ready) and open the console on it; quitting
+    /// stops it and removes its data.
+    Demo,
     /// Nodes, their state, and the health of the ring.
     Status,
     /// Nodes: connect a new one.
@@ -231,6 +236,9 @@ fn main() {
         }
     };
     let res = rt.block_on(async {
+        if let Some(Command::Demo) = &cli.command {
+            return demo::run().await;
+        }
         let target = conn::Target::resolve(&cli)?;
         match &cli.command {
             None => tui::run(target).await,

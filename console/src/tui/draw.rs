@@ -281,7 +281,7 @@ impl App {
                     Constraint::Length(21),
                     Constraint::Length(10),
                     Constraint::Length(9),
-                    Constraint::Length(18),
+                    Constraint::Length(22),
                     Constraint::Length(5),
                     Constraint::Length(24),
                     Constraint::Length(8),

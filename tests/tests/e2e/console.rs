@@ -155,3 +155,30 @@ fn an_operator_onboards_a_node_creates_a_bucket_and_a_key_and_sees_a_failure() {
     t.wait_for("the failure in the events", "is down");
     t.keys(&["q"]);
 }
+
+#[test]
+fn hangar_demo_starts_a_cluster_with_data_and_removes_it_on_quit() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let program = vec![
+        "env".to_string(),
+        format!("TMPDIR={}", tmp.path().display()),
+        console_bin().display().to_string(),
+        "demo".into(),
+    ];
+    let t = Tmux::start(&program, 160, 48);
+    t.wait_for("the demo cluster", "3/3 nodes up");
+    t.wait_for("its three zones", "house-c");
+    t.keys(&["4"]);
+    // 20 objects, counted once usage is published (every 2 s).
+    t.wait_for("the demo bucket with its objects", "demo           20");
+    let dirs = || {
+        std::fs::read_dir(tmp.path())
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(dirs(), 1, "the demo keeps its data in TMPDIR");
+    t.keys(&["q"]);
+    wait_for("the demo to clean up", DEADLINE, || {
+        (dirs() == 0).then_some(())
+    });
+}
