@@ -398,10 +398,16 @@ impl App {
             f.render_widget(Paragraph::new("Waiting for the layout..."), area);
             return;
         };
-        let ring_rows = 256usize.div_ceil(area.width.saturating_sub(2).max(1) as usize) as u16;
+        let ring_rows = view
+            .layout
+            .roles
+            .values()
+            .filter(|r| r.capacity.is_some())
+            .count() as u16
+            + 1;
         let [nodes, ring, preview] = Layout::vertical([
             Constraint::Min(4),
-            Constraint::Length(ring_rows + 3),
+            Constraint::Length(ring_rows + 2),
             Constraint::Length(5),
         ])
         .areas(area);
@@ -498,9 +504,11 @@ impl App {
         );
     }
 
-    /// The 256 partitions in order, one cell each: the letter (and colour)
-    /// of the zone of its first replica; `!` when a replica is down, `X`
-    /// when fewer than a write quorum are up.
+    /// The ring: one line per node of the layout, the 256 partitions
+    /// left to right (several per cell on narrow screens), a cell filled
+    /// (`█`, in its zone's colour) where the node holds them, half (`▒`)
+    /// where it holds some; a last line marks partitions with a replica
+    /// down (`!`) or without a write quorum (`X`).
     fn draw_ring(&self, f: &mut Frame, area: Rect) {
         let (Some(view), Some(st)) = (&self.data.layout, &self.data.status) else {
             return;
@@ -510,47 +518,72 @@ impl App {
         zones.sort();
         zones.dedup();
         let up = |id: &hangar_common::NodeId| st.nodes.iter().any(|n| n.id == *id && n.up);
-        let mut spans = Vec::new();
-        for p in 0..256 {
-            let nodes = l.nodes_of(p);
-            let zi = nodes
-                .first()
-                .and_then(|n| l.roles.get(n))
-                .and_then(|r| zones.iter().position(|z| *z == r.zone));
-            let alive = nodes.iter().filter(|n| up(n)).count();
-            let (ch, style) = match zi {
-                None => ('·', Style::default()),
-                Some(_) if alive < write_quorum(l.replication_factor) => {
-                    ('X', Style::default().fg(Color::White).bg(Color::Red))
-                }
-                Some(_) if alive < nodes.len() => {
-                    ('!', Style::default().fg(Color::Black).bg(Color::Yellow))
-                }
-                Some(i) => (
-                    (b'a' + (i % 26) as u8) as char,
-                    Style::default().fg(ZONE_COLORS[i % ZONE_COLORS.len()]),
-                ),
-            };
-            spans.push(Span::styled(ch.to_string(), style));
-        }
-        let width = area.width.saturating_sub(2).max(1) as usize;
-        let mut lines: Vec<Line> = spans
-            .chunks(width)
-            .map(|c| Line::from(c.to_vec()))
-            .collect();
-        let legend: Vec<String> = zones
+        const LABEL: usize = 18;
+        let cells = (area.width.saturating_sub(2) as usize)
+            .saturating_sub(LABEL)
+            .clamp(1, 256);
+        let per = 256usize.div_ceil(cells);
+        let cells = 256usize.div_ceil(per);
+        let mut lines = Vec::new();
+        let mut nodes: Vec<(&hangar_common::NodeId, &hangar_common::layout::NodeRole)> = l
+            .roles
             .iter()
-            .enumerate()
-            .map(|(i, z)| format!("{}={z}", (b'a' + (i % 26) as u8) as char))
+            .filter(|(_, r)| r.capacity.is_some())
             .collect();
-        lines.push(Line::from(format!(
-            "{}  ! degraded  X no quorum",
-            legend.join(" ")
-        )));
+        nodes.sort_by(|a, b| (&a.1.zone, a.0).cmp(&(&b.1.zone, b.0)));
+        for (id, role) in nodes {
+            let zi = zones.iter().position(|z| *z == role.zone).unwrap_or(0);
+            let style = Style::default().fg(ZONE_COLORS[zi % ZONE_COLORS.len()]);
+            let mut spans = vec![Span::styled(
+                format!("{:<8} {:<8} ", trunc(&role.zone, 8), &id.short()[..8]),
+                style,
+            )];
+            let row: String = (0..cells)
+                .map(|c| {
+                    let range = c * per..((c + 1) * per).min(256);
+                    let n = range.len();
+                    let held = range.filter(|p| l.nodes_of(*p).contains(id)).count();
+                    match held {
+                        0 => ' ',
+                        h if h == n => '█',
+                        _ => '▒',
+                    }
+                })
+                .collect();
+            spans.push(Span::styled(row, style));
+            lines.push(Line::from(spans));
+        }
+        let wq = write_quorum(l.replication_factor);
+        let health: String = (0..cells)
+            .map(|c| {
+                let range = c * per..((c + 1) * per).min(256);
+                let mut mark = '·';
+                for p in range {
+                    let nodes = l.nodes_of(p);
+                    let alive = nodes.iter().filter(|n| up(n)).count();
+                    if alive < wq {
+                        return 'X';
+                    }
+                    if alive < nodes.len() {
+                        mark = '!';
+                    }
+                }
+                mark
+            })
+            .collect();
+        lines.push(Line::from(vec![
+            Span::raw(format!("{:<18}", "health")),
+            Span::styled(health, Style::default().fg(Color::Yellow)),
+        ]));
         f.render_widget(
-            Paragraph::new(lines).block(
-                Block::bordered().title(" Ring (256 partitions, by zone of first replica) "),
-            ),
+            Paragraph::new(lines).block(Block::bordered().title(format!(
+                " Ring: 256 partitions left to right{} · ! replica down · X no write quorum ",
+                if per > 1 {
+                    format!(", {per} per cell")
+                } else {
+                    String::new()
+                }
+            ))),
             area,
         );
     }
@@ -915,4 +948,9 @@ pub fn draw_work_lines(st: &ClusterStatus, f: &mut Frame, inner: Rect) {
         )),
         tables,
     );
+}
+
+/// At most `n` characters of `s`.
+fn trunc(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
 }

@@ -258,8 +258,14 @@ fn the_views_say_what_matters() {
     let s = render(&a, 160, 48);
     assert!(s.contains("→ dc2 2 TB"), "staged role shown: {s}");
     assert!(s.contains("Preview of v2: usable capacity"), "{s}");
-    assert!(s.contains("a=dc1 b=dc2 c=dc3"), "ring legend: {s}");
-    assert!(s.contains('!'), "degraded partitions marked: {s}");
+    assert!(
+        s.contains("dc3      03030303 ████"),
+        "ring row per node: {s}"
+    );
+    assert!(
+        s.contains("health            !!!!"),
+        "degraded partitions marked: {s}"
+    );
 
     let mut a = app(Scene::Busy);
     a.tab = Tab::WhatIf;
