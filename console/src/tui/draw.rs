@@ -755,7 +755,7 @@ impl App {
         let inner = block.inner(area);
         f.render_widget(block, area);
         let Some(st) = &self.data.status else { return };
-        draw_work_lines(st, f, inner);
+        draw_work_lines(st, self.rates, f, inner);
     }
 
     fn draw_overlay(&self, f: &mut Frame) {
@@ -885,7 +885,11 @@ fn help_lines(tab: Tab) -> Vec<String> {
 }
 
 /// The background-work lines (gauges and counts) of a node.
-pub fn draw_work_lines(st: &ClusterStatus, f: &mut Frame, inner: Rect) {
+pub fn draw_work_lines(st: &ClusterStatus, rates: Option<(f64, f64)>, f: &mut Frame, inner: Rect) {
+    let (resync_rate, scrub_rate) = match rates {
+        Some((r, s)) => (format!(" ({r:.0}/s)"), format!(" ({s:.0}/s)")),
+        None => (String::new(), String::new()),
+    };
     let [moving, scrub, resync, tables] = Layout::vertical([Constraint::Length(1); 4]).areas(inner);
     let (ratio, label) = if st.live_versions.len() > 1 {
         let total = st.nodes_in_transition.max(1);
@@ -911,7 +915,7 @@ pub fn draw_work_lines(st: &ClusterStatus, f: &mut Frame, inner: Rect) {
         (
             b.scrub_checked as f64 / b.scrub_total.max(1) as f64,
             format!(
-                "scrub: {} of {} blocks checked",
+                "scrub: {} of {} blocks checked{scrub_rate}",
                 b.scrub_checked, b.scrub_total
             ),
         )
@@ -933,7 +937,7 @@ pub fn draw_work_lines(st: &ClusterStatus, f: &mut Frame, inner: Rect) {
     );
     f.render_widget(
         Paragraph::new(format!(
-            "resync: {} blocks fetched, {} deleted, {} handed over, {} errors retried",
+            "resync: {} blocks fetched, {} deleted, {} handed over{resync_rate}, {} errors retried",
             b.fetched, b.deleted, b.handed_over, b.errors
         )),
         resync,

@@ -186,6 +186,10 @@ pub struct App {
     pub now_ms: u64,
     /// Where `now_ms` comes from (tests fix it).
     pub clock: fn() -> u64,
+    /// Throughput of the block workers between the last two refreshes:
+    /// blocks per second (resync fetched + handed over, scrub checked).
+    pub rates: Option<(f64, f64)>,
+    last_refresh_ms: u64,
     /// Actions decided by `update`, for the run loop to start.
     pub outbox: Vec<Action>,
     pub quit: bool,
@@ -209,6 +213,8 @@ impl App {
             message: None,
             now_ms: now_msec(),
             clock: now_msec,
+            rates: None,
+            last_refresh_ms: 0,
             outbox: Vec::new(),
             quit: false,
         }
@@ -246,6 +252,7 @@ impl App {
                     self.event(false, format!("connected to {} again ({e})", self.addr));
                 }
                 self.note_changes(&data);
+                self.note_rates(&data);
                 self.data = data;
             }
             Err(e) => {
@@ -255,6 +262,23 @@ impl App {
                 self.error = Some(e);
             }
         }
+    }
+
+    /// Block worker throughput from two refreshes.
+    fn note_rates(&mut self, new: &Data) {
+        let prev = std::mem::replace(&mut self.last_refresh_ms, self.now_ms);
+        let (Some(old), Some(st)) = (&self.data.status, &new.status) else {
+            return;
+        };
+        let secs = self.now_ms.saturating_sub(prev) as f64 / 1000.0;
+        if prev == 0 || secs <= 0.0 || old.node != st.node {
+            return;
+        }
+        let moved = |b: &hangar_common::rpc::BlockWorkerStats| (b.fetched + b.handed_over) as f64;
+        let resync = (moved(&st.blocks) - moved(&old.blocks)).max(0.0) / secs;
+        let scrub =
+            (st.blocks.scrub_checked as f64 - old.blocks.scrub_checked as f64).max(0.0) / secs;
+        self.rates = Some((resync, scrub));
     }
 
     /// Events from what changed between two refreshes.
@@ -706,7 +730,8 @@ impl App {
                     .map(|(id, _)| id)
                     .collect();
                 if !removed.is_empty() {
-                    lines.push("Nodes leaving keep serving until their data has moved.".into());
+                    lines.push("Nodes leaving keep serving until their data has moved; should they fail meanwhile:".into());
+                    lines.extend(self.what_if_lines(&removed));
                 }
             }
         }

@@ -495,3 +495,66 @@ fn events_record_failures_and_help_filter_and_command_work() {
     key(&mut a, KeyCode::Char('q'));
     assert!(a.quit);
 }
+
+static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(NOW);
+
+#[test]
+fn worker_throughput_comes_from_two_refreshes() {
+    use std::sync::atomic::Ordering;
+    let mut a = app(Scene::Busy);
+    a.clock = || CLOCK.load(Ordering::Relaxed);
+    let first = a.data.clone();
+    a.data.status = None;
+    a.update(Msg::Refreshed(Box::new(Ok(first.clone()))));
+    let mut next = first;
+    if let Some(st) = &mut next.status {
+        st.blocks.fetched += 100;
+        st.blocks.scrub_checked += 600;
+    }
+    CLOCK.store(NOW + 2000, Ordering::Relaxed);
+    a.update(Msg::Refreshed(Box::new(Ok(next))));
+    assert_eq!(a.rates, Some((50.0, 300.0)));
+    let s = render(&a, 160, 48);
+    assert!(
+        s.contains("scrub: 1800 of 4800 blocks checked (300/s)"),
+        "{s}"
+    );
+    assert!(s.contains("0 handed over (50/s)"), "{s}");
+}
+
+#[test]
+fn applying_a_removal_shows_what_losing_the_node_would_do() {
+    // Node 4 joins dc2 and node 2 leaves it: three storage nodes remain.
+    let mut a = app(Scene::Busy);
+    if let Some(v) = &mut a.data.layout {
+        v.layout.stage(id(2), StagedRole::Remove, NOW, id(1));
+        v.preview = Some(v.layout.preview());
+    }
+    a.tab = Tab::Layout;
+    key(&mut a, KeyCode::Char('a'));
+    let Overlay::Confirm { lines, action } = &a.overlay else {
+        panic!("no confirmation: {:?}", a.message)
+    };
+    assert_eq!(*action, Action::Apply(2));
+    assert!(
+        lines.iter().any(|l| l.contains("should they fail")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("keep serving")),
+        "{lines:?}"
+    );
+
+    // Removing a node of three with replication 3 cannot be applied: the
+    // console says why instead of asking.
+    let mut a = app(Scene::Healthy);
+    if let Some(v) = &mut a.data.layout {
+        v.layout.stage(id(3), StagedRole::Remove, NOW, id(1));
+        v.preview = Some(v.layout.preview());
+    }
+    a.tab = Tab::Layout;
+    key(&mut a, KeyCode::Char('a'));
+    assert_eq!(a.overlay, Overlay::None);
+    let (err, m) = a.message.clone().expect("a message");
+    assert!(err && m.contains("cannot be applied"), "{m}");
+}
