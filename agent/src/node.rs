@@ -167,29 +167,9 @@ pub fn prepare(config: &Config) -> Result<Identity, StartError> {
     })
 }
 
-/// Bytes available to unprivileged users on the filesystem holding `path`.
 /// Size and free space (for unprivileged users) of the file system
 /// holding `path`.
 pub fn disk_usage(path: &Path) -> Option<hangar_common::rpc::DiskUsage> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: as in `available_space`.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it initialised the struct.
-    let st = unsafe { st.assume_init() };
-    #[allow(clippy::unnecessary_cast)]
-    Some(hangar_common::rpc::DiskUsage {
-        total: st.f_blocks as u64 * st.f_frsize as u64,
-        free: st.f_bavail as u64 * st.f_frsize as u64,
-    })
-}
-
-pub fn available_space(path: &Path) -> Option<u64> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
@@ -204,5 +184,13 @@ pub fn available_space(path: &Path) -> Option<u64> {
     let st = unsafe { st.assume_init() };
     // The field types vary by platform (32-bit on some ARM boards).
     #[allow(clippy::unnecessary_cast)]
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
+    Some(hangar_common::rpc::DiskUsage {
+        total: st.f_blocks as u64 * st.f_frsize as u64,
+        free: st.f_bavail as u64 * st.f_frsize as u64,
+    })
+}
+
+/// Bytes available to unprivileged users on the filesystem holding `path`.
+pub fn available_space(path: &Path) -> Option<u64> {
+    disk_usage(path).map(|d| d.free)
 }

@@ -148,13 +148,7 @@ impl S3Server {
         let bucket = self.bucket(r).await?;
         self.writable(r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();
-        if key.len() > 1024 {
-            return Err(S3Error::new(
-                "KeyTooLongError",
-                StatusCode::BAD_REQUEST,
-                "Your key is too long (1024 bytes at most).",
-            ));
-        }
+        super::object::check_key_length(&key)?;
         let id = new_version_id();
         let upload = Upload {
             bucket: bucket.id,

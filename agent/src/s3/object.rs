@@ -89,6 +89,18 @@ impl Checksum {
     }
 }
 
+/// S3 keys are at most 1024 bytes.
+pub fn check_key_length(key: &str) -> Result<(), S3Error> {
+    if key.len() > 1024 {
+        return Err(S3Error::new(
+            "KeyTooLongError",
+            StatusCode::BAD_REQUEST,
+            "Your key is too long (1024 bytes at most).",
+        ));
+    }
+    Ok(())
+}
+
 fn bad_digest(what: &str) -> S3Error {
     S3Error::new(
         "BadDigest",
@@ -112,13 +124,7 @@ impl S3Server {
         let bucket = self.bucket(&r).await?;
         self.check_write(&r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();
-        if key.len() > 1024 {
-            return Err(S3Error::new(
-                "KeyTooLongError",
-                StatusCode::BAD_REQUEST,
-                "Your key is too long (1024 bytes at most).",
-            ));
-        }
+        check_key_length(&key)?;
         let content_type = r.header("content-type").map(str::to_string);
         let user_meta = r.user_meta();
         let headers = r.stored_headers();

@@ -144,35 +144,49 @@ impl S3Request {
     }
 }
 
+/// Accept HTTP/1.1 connections forever and answer each request with
+/// `handle` (`name` is for logs).
+pub async fn serve_http<F, Fut>(listener: TcpListener, name: &'static str, handle: F)
+where
+    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("{name} accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Responses are written as headers then body: without this,
+        // Nagle's algorithm holds the body until the client's delayed ACK
+        // (40 ms) of the headers.
+        let _ = stream.set_nodelay(true);
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let handle = handle.clone();
+                async move { Ok::<_, Infallible>(handle(req, remote).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!("{name} connection from {remote} ended: {e}");
+            }
+        });
+    }
+}
+
 impl S3Server {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let (stream, remote) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!("S3 accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            // Responses are written as headers then body: without this,
-            // Nagle's algorithm holds the body until the client's delayed
-            // ACK (40 ms) of the headers.
-            let _ = stream.set_nodelay(true);
+        serve_http(listener, "S3", move |req, remote| {
             let me = self.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let me = me.clone();
-                    async move { Ok::<_, Infallible>(me.handle(req, remote).await) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await
-                {
-                    debug!("S3 connection from {remote} ended: {e}");
-                }
-            });
-        }
+            async move { me.handle(req, remote).await }
+        })
+        .await
     }
 
     async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {

@@ -9,14 +9,12 @@
 //! stays authenticated.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::error::S3Error;
 use super::server::{Body, S3Server, full};
@@ -73,30 +71,11 @@ fn rule_location(rule: &RoutingRule, key: &str, host: &str) -> String {
 
 impl WebServer {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let (stream, remote) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!("website accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
+        super::server::serve_http(listener, "website", move |req, _| {
             let me = self.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let me = me.clone();
-                    async move { Ok::<_, Infallible>(me.handle(req).await) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await
-                {
-                    debug!("website connection from {remote} ended: {e}");
-                }
-            });
-        }
+            async move { me.handle(req).await }
+        })
+        .await
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
