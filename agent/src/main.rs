@@ -118,6 +118,12 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             ping_interval: Duration::from_millis(config.ping_interval_ms),
             failures_before_down: config.ping_failures_before_down,
             metadata_dir: config.metadata_dir.clone(),
+            bind_outgoing: config
+                .rpc_bind_outgoing
+                .then(|| config.rpc_bind_addr.parse::<std::net::SocketAddr>().ok())
+                .flatten()
+                .map(|a| a.ip())
+                .filter(|ip| !ip.is_unspecified()),
         },
     );
     let layout = LayoutManager::open(net.clone(), &config.metadata_dir, config.replication_factor)?;

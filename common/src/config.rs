@@ -36,6 +36,10 @@ pub struct Config {
     pub rpc_bind_addr: String,
     #[serde(default)]
     pub rpc_public_addr: Option<String>,
+    /// Open connections to other nodes from the address of
+    /// `rpc_bind_addr` (for hosts with several addresses).
+    #[serde(default)]
+    pub rpc_bind_outgoing: bool,
     #[serde(default)]
     pub rpc_secret: Option<String>,
     #[serde(default)]
@@ -304,6 +308,7 @@ impl Config {
             replication_factor: 1,
             rpc_bind_addr: default_rpc_bind_addr(),
             rpc_public_addr: None,
+            rpc_bind_outgoing: false,
             rpc_secret: None,
             rpc_secret_file: None,
             bootstrap_peers: Vec::new(),

@@ -415,6 +415,19 @@ pub async fn connect(
     hello: Hello,
     timeout: Duration,
 ) -> Result<SecureChannel, ConnectError> {
+    connect_from(addr, None, keypair, secret, expected, hello, timeout).await
+}
+
+/// [`connect`], the connection leaving from `local` when given.
+pub async fn connect_from(
+    addr: &str,
+    local: Option<std::net::IpAddr>,
+    keypair: &Keypair,
+    secret: &RpcSecret,
+    expected: Option<NodeId>,
+    hello: Hello,
+    timeout: Duration,
+) -> Result<SecureChannel, ConnectError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
         .await
         .map_err(|source| ConnectError::Resolve {
@@ -424,7 +437,21 @@ pub async fn connect(
         .collect();
     let mut last = None;
     for a in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(a)).await {
+        let dial = async {
+            match local {
+                None => TcpStream::connect(a).await,
+                Some(ip) => {
+                    let sock = if a.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    sock.bind(SocketAddr::new(ip, 0))?;
+                    sock.connect(a).await
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, dial).await {
             Ok(Ok(stream)) => {
                 return transport::initiate(stream, keypair, secret, expected, hello)
                     .await

@@ -129,10 +129,13 @@ impl Model {
                 let gone = Object {
                     pk: o.pk.clone(),
                     key: o.key.clone(),
-                    version: ObjectVersion {
-                        uuid: new_version_id(),
-                        timestamp: now_msec().max(o.version.timestamp + 1),
-                        data: ObjectData::DeleteMarker,
+                    version: {
+                        let mut v = ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker);
+                        // After the version it saw, whatever the clocks say.
+                        if v.order() <= o.version.order() {
+                            v.timestamp = o.version.timestamp + 1;
+                        }
+                        v
                     },
                 };
                 self.objects.insert(&gone).await?;

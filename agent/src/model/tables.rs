@@ -263,8 +263,34 @@ pub enum ObjectData {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectVersion {
     pub uuid: VersionId,
+    /// Milliseconds since the epoch (Last-Modified).
     pub timestamp: u64,
     pub data: ObjectData,
+    /// Microseconds within `timestamp`'s millisecond: two writes of a key
+    /// one after the other within a millisecond must still be ordered.
+    #[serde(default)]
+    pub micros: u16,
+}
+
+impl ObjectVersion {
+    /// A version written now.
+    pub fn new(uuid: VersionId, data: ObjectData) -> ObjectVersion {
+        let us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        ObjectVersion {
+            uuid,
+            timestamp: us / 1000,
+            data,
+            micros: (us % 1000) as u16,
+        }
+    }
+
+    /// The order of versions: last writer wins.
+    pub fn order(&self) -> (u64, u16, VersionId) {
+        (self.timestamp, self.micros, self.uuid)
+    }
 }
 
 /// One object key of a bucket: its current version.
@@ -288,9 +314,7 @@ pub fn object_pk(bucket: &BucketId, shards: u8, key: &str) -> Vec<u8> {
 
 impl Crdt for Object {
     fn merge(&mut self, other: &Self) {
-        let a = (self.version.timestamp, self.version.uuid);
-        let b = (other.version.timestamp, other.version.uuid);
-        if b > a {
+        if other.version.order() > self.version.order() {
             self.version = other.version.clone();
         }
     }

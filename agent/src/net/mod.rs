@@ -77,6 +77,8 @@ pub struct NetConfig {
     pub ping_interval: Duration,
     pub failures_before_down: u32,
     pub metadata_dir: PathBuf,
+    /// Local address outgoing connections leave from.
+    pub bind_outgoing: Option<std::net::IpAddr>,
 }
 
 pub struct Net {
@@ -238,8 +240,9 @@ impl Net {
     }
 
     async fn open(&self, addr: &str, id: NodeId) -> Result<PeerClient, ConnectError> {
-        let ch = rpc::connect(
+        let ch = rpc::connect_from(
             addr,
+            self.cfg.bind_outgoing,
             &self.keypair,
             &self.secret,
             Some(id),
@@ -396,8 +399,9 @@ impl Net {
             .get(id)
             .and_then(|s| s.info.addr.clone())
             .ok_or_else(|| format!("no address known for node {}", id.short()))?;
-        let ch = rpc::connect(
+        let ch = rpc::connect_from(
             &addr,
+            self.cfg.bind_outgoing,
             &self.keypair,
             &self.secret,
             Some(*id),

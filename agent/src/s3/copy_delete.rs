@@ -120,11 +120,7 @@ impl S3Server {
             let object = Object {
                 pk: object_pk(&bucket.id, bucket.shards, &entry.key),
                 key: entry.key.clone(),
-                version: ObjectVersion {
-                    uuid: new_version_id(),
-                    timestamp: hangar_common::crdt::now_msec(),
-                    data: ObjectData::DeleteMarker,
-                },
+                version: ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker),
             };
             match self.model.objects.insert(&object).await {
                 Ok(()) => {
@@ -189,15 +185,12 @@ impl S3Server {
                 )
             }
         };
-        let now = hangar_common::crdt::now_msec();
+        let version = ObjectVersion::new(uuid, data);
+        let now = version.timestamp;
         let object = Object {
             pk: object_pk(&dest.id, dest.shards, &key),
             key,
-            version: ObjectVersion {
-                uuid,
-                timestamp: now,
-                data,
-            },
+            version,
         };
         self.model.objects.insert(&object).await?;
         let mut x = Xml::new("CopyObjectResult");

@@ -415,10 +415,9 @@ impl S3Server {
         let object = Object {
             pk: object_pk(&bucket.id, bucket.shards, &upload.key),
             key: upload.key.clone(),
-            version: ObjectVersion {
+            version: ObjectVersion::new(
                 uuid,
-                timestamp: now_msec(),
-                data: ObjectData::Blocks {
+                ObjectData::Blocks {
                     meta: ObjectMeta {
                         size,
                         etag: etag.clone(),
@@ -427,7 +426,7 @@ impl S3Server {
                         headers: upload.headers.clone(),
                     },
                 },
-            },
+            ),
         };
         self.model.objects.insert(&object).await?;
         upload.ended.raise();

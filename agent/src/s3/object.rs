@@ -169,11 +169,7 @@ impl S3Server {
         let object = Object {
             pk: object_pk(&bucket.id, bucket.shards, &key),
             key,
-            version: ObjectVersion {
-                uuid,
-                timestamp: hangar_common::crdt::now_msec(),
-                data,
-            },
+            version: ObjectVersion::new(uuid, data),
         };
         self.model.objects.insert(&object).await?;
         let mut resp = Response::new(empty());
@@ -609,11 +605,7 @@ impl S3Server {
         let object = Object {
             pk: object_pk(&bucket.id, bucket.shards, &key),
             key,
-            version: ObjectVersion {
-                uuid: new_version_id(),
-                timestamp: hangar_common::crdt::now_msec(),
-                data: ObjectData::DeleteMarker,
-            },
+            version: ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker),
         };
         self.model.objects.insert(&object).await?;
         let mut resp = Response::new(empty());
