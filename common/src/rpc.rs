@@ -144,6 +144,10 @@ pub enum LocalValue {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableStats {
     pub table: String,
+    /// A digest of the roots of this node's 256 Merkle trees: two nodes
+    /// holding the same partitions with the same contents show the same.
+    #[serde(default)]
+    pub merkle_digest: String,
     /// Items stored on this node, tombstones included.
     pub items: u64,
     /// Item changes not yet reflected in the Merkle trees.

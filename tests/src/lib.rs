@@ -7,6 +7,8 @@
 //! once per test process (`cargo build`, a no-op when up to date) so a test
 //! never runs stale binaries.
 
+pub mod faults;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -89,6 +91,11 @@ pub struct Agent {
     pub rpc_port: u16,
     pub s3_port: u16,
     pub web_port: u16,
+    /// The loopback address the agent's RPC binds to (and, when it is not
+    /// 127.0.0.1, its connections to other nodes leave from).
+    pub rpc_ip: String,
+    /// How other nodes reach it (through a fault proxy, or directly).
+    pub public_addr: String,
     pub secret: RpcSecret,
     pub id: String,
     child: Option<Child>,
@@ -105,6 +112,11 @@ pub struct AgentOpts {
     pub s3_extra: String,
     /// Lines added to the `[s3_web]` section.
     pub web_extra: String,
+    /// Bind the RPC to this loopback address (and leave from it), e.g.
+    /// 127.0.1.2, so a fault proxy can tell which node a connection is from.
+    pub rpc_ip: Option<String>,
+    /// The address other nodes are told to use (a fault proxy's).
+    pub public_addr: Option<String>,
 }
 
 impl Default for AgentOpts {
@@ -115,6 +127,8 @@ impl Default for AgentOpts {
             extra: String::new(),
             s3_extra: String::new(),
             web_extra: String::new(),
+            rpc_ip: None,
+            public_addr: None,
         }
     }
 }
@@ -125,12 +139,18 @@ impl Agent {
         let dir = tempfile::tempdir().expect("temporary directory");
         let rpc_port = free_port();
         let config_path = dir.path().join("hangar.toml");
+        let rpc_ip = opts.rpc_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
         let mut agent = Agent {
             dir,
             config_path,
             rpc_port,
             s3_port: free_port(),
             web_port: free_port(),
+            public_addr: opts
+                .public_addr
+                .clone()
+                .unwrap_or_else(|| format!("{rpc_ip}:{rpc_port}")),
+            rpc_ip,
             secret: secret.clone(),
             id: String::new(),
             child: None,
@@ -153,8 +173,9 @@ impl Agent {
             "metadata_dir = {meta:?}\n\
              data_dir = {data:?}\n\
              replication_factor = {rf}\n\
-             rpc_bind_addr = \"127.0.0.1:{port}\"\n\
-             rpc_public_addr = \"127.0.0.1:{port}\"\n\
+             rpc_bind_addr = \"{ip}:{port}\"\n\
+             rpc_public_addr = \"{public}\"\n\
+             rpc_bind_outgoing = {outgoing}\n\
              rpc_secret = \"{secret}\"\n\
              bootstrap_peers = [{peers}]\n\
              ping_interval_ms = 200\n\
@@ -166,6 +187,9 @@ impl Agent {
             data = d.join("data"),
             rf = opts.replication_factor,
             port = self.rpc_port,
+            ip = self.rpc_ip,
+            public = self.public_addr,
+            outgoing = self.rpc_ip != "127.0.0.1",
             secret = self.secret.to_hex(),
             peers = peers.join(", "),
             extra = opts.extra,
@@ -192,8 +216,9 @@ impl Agent {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Where the agent's RPC listens (consoles connect here directly).
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.rpc_port)
+        format!("{}:{}", self.rpc_ip, self.rpc_port)
     }
 
     /// The S3 endpoint URL.
@@ -224,9 +249,9 @@ impl Agent {
         out
     }
 
-    /// `<id>@127.0.0.1:<port>`.
+    /// `<id>@<address other nodes use>`.
     pub fn peer_addr(&self) -> String {
-        format!("{}@{}", self.id, self.addr())
+        format!("{}@{}", self.id, self.public_addr)
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -470,6 +495,14 @@ impl Cluster {
     /// until every agent has it and sees every other up.
     pub fn start_formed(n: usize, opts: &AgentOpts) -> Cluster {
         let c = Cluster::start(n, opts);
+        c.form();
+        c
+    }
+
+    /// Connect every agent to the first, give agent i zone `dc<i+1>` and
+    /// 100G, apply layout 1 and wait until every agent has it.
+    pub fn form(&self) {
+        let c = self;
         for other in &c.agents[1..] {
             let out = c.agents[0].hangar(&["node", "connect", &other.peer_addr()]);
             assert!(
@@ -492,7 +525,6 @@ impl Cluster {
         }
         c.agents[0].hangar_json(&["layout", "apply", "--version", "1"]);
         c.wait_converged(1);
-        c
     }
 
     /// Wait until every agent reports layout `version` and sees all up.

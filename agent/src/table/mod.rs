@@ -579,8 +579,22 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
             .iter()
             .filter_map(|p| st.last_full_sync_ms.get(p).copied())
             .collect();
+        let merkle_digest = {
+            let mut all = Vec::with_capacity(PARTITIONS * 32);
+            for p in 0..PARTITIONS {
+                if let Ok(n) = self
+                    .data
+                    .merkle
+                    .node(&self.data.db, &merkle::root_key(p as u8))
+                {
+                    all.extend_from_slice(n.hash().as_bytes());
+                }
+            }
+            Hash::of(&all).to_string()
+        };
         TableStats {
             table: S::NAME.to_string(),
+            merkle_digest,
             items: self.data.item_count(),
             merkle_queue: self.data.merkle_queue(),
             gc_queue: self.data.gc_queue(),

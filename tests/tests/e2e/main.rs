@@ -4,5 +4,6 @@
 mod cluster;
 mod compat;
 mod console;
+mod faults;
 mod s3;
 mod tables;
