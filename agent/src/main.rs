@@ -4,17 +4,6 @@
 //! `net` (secure connections, membership) -> `layout` (the ring, gossiped)
 //! -> `admin` (the services consoles and peers call). `node` wires them up.
 
-mod admin;
-mod block;
-mod db;
-mod layout;
-mod model;
-mod net;
-mod node;
-mod s3;
-mod table;
-mod worker;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,13 +16,14 @@ use hangar_common::layout::NodeRole;
 use hangar_common::layout::cluster::StagedRole;
 use tracing::{info, warn};
 
-use crate::admin::Services;
-use crate::layout::LayoutManager;
-use crate::net::{Net, NetConfig};
-use crate::node::StartError;
-use crate::table::data::TableData;
-use crate::table::kv::KvTable;
-use crate::table::{Table, TableConfig, TableEndpoint, TableSchema};
+use hangar_agent::admin::Services;
+use hangar_agent::layout::LayoutManager;
+use hangar_agent::net::{Net, NetConfig};
+use hangar_agent::node::StartError;
+use hangar_agent::table::data::TableData;
+use hangar_agent::table::kv::KvTable;
+use hangar_agent::table::{Table, TableConfig, TableEndpoint, TableSchema};
+use hangar_agent::{block, db, model, node, s3, table, worker};
 
 #[derive(Parser)]
 #[command(name = "hangar-agent", version, about = "The Hangar storage daemon")]

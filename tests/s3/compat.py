@@ -662,6 +662,49 @@ def listing_options():
     print("ok listing options")
 
 
+def hostile():
+    """Odd and hostile input: refused with the right error, nothing stored,
+    the agent unaffected."""
+    import http.client
+    s3 = client()
+    # `..` is just characters in a key: stored and listed as given.
+    s3.put_object(Bucket=BUCKET, Key="odd/a/../b", Body=b"dots")
+    check(s3.get_object(Bucket=BUCKET, Key="odd/a/../b")["Body"].read() == b"dots", "key with ..")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="odd/")["Contents"]]
+    check(keys == ["odd/a/../b"], f"listed as given: {keys}")
+    code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key="odd/nul\x00byte", Body=b"x"))
+    check(code == "InvalidArgument", f"a NUL in a key: {code}")
+    long_ok = "odd/" + "x" * 1020
+    s3.put_object(Bucket=BUCKET, Key=long_ok, Body=b"long")
+    code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key=long_ok + "y", Body=b"x"))
+    check(code == "KeyTooLongError", f"a 1025-byte key: {code}")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="odd/")["Contents"]]
+    check(sorted(keys) == sorted(["odd/a/../b", long_ok]), f"nothing else stored: {len(keys)} keys")
+    # Oversized and too many headers: refused by the HTTP layer.
+    host = ENDPOINT.split("://", 1)[1]
+    for headers in ({"X-Big": "a" * (1 << 20)}, {f"X-H{i}": "v" for i in range(300)}):
+        conn = http.client.HTTPConnection(host, timeout=10)
+        try:
+            conn.request("GET", f"/{BUCKET}/odd/a/../b", headers=headers)
+            st = conn.getresponse().status
+        except (ConnectionError, http.client.HTTPException, OSError):
+            st = "closed"
+        conn.close()
+        check(st == "closed" or 400 <= st < 500, f"oversized request head: {st}")
+    # A request that is not HTTP at all.
+    import socket
+    sock = socket.create_connection(tuple([host.split(":")[0], int(host.split(":")[1])]), timeout=10)
+    sock.sendall(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+    try:
+        sock.recv(1024)
+    except OSError:
+        pass
+    sock.close()
+    # Still serving.
+    check(s3.get_object(Bucket=BUCKET, Key="odd/a/../b")["Body"].read() == b"dots", "still serving")
+    print("ok hostile input")
+
+
 def run(cmd, env=None):
     """Run a client tool; its output is shown when it fails."""
     full_env = dict(os.environ)
@@ -821,6 +864,7 @@ if __name__ == "__main__":
         "website": website,
         "lifecycle": lifecycle,
         "streaming": streaming_and_auth,
+        "hostile": hostile,
         "listing_options": listing_options,
         "put": lambda: put_expect(*args),
         "delete": lambda: delete(args[0]),

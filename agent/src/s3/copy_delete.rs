@@ -35,6 +35,17 @@ fn malformed(msg: impl Into<String>) -> S3Error {
     S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, msg)
 }
 
+/// Parse a DeleteObjects request body.
+pub fn parse_delete(body: &[u8]) -> Result<(bool, Vec<String>), S3Error> {
+    let text = std::str::from_utf8(body).map_err(|_| malformed("the request body is not UTF-8"))?;
+    let req: DeleteRequest = quick_xml::de::from_str(text)
+        .map_err(|e| malformed(format!("invalid Delete document: {e}")))?;
+    if req.objects.len() > 1000 {
+        return Err(malformed("at most 1000 objects per DeleteObjects request"));
+    }
+    Ok((req.quiet, req.objects.into_iter().map(|o| o.key).collect()))
+}
+
 impl S3Server {
     /// Read a small request body whole, checking what the client promised
     /// about it (payload hash, Content-MD5).
@@ -108,29 +119,23 @@ impl S3Server {
             ));
         }
         let body = self.small_body(r).await?;
-        let text =
-            std::str::from_utf8(&body).map_err(|_| malformed("the request body is not UTF-8"))?;
-        let req: DeleteRequest = quick_xml::de::from_str(text)
-            .map_err(|e| malformed(format!("invalid Delete document: {e}")))?;
-        if req.objects.len() > 1000 {
-            return Err(malformed("at most 1000 objects per DeleteObjects request"));
-        }
+        let (quiet, keys) = parse_delete(&body)?;
         let mut x = Xml::new("DeleteResult");
-        for entry in &req.objects {
+        for key in &keys {
             let object = Object {
-                pk: object_pk(&bucket.id, bucket.shards, &entry.key),
-                key: entry.key.clone(),
+                pk: object_pk(&bucket.id, bucket.shards, key),
+                key: key.clone(),
                 version: ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker),
             };
             match self.model.objects.insert(&object).await {
                 Ok(()) => {
-                    if !req.quiet {
-                        x.open("Deleted").elem("Key", &entry.key).close("Deleted");
+                    if !quiet {
+                        x.open("Deleted").elem("Key", key).close("Deleted");
                     }
                 }
                 Err(e) => {
                     x.open("Error")
-                        .elem("Key", &entry.key)
+                        .elem("Key", key)
                         .elem("Code", "ServiceUnavailable")
                         .elem("Message", &e.to_string())
                         .close("Error");
@@ -162,6 +167,7 @@ impl S3Server {
             }
         };
         let key = r.key.clone().unwrap_or_default();
+        super::object::check_key(&key)?;
         if let ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } = &src.version.data {
             self.enforce_quotas(&dest, &key, meta.size).await?;
         }

@@ -42,6 +42,20 @@ struct CompletePart {
     etag: String,
 }
 
+/// Parse a CompleteMultipartUpload body: (part number, ETag) in order.
+pub fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, "not UTF-8"))?;
+    let req: CompleteRequest = quick_xml::de::from_str(text).map_err(|e| {
+        S3Error::new(
+            "MalformedXML",
+            StatusCode::BAD_REQUEST,
+            format!("invalid CompleteMultipartUpload document: {e}"),
+        )
+    })?;
+    Ok(req.parts.into_iter().map(|p| (p.number, p.etag)).collect())
+}
+
 fn no_such_upload() -> S3Error {
     S3Error::new(
         "NoSuchUpload",
@@ -148,7 +162,7 @@ impl S3Server {
         let bucket = self.bucket(r).await?;
         self.writable(r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();
-        super::object::check_key_length(&key)?;
+        super::object::check_key(&key)?;
         let id = new_version_id();
         let upload = Upload {
             bucket: bucket.id,
@@ -314,23 +328,15 @@ impl S3Server {
         self.writable(&r, &bucket)?;
         let mut upload = self.upload(&r, &bucket).await?;
         let body = self.small_body(r).await?;
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, "not UTF-8"))?;
-        let req: CompleteRequest = quick_xml::de::from_str(text).map_err(|e| {
-            S3Error::new(
-                "MalformedXML",
-                StatusCode::BAD_REQUEST,
-                format!("invalid CompleteMultipartUpload document: {e}"),
-            )
-        })?;
-        if req.parts.is_empty() {
+        let parts = parse_complete(&body)?;
+        if parts.is_empty() {
             return Err(S3Error::new(
                 "MalformedXML",
                 StatusCode::BAD_REQUEST,
                 "CompleteMultipartUpload must list at least one part",
             ));
         }
-        if req.parts.windows(2).any(|w| w[0].number >= w[1].number) {
+        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err(S3Error::new(
                 "InvalidPartOrder",
                 StatusCode::BAD_REQUEST,
@@ -338,17 +344,17 @@ impl S3Server {
             ));
         }
         let current = upload.current_parts();
-        let mut chosen: Vec<Part> = Vec::with_capacity(req.parts.len());
-        for want in &req.parts {
-            let etag = want.etag.trim().trim_matches('"');
+        let mut chosen: Vec<Part> = Vec::with_capacity(parts.len());
+        for (number, etag) in &parts {
+            let etag = etag.trim().trim_matches('"');
             let part = current
                 .iter()
-                .find(|p| p.number == want.number)
+                .find(|p| p.number == *number)
                 .filter(|p| p.etag == etag)
                 .ok_or_else(|| {
                     invalid_part(format!(
                         "part {} with ETag {etag:?} was not uploaded (or was replaced)",
-                        want.number
+                        *number
                     ))
                 })?;
             chosen.push((*part).clone());

@@ -89,13 +89,21 @@ impl Checksum {
     }
 }
 
-/// S3 keys are at most 1024 bytes.
-pub fn check_key_length(key: &str) -> Result<(), S3Error> {
+/// S3 keys are at most 1024 bytes; a NUL could not be listed (XML 1.0
+/// cannot carry it), so it is refused.
+pub fn check_key(key: &str) -> Result<(), S3Error> {
     if key.len() > 1024 {
         return Err(S3Error::new(
             "KeyTooLongError",
             StatusCode::BAD_REQUEST,
             "Your key is too long (1024 bytes at most).",
+        ));
+    }
+    if key.contains('\0') {
+        return Err(S3Error::new(
+            "InvalidArgument",
+            StatusCode::BAD_REQUEST,
+            "Object keys cannot contain a NUL character.",
         ));
     }
     Ok(())
@@ -124,7 +132,7 @@ impl S3Server {
         let bucket = self.bucket(&r).await?;
         self.check_write(&r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();
-        check_key_length(&key)?;
+        check_key(&key)?;
         let content_type = r.header("content-type").map(str::to_string);
         let user_meta = r.user_meta();
         let headers = r.stored_headers();

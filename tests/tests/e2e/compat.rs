@@ -69,9 +69,15 @@ fn rclone_copies_checks_and_syncs() {
 }
 
 #[test]
-fn conditional_requests_checksums_regions_listing_options_and_unsupported_operations() {
+fn conditional_requests_checksums_regions_listings_unsupported_operations_and_hostile_input() {
     let (c, key) = one_node_with_bucket();
-    for scenario in ["conditional", "checksums", "regions", "listing_options"] {
+    for scenario in [
+        "conditional",
+        "checksums",
+        "regions",
+        "listing_options",
+        "hostile",
+    ] {
         let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &[scenario]);
         eprint!("{out}");
     }

@@ -6,4 +6,5 @@ mod compat;
 mod console;
 mod faults;
 mod s3;
+mod security;
 mod tables;

@@ -1,0 +1,194 @@
+//! The fuzz targets (`hangar_agent::fuzzing`) as bounded property tests,
+//! run with the normal tests: random bytes, and inputs built to look like
+//! the real thing so the parsers get past their first checks. None may
+//! panic. `fuzz/` runs the same targets under libFuzzer without bounds.
+
+use hangar_agent::fuzzing;
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 400,
+        ..ProptestConfig::default()
+    }
+}
+
+/// A request head that looks signed.
+fn request_head() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::sample::select(vec!["GET", "PUT", "POST", "HEAD", "DELETE"]),
+        "[a-z0-9/%.~_-]{0,40}",
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+                    "X-Amz-Credential=AK%2F20261125%2Fus-east-1%2Fs3%2Faws4_request",
+                    "X-Amz-Date=20261125T000000Z",
+                    "X-Amz-Expires=600",
+                    "X-Amz-SignedHeaders=host",
+                    "X-Amz-Signature=00",
+                    "list-type=2",
+                    "uploads",
+                    "partNumber=1&uploadId=00",
+                ]),
+                "[A-Za-z0-9%=&]{0,8}",
+            ),
+            0..6,
+        ),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "authorization",
+                    "x-amz-date",
+                    "x-amz-content-sha256",
+                    "host",
+                    "content-md5",
+                    "x-amz-decoded-content-length",
+                ]),
+                prop::sample::select(vec![
+                    "AWS4-HMAC-SHA256 Credential=AK/20261125/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc",
+                    "AWS4-HMAC-SHA256 Credential=/, SignedHeaders=, Signature=",
+                    "20261125T000000Z",
+                    "UNSIGNED-PAYLOAD",
+                    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                    "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                    "localhost:3900",
+                    "",
+                ]),
+            ),
+            0..6,
+        ),
+    )
+        .prop_map(|(m, path, query, headers)| {
+            let q: Vec<String> = query.into_iter().map(|(a, b)| format!("{a}{b}")).collect();
+            let mut s = format!("{m} /{path}?{}\n", q.join("&"));
+            for (k, v) in headers {
+                s.push_str(&format!("{k}: {v}\n"));
+            }
+            s.into_bytes()
+        })
+}
+
+/// Something like an S3 XML body.
+fn xml_body() -> impl Strategy<Value = Vec<u8>> {
+    let tags = prop::sample::select(vec![
+        "WebsiteConfiguration",
+        "IndexDocument",
+        "Suffix",
+        "ErrorDocument",
+        "Key",
+        "RoutingRules",
+        "RoutingRule",
+        "Condition",
+        "Redirect",
+        "HttpRedirectCode",
+        "CORSConfiguration",
+        "CORSRule",
+        "AllowedOrigin",
+        "AllowedMethod",
+        "MaxAgeSeconds",
+        "LifecycleConfiguration",
+        "Rule",
+        "Filter",
+        "Prefix",
+        "Status",
+        "Expiration",
+        "Days",
+        "Date",
+        "CompleteMultipartUpload",
+        "Part",
+        "PartNumber",
+        "ETag",
+        "Delete",
+        "Object",
+        "Quiet",
+    ]);
+    prop::collection::vec((tags, "[a-zA-Z0-9 <>&;/\"-]{0,12}", any::<bool>()), 0..24).prop_map(
+        |items| {
+            let mut s = String::new();
+            let mut open = Vec::new();
+            for (tag, text, close) in items {
+                if close && let Some(t) = open.pop() {
+                    s.push_str(&format!("</{t}>"));
+                } else {
+                    s.push_str(&format!("<{tag}>{text}"));
+                    open.push(tag);
+                }
+            }
+            while let Some(t) = open.pop() {
+                s.push_str(&format!("</{t}>"));
+            }
+            s.into_bytes()
+        },
+    )
+}
+
+/// Something like an aws-chunked body.
+fn chunked_body() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<u8>(),
+        prop::collection::vec(
+            (0usize..40, any::<bool>(), "[0-9a-f]{0,64}", "[ -~]{0,40}"),
+            0..5,
+        ),
+    )
+        .prop_map(|(first, chunks)| {
+            let mut v = vec![first];
+            for (n, signed, sig, data) in chunks {
+                let data: String = data.chars().take(n).collect();
+                if signed {
+                    v.extend(format!("{:x};chunk-signature={sig}\r\n", data.len()).bytes());
+                } else {
+                    v.extend(format!("{:x}\r\n", data.len()).bytes());
+                }
+                v.extend(data.bytes());
+                v.extend(b"\r\n");
+            }
+            v.extend(b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n");
+            v
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn sigv4_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::sigv4(&data);
+    }
+
+    #[test]
+    fn sigv4_never_panics_on_signed_looking_requests(data in request_head()) {
+        fuzzing::sigv4(&data);
+    }
+
+    #[test]
+    fn xml_bodies_never_panic(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::xml(&data);
+    }
+
+    #[test]
+    fn xml_bodies_never_panic_on_xml_looking_input(data in xml_body()) {
+        fuzzing::xml(&data);
+    }
+
+    #[test]
+    fn chunked_decoder_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::chunked(&data);
+    }
+
+    #[test]
+    fn chunked_decoder_never_panics_on_chunk_looking_input(data in chunked_body()) {
+        fuzzing::chunked(&data);
+    }
+
+    #[test]
+    fn rpc_frames_never_panic(data in prop::collection::vec(any::<u8>(), 0..1024)) {
+        fuzzing::frames(&data);
+    }
+
+    #[test]
+    fn config_loader_never_panics(data in "[a-z_\\[\\]=\" 0-9.:\n]{0,300}") {
+        fuzzing::config(data.as_bytes());
+    }
+}
