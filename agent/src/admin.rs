@@ -532,7 +532,7 @@ impl Admin for AdminServer {
                 max_objects,
             },
         );
-        self.s.model.buckets.insert(&b).await.map_err(table_err)?;
+        self.s.model.save_bucket(&b).await.map_err(model_err)?;
         self.s.bucket_info(&b).await
     }
 

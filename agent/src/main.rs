@@ -323,6 +323,8 @@ fn open_model(
         ref_gc,
         workers: cfg.workers.clone(),
         lifecycle: Default::default(),
+        key_cache: Default::default(),
+        bucket_cache: Default::default(),
     }))
 }
 

@@ -73,11 +73,83 @@ pub struct Model {
     pub ref_gc: TreeId,
     pub workers: Arc<crate::worker::Workers>,
     pub lifecycle: lifecycle::LifecycleStats,
+    /// Recently read access keys and buckets (by name), for the S3 hot path.
+    pub key_cache: LookupCache<Key>,
+    pub bucket_cache: LookupCache<Bucket>,
+}
+
+/// How long a looked-up access key or bucket is reused without asking the
+/// replicas again: a change made on another node (a permission revoked, a
+/// bucket's settings) applies here within this delay. Changes made through
+/// this node apply at once.
+pub const LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Entries a lookup cache holds at most (it is emptied when full).
+const LOOKUP_MAX: usize = 10_000;
+
+/// A short-lived cache of items found by name. Only found items are kept:
+/// something created elsewhere is seen at once.
+pub struct LookupCache<T> {
+    map: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, T)>>,
+}
+
+impl<T> Default for LookupCache<T> {
+    fn default() -> Self {
+        LookupCache {
+            map: Default::default(),
+        }
+    }
+}
+
+impl<T: Clone> LookupCache<T> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, T)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, name: &str) -> Option<T> {
+        self.lock()
+            .get(name)
+            .filter(|(at, _)| at.elapsed() < LOOKUP_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&self, name: &str, v: T) {
+        let mut m = self.lock();
+        if m.len() >= LOOKUP_MAX {
+            m.clear();
+        }
+        m.insert(name.to_string(), (std::time::Instant::now(), v));
+    }
+
+    pub fn forget(&self, name: &str) {
+        self.lock().remove(name);
+    }
 }
 
 impl Model {
-    /// The live bucket called `name`, if any.
+    /// The live bucket called `name`, if any (possibly [`LOOKUP_TTL`] old).
     pub async fn bucket_by_name(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
+        if let Some(b) = self.bucket_cache.get(name) {
+            return Ok(Some(b));
+        }
+        let b = self.bucket_by_name_fresh(name).await?;
+        if let Some(b) = &b {
+            self.bucket_cache.put(name, b.clone());
+        }
+        Ok(b)
+    }
+
+    /// Write a bucket item (settings changed) and forget its cached copy.
+    pub async fn save_bucket(&self, b: &Bucket) -> Result<(), ModelError> {
+        self.buckets.insert(b).await?;
+        self.bucket_cache.forget(&b.name);
+        Ok(())
+    }
+
+    /// The live bucket called `name`, read from the replicas now.
+    pub async fn bucket_by_name_fresh(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
         let Some(alias) = self.aliases.get(name.as_bytes(), &[]).await? else {
             return Ok(None);
         };
@@ -106,7 +178,7 @@ impl Model {
         if !valid_bucket_name(name) {
             return Err(ModelError::InvalidBucketName(name.to_string()));
         }
-        if self.bucket_by_name(name).await?.is_some() {
+        if self.bucket_by_name_fresh(name).await?.is_some() {
             return Err(ModelError::BucketExists(name.to_string()));
         }
         let bucket = Bucket {
@@ -153,16 +225,24 @@ impl Model {
         };
         self.aliases.insert(&alias).await?;
         bucket.deleted = Flag(true);
-        self.buckets.insert(&bucket).await?;
+        self.save_bucket(&bucket).await?;
         Ok(())
     }
 
+    /// A live access key (possibly [`LOOKUP_TTL`] old).
     pub async fn get_key(&self, id: &str) -> Result<Option<Key>, ModelError> {
-        Ok(self
+        if let Some(k) = self.key_cache.get(id) {
+            return Ok(Some(k));
+        }
+        let k = self
             .keys
             .get(id.as_bytes(), &[])
             .await?
-            .filter(|k| !k.deleted.0))
+            .filter(|k| !k.deleted.0);
+        if let Some(k) = &k {
+            self.key_cache.put(id, k.clone());
+        }
+        Ok(k)
     }
 
     /// Create an access key with a fresh id and secret.
@@ -187,6 +267,7 @@ impl Model {
             .ok_or_else(|| ModelError::NoSuchKey(id.to_string()))?;
         key.deleted = Flag(true);
         self.keys.insert(&key).await?;
+        self.key_cache.forget(id);
         Ok(())
     }
 
@@ -202,7 +283,53 @@ impl Model {
             .ok_or_else(|| ModelError::NoSuchKey(key_id.to_string()))?;
         key.buckets.set(bucket.id, now_msec(), self.net.id, perm);
         self.keys.insert(&key).await?;
+        self.key_cache.forget(key_id);
         Ok(key)
+    }
+
+    /// A page of a version's block list (chunks after the index `after`),
+    /// read from this node's replica when it holds the whole page — block
+    /// lists never change once written, so a local copy is as good as a
+    /// quorum's and saves a round trip — else from a read quorum. `size`
+    /// (the object's) tells a complete last page.
+    pub async fn version_page(
+        &self,
+        uuid: &VersionId,
+        after: Option<&[u8]>,
+        limit: usize,
+        size: u64,
+    ) -> Result<Vec<VersionChunk>, TableError> {
+        use crate::table::data::storage_key;
+        let prefix = storage_key(uuid, &[]);
+        let after_key = after.map(|a| storage_key(uuid, a));
+        if let Ok(raw) = self
+            .versions
+            .data
+            .range_raw(&prefix, after_key.as_deref(), limit)
+        {
+            let items: Vec<VersionChunk> = raw
+                .iter()
+                .filter_map(|(_, v)| self.versions.data.decode(v).ok())
+                .collect();
+            let first = after
+                .and_then(|a| <[u8; 4]>::try_from(a).ok())
+                .map(|a| u32::from_be_bytes(a) + 1)
+                .unwrap_or(0);
+            let consecutive = items.iter().enumerate().all(|(i, c)| {
+                u32::from_be_bytes(c.index) == first + i as u32
+                    && !c.deleted.0
+                    && !c.blocks.is_empty()
+            });
+            let complete = items.len() == limit
+                || items
+                    .last()
+                    .and_then(|c| c.blocks.last())
+                    .is_some_and(|b| b.offset + b.size as u64 == size);
+            if !items.is_empty() && consecutive && complete {
+                return Ok(items);
+            }
+        }
+        self.versions.get_range(uuid, &[], after, limit).await
     }
 
     /// Objects of a bucket with keys starting with `prefix`, after `after`,
@@ -233,21 +360,32 @@ impl Model {
             .collect();
         let mut out = Vec::new();
         while out.len() < limit {
-            // Refill empty cursors, then take the smallest head.
-            for c in cursors.iter_mut() {
-                if c.buf.is_empty() && !c.done {
-                    let items = self
-                        .objects
-                        .get_range(&c.pk, prefix.as_bytes(), c.after.as_deref(), page)
-                        .await?;
-                    if items.len() < page {
-                        c.done = true;
+            // Refill every empty cursor at once (one round trip for all
+            // shards, not one each), then take the smallest head.
+            let refills = cursors
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.buf.is_empty() && !c.done)
+                .map(|(i, c)| {
+                    let (pk, after) = (c.pk.clone(), c.after.clone());
+                    async move {
+                        let items = self
+                            .objects
+                            .get_range(&pk, prefix.as_bytes(), after.as_deref(), page)
+                            .await;
+                        (i, items)
                     }
-                    if let Some(last) = items.last() {
-                        c.after = Some(last.key.as_bytes().to_vec());
-                    }
-                    c.buf.extend(items);
+                });
+            for (i, items) in futures::future::join_all(refills).await {
+                let items = items?;
+                let c = &mut cursors[i];
+                if items.len() < page {
+                    c.done = true;
                 }
+                if let Some(last) = items.last() {
+                    c.after = Some(last.key.as_bytes().to_vec());
+                }
+                c.buf.extend(items);
             }
             let best = cursors
                 .iter()

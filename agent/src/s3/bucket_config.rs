@@ -554,7 +554,7 @@ impl S3Server {
                 "{method} on this bucket sub-resource"
             )));
         };
-        self.model.buckets.insert(&bucket).await?;
+        self.model.save_bucket(&bucket).await?;
         let mut resp = Response::new(empty());
         *resp.status_mut() = status;
         Ok(resp)

@@ -588,8 +588,12 @@ impl S3Server {
                 let (tx, rx) = tokio::sync::mpsc::channel::<
                     Result<http_body::Frame<Bytes>, std::io::Error>,
                 >(2);
+                let size = match &obj.version.data {
+                    ObjectData::Blocks { meta } => meta.size,
+                    _ => 0,
+                };
                 tokio::spawn(async move {
-                    if let Err(e) = stream_blocks(&model, uuid, start, end, &tx).await {
+                    if let Err(e) = stream_blocks(&model, uuid, size, start, end, &tx).await {
                         tracing::warn!(
                             "GET of version {} failed mid-stream: {e}",
                             hex::encode(uuid)
@@ -629,6 +633,7 @@ type FrameTx = tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, std::io
 async fn stream_blocks(
     model: &std::sync::Arc<crate::model::Model>,
     uuid: VersionId,
+    size: u64,
     start: u64,
     end: u64,
     tx: &FrameTx,
@@ -641,8 +646,7 @@ async fn stream_blocks(
     };
     loop {
         let chunks = model
-            .versions
-            .get_range(&uuid, &[], after.as_deref(), 16)
+            .version_page(&uuid, after.as_deref(), 16, size)
             .await
             .map_err(|e| e.to_string())?;
         let last_page = chunks.len() < 16;

@@ -1,0 +1,186 @@
+//! A minimal S3 client for the benchmarks: HTTP/1.1 over one connection,
+//! SigV4 with `UNSIGNED-PAYLOAD` (hmac/sha2), so the client costs little
+//! next to the server.
+
+// Shared by several benchmarks, each using part of it.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use hangar_tests::S3Key;
+
+pub const MIB: usize = 1 << 20;
+
+pub fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("hmac takes any key size");
+    m.update(data.as_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
+/// SigV4 headers for a request with an unsigned payload.
+pub fn sign(key: &S3Key, method: &str, host: &str, path: &str) -> Vec<(String, String)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, mo, d, h, mi, s) = civil(now);
+    let date = format!("{y:04}{mo:02}{d:02}");
+    let datetime = format!("{date}T{h:02}{mi:02}{s:02}Z");
+    // A query must come already in canonical form (sorted, encoded).
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let canonical = format!(
+        "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{datetime}\n\nhost;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD"
+    );
+    let scope = format!("{date}/hangar/s3/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{datetime}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let k = hmac(format!("AWS4{}", key.secret).as_bytes(), &date);
+    let k = hmac(&k, "hangar");
+    let k = hmac(&k, "s3");
+    let k = hmac(&k, "aws4_request");
+    let sig = hex::encode(hmac(&k, &to_sign));
+    vec![
+        ("host".into(), host.into()),
+        ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
+        ("x-amz-date".into(), datetime),
+        (
+            "authorization".into(),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}",
+                key.id
+            ),
+        ),
+    ]
+}
+
+pub fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let days = (secs / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let r = secs % 86_400;
+    (y, m, d, r / 3600, (r % 3600) / 60, r % 60)
+}
+
+/// One keep-alive HTTP/1.1 connection to the S3 endpoint.
+pub struct Conn {
+    pub stream: BufReader<TcpStream>,
+    host: String,
+    key: S3Key,
+}
+
+impl Conn {
+    pub async fn open(port: u16, key: &S3Key) -> Conn {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to S3");
+        let _ = stream.set_nodelay(true);
+        Conn {
+            stream: BufReader::new(stream),
+            host: format!("127.0.0.1:{port}"),
+            key: key.clone(),
+        }
+    }
+
+    pub async fn send_head(&mut self, method: &str, path: &str, len: usize) {
+        let mut head = format!("{method} {path} HTTP/1.1\r\ncontent-length: {len}\r\n");
+        for (k, v) in sign(&self.key, method, &self.host, path) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream
+            .get_mut()
+            .write_all(head.as_bytes())
+            .await
+            .expect("send request");
+    }
+
+    /// A request without a body (GET, HEAD, DELETE, a listing).
+    pub async fn call(&mut self, method: &str, path: &str) -> (u16, usize, Duration) {
+        let start = Instant::now();
+        self.send_head(method, path, 0).await;
+        self.response_to(start, method != "HEAD").await
+    }
+
+    /// Read a response; returns (status, body length, time to first body byte).
+    pub async fn response(&mut self, start: Instant) -> (u16, usize, Duration) {
+        self.response_to(start, true).await
+    }
+
+    /// Read a response, its body only if `body` (a HEAD answer has none).
+    async fn response_to(&mut self, start: Instant, body: bool) -> (u16, usize, Duration) {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        if !body {
+            return (status, 0, start.elapsed());
+        }
+        let mut ttfb = start.elapsed();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = len;
+        let mut first = true;
+        while left > 0 {
+            let want = left.min(buf.len());
+            let n = self.stream.read(&mut buf[..want]).await.expect("body");
+            if n == 0 {
+                break;
+            }
+            if first {
+                ttfb = start.elapsed();
+                first = false;
+            }
+            left -= n;
+        }
+        (status, len - left, ttfb)
+    }
+
+    pub async fn put(&mut self, path: &str, data: &[u8]) -> u16 {
+        let start = Instant::now();
+        self.send_head("PUT", path, data.len()).await;
+        for chunk in data.chunks(MIB) {
+            self.stream
+                .get_mut()
+                .write_all(chunk)
+                .await
+                .expect("send body");
+        }
+        self.response(start).await.0
+    }
+
+    pub async fn get(&mut self, path: &str) -> (u16, usize, Duration) {
+        let start = Instant::now();
+        self.send_head("GET", path, 0).await;
+        self.response(start).await
+    }
+}

@@ -1,0 +1,159 @@
+//! Latency across sites: 3 nodes in 3 zones (RF 3) whose links all have a
+//! given round trip (50 ms by default, `HANGAR_BENCH_RTT_MS`), through the
+//! fault proxies of the harness; the client sits beside node 1 (plain
+//! loopback to its S3 port). One request at a time, it measures the median
+//! time of PUT, GET, HEAD, DELETE and LIST of a 1 KiB object and the time
+//! to the first byte of a 64 MiB GET, and prints each as a multiple of the
+//! round trip. Then a slow node: node 3 behind a 1 MB/s link with 200 ms
+//! of extra delay, to show reads and writes keep the speed of the quorum.
+//!
+//! `cargo bench -p hangar-tests --bench latency`. It measures; it asserts
+//! nothing.
+
+use std::time::Duration;
+
+use hangar_tests::faults::{FaultyCluster, Shape};
+use hangar_tests::{AgentOpts, S3Key};
+
+#[path = "client/mod.rs"]
+mod client;
+use client::{Conn, MIB};
+
+const REPS: usize = 25;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Median latency of each operation, one request at a time.
+async fn ops(port: u16, key: &S3Key, tag: &str) -> Vec<(&'static str, Duration)> {
+    let mut c = Conn::open(port, key).await;
+    let body = vec![7u8; 1024];
+    let (mut put, mut get, mut head, mut del, mut list) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..REPS {
+        let path = format!("/bench/{tag}/obj-{i}");
+        let t = std::time::Instant::now();
+        assert_eq!(c.put(&path, &body).await, 200);
+        put.push(t.elapsed());
+        let t = std::time::Instant::now();
+        assert_eq!(c.call("GET", &path).await.0, 200);
+        get.push(t.elapsed());
+        let t = std::time::Instant::now();
+        assert_eq!(c.call("HEAD", &path).await.0, 200);
+        head.push(t.elapsed());
+        let t = std::time::Instant::now();
+        let q = format!("/bench?list-type=2&prefix={tag}%2F");
+        assert_eq!(c.call("GET", &q).await.0, 200);
+        list.push(t.elapsed());
+        let t = std::time::Instant::now();
+        assert_eq!(c.call("DELETE", &path).await.0, 204);
+        del.push(t.elapsed());
+    }
+    vec![
+        ("PUT 1 KiB", median(put)),
+        ("GET 1 KiB", median(get)),
+        ("HEAD", median(head)),
+        ("DELETE", median(del)),
+        ("LIST", median(list)),
+    ]
+}
+
+async fn big_ttfb(port: u16, key: &S3Key) -> (Duration, Duration) {
+    let mut c = Conn::open(port, key).await;
+    let data: Vec<u8> = (0..64 * MIB).map(|i| (i * 31 % 251) as u8).collect();
+    let t = std::time::Instant::now();
+    assert_eq!(c.put("/bench/big", &data).await, 200);
+    let put = t.elapsed();
+    let mut ttfb = Vec::new();
+    for _ in 0..5 {
+        let (st, len, first) = c.get("/bench/big").await;
+        assert_eq!((st, len), (200, 64 * MIB));
+        ttfb.push(first);
+    }
+    (put, median(ttfb))
+}
+
+fn main() {
+    let rtt_ms: u64 = std::env::var("HANGAR_BENCH_RTT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let rtt = Duration::from_millis(rtt_ms);
+    let fc = FaultyCluster::start_formed(3, &AgentOpts::default());
+    let a = &fc.cluster.agents[0];
+    let key = a.create_key("bench");
+    a.hangar_json(&["bucket", "create", "bench"]);
+    a.hangar_json(&[
+        "bucket", "allow", "bench", "--key", "bench", "--read", "--write",
+    ]);
+    let port = a.s3_port;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let shape = Shape {
+        delay: rtt / 2,
+        ..Shape::default()
+    };
+    for (x, y) in [(0, 1), (0, 2), (1, 2)] {
+        fc.net.shape_both(x, y, shape);
+    }
+    // Warm the connections and caches.
+    rt.block_on(ops(port, &key, "warm"));
+    println!(
+        "3 nodes in 3 zones, RF 3, {rtt_ms} ms round trip between zones, client beside node 1"
+    );
+    println!("{:<22} {:>10} {:>8}", "operation", "median", "x RTT");
+    for (op, d) in rt.block_on(ops(port, &key, "lat")) {
+        println!(
+            "{op:<22} {:>7.1} ms {:>8.2}",
+            d.as_secs_f64() * 1000.0,
+            d.as_secs_f64() / rtt.as_secs_f64()
+        );
+    }
+    let (put, ttfb) = rt.block_on(big_ttfb(port, &key));
+    println!(
+        "{:<22} {:>7.1} ms {:>8.2}",
+        "GET 64 MiB first byte",
+        ttfb.as_secs_f64() * 1000.0,
+        ttfb.as_secs_f64() / rtt.as_secs_f64()
+    );
+    println!(
+        "{:<22} {:>7.1} ms ({:.0} MB/s)",
+        "PUT 64 MiB",
+        put.as_secs_f64() * 1000.0,
+        64.0 * MIB as f64 / 1e6 / put.as_secs_f64()
+    );
+
+    // A slow node: node 3 behind a 1 MB/s link with 200 ms more delay.
+    let slow = Shape {
+        delay: rtt / 2 + Duration::from_millis(100),
+        rate: Some(1_000_000),
+        ..Shape::default()
+    };
+    fc.net.shape_both(0, 2, slow);
+    fc.net.shape_both(1, 2, slow);
+    println!("\nnode 3 behind a 1 MB/s link with 200 ms more round trip");
+    for (op, d) in rt.block_on(ops(port, &key, "slow")) {
+        println!(
+            "{op:<22} {:>7.1} ms {:>8.2}",
+            d.as_secs_f64() * 1000.0,
+            d.as_secs_f64() / rtt.as_secs_f64()
+        );
+    }
+    let (put, ttfb) = rt.block_on(big_ttfb(port, &key));
+    println!(
+        "{:<22} {:>7.1} ms {:>8.2}",
+        "GET 64 MiB first byte",
+        ttfb.as_secs_f64() * 1000.0,
+        ttfb.as_secs_f64() / rtt.as_secs_f64()
+    );
+    println!(
+        "{:<22} {:>7.1} ms ({:.0} MB/s)",
+        "PUT 64 MiB",
+        put.as_secs_f64() * 1000.0,
+        64.0 * MIB as f64 / 1e6 / put.as_secs_f64()
+    );
+}
