@@ -17,7 +17,7 @@ use hangar_tests::{AgentOpts, S3Key};
 
 #[path = "client/mod.rs"]
 mod client;
-use client::{Conn, MIB};
+use client::{Conn, MIB, throughput};
 
 const REPS: usize = 25;
 
@@ -126,6 +126,29 @@ fn main() {
         put.as_secs_f64() * 1000.0,
         64.0 * MIB as f64 / 1e6 / put.as_secs_f64()
     );
+
+    println!(
+        "\n{:<24} {:>10} {:>10} {:>10} {:>12}",
+        "throughput at this RTT", "PUT MB/s", "GET MB/s", "PUT req/s", "GET TTFB p50"
+    );
+    for (size, count, clients) in [
+        (4096usize, 400usize, 16usize),
+        (MIB, 64, 16),
+        (64 * MIB, 4, 16),
+        (4096, 40, 1),
+        (MIB, 16, 1),
+        (64 * MIB, 2, 1),
+    ] {
+        let (put, get, reqs, ttfb) = rt.block_on(throughput(port, &key, size, count, clients));
+        println!(
+            "{:<24} {:>10.1} {:>10.1} {:>10.0} {:>9.1} ms",
+            format!("{size} B x{clients}"),
+            put,
+            get,
+            reqs,
+            ttfb.as_secs_f64() * 1000.0
+        );
+    }
 
     // A slow node: node 3 behind a 1 MB/s link with 200 ms more delay.
     let slow = Shape {

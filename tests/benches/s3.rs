@@ -13,8 +13,7 @@
 //! (`UNSIGNED-PAYLOAD`, hmac/sha2), so the client costs little next to
 //! the server. It measures; it asserts nothing.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use md5::Digest as _;
 use tokio::io::AsyncWriteExt;
@@ -23,7 +22,7 @@ use hangar_tests::{Agent, AgentOpts, Cluster, S3Key};
 
 #[path = "client/mod.rs"]
 mod client;
-use client::{Conn, MIB};
+use client::{Conn, MIB, throughput};
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -60,66 +59,6 @@ fn raw_limits() {
     println!(
         "raw limits: BLAKE2b {blake:.0} MB/s, MD5 {md5s:.0} MB/s (one core each), sequential write+fsync {disk:.0} MB/s"
     );
-}
-
-async fn throughput(
-    port: u16,
-    key: &S3Key,
-    size: usize,
-    count: usize,
-    clients: usize,
-) -> (f64, f64, f64, Duration) {
-    let data = Arc::new(vec![0xa5u8; size]);
-    // Distinct content per object, so blocks are not deduplicated.
-    let run = |get: bool| {
-        let data = data.clone();
-        let key = key.clone();
-        async move {
-            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let start = Instant::now();
-            let mut tasks = Vec::new();
-            for _ in 0..clients {
-                let (data, key, next) = (data.clone(), key.clone(), next.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut c = Conn::open(port, &key).await;
-                    let mut ttfb = Vec::new();
-                    let mut body = data.to_vec();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= count {
-                            break;
-                        }
-                        let path = format!("/bench/s{size}-{i}");
-                        if get {
-                            let (st, _, t) = c.get(&path).await;
-                            assert_eq!(st, 200, "GET {path}");
-                            ttfb.push(t);
-                        } else {
-                            body[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                            let st = c.put(&path, &body).await;
-                            assert_eq!(st, 200, "PUT {path}");
-                        }
-                    }
-                    ttfb
-                }));
-            }
-            let mut ttfb = Vec::new();
-            for t in tasks {
-                ttfb.extend(t.await.expect("client task"));
-            }
-            (start.elapsed(), ttfb)
-        }
-    };
-    let (put_t, _) = run(false).await;
-    let (get_t, mut ttfb) = run(true).await;
-    ttfb.sort();
-    let total = (size * count) as f64;
-    (
-        total / put_t.as_secs_f64() / 1e6,
-        total / get_t.as_secs_f64() / 1e6,
-        count as f64 / put_t.as_secs_f64(),
-        ttfb.get(ttfb.len() / 2).copied().unwrap_or_default(),
-    )
 }
 
 fn setup(a: &Agent) -> S3Key {
@@ -192,11 +131,19 @@ fn main() {
             });
         }
         rt.block_on(async {
-            for (size, count) in [(4096usize, 4000usize), (MIB, 400), (64 * MIB, 8)] {
-                let (put, get, reqs, ttfb) = throughput(a.s3_port, &key, size, count, 16).await;
+            for (size, count, clients) in [
+                (4096usize, 4000usize, 16usize),
+                (MIB, 400, 16),
+                (64 * MIB, 8, 16),
+                (4096, 1000, 1),
+                (MIB, 100, 1),
+                (64 * MIB, 4, 1),
+            ] {
+                let (put, get, reqs, ttfb) =
+                    throughput(a.s3_port, &key, size, count, clients).await;
                 println!(
                     "{:<26} {:>12.1} {:>12.1} {:>10.0} {:>10.1} ms",
-                    format!("{nodes} node(s) RF {rf}: {} B", size),
+                    format!("{nodes}n RF{rf} {size} B x{clients}"),
                     put,
                     get,
                     reqs,

@@ -5,6 +5,7 @@
 // Shared by several benchmarks, each using part of it.
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -183,4 +184,67 @@ impl Conn {
         self.send_head("GET", path, 0).await;
         self.response(start).await
     }
+}
+
+/// PUT then GET `count` objects of `size` bytes with `clients` concurrent
+/// connections: (PUT MB/s, GET MB/s, PUT requests/s, GET time to first
+/// byte, median).
+pub async fn throughput(
+    port: u16,
+    key: &S3Key,
+    size: usize,
+    count: usize,
+    clients: usize,
+) -> (f64, f64, f64, Duration) {
+    let data = Arc::new(vec![0xa5u8; size]);
+    // Distinct content per object, so blocks are not deduplicated.
+    let run = |get: bool| {
+        let data = data.clone();
+        let key = key.clone();
+        async move {
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..clients {
+                let (data, key, next) = (data.clone(), key.clone(), next.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut c = Conn::open(port, &key).await;
+                    let mut ttfb = Vec::new();
+                    let mut body = data.to_vec();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= count {
+                            break;
+                        }
+                        let path = format!("/bench/s{size}-{i}");
+                        if get {
+                            let (st, _, t) = c.get(&path).await;
+                            assert_eq!(st, 200, "GET {path}");
+                            ttfb.push(t);
+                        } else {
+                            body[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                            let st = c.put(&path, &body).await;
+                            assert_eq!(st, 200, "PUT {path}");
+                        }
+                    }
+                    ttfb
+                }));
+            }
+            let mut ttfb = Vec::new();
+            for t in tasks {
+                ttfb.extend(t.await.expect("client task"));
+            }
+            (start.elapsed(), ttfb)
+        }
+    };
+    let (put_t, _) = run(false).await;
+    let (get_t, mut ttfb) = run(true).await;
+    ttfb.sort();
+    let total = (size * count) as f64;
+    (
+        total / put_t.as_secs_f64() / 1e6,
+        total / get_t.as_secs_f64() / 1e6,
+        count as f64 / put_t.as_secs_f64(),
+        ttfb.get(ttfb.len() / 2).copied().unwrap_or_default(),
+    )
 }
