@@ -157,5 +157,62 @@ fn main() {
             idle / 1024,
             loaded / 1024
         );
+        if nodes == 3 {
+            rebalance(c);
+        }
     }
+}
+
+/// Add a fourth node to a loaded 3-node cluster and time until it holds
+/// its share (3/4) of the blocks and the layout transition is over.
+fn rebalance(mut c: Cluster) {
+    let stored: u64 = c.agents[0]
+        .block_files()
+        .len() as u64;
+    let bytes = dir_bytes(&c.agents[0].dir.path().join("data"));
+    let mut fourth = Agent::new(&c.secret, &AgentOpts::default());
+    fourth.start();
+    let a = &c.agents[0];
+    a.hangar_json(&["node", "connect", &fourth.peer_addr()]);
+    a.hangar_json(&[
+        "layout", "assign", &fourth.id, "--zone", "dc2", "--capacity", "100G",
+    ]);
+    let start = Instant::now();
+    a.hangar_json(&["layout", "apply", "--version", "2"]);
+    hangar_tests::wait_for(
+        "the rebalance to finish",
+        std::time::Duration::from_secs(1800),
+        || {
+            let held = fourth.block_files().len() as u64;
+            let done = c.agents.iter().chain(std::iter::once(&fourth)).all(|x| {
+                x.status()
+                    .is_some_and(|st| st["live_versions"].as_array().map(Vec::len) == Some(1))
+            });
+            (done && held * 4 >= stored * 3 * 95 / 100).then_some(())
+        },
+    );
+    println!(
+        "rebalance after adding a 4th node to 3 nodes holding {} MiB ({} blocks): {:.1} s",
+        bytes >> 20,
+        stored,
+        start.elapsed().as_secs_f64()
+    );
+    c.agents.push(fourth);
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                dir_bytes(&path)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
 }
