@@ -164,35 +164,44 @@ fn main() {
 }
 
 /// Add a fourth node to a loaded 3-node cluster and time until it holds
-/// its share (3/4) of the blocks and the layout transition is over.
+/// its share of the blocks and the layout transition is over.
 fn rebalance(mut c: Cluster) {
-    let stored: u64 = c.agents[0]
-        .block_files()
-        .len() as u64;
+    let stored: u64 = c.agents[0].block_files().len() as u64;
     let bytes = dir_bytes(&c.agents[0].dir.path().join("data"));
     let mut fourth = Agent::new(&c.secret, &AgentOpts::default());
     fourth.start();
     let a = &c.agents[0];
     a.hangar_json(&["node", "connect", &fourth.peer_addr()]);
     a.hangar_json(&[
-        "layout", "assign", &fourth.id, "--zone", "dc2", "--capacity", "100G",
+        "layout",
+        "assign",
+        &fourth.id,
+        "--zone",
+        "dc2",
+        "--capacity",
+        "100G",
     ]);
     let start = Instant::now();
     a.hangar_json(&["layout", "apply", "--version", "2"]);
+    // Done when the layout transition is over everywhere and the new node
+    // holds its share of the blocks: as many as its share of partitions
+    // (blocks spread evenly over partitions), give or take 5 %.
     hangar_tests::wait_for(
         "the rebalance to finish",
         std::time::Duration::from_secs(1800),
         || {
+            let st = fourth.status()?;
+            let parts = hangar_tests::node_in(&st, &fourth.id)?["partitions"].as_u64()?;
             let held = fourth.block_files().len() as u64;
             let done = c.agents.iter().chain(std::iter::once(&fourth)).all(|x| {
                 x.status()
                     .is_some_and(|st| st["live_versions"].as_array().map(Vec::len) == Some(1))
             });
-            (done && held * 4 >= stored * 3 * 95 / 100).then_some(())
+            (done && held * 256 * 100 >= stored * parts * 95).then_some(())
         },
     );
     println!(
-        "rebalance after adding a 4th node to 3 nodes holding {} MiB ({} blocks): {:.1} s",
+        "rebalance after adding a 4th node (zone dc2) to 3 nodes holding {} MiB ({} blocks) each: {:.1} s",
         bytes >> 20,
         stored,
         start.elapsed().as_secs_f64()
