@@ -705,6 +705,46 @@ def hostile():
     print("ok hostile input")
 
 
+def fill_disk():
+    """Fill the agent's (small) data disk: writes are refused with a clear
+    error, what was stored stays readable, and deleting makes room again."""
+    import time
+    s3 = client()
+    stored = []
+    err = None
+    for i in range(200):
+        key = f"fill/{i:03}"
+        try:
+            s3.put_object(Bucket=BUCKET, Key=key, Body=data_for(key, 512 * 1024))
+            stored.append(key)
+        except botocore.exceptions.ClientError as e:
+            err = e.response
+            break
+    check(err is not None, "the small disk never filled")
+    check(err["Error"]["Code"] == "ServiceUnavailable", f"full disk: {err['Error']}")
+    check("No space left" in err["Error"]["Message"], f"the error says why: {err['Error']['Message']}")
+    check(len(stored) >= 3, f"some objects fit first: {len(stored)}")
+    for key in stored:
+        check(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == data_for(key, 512 * 1024),
+              f"{key} still readable")
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="fill/")["Contents"]]
+    check(listed == stored, f"nothing half-written is listed: {len(listed)} vs {len(stored)}")
+    for key in stored[: len(stored) // 2]:
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    # Blocks of deleted objects go after the grace delay (1 s here).
+    end = time.monotonic() + 60
+    while True:
+        try:
+            s3.put_object(Bucket=BUCKET, Key="fill/after", Body=data_for("after", 512 * 1024))
+            break
+        except botocore.exceptions.ClientError:
+            check(time.monotonic() < end, "writes never worked again after deleting")
+            time.sleep(0.3)
+    check(s3.get_object(Bucket=BUCKET, Key="fill/after")["Body"].read() == data_for("after", 512 * 1024),
+          "written after room was made")
+    print(f"ok full disk: {len(stored)} objects fit, then a clear refusal, then room again")
+
+
 def run(cmd, env=None):
     """Run a client tool; its output is shown when it fails."""
     full_env = dict(os.environ)
@@ -865,6 +905,7 @@ if __name__ == "__main__":
         "lifecycle": lifecycle,
         "streaming": streaming_and_auth,
         "hostile": hostile,
+        "fill_disk": fill_disk,
         "listing_options": listing_options,
         "put": lambda: put_expect(*args),
         "delete": lambda: delete(args[0]),

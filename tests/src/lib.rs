@@ -117,6 +117,8 @@ pub struct AgentOpts {
     pub rpc_ip: Option<String>,
     /// The address other nodes are told to use (a fault proxy's).
     pub public_addr: Option<String>,
+    /// Where the agent keeps its blocks (default: in its directory).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for AgentOpts {
@@ -129,6 +131,7 @@ impl Default for AgentOpts {
             web_extra: String::new(),
             rpc_ip: None,
             public_addr: None,
+            data_dir: None,
         }
     }
 }
@@ -184,7 +187,7 @@ impl Agent {
              [s3_api]\napi_bind_addr = \"127.0.0.1:{s3}\"\n{s3_extra}\n\
              [s3_web]\nbind_addr = \"127.0.0.1:{web}\"\n{web_extra}\n",
             meta = d.join("meta"),
-            data = d.join("data"),
+            data = opts.data_dir.clone().unwrap_or_else(|| d.join("data")),
             rf = opts.replication_factor,
             port = self.rpc_port,
             ip = self.rpc_ip,

@@ -182,3 +182,71 @@ fn no_acknowledged_write_is_lost_through_kills_partitions_and_pauses() {
         c.agents[1].script_ok("history.py", &key, "test", &[], &["selftest"])
     );
 }
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
+    let mnt = tempfile::tempdir().expect("mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        // The only environment-dependent test: it needs to mount a small
+        // file system (root). CI machines of this project run as root.
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+        return;
+    }
+    let disk = SmallDisk(mnt.path().to_path_buf());
+    let data = disk.0.join("data");
+    let c = Cluster::start_formed(
+        1,
+        &AgentOpts {
+            replication_factor: 1,
+            data_dir: Some(data.clone()),
+            extra: "[blocks]\nunreferenced_grace_secs = 1\ncompression_level = 0\n".into(),
+            ..AgentOpts::default()
+        },
+    );
+    let a = &c.agents[0];
+    let key = a.create_key("tester");
+    a.hangar_json(&["bucket", "create", "test"]);
+    a.hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
+    ]);
+    eprint!(
+        "{}",
+        a.script_ok("compat.py", &key, "test", &[], &["fill_disk"])
+    );
+    // No temporary file left behind by the failed writes.
+    let mut stray = Vec::new();
+    let mut stack = vec![data];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(".tmp"))
+            {
+                stray.push(p);
+            }
+        }
+    }
+    assert!(stray.is_empty(), "temporary files left: {stray:?}");
+    assert!(a.status().is_some(), "the agent still answers");
+    drop(c);
+}
