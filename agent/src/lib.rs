@@ -12,6 +12,7 @@ pub mod block;
 pub mod db;
 pub mod fuzzing;
 pub mod layout;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod node;

@@ -192,6 +192,14 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         kv,
         model: model.clone(),
     });
+    if let Some(addr) = &config.admin.metrics_bind_addr {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| {
+                anyhow::anyhow!("cannot listen on {addr} ([admin] metrics_bind_addr): {source}")
+            })?;
+        tokio::spawn(hangar_agent::metrics::serve(l, services.clone()));
+    }
     tokio::spawn(net.clone().serve(listener, services));
     let s3_listener = tokio::net::TcpListener::bind(&config.s3_api.api_bind_addr)
         .await
@@ -325,6 +333,7 @@ fn open_model(
         lifecycle: Default::default(),
         key_cache: Default::default(),
         bucket_cache: Default::default(),
+        s3_metrics: Default::default(),
     }))
 }
 

@@ -745,6 +745,18 @@ def fill_disk():
     print(f"ok full disk: {len(stored)} objects fit, then a clear refusal, then room again")
 
 
+def metrics_load():
+    """10 PUTs of 10,000 bytes, then 2 GETs of each: what /metrics must
+    count."""
+    s3 = client()
+    for i in range(10):
+        s3.put_object(Bucket=BUCKET, Key=f"m/{i}", Body=data_for(f"m/{i}", 10_000))
+    for _ in range(2):
+        for i in range(10):
+            check(len(s3.get_object(Bucket=BUCKET, Key=f"m/{i}")["Body"].read()) == 10_000, "GET")
+    print("ok metrics load")
+
+
 def run(cmd, env=None):
     """Run a client tool; its output is shown when it fails."""
     full_env = dict(os.environ)
@@ -906,6 +918,7 @@ if __name__ == "__main__":
         "streaming": streaming_and_auth,
         "hostile": hostile,
         "fill_disk": fill_disk,
+        "metrics_load": metrics_load,
         "listing_options": listing_options,
         "put": lambda: put_expect(*args),
         "delete": lambda: delete(args[0]),

@@ -91,6 +91,8 @@ pub struct Agent {
     pub rpc_port: u16,
     pub s3_port: u16,
     pub web_port: u16,
+    /// `/metrics` and `/health`.
+    pub metrics_port: u16,
     /// The loopback address the agent's RPC binds to (and, when it is not
     /// 127.0.0.1, its connections to other nodes leave from).
     pub rpc_ip: String,
@@ -149,6 +151,7 @@ impl Agent {
             rpc_port,
             s3_port: free_port(),
             web_port: free_port(),
+            metrics_port: free_port(),
             public_addr: opts
                 .public_addr
                 .clone()
@@ -185,7 +188,8 @@ impl Agent {
              ping_failures_before_down = 3\n\
              {extra}\n\
              [s3_api]\napi_bind_addr = \"127.0.0.1:{s3}\"\n{s3_extra}\n\
-             [s3_web]\nbind_addr = \"127.0.0.1:{web}\"\n{web_extra}\n",
+             [s3_web]\nbind_addr = \"127.0.0.1:{web}\"\n{web_extra}\n\
+             [admin]\nmetrics_bind_addr = \"127.0.0.1:{metrics}\"\n",
             meta = d.join("meta"),
             data = opts.data_dir.clone().unwrap_or_else(|| d.join("data")),
             rf = opts.replication_factor,
@@ -199,6 +203,7 @@ impl Agent {
             s3 = self.s3_port,
             s3_extra = opts.s3_extra,
             web_extra = opts.web_extra,
+            metrics = self.metrics_port,
             web = self.web_port,
         );
         std::fs::write(&self.config_path, text).expect("write agent config");

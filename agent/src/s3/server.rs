@@ -204,6 +204,20 @@ impl S3Server {
             (Some(_), _) | (None, &Method::OPTIONS) => self.locate(&req).ok().and_then(|(b, _)| b),
             _ => None,
         };
+        let started = std::time::Instant::now();
+        let (has_bucket, has_key) = match self.locate(&req) {
+            Ok((b, k)) => (b.is_some(), k.is_some()),
+            Err(_) => (true, true),
+        };
+        let op = crate::metrics::s3_op(&method, has_bucket, has_key, req.uri().query());
+        let header_u64 = |h: &http::HeaderMap, name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let bytes_in = header_u64(req.headers(), "x-amz-decoded-content-length")
+            .or_else(|| header_u64(req.headers(), "content-length"))
+            .unwrap_or(0);
         let result = if method == Method::OPTIONS {
             self.options(bucket_name.as_deref(), req.headers()).await
         } else {
@@ -234,6 +248,18 @@ impl S3Server {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v);
         }
+        let bytes_out = if method == Method::HEAD {
+            0
+        } else {
+            header_u64(resp.headers(), "content-length").unwrap_or(0)
+        };
+        self.model.s3_metrics.record(
+            op,
+            resp.status().as_u16(),
+            started.elapsed(),
+            bytes_in,
+            bytes_out,
+        );
         if let (Some(origin), Some(name), false) =
             (&origin, &bucket_name, method == Method::OPTIONS)
         {

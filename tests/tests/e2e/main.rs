@@ -5,6 +5,7 @@ mod cluster;
 mod compat;
 mod console;
 mod faults;
+mod ops;
 mod s3;
 mod security;
 mod tables;

@@ -1,0 +1,308 @@
+//! Metrics and health on `[admin] metrics_bind_addr`.
+//!
+//! `GET /metrics`: Prometheus text format, written by hand (a few counter
+//! families and one histogram need no library): S3 requests by operation
+//! and status with a latency histogram, bytes in and out, peers up and
+//! their round trip, table items and queues, block worker progress, disk
+//! size and free space. `GET /health`: 200 when every partition has a read
+//! and a write quorum among the nodes this node sees up, 503 otherwise,
+//! with a line saying why.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use tokio::net::TcpListener;
+
+use crate::admin::Services;
+use crate::s3::server::{Body, serve_http};
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+#[derive(Default)]
+struct OpStats {
+    /// Requests by status code.
+    by_status: BTreeMap<u16, u64>,
+    /// Cumulative counts per bucket, then the sum of seconds.
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// What the S3 endpoint has served since start.
+#[derive(Default)]
+pub struct S3Metrics {
+    ops: Mutex<BTreeMap<&'static str, OpStats>>,
+    bytes_in: std::sync::atomic::AtomicU64,
+    bytes_out: std::sync::atomic::AtomicU64,
+}
+
+impl S3Metrics {
+    /// Count one request.
+    pub fn record(
+        &self,
+        op: &'static str,
+        status: u16,
+        took: Duration,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bytes_in.fetch_add(bytes_in, Relaxed);
+        self.bytes_out.fetch_add(bytes_out, Relaxed);
+        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        let s = ops.entry(op).or_default();
+        *s.by_status.entry(status).or_default() += 1;
+        let secs = took.as_secs_f64();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                s.buckets[i] += 1;
+            }
+        }
+        s.count += 1;
+        s.sum += secs;
+    }
+
+    fn write(&self, out: &mut String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str("# HELP hangar_s3_requests_total S3 requests served, by operation and status.\n# TYPE hangar_s3_requests_total counter\n");
+        for (op, s) in ops.iter() {
+            for (status, n) in &s.by_status {
+                let _ = writeln!(
+                    out,
+                    "hangar_s3_requests_total{{op=\"{op}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP hangar_s3_request_duration_seconds Time to answer S3 requests (to the response head).\n# TYPE hangar_s3_request_duration_seconds histogram\n");
+        for (op, s) in ops.iter() {
+            for (i, le) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "hangar_s3_request_duration_seconds_bucket{{op=\"{op}\",le=\"{le}\"}} {}",
+                    s.buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "hangar_s3_request_duration_seconds_bucket{{op=\"{op}\",le=\"+Inf\"}} {}\nhangar_s3_request_duration_seconds_sum{{op=\"{op}\"}} {}\nhangar_s3_request_duration_seconds_count{{op=\"{op}\"}} {}",
+                s.count, s.sum, s.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hangar_s3_bytes_in_total Request body bytes received by the S3 endpoint.\n# TYPE hangar_s3_bytes_in_total counter\nhangar_s3_bytes_in_total {}\n# HELP hangar_s3_bytes_out_total Response body bytes sent by the S3 endpoint.\n# TYPE hangar_s3_bytes_out_total counter\nhangar_s3_bytes_out_total {}",
+            self.bytes_in.load(Relaxed),
+            self.bytes_out.load(Relaxed)
+        );
+    }
+}
+
+/// The S3 operation a request is, for metrics (from its shape, before it
+/// is served).
+pub fn s3_op(
+    method: &http::Method,
+    has_bucket: bool,
+    has_key: bool,
+    query: Option<&str>,
+) -> &'static str {
+    let q = query.unwrap_or("");
+    let has = |flag: &str| {
+        q.split('&')
+            .any(|p| p == flag || p.starts_with(&format!("{flag}=")))
+    };
+    use http::Method as M;
+    match (method, has_bucket, has_key) {
+        (&M::GET, false, _) => "ListBuckets",
+        (&M::OPTIONS, _, _) => "Preflight",
+        (m, true, false) => match *m {
+            M::PUT if q.is_empty() => "CreateBucket",
+            M::DELETE if q.is_empty() => "DeleteBucket",
+            M::HEAD => "HeadBucket",
+            M::POST if has("delete") => "DeleteObjects",
+            M::GET if has("uploads") => "ListMultipartUploads",
+            M::GET if has("list-type") => "ListObjectsV2",
+            M::GET if q.is_empty() || has("prefix") || has("marker") => "ListObjects",
+            _ => "BucketOther",
+        },
+        (m, true, true) => match *m {
+            M::PUT if has("partNumber") => "UploadPart",
+            M::POST if has("uploads") => "CreateMultipartUpload",
+            M::POST if has("uploadId") => "CompleteMultipartUpload",
+            M::PUT => "PutObject",
+            M::GET if has("uploadId") => "ListParts",
+            M::GET => "GetObject",
+            M::HEAD => "HeadObject",
+            M::DELETE if has("uploadId") => "AbortMultipartUpload",
+            M::DELETE => "DeleteObject",
+            _ => "ObjectOther",
+        },
+        _ => "Other",
+    }
+}
+
+/// Whether every partition has a read and a write quorum among the nodes
+/// this node sees up; if not, why.
+pub fn health(s: &Services) -> Result<String, String> {
+    let layout = s.layout.current();
+    if layout.assignment.is_empty() {
+        return Err("no layout has been applied yet".into());
+    }
+    let (mut no_write, mut no_read) = (0, 0);
+    let rf = layout.replication_factor;
+    let (wq, rq) = (
+        hangar_common::layout::cluster::write_quorum(rf),
+        hangar_common::layout::cluster::read_quorum(rf),
+    );
+    for p in 0..hangar_common::layout::PARTITIONS {
+        let read_ok = layout.read_set(p).iter().filter(|n| s.net.is_up(n)).count() >= rq;
+        let write_ok = layout
+            .write_sets(p)
+            .iter()
+            .all(|set| set.iter().filter(|n| s.net.is_up(n)).count() >= wq);
+        no_read += usize::from(!read_ok);
+        no_write += usize::from(!write_ok);
+    }
+    if no_read == 0 && no_write == 0 {
+        return Ok("ok: every partition has a read and a write quorum\n".into());
+    }
+    let down: Vec<String> = layout
+        .all_live_nodes()
+        .iter()
+        .filter(|n| !s.net.is_up(n))
+        .map(|n| n.short())
+        .collect();
+    Err(format!(
+        "unavailable: {no_write} partitions without a write quorum, {no_read} without a read quorum; nodes down: {}\n",
+        down.join(", ")
+    ))
+}
+
+fn metrics_text(s: &Services) -> String {
+    let mut out = String::new();
+    s.model.s3_metrics.write(&mut out);
+    let peers = s.net.peers();
+    out.push_str("# HELP hangar_peer_up Whether a peer answers pings (1) or not (0).\n# TYPE hangar_peer_up gauge\n");
+    for (id, p) in &peers {
+        let _ = writeln!(
+            out,
+            "hangar_peer_up{{peer=\"{}\"}} {}",
+            id.short(),
+            u8::from(p.up)
+        );
+    }
+    out.push_str("# HELP hangar_peer_rtt_seconds Smoothed ping round trip to a peer.\n# TYPE hangar_peer_rtt_seconds gauge\n");
+    for (id, p) in &peers {
+        if let Some(rtt) = p.rtt_ms {
+            let _ = writeln!(
+                out,
+                "hangar_peer_rtt_seconds{{peer=\"{}\"}} {}",
+                id.short(),
+                rtt / 1000.0
+            );
+        }
+    }
+    let tables: Vec<_> = s.tables.values().map(|t| t.stats()).collect();
+    for (name, help, get) in [
+        (
+            "hangar_table_items",
+            "Items of a table on this node, tombstones included.",
+            (|t: &hangar_common::rpc::TableStats| t.items)
+                as fn(&hangar_common::rpc::TableStats) -> u64,
+        ),
+        (
+            "hangar_table_merkle_queue",
+            "Item changes not yet in the Merkle trees.",
+            |t| t.merkle_queue,
+        ),
+        (
+            "hangar_table_gc_queue",
+            "Tombstones waiting to be collected.",
+            |t| t.gc_queue,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for t in &tables {
+            let _ = writeln!(out, "{name}{{table=\"{}\"}} {}", t.table, get(t));
+        }
+    }
+    let b = s.model.blocks.stats();
+    let _ = writeln!(
+        out,
+        "# TYPE hangar_blocks_fetched_total counter\nhangar_blocks_fetched_total {}\n# TYPE hangar_blocks_deleted_total counter\nhangar_blocks_deleted_total {}\n# TYPE hangar_blocks_handed_over_total counter\nhangar_blocks_handed_over_total {}\n# TYPE hangar_resync_errors_total counter\nhangar_resync_errors_total {}\n# TYPE hangar_scrub_checked gauge\nhangar_scrub_checked {}\n# TYPE hangar_scrub_total gauge\nhangar_scrub_total {}\n# TYPE hangar_scrub_corrupted_total counter\nhangar_scrub_corrupted_total {}",
+        b.fetched,
+        b.deleted,
+        b.handed_over,
+        b.errors,
+        b.scrub_checked,
+        b.scrub_total,
+        b.scrub_corrupted
+    );
+    let layout = s.layout.current();
+    let _ = writeln!(
+        out,
+        "# HELP hangar_layout_version Applied layout version.\n# TYPE hangar_layout_version gauge\nhangar_layout_version {}\n# HELP hangar_layout_live_versions Layout versions still live (above 1: data is moving).\n# TYPE hangar_layout_live_versions gauge\nhangar_layout_live_versions {}",
+        layout.version,
+        layout.live_versions().len()
+    );
+    if let Some(d) = crate::node::disk_usage(s.model.blocks.store.root()) {
+        let _ = writeln!(
+            out,
+            "# HELP hangar_data_disk_bytes Size of the data directory's file system.\n# TYPE hangar_data_disk_bytes gauge\nhangar_data_disk_bytes {}\n# HELP hangar_data_disk_free_bytes Free space there.\n# TYPE hangar_data_disk_free_bytes gauge\nhangar_data_disk_free_bytes {}",
+            d.total, d.free
+        );
+    }
+    let healthy = health(s).is_ok();
+    let _ = writeln!(
+        out,
+        "# HELP hangar_healthy Whether every partition has a read and write quorum (1) or not (0).\n# TYPE hangar_healthy gauge\nhangar_healthy {}",
+        u8::from(healthy)
+    );
+    out
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Body> {
+    let mut r = Response::new(
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+/// Serve `/metrics` and `/health`.
+pub async fn serve(listener: TcpListener, s: Arc<Services>) {
+    serve_http(listener, "metrics", move |req, _| {
+        let s = s.clone();
+        async move {
+            match req.uri().path() {
+                "/metrics" => text(
+                    StatusCode::OK,
+                    metrics_text(&s),
+                    "text/plain; version=0.0.4",
+                ),
+                "/health" => match health(&s) {
+                    Ok(t) => text(StatusCode::OK, t, "text/plain"),
+                    Err(t) => text(StatusCode::SERVICE_UNAVAILABLE, t, "text/plain"),
+                },
+                _ => text(
+                    StatusCode::NOT_FOUND,
+                    "GET /metrics or /health\n".into(),
+                    "text/plain",
+                ),
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,85 @@
+//! Running Hangar as a service: `/metrics` and `/health`.
+
+use std::io::{Read, Write};
+
+use hangar_tests::*;
+
+/// `GET path` on an agent's metrics port: (status, body).
+fn scrape(a: &Agent, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", a.metrics_port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// The value of one sample (`name{labels}`), 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .filter_map(|v| v.trim().parse().ok())
+        .next()
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_count_requests_and_bytes_and_health_follows_the_quorums() {
+    let mut c = Cluster::start_formed(3, &AgentOpts::default());
+    let key = c.agents[0].create_key("tester");
+    c.agents[0].hangar_json(&["bucket", "create", "test"]);
+    c.agents[0].hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
+    ]);
+    let a = &c.agents[0];
+    let (st, before) = scrape(a, "/metrics").expect("scrape /metrics");
+    assert_eq!(st, 200);
+    a.script_ok("compat.py", &key, "test", &[], &["metrics_load"]);
+    let (_, after) = scrape(a, "/metrics").expect("scrape /metrics");
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(
+        delta("hangar_s3_requests_total{op=\"PutObject\",status=\"200\"}"),
+        10.0,
+        "{after}"
+    );
+    assert_eq!(
+        delta("hangar_s3_requests_total{op=\"GetObject\",status=\"200\"}"),
+        20.0
+    );
+    assert_eq!(delta("hangar_s3_bytes_in_total"), 100_000.0);
+    assert_eq!(delta("hangar_s3_bytes_out_total"), 200_000.0);
+    assert_eq!(
+        delta("hangar_s3_request_duration_seconds_count{op=\"GetObject\"}"),
+        20.0
+    );
+    assert!(after.contains("hangar_peer_up{peer="), "{after}");
+    assert!(
+        after.contains("hangar_table_items{table=\"object\"}"),
+        "{after}"
+    );
+    assert_eq!(sample(&after, "hangar_healthy"), 1.0);
+
+    let (st, body) = scrape(a, "/health").expect("health");
+    assert_eq!((st, body.starts_with("ok")), (200, true), "{body}");
+    // Two of three nodes down: no partition has a quorum.
+    c.agents[1].kill();
+    c.agents[2].kill();
+    let body = wait_for("/health to say unavailable", DEADLINE, || {
+        let (st, body) = scrape(&c.agents[0], "/health")?;
+        (st == 503).then_some(body)
+    });
+    assert!(body.contains("without a write quorum"), "{body}");
+    c.agents[1].start();
+    c.agents[2].start();
+    wait_for("/health to recover", DEADLINE, || {
+        let (st, _) = scrape(&c.agents[0], "/health")?;
+        (st == 200).then_some(())
+    });
+}
