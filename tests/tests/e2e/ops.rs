@@ -83,3 +83,47 @@ fn metrics_count_requests_and_bytes_and_health_follows_the_quorums() {
         (st == 200).then_some(())
     });
 }
+
+/// `systemd-analyze verify` on a copy of the unit whose ExecStart points at
+/// `agent`: (success, what it printed).
+fn verify_unit(unit: &str, agent: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("hangar-agent.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/hangar-agent", agent)).expect("write unit");
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze (installed by .ci/run)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && text.trim().is_empty(), text)
+}
+
+#[test]
+fn the_systemd_unit_verifies_cleanly() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/hangar-agent.service"),
+    )
+    .expect("assets/hangar-agent.service");
+    let agent = agent_bin().display().to_string();
+    let (ok, text) = verify_unit(&unit, &agent);
+    assert!(ok, "systemd-analyze verify: {text}");
+    // The check is not blind: a bad value is reported.
+    let (ok, text) = verify_unit(
+        &unit.replace("Restart=on-failure", "Restart=sometimes"),
+        &agent,
+    );
+    assert!(!ok, "a bad Restart= went unnoticed: {text}");
+    for must in [
+        "User=hangar",
+        "Restart=on-failure",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(unit.contains(must), "the unit lacks {must}");
+    }
+}
