@@ -38,6 +38,23 @@ pub struct Services {
     pub tables: Arc<BTreeMap<&'static str, Arc<dyn TableEndpoint>>>,
     pub kv: Arc<Table<KvTable>>,
     pub model: Arc<Model>,
+    /// Where the metadata lives, and how many snapshots to keep.
+    pub metadata_dir: std::path::PathBuf,
+    pub snapshot_keep: usize,
+}
+
+impl Services {
+    /// Write a metadata snapshot (on the blocking pool: it copies the store).
+    pub async fn snapshot(&self) -> Result<(std::path::PathBuf, u64), String> {
+        let (dir, db, keep) = (
+            self.metadata_dir.clone(),
+            self.model.db.clone(),
+            self.snapshot_keep,
+        );
+        tokio::task::spawn_blocking(move || crate::node::snapshot(&dir, &db, keep))
+            .await
+            .map_err(|e| format!("snapshot task failed: {e}"))?
+    }
 }
 
 async fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
@@ -442,6 +459,15 @@ impl Admin for AdminServer {
             .into_iter()
             .find(|w| w.name == name)
             .ok_or_else(|| RpcError::BadRequest(format!("no worker named {name:?}")))
+    }
+
+    async fn snapshot(self, _: Context) -> Result<String, RpcError> {
+        let (dir, n) = self.s.snapshot().await.map_err(RpcError::BadRequest)?;
+        tracing::info!(
+            "metadata snapshot written to {} ({n} entries)",
+            dir.display()
+        );
+        Ok(dir.display().to_string())
     }
 
     async fn repair(self, _: Context, what: Repair) -> Result<String, RpcError> {

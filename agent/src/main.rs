@@ -191,7 +191,25 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         tables: Arc::new(tables),
         kv,
         model: model.clone(),
+        metadata_dir: config.metadata_dir.clone(),
+        snapshot_keep: config.snapshots.keep,
     });
+    if config.snapshots.interval_hours > 0 {
+        let s = services.clone();
+        let every = Duration::from_secs(config.snapshots.interval_hours * 3600);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match s.snapshot().await {
+                    Ok((dir, n)) => info!(
+                        "metadata snapshot written to {} ({n} entries)",
+                        dir.display()
+                    ),
+                    Err(e) => warn!("metadata snapshot failed, retried next time: {e}"),
+                }
+            }
+        });
+    }
     if let Some(addr) = &config.admin.metrics_bind_addr {
         let l = tokio::net::TcpListener::bind(addr)
             .await

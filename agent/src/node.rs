@@ -167,6 +167,61 @@ pub fn prepare(config: &Config) -> Result<Identity, StartError> {
     })
 }
 
+/// Write a snapshot of the metadata store and the node's files (key,
+/// layout, peers) to `<metadata_dir>/snapshots/<UTC date-time>`, then keep
+/// only the `keep` newest. Written under a temporary name and renamed, so
+/// a snapshot directory is always complete.
+pub fn snapshot(
+    metadata_dir: &Path,
+    db: &crate::db::Db,
+    keep: usize,
+) -> Result<(PathBuf, u64), String> {
+    let root = metadata_dir.join("snapshots");
+    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = crate::s3::xml::iso8601(secs * 1000).replace([':', '.'], "-");
+    let tmp = root.join(format!(".{name}.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let entries = db
+        .snapshot(&tmp.join("db"))
+        .map_err(|e| format!("copying the metadata store: {e}"))?;
+    for e in std::fs::read_dir(metadata_dir)
+        .map_err(|e| format!("{}: {e}", metadata_dir.display()))?
+        .flatten()
+    {
+        let p = e.path();
+        if p.is_file() {
+            std::fs::copy(&p, tmp.join(e.file_name()))
+                .map_err(|err| format!("{}: {err}", p.display()))?;
+        }
+    }
+    let dir = root.join(&name);
+    std::fs::rename(&tmp, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut all: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_dir()
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    all.sort();
+    while all.len() > keep.max(1) {
+        let old = all.remove(0);
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok((dir, entries))
+}
+
 /// Size and free space (for unprivileged users) of the file system
 /// holding `path`.
 pub fn disk_usage(path: &Path) -> Option<hangar_common::rpc::DiskUsage> {

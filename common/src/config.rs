@@ -62,6 +62,36 @@ pub struct Config {
     pub s3_web: S3WebConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub snapshots: SnapshotConfig,
+}
+
+/// Copies of the metadata store taken while the agent runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Hours between automatic snapshots; 0 turns them off.
+    #[serde(default = "default_snapshot_interval")]
+    pub interval_hours: u64,
+    /// Snapshots kept (the oldest go first).
+    #[serde(default = "default_snapshot_keep")]
+    pub keep: usize,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            interval_hours: default_snapshot_interval(),
+            keep: default_snapshot_keep(),
+        }
+    }
+}
+
+fn default_snapshot_interval() -> u64 {
+    24
+}
+fn default_snapshot_keep() -> usize {
+    3
 }
 
 /// Object data: how it is cut and kept.
@@ -319,6 +349,7 @@ impl Config {
             s3_api: S3ApiConfig::default(),
             s3_web: S3WebConfig::default(),
             admin: AdminConfig::default(),
+            snapshots: SnapshotConfig::default(),
         }
     }
 

@@ -190,6 +190,9 @@ pub trait Admin {
     async fn worker_pause(name: String, paused: bool) -> Result<WorkerInfo, RpcError>;
     /// Start a repair on the answering node.
     async fn repair(what: Repair) -> Result<String, RpcError>;
+    /// Write a snapshot of the answering node's metadata now; returns its
+    /// directory.
+    async fn snapshot() -> Result<String, RpcError>;
     /// Create a bucket.
     async fn bucket_create(name: String) -> Result<BucketInfo, RpcError>;
     /// Delete an empty bucket.

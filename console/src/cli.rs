@@ -91,6 +91,18 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
             }
         }
         Command::Key(cmd) => key(&client, cmd, json).await,
+        Command::Snapshot => {
+            let dir = client.snapshot(ctx()).await??;
+            if json {
+                print_json(&serde_json::json!({ "snapshot": dir }))
+            } else {
+                println!("Metadata snapshot written to {dir}");
+                println!(
+                    "To restore: stop the agent, put its files in metadata_dir (its db/ as db/), start it."
+                );
+                Ok(())
+            }
+        }
     }
 }
 

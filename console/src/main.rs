@@ -65,6 +65,9 @@ pub enum Command {
     /// Start a repair on the connected node.
     #[command(subcommand)]
     Repair(RepairCmd),
+    /// Write a snapshot of the connected node's metadata now (while it
+    /// runs); prints its directory.
+    Snapshot,
     /// Diagnostics: exercise the replicated metadata tables.
     #[command(subcommand)]
     Debug(DebugCmd),

@@ -99,6 +99,12 @@ impl Engine for MemEngine {
         })
     }
 
+    fn snapshot(&self, _dir: &std::path::Path) -> DbResult<u64> {
+        Err(DbError::Aborted(
+            "the in-memory engine (tests only) has nothing to snapshot".into(),
+        ))
+    }
+
     fn flush(&self) -> DbResult<()> {
         Ok(())
     }

@@ -72,6 +72,11 @@ pub trait Engine: Send + Sync + 'static {
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> DbResult<()>;
     /// Make every acknowledged write durable.
     fn flush(&self) -> DbResult<()>;
+    /// Copy every tree into a new store at `dir` (which must not exist),
+    /// while writes go on; returns the entries copied. Each tree is copied
+    /// in one pass, not all trees at one instant: the tables' items are
+    /// CRDTs, and anti-entropy brings a restored copy up to date.
+    fn snapshot(&self, dir: &std::path::Path) -> DbResult<u64>;
     /// Name of the engine, for status output.
     fn name(&self) -> &'static str;
 }

@@ -40,6 +40,26 @@ impl SledEngine {
         })
     }
 
+    fn copy_to(&self, dir: &Path) -> DbResult<u64> {
+        let out = sled::Config::new()
+            .path(dir)
+            .create_new(true)
+            .open()
+            .map_err(err)?;
+        let mut n = 0;
+        for name in self.db.tree_names() {
+            let src = self.db.open_tree(&name).map_err(err)?;
+            let dst = out.open_tree(&name).map_err(err)?;
+            for kv in src.iter() {
+                let (k, v) = kv.map_err(err)?;
+                dst.insert(k, v).map_err(err)?;
+                n += 1;
+            }
+        }
+        out.flush().map_err(err)?;
+        Ok(n)
+    }
+
     fn tree(&self, t: TreeId) -> DbResult<sled::Tree> {
         let trees = self.trees.read().unwrap_or_else(|p| p.into_inner());
         trees
@@ -146,6 +166,10 @@ impl Engine for SledEngine {
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(err(e)),
         }
+    }
+
+    fn snapshot(&self, dir: &Path) -> DbResult<u64> {
+        self.copy_to(dir)
     }
 
     fn flush(&self) -> DbResult<()> {
