@@ -515,3 +515,52 @@ pub fn context_with_timeout(timeout: Duration) -> tarpc::context::Context {
     ctx.deadline = std::time::Instant::now() + timeout;
     ctx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages as the previous protocol version wrote them (MessagePack
+    /// arrays, as tarpc's codec sends them, without the fields added
+    /// since) still decode, the new fields defaulted.
+    #[test]
+    fn messages_of_the_previous_version_still_decode() {
+        #[derive(Serialize)]
+        struct PingResponseV1 {
+            layout_version: u64,
+            layout_digest: u64,
+            known_peers: Vec<PeerAddr>,
+        }
+        let old = PingResponseV1 {
+            layout_version: 3,
+            layout_digest: 9,
+            known_peers: Vec::new(),
+        };
+        for bytes in [
+            rmp_serde::to_vec(&old).expect("encode"),
+            rmp_serde::to_vec_named(&old).expect("encode"),
+        ] {
+            let new: PingResponse = rmp_serde::from_slice(&bytes).expect("decode");
+            assert_eq!((new.layout_version, new.disk), (3, None));
+        }
+        #[derive(Serialize)]
+        struct BucketInfoV1 {
+            name: String,
+            id: String,
+            created_ms: u64,
+            keys: Vec<KeyGrant>,
+        }
+        let old = BucketInfoV1 {
+            name: "b".into(),
+            id: "00".into(),
+            created_ms: 1,
+            keys: Vec::new(),
+        };
+        let new: BucketInfo =
+            rmp_serde::from_slice(&rmp_serde::to_vec(&old).expect("encode")).expect("decode");
+        assert_eq!(
+            (new.objects, new.quota_max_size, new.website),
+            (0, None, false)
+        );
+    }
+}

@@ -681,6 +681,84 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// Items as the previous format wrote them (before the fields this
+    /// version added): they must still decode, the new fields defaulted.
+    #[test]
+    fn items_written_by_the_previous_format_still_decode() {
+        #[derive(Serialize)]
+        struct BucketV1 {
+            id: BucketId,
+            name: String,
+            created_ms: u64,
+            shards: u8,
+            deleted: Flag,
+        }
+        #[derive(Serialize)]
+        struct MetaV1 {
+            size: u64,
+            etag: String,
+            content_type: Option<String>,
+            user_meta: Vec<(String, String)>,
+        }
+        #[derive(Serialize)]
+        enum DataV1 {
+            #[allow(dead_code)]
+            DeleteMarker,
+            Blocks {
+                meta: MetaV1,
+            },
+        }
+        #[derive(Serialize)]
+        struct VersionV1 {
+            uuid: VersionId,
+            timestamp: u64,
+            data: DataV1,
+        }
+        #[derive(Serialize)]
+        struct ObjectV1 {
+            #[serde(with = "serde_bytes")]
+            pk: Vec<u8>,
+            key: String,
+            version: VersionV1,
+        }
+        let old = BucketV1 {
+            id: Hash::of(b"b"),
+            name: "photos".into(),
+            created_ms: 1,
+            shards: 16,
+            deleted: Flag(false),
+        };
+        let b: Bucket = rmp_serde::from_slice(&rmp_serde::to_vec_named(&old).unwrap()).unwrap();
+        assert_eq!((b.name.as_str(), b.shards), ("photos", 16));
+        assert_eq!(b.website.value, None);
+        assert_eq!(b.quotas.value, Quotas::default());
+        let old = ObjectV1 {
+            pk: vec![1, 2],
+            key: "k".into(),
+            version: VersionV1 {
+                uuid: [3; 16],
+                timestamp: 42,
+                data: DataV1::Blocks {
+                    meta: MetaV1 {
+                        size: 10,
+                        etag: "e".into(),
+                        content_type: None,
+                        user_meta: Vec::new(),
+                    },
+                },
+            },
+        };
+        let o: Object = rmp_serde::from_slice(&rmp_serde::to_vec_named(&old).unwrap()).unwrap();
+        assert_eq!((o.version.timestamp, o.version.micros), (42, 0));
+        match o.version.data {
+            ObjectData::Blocks { meta } => {
+                assert_eq!(meta.size, 10);
+                assert!(meta.headers.is_empty());
+            }
+            d => panic!("decoded as {d:?}"),
+        }
+    }
+
     #[test]
     fn block_references_keep_the_refcount_in_step() {
         let db: Db = Arc::new(MemEngine::default());
