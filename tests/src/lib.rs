@@ -60,11 +60,28 @@ pub fn console_bin() -> PathBuf {
 }
 
 /// A port that was free a moment ago.
+/// A port free on loopback, never handed out twice by this process, and
+/// outside the kernel's ephemeral range (32768-60999 on Linux): between
+/// choosing a port and the agent binding it, an outgoing connection of
+/// any test could otherwise take it as its source port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on loopback")
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let given = given.get_or_insert_with(Default::default);
+    // Start somewhere different in each test process.
+    let mut port = 20_000 + (std::process::id() % 12_000) as u16;
+    for _ in 0..12_000 {
+        port = if port >= 32_000 { 20_000 } else { port + 1 };
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port left in 20000-32000 on loopback")
 }
 
 /// Poll `cond` until it returns `Some`, or panic after `deadline` with
