@@ -113,10 +113,7 @@ pub fn s3_op(
     query: Option<&str>,
 ) -> &'static str {
     let q = query.unwrap_or("");
-    let has = |flag: &str| {
-        q.split('&')
-            .any(|p| p == flag || p.starts_with(&format!("{flag}=")))
-    };
+    let has = |flag: &str| q.split('&').any(|p| p.split('=').next() == Some(flag));
     use http::Method as M;
     match (method, has_bucket, has_key) {
         (&M::GET, false, _) => "ListBuckets",
@@ -305,4 +302,41 @@ pub async fn serve(listener: TcpListener, s: Arc<Services>) {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn requests_are_named_by_their_s3_operation() {
+        let op = |m: Method, b: bool, k: bool, q: &str| s3_op(&m, b, k, Some(q));
+        assert_eq!(op(Method::GET, false, false, ""), "ListBuckets");
+        assert_eq!(op(Method::PUT, true, true, ""), "PutObject");
+        assert_eq!(
+            op(Method::PUT, true, true, "partNumber=2&uploadId=ab"),
+            "UploadPart"
+        );
+        assert_eq!(
+            op(Method::POST, true, true, "uploads"),
+            "CreateMultipartUpload"
+        );
+        assert_eq!(
+            op(Method::POST, true, true, "uploadId=ab"),
+            "CompleteMultipartUpload"
+        );
+        assert_eq!(
+            op(Method::DELETE, true, true, "uploadId=ab"),
+            "AbortMultipartUpload"
+        );
+        assert_eq!(
+            op(Method::GET, true, false, "list-type=2&prefix=a"),
+            "ListObjectsV2"
+        );
+        assert_eq!(op(Method::GET, true, false, "prefix=a"), "ListObjects");
+        // A value that merely starts like a flag is not that flag.
+        assert_eq!(op(Method::GET, true, true, "uploadIdx=1"), "GetObject");
+        assert_eq!(op(Method::POST, true, false, "delete"), "DeleteObjects");
+    }
 }

@@ -75,6 +75,29 @@ async fn big_ttfb(port: u16, key: &S3Key) -> (Duration, Duration) {
     (put, median(ttfb))
 }
 
+/// Print the median of each small operation and the 64 MiB figures, as
+/// times and multiples of the round trip.
+async fn report(port: u16, key: &S3Key, tag: &str, rtt: Duration) {
+    let line = |op: &str, d: Duration| {
+        println!(
+            "{op:<22} {:>7.1} ms {:>8.2}",
+            d.as_secs_f64() * 1000.0,
+            d.as_secs_f64() / rtt.as_secs_f64()
+        )
+    };
+    for (op, d) in ops(port, key, tag).await {
+        line(op, d);
+    }
+    let (put, ttfb) = big_ttfb(port, key).await;
+    line("GET 64 MiB first byte", ttfb);
+    println!(
+        "{:<22} {:>7.1} ms ({:.0} MB/s)",
+        "PUT 64 MiB",
+        put.as_secs_f64() * 1000.0,
+        64.0 * MIB as f64 / 1e6 / put.as_secs_f64()
+    );
+}
+
 fn main() {
     let rtt_ms: u64 = std::env::var("HANGAR_BENCH_RTT_MS")
         .ok()
@@ -106,26 +129,7 @@ fn main() {
         "3 nodes in 3 zones, RF 3, {rtt_ms} ms round trip between zones, client beside node 1"
     );
     println!("{:<22} {:>10} {:>8}", "operation", "median", "x RTT");
-    for (op, d) in rt.block_on(ops(port, &key, "lat")) {
-        println!(
-            "{op:<22} {:>7.1} ms {:>8.2}",
-            d.as_secs_f64() * 1000.0,
-            d.as_secs_f64() / rtt.as_secs_f64()
-        );
-    }
-    let (put, ttfb) = rt.block_on(big_ttfb(port, &key));
-    println!(
-        "{:<22} {:>7.1} ms {:>8.2}",
-        "GET 64 MiB first byte",
-        ttfb.as_secs_f64() * 1000.0,
-        ttfb.as_secs_f64() / rtt.as_secs_f64()
-    );
-    println!(
-        "{:<22} {:>7.1} ms ({:.0} MB/s)",
-        "PUT 64 MiB",
-        put.as_secs_f64() * 1000.0,
-        64.0 * MIB as f64 / 1e6 / put.as_secs_f64()
-    );
+    rt.block_on(report(port, &key, "lat", rtt));
 
     println!(
         "\n{:<24} {:>10} {:>10} {:>10} {:>12}",
@@ -159,24 +163,5 @@ fn main() {
     fc.net.shape_both(0, 2, slow);
     fc.net.shape_both(1, 2, slow);
     println!("\nnode 3 behind a 1 MB/s link with 200 ms more round trip");
-    for (op, d) in rt.block_on(ops(port, &key, "slow")) {
-        println!(
-            "{op:<22} {:>7.1} ms {:>8.2}",
-            d.as_secs_f64() * 1000.0,
-            d.as_secs_f64() / rtt.as_secs_f64()
-        );
-    }
-    let (put, ttfb) = rt.block_on(big_ttfb(port, &key));
-    println!(
-        "{:<22} {:>7.1} ms {:>8.2}",
-        "GET 64 MiB first byte",
-        ttfb.as_secs_f64() * 1000.0,
-        ttfb.as_secs_f64() / rtt.as_secs_f64()
-    );
-    println!(
-        "{:<22} {:>7.1} ms ({:.0} MB/s)",
-        "PUT 64 MiB",
-        put.as_secs_f64() * 1000.0,
-        64.0 * MIB as f64 / 1e6 / put.as_secs_f64()
-    );
+    rt.block_on(report(port, &key, "slow", rtt));
 }

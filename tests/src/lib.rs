@@ -590,6 +590,17 @@ impl Agent {
         }
     }
 
+    /// Create bucket `bucket` and an access key `key_name` that may read
+    /// and write it, with the CLI.
+    pub fn bucket_with_key(&self, bucket: &str, key_name: &str) -> S3Key {
+        let key = self.create_key(key_name);
+        self.hangar_json(&["bucket", "create", bucket]);
+        self.hangar_json(&[
+            "bucket", "allow", bucket, "--key", key_name, "--read", "--write",
+        ]);
+        key
+    }
+
     /// The command running a scenario of `tests/s3/client.py` (boto3)
     /// against this agent, for tests that drive the process themselves.
     pub fn boto3_command(&self, key: &S3Key, bucket: &str, args: &[&str]) -> Command {

@@ -173,11 +173,7 @@ fn streaming_uploads_presigned_expiry_clock_skew_and_virtual_hosts() {
         },
     );
     let a = &c.agents[0];
-    let key = a.create_key("tester");
-    a.hangar_json(&["bucket", "create", "test"]);
-    a.hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = a.bucket_with_key("test", "tester");
     eprint!(
         "{}",
         a.script_ok("compat.py", &key, "test", &[], &["streaming"])

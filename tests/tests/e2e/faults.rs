@@ -49,11 +49,7 @@ fn digests(a: &Agent) -> Option<BTreeMap<String, String>> {
 fn no_acknowledged_write_is_lost_through_kills_partitions_and_pauses() {
     let mut fc = FaultyCluster::start_formed(3, &AgentOpts::default());
     let c = &mut fc.cluster;
-    let key = c.agents[0].create_key("tester");
-    c.agents[0].hangar_json(&["bucket", "create", "test"]);
-    c.agents[0].hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = c.agents[0].bucket_with_key("test", "tester");
     let endpoints: Vec<String> = c.agents.iter().map(|a| a.s3_endpoint()).collect();
     let tmp = tempfile::tempdir().expect("temporary directory");
     let history = tmp.path().join("history.jsonl");
@@ -221,11 +217,7 @@ fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
         },
     );
     let a = &c.agents[0];
-    let key = a.create_key("tester");
-    a.hangar_json(&["bucket", "create", "test"]);
-    a.hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = a.bucket_with_key("test", "tester");
     eprint!(
         "{}",
         a.script_ok("compat.py", &key, "test", &[], &["fill_disk"])

@@ -33,11 +33,7 @@ fn sample(text: &str, series: &str) -> f64 {
 #[test]
 fn metrics_count_requests_and_bytes_and_health_follows_the_quorums() {
     let mut c = Cluster::start_formed(3, &AgentOpts::default());
-    let key = c.agents[0].create_key("tester");
-    c.agents[0].hangar_json(&["bucket", "create", "test"]);
-    c.agents[0].hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = c.agents[0].bucket_with_key("test", "tester");
     let a = &c.agents[0];
     let (st, before) = scrape(a, "/metrics").expect("scrape /metrics");
     assert_eq!(st, 200);
@@ -144,11 +140,7 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 #[test]
 fn a_snapshot_taken_under_load_restores_a_wiped_node() {
     let mut c = Cluster::start_formed(3, &AgentOpts::default());
-    let key = c.agents[0].create_key("tester");
-    c.agents[0].hangar_json(&["bucket", "create", "test"]);
-    c.agents[0].hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = c.agents[0].bucket_with_key("test", "tester");
     // Writes go on (through node 1) while node 3 takes its snapshot.
     let mut load = c.agents[0]
         .boto3_command(&key, "test", &["write", "snap", "300"])

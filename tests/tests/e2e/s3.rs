@@ -52,11 +52,7 @@ fn boto3_stores_and_lists_objects_and_gets_clear_errors() {
 #[test]
 fn objects_survive_a_dead_node_and_resync_gives_it_the_blocks_it_missed() {
     let mut c = Cluster::start_formed(3, &AgentOpts::default());
-    let key = c.agents[0].create_key("tester");
-    c.agents[0].hangar_json(&["bucket", "create", "test"]);
-    c.agents[0].hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = c.agents[0].bucket_with_key("test", "tester");
     c.agents[0].boto3_ok(&key, "test", &[], &["write", "before", "20"]);
 
     c.agents[2].kill();
@@ -91,11 +87,7 @@ fn objects_survive_a_dead_node_and_resync_gives_it_the_blocks_it_missed() {
 #[test]
 fn scrub_replaces_a_corrupted_block_and_every_node_serves_correct_data() {
     let c = Cluster::start_formed(3, &AgentOpts::default());
-    let key = c.agents[0].create_key("tester");
-    c.agents[0].hangar_json(&["bucket", "create", "test"]);
-    c.agents[0].hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = c.agents[0].bucket_with_key("test", "tester");
     c.agents[0].boto3_ok(&key, "test", &[], &["write", "scrubbed", "5"]);
 
     // Flip one byte of one block file on node 2.
@@ -196,11 +188,7 @@ fn a_get_keeps_streaming_when_replicas_hang_mid_object() {
     c.agents[0].hangar_json(&["layout", "apply", "--version", "1"]);
     c.wait_converged(1);
     let gw = &c.agents[3];
-    let key = gw.create_key("tester");
-    gw.hangar_json(&["bucket", "create", "test"]);
-    gw.hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = gw.bucket_with_key("test", "tester");
 
     let mut child = gw
         .boto3_command(
@@ -256,11 +244,7 @@ fn an_interrupted_upload_leaves_no_object_and_its_blocks_are_reclaimed() {
         },
     );
     let a = &c.agents[0];
-    let key = a.create_key("tester");
-    a.hangar_json(&["bucket", "create", "test"]);
-    a.hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = a.bucket_with_key("test", "tester");
     a.boto3_ok(&key, "test", &[], &["presigned", "shared"]);
     let kept = a.block_files();
     a.boto3_ok(&key, "test", &[], &["interrupted", "half"]);
@@ -286,11 +270,7 @@ fn after_adding_a_node_blocks_move_to_their_new_owner_and_stay_readable() {
         ..AgentOpts::default()
     };
     let mut c = Cluster::start_formed(1, &opts);
-    let key = c.agents[0].create_key("tester");
-    c.agents[0].hangar_json(&["bucket", "create", "test"]);
-    c.agents[0].hangar_json(&[
-        "bucket", "allow", "test", "--key", "tester", "--read", "--write",
-    ]);
+    let key = c.agents[0].bucket_with_key("test", "tester");
     c.agents[0].boto3_ok(&key, "test", &[], &["write", "moving", "30"]);
     let before = c.agents[0].block_files();
     assert!(before.len() >= 30, "{}", before.len());
