@@ -102,6 +102,7 @@ impl Peer for PeerServer {
         self.s.net.learn(self.remote, Some(req.from_addr.clone()));
         let mut resp = self.s.layout.ping_response();
         resp.disk = self.s.disk();
+        resp.data_dirs = self.s.model.blocks.store.status();
         resp
     }
 
@@ -183,6 +184,7 @@ impl Services {
                     staged: staged.get(&id).cloned(),
                     layout_version: None,
                     disk: None,
+                    data_dirs: Vec::new(),
                     partitions: (0..hangar_common::layout::PARTITIONS)
                         .filter(|p| layout.nodes_of(*p).contains(&id))
                         .count(),
@@ -196,6 +198,7 @@ impl Services {
                         agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
                         layout_version: Some(layout.version),
                         disk: self.disk(),
+                        data_dirs: self.model.blocks.store.status(),
                         ..base
                     }
                 } else if let Some(p) = peers.get(&id) {
@@ -208,6 +211,7 @@ impl Services {
                         agent_version: p.agent_version.clone(),
                         layout_version: p.layout_version,
                         disk: p.disk,
+                        data_dirs: p.data_dirs.clone(),
                         ..base
                     }
                 } else {
@@ -250,9 +254,9 @@ fn table_err(e: crate::table::TableError) -> RpcError {
 }
 
 impl Services {
-    /// This node's data disk.
+    /// Space for blocks on this node.
     fn disk(&self) -> Option<hangar_common::rpc::DiskUsage> {
-        crate::node::disk_usage(self.model.blocks.store.root())
+        self.model.blocks.store.disk()
     }
 
     fn workers(&self) -> Vec<WorkerInfo> {
@@ -279,7 +283,7 @@ impl Services {
             info(
                 crate::worker::SCRUB,
                 format!(
-                    "{}{} of {} blocks checked, {} corrupted found",
+                    "{}{} of {} blocks checked, {} corrupted found{}",
                     if b.scrub_running {
                         "running: "
                     } else {
@@ -287,7 +291,12 @@ impl Services {
                     },
                     b.scrub_checked,
                     b.scrub_total,
-                    b.scrub_corrupted
+                    b.scrub_corrupted,
+                    if b.scrub_moved > 0 {
+                        format!(", {} moved between data directories", b.scrub_moved)
+                    } else {
+                        String::new()
+                    }
                 ),
             ),
             info(crate::worker::LIFECYCLE, {

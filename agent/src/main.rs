@@ -261,7 +261,11 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     if source == ConfigSource::Defaults && layout.current().version == 0 {
         // No config at all: make this a working single-node cluster right
         // away, offering the free space of the data directory.
-        let capacity = node::available_space(&config.data_dir)
+        let capacity = model
+            .blocks
+            .store
+            .disk()
+            .map(|d| d.free)
             .unwrap_or(0)
             .max(1 << 30);
         let role = NodeRole {
@@ -383,7 +387,16 @@ fn print_banner(config: &Config, source: &ConfigSource, net: &Net, generated_sec
     );
     println!("  config       {source}");
     println!("  metadata     {}", config.metadata_dir.display());
-    println!("  data         {}", config.data_dir.display());
+    for d in &config.data_dir.0 {
+        println!(
+            "  data         {}{}{}",
+            d.path.display(),
+            d.capacity
+                .map(|c| format!(" (capacity {})", hangar_common::size::format_bytes(c)))
+                .unwrap_or_default(),
+            if d.read_only { " (read-only)" } else { "" }
+        );
+    }
     if generated_secret {
         println!(
             "  rpc secret   generated in {} (give it to other nodes to grow the cluster)",

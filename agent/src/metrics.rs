@@ -18,6 +18,8 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 
+use hangar_common::rpc::DataDirStatus;
+
 use crate::admin::Services;
 use crate::s3::server::{Body, serve_http};
 
@@ -248,12 +250,45 @@ fn metrics_text(s: &Services) -> String {
         layout.version,
         layout.live_versions().len()
     );
-    if let Some(d) = crate::node::disk_usage(s.model.blocks.store.root()) {
+    if let Some(d) = s.model.blocks.store.disk() {
         let _ = writeln!(
             out,
-            "# HELP hangar_data_disk_bytes Size of the data directory's file system.\n# TYPE hangar_data_disk_bytes gauge\nhangar_data_disk_bytes {}\n# HELP hangar_data_disk_free_bytes Free space there.\n# TYPE hangar_data_disk_free_bytes gauge\nhangar_data_disk_free_bytes {}",
+            "# HELP hangar_data_disk_bytes Space for blocks: the data directories' capacities (or file system sizes).\n# TYPE hangar_data_disk_bytes gauge\nhangar_data_disk_bytes {}\n# HELP hangar_data_disk_free_bytes Room left there for blocks.\n# TYPE hangar_data_disk_free_bytes gauge\nhangar_data_disk_free_bytes {}",
             d.total, d.free
         );
+    }
+    let dirs = s.model.blocks.store.status();
+    for (name, help, value) in [
+        (
+            "hangar_data_dir_blocks",
+            "Block files in a data directory.",
+            &(|d: &DataDirStatus| d.blocks) as &dyn Fn(&DataDirStatus) -> u64,
+        ),
+        (
+            "hangar_data_dir_bytes",
+            "Bytes of blocks in a data directory.",
+            &|d| d.bytes,
+        ),
+        (
+            "hangar_data_dir_capacity_bytes",
+            "A data directory's capacity (its file system's size if none is configured).",
+            &|d| d.capacity.unwrap_or(d.fs_total),
+        ),
+        (
+            "hangar_data_dir_fs_free_bytes",
+            "Free space on a data directory's file system.",
+            &|d| d.fs_free,
+        ),
+        (
+            "hangar_data_dir_full",
+            "Whether a data directory takes no new blocks (1: full or failing) or does (0).",
+            &|d| u64::from(d.full.is_some()),
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for d in &dirs {
+            let _ = writeln!(out, "{name}{{dir=\"{}\"}} {}", label(&d.path), value(d));
+        }
     }
     let healthy = health(s).is_ok();
     let _ = writeln!(
@@ -262,6 +297,14 @@ fn metrics_text(s: &Services) -> String {
         u8::from(healthy)
     );
     out
+}
+
+/// A label value with `\\`, `"` and newlines escaped, as the text format
+/// requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Body> {

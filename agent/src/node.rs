@@ -19,6 +19,12 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read {what} {path}: {source}")]
+    Unreadable {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{what} {path} is not writable: {source}")]
     NotWritable {
         what: &'static str,
@@ -157,7 +163,18 @@ pub fn load_or_create_secret(config: &Config) -> Result<(RpcSecret, bool), Start
 /// Prepare directories and identity: everything `run` and `node-id` need.
 pub fn prepare(config: &Config) -> Result<Identity, StartError> {
     ensure_dir("metadata_dir", &config.metadata_dir)?;
-    ensure_dir("data_dir", &config.data_dir)?;
+    for dir in &config.data_dir.0 {
+        if dir.read_only {
+            // Possibly on a read-only mount: it only has to be readable.
+            std::fs::read_dir(&dir.path).map_err(|source| StartError::Unreadable {
+                what: "data_dir (read_only)",
+                path: dir.path.clone(),
+                source,
+            })?;
+        } else {
+            ensure_dir("data_dir", &dir.path)?;
+        }
+    }
     let keypair = load_or_create_key(&config.metadata_dir)?;
     let (secret, generated_secret) = load_or_create_secret(config)?;
     Ok(Identity {
@@ -222,9 +239,26 @@ pub fn snapshot(
     Ok((dir, entries))
 }
 
+/// A file system's size, space free for unprivileged users, and id (to
+/// tell whether two directories share one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsStat {
+    pub total: u64,
+    pub free: u64,
+    pub id: u64,
+}
+
 /// Size and free space (for unprivileged users) of the file system
 /// holding `path`.
 pub fn disk_usage(path: &Path) -> Option<hangar_common::rpc::DiskUsage> {
+    fs_stat(path).map(|s| hangar_common::rpc::DiskUsage {
+        total: s.total,
+        free: s.free,
+    })
+}
+
+/// [`FsStat`] of the file system holding `path`.
+pub fn fs_stat(path: &Path) -> Option<FsStat> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
@@ -239,9 +273,10 @@ pub fn disk_usage(path: &Path) -> Option<hangar_common::rpc::DiskUsage> {
     let st = unsafe { st.assume_init() };
     // The field types vary by platform (32-bit on some ARM boards).
     #[allow(clippy::unnecessary_cast)]
-    Some(hangar_common::rpc::DiskUsage {
+    Some(FsStat {
         total: st.f_blocks as u64 * st.f_frsize as u64,
         free: st.f_bavail as u64 * st.f_frsize as u64,
+        id: st.f_fsid as u64,
     })
 }
 

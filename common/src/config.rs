@@ -28,8 +28,9 @@ pub const GENERATED_SECRET_FILE: &str = "rpc_secret";
 pub struct Config {
     #[serde(default = "default_metadata_dir")]
     pub metadata_dir: PathBuf,
+    /// Where blocks are kept: one directory, or several with capacities.
     #[serde(default = "default_data_dir")]
-    pub data_dir: PathBuf,
+    pub data_dir: DataDirs,
     #[serde(default = "default_rf")]
     pub replication_factor: usize,
     #[serde(default = "default_rpc_bind_addr")]
@@ -64,6 +65,92 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub snapshots: SnapshotConfig,
+}
+
+/// The directories holding a node's blocks: `data_dir = "/path"` for one,
+/// or a list of `{ path = "/mnt/disk1/hangar", capacity = "2T" }` tables,
+/// typically one per disk (`read_only = true` drains a directory: its
+/// blocks stay readable and move to the others).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDirs(pub Vec<DataDir>);
+
+/// One data directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataDir {
+    pub path: PathBuf,
+    /// Most bytes of blocks to keep here (`"2T"`, `"500GB"`, or a number of
+    /// bytes); without it, the size of its file system. Blocks are spread
+    /// over the directories in proportion to these capacities.
+    #[serde(
+        default,
+        deserialize_with = "de_capacity",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub capacity: Option<u64>,
+    /// Keep serving the blocks here but write no new ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+impl DataDirs {
+    pub fn one(path: PathBuf) -> DataDirs {
+        DataDirs(vec![DataDir {
+            path,
+            capacity: None,
+            read_only: false,
+        }])
+    }
+
+    /// Every directory's path.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.0.iter().map(|d| d.path.as_path())
+    }
+}
+
+impl Serialize for DataDirs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] if one.capacity.is_none() && !one.read_only => one.path.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DataDirs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = DataDirs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path, or a list of { path = \"...\", capacity = \"2T\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DataDirs, E> {
+                Ok(DataDirs::one(PathBuf::from(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<DataDirs, A::Error> {
+                Vec::<DataDir>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(DataDirs)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A capacity written as a size (`"2T"`) or a number of bytes.
+fn de_capacity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Cap {
+        Bytes(u64),
+        Text(String),
+    }
+    match Cap::deserialize(d)? {
+        Cap::Bytes(b) => Ok(Some(b)),
+        Cap::Text(t) => crate::size::parse_size(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// Copies of the metadata store taken while the agent runs.
@@ -268,8 +355,8 @@ fn user_data_dir() -> PathBuf {
 fn default_metadata_dir() -> PathBuf {
     user_data_dir().join("meta")
 }
-fn default_data_dir() -> PathBuf {
-    user_data_dir().join("data")
+fn default_data_dir() -> DataDirs {
+    DataDirs::one(user_data_dir().join("data"))
 }
 fn default_rf() -> usize {
     3
@@ -467,6 +554,28 @@ impl Config {
                 "[blocks] inline_max_bytes must be at most 65536".into(),
             ));
         }
+        if self.data_dir.0.is_empty() {
+            return Err(invalid("data_dir must name at least one directory".into()));
+        }
+        for (i, a) in self.data_dir.0.iter().enumerate() {
+            if self.data_dir.0[..i].iter().any(|b| b.path == a.path) {
+                return Err(invalid(format!(
+                    "data_dir lists {} twice",
+                    a.path.display()
+                )));
+            }
+            if a.capacity == Some(0) {
+                return Err(invalid(format!(
+                    "data_dir {}: capacity must be more than 0 (use read_only = true to stop writing there)",
+                    a.path.display()
+                )));
+            }
+        }
+        if self.data_dir.0.iter().all(|d| d.read_only) {
+            return Err(invalid(
+                "data_dir: at least one directory must not be read_only".into(),
+            ));
+        }
         if self.ping_failures_before_down == 0 {
             return Err(invalid(
                 "ping_failures_before_down must be at least 1".into(),
@@ -549,6 +658,54 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("64 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn data_dir_is_a_path_or_a_list_with_capacities() {
+        let c = Config::parse("data_dir = \"/d\"\n", "x").unwrap();
+        assert_eq!(c.data_dir, DataDirs::one("/d".into()));
+        let c = Config::parse(
+            "data_dir = [\n  { path = \"/a\", capacity = \"2T\" },\n  { path = \"/b\", capacity = 1000, read_only = true },\n  { path = \"/c\" },\n]\n",
+            "x",
+        )
+        .unwrap();
+        let caps: Vec<_> = c
+            .data_dir
+            .0
+            .iter()
+            .map(|d| (d.capacity, d.read_only))
+            .collect();
+        assert_eq!(
+            caps,
+            [
+                (Some(2_000_000_000_000), false),
+                (Some(1000), true),
+                (None, false)
+            ]
+        );
+        // Round trip through TOML.
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(Config::parse(&text, "x").unwrap().data_dir, c.data_dir);
+        for (bad, says) in [
+            (
+                "data_dir = [{ path = \"/a\", capacity = \"lots\" }]",
+                "not a size",
+            ),
+            ("data_dir = [{ path = \"/a\", size = \"1G\" }]", "size"),
+            ("data_dir = [{ path = \"/a\" }, { path = \"/a\" }]", "twice"),
+            (
+                "data_dir = [{ path = \"/a\", read_only = true }]",
+                "read_only",
+            ),
+            ("data_dir = []", "at least one"),
+            (
+                "data_dir = [{ path = \"/a\", capacity = 0 }]",
+                "more than 0",
+            ),
+        ] {
+            let e = Config::parse(bad, "x").unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

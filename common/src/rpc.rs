@@ -248,9 +248,35 @@ pub struct PingResponse {
     /// The callee's data disk.
     #[serde(default)]
     pub disk: Option<DiskUsage>,
+    /// The callee's data directories.
+    #[serde(default)]
+    pub data_dirs: Vec<DataDirStatus>,
 }
 
-/// Size and free space of the file system holding a node's data.
+/// One data directory of a node: what it holds and whether it takes new
+/// blocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataDirStatus {
+    pub path: String,
+    /// Configured capacity (None: its file system's size).
+    pub capacity: Option<u64>,
+    /// Serves its blocks but takes no new ones (being drained).
+    pub read_only: bool,
+    /// Block files and their bytes on disk.
+    pub blocks: u64,
+    pub bytes: u64,
+    /// Whether counting what was there at start is finished.
+    pub counted: bool,
+    /// Its file system's size and free space.
+    pub fs_total: u64,
+    pub fs_free: u64,
+    /// Why it takes no new blocks now (capacity reached, file system
+    /// nearly full, a failed write), if so.
+    pub full: Option<String>,
+}
+
+/// Space for blocks on a node: the size of its writable data directories
+/// and the room left in them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiskUsage {
     pub total: u64,
@@ -282,6 +308,9 @@ pub struct NodeStatus {
     pub layout_version: Option<u64>,
     /// Partition replicas it holds in the applied layout.
     pub partitions: usize,
+    /// Its data directories, as its last ping answer said.
+    #[serde(default)]
+    pub data_dirs: Vec<DataDirStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -331,6 +360,9 @@ pub struct BlockWorkerStats {
     pub scrub_total: u64,
     #[serde(default)]
     pub scrub_corrupted: u64,
+    /// Scrub: blocks moved to the data directory they belong in.
+    #[serde(default)]
+    pub scrub_moved: u64,
 }
 
 /// A background worker, as `hangar worker list` shows it.

@@ -632,6 +632,13 @@ pub fn render_status(st: &ClusterStatus) -> String {
             st.blocks.scrub_corrupted
         ));
     }
+    if st.blocks.scrub_moved > 0 {
+        out.push_str(&format!(
+            "Blocks moved to the data directory they belong in: {}\n",
+            st.blocks.scrub_moved
+        ));
+    }
+    out.push_str(&render_data_dirs(st));
     if !st.tables.is_empty() {
         for t in &st.tables {
             out.push_str(&table_line(t));
@@ -650,6 +657,56 @@ pub fn render_status(st: &ClusterStatus) -> String {
         ));
     }
     out
+}
+
+/// Every node's data directories, one row each: what they hold, their
+/// room, and why one takes no new blocks.
+pub fn render_data_dirs(st: &ClusterStatus) -> String {
+    let rows: Vec<Vec<String>> = st
+        .nodes
+        .iter()
+        .flat_map(|n| n.data_dirs.iter().map(move |d| (n, d)))
+        .map(|(n, d)| {
+            vec![
+                n.id.short(),
+                d.path.clone(),
+                format!("{}{}", d.blocks, if d.counted { "" } else { " (counting)" }),
+                format_bytes(d.bytes),
+                d.capacity
+                    .map(format_bytes)
+                    .unwrap_or_else(|| format!("{} (disk)", format_bytes(d.fs_total))),
+                format_bytes(d.fs_free),
+                data_dir_state(d),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nData directories:\n{}",
+        table(
+            &[
+                "NODE",
+                "DIRECTORY",
+                "BLOCKS",
+                "STORED",
+                "CAPACITY",
+                "DISK FREE",
+                "STATE"
+            ],
+            &rows,
+        )
+    )
+}
+
+/// `ok`, `read-only (draining)`, or `FULL: why`.
+pub fn data_dir_state(d: &hangar_common::rpc::DataDirStatus) -> String {
+    match (&d.full, d.read_only) {
+        (_, true) => "read-only (draining)".into(),
+        (Some(why), _) => format!("FULL: {why}"),
+        (None, false) => "ok".into(),
+    }
 }
 
 /// One line per table: what this node holds and how its background work

@@ -417,6 +417,26 @@ def put_expect(key, size, expect):
     print(f"ok put {key}: {expect}")
 
 
+def put_many(prefix, count, size):
+    """PUT `count` objects of `size` bytes under `prefix`: every one must
+    succeed."""
+    s3 = client()
+    for i in range(int(count)):
+        key = f"{prefix}{i:04}"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=data_for(key, int(size)))
+    print(f"ok put {count} objects of {size} B under {prefix}")
+
+
+def get_many(prefix, count, size):
+    """Every object `put_many` wrote reads back intact."""
+    s3 = client()
+    for i in range(int(count)):
+        key = f"{prefix}{i:04}"
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        check(body == data_for(key, int(size)), f"{key} reads back intact")
+    print(f"ok read {count} objects under {prefix}")
+
+
 def delete(key):
     client().delete_object(Bucket=BUCKET, Key=key)
     print(f"ok deleted {key}")
@@ -922,4 +942,6 @@ if __name__ == "__main__":
         "listing_options": listing_options,
         "put": lambda: put_expect(*args),
         "delete": lambda: delete(args[0]),
+        "put_many": lambda: put_many(*args),
+        "get_many": lambda: get_many(*args),
     }[scenario]()

@@ -138,6 +138,8 @@ pub struct AgentOpts {
     pub public_addr: Option<String>,
     /// Where the agent keeps its blocks (default: in its directory).
     pub data_dir: Option<PathBuf>,
+    /// The `data_dir` value as TOML (a list of directories), instead.
+    pub data_dir_toml: Option<String>,
 }
 
 impl Default for AgentOpts {
@@ -151,6 +153,7 @@ impl Default for AgentOpts {
             rpc_ip: None,
             public_addr: None,
             data_dir: None,
+            data_dir_toml: None,
         }
     }
 }
@@ -189,12 +192,14 @@ impl Agent {
         agent
     }
 
-    fn write_config(&self, opts: &AgentOpts) {
+    /// Rewrite the config with other options (same ports and identity):
+    /// takes effect at the next start.
+    pub fn write_config(&self, opts: &AgentOpts) {
         let d = self.dir.path();
         let peers: Vec<String> = opts.bootstrap.iter().map(|p| format!("{p:?}")).collect();
         let text = format!(
             "metadata_dir = {meta:?}\n\
-             data_dir = {data:?}\n\
+             data_dir = {data}\n\
              replication_factor = {rf}\n\
              rpc_bind_addr = \"{ip}:{port}\"\n\
              rpc_public_addr = \"{public}\"\n\
@@ -208,7 +213,10 @@ impl Agent {
              [s3_web]\nbind_addr = \"127.0.0.1:{web}\"\n{web_extra}\n\
              [admin]\nmetrics_bind_addr = \"127.0.0.1:{metrics}\"\n",
             meta = d.join("meta"),
-            data = opts.data_dir.clone().unwrap_or_else(|| d.join("data")),
+            data = opts.data_dir_toml.clone().unwrap_or_else(|| format!(
+                "{:?}",
+                opts.data_dir.clone().unwrap_or_else(|| d.join("data"))
+            )),
             rf = opts.replication_factor,
             port = self.rpc_port,
             ip = self.rpc_ip,
@@ -694,5 +702,40 @@ impl Agent {
                 .join("\n")
         );
         stdout
+    }
+}
+
+/// A small tmpfs mounted for a test (a real file system that fills up),
+/// unmounted when dropped.
+pub struct SmallDisk {
+    path: PathBuf,
+    /// The mount point, removed after the unmount.
+    _mount_point: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mount one of `size` (`"6m"`), or None where that is not allowed
+    /// (not root): callers skip with a message.
+    pub fn mount(size: &str) -> Option<SmallDisk> {
+        let mnt = tempfile::tempdir().ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(mnt.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk {
+            path: mnt.path().to_path_buf(),
+            _mount_point: mnt,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }

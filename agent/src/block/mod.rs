@@ -134,14 +134,14 @@ impl RcTrees {
 
 impl BlockManager {
     pub fn open(
-        data_dir: &std::path::Path,
+        data_dirs: &hangar_common::config::DataDirs,
         db: Db,
         net: Arc<Net>,
         layout: Arc<LayoutManager>,
         cfg: BlockConfig,
     ) -> DbResult<Arc<BlockManager>> {
         Ok(Arc::new(BlockManager {
-            store: BlockStore::new(data_dir, cfg.compression_level),
+            store: BlockStore::new(data_dirs, cfg.compression_level),
             rc: db.open_tree("block_rc")?,
             resync_queue: db.open_tree("block_resync")?,
             scrub_state: db.open_tree("block_scrub")?,

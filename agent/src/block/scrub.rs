@@ -1,5 +1,11 @@
 //! The scrub worker: read every local block, check it against its hash,
-//! and have the resync worker fetch a good copy of any that fails.
+//! and have the resync worker fetch a good copy of any that fails. A good
+//! block that is not in the data directory it belongs in (see
+//! `store.rs`) is moved there on the way.
+//!
+//! A pass also starts right away when the data directories changed since
+//! the last one (a disk added, a capacity changed, one made read-only), so
+//! blocks spread over the new set without the operator asking.
 //!
 //! Runs every `scrub_interval` and on demand (`hangar repair scrub`),
 //! pausing between blocks so it never starves requests of disk bandwidth.
@@ -16,6 +22,8 @@ use super::BlockManager;
 
 const CURSOR: &[u8] = b"cursor";
 const LAST_DONE: &[u8] = b"last_done_ms";
+/// The data directories the last pass ran with.
+const DIRS: &[u8] = b"data_dirs";
 
 impl BlockManager {
     /// Ask for a scrub pass now.
@@ -24,6 +32,12 @@ impl BlockManager {
     }
 
     pub async fn scrub_loop(self: Arc<Self>, interval: Duration, pause: Duration) {
+        let dirs = self.store.fingerprint();
+        let known = self.db.get(self.scrub_state, DIRS).ok().flatten();
+        let mut dirs_changed = known.is_some_and(|k| k != dirs.as_bytes());
+        if let Err(e) = self.db.insert(self.scrub_state, DIRS, dirs.as_bytes()) {
+            warn!("scrub: cannot record the data directories: {e}");
+        }
         loop {
             let last = self
                 .db
@@ -42,7 +56,10 @@ impl BlockManager {
             let due_in = Duration::from_millis(
                 (last + interval.as_millis() as u64).saturating_sub(now_msec()),
             );
-            if !resuming {
+            if dirs_changed {
+                info!("scrub: the data directories changed; spreading blocks over them now");
+                dirs_changed = false;
+            } else if !resuming {
                 tokio::select! {
                     _ = tokio::time::sleep(due_in) => {}
                     _ = self.scrub_now.notified() => {}
@@ -83,7 +100,7 @@ impl BlockManager {
             let h = *hash;
             let ok = tokio::task::spawn_blocking(move || me.store.verify(&h)).await;
             match ok {
-                Ok(Ok(true)) => {}
+                Ok(Ok(true)) => self.relocate(*hash).await,
                 Ok(Ok(false)) => {
                     bad += 1;
                     self.stats
@@ -115,9 +132,33 @@ impl BlockManager {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .scrub_running = false;
+        let moved = self.stats().scrub_moved;
         info!(
-            "scrub: done, {} block(s) checked, {bad} corrupted (being refetched)",
+            "scrub: done, {} block(s) checked, {bad} corrupted (being refetched), {moved} moved to their data directory so far",
             todo.len()
         );
+    }
+
+    /// Move a block to the data directory it belongs in, if elsewhere.
+    async fn relocate(self: &Arc<Self>, hash: Hash) {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.store.relocate(&hash)).await {
+            Ok(Ok(true)) => {
+                self.stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .scrub_moved += 1;
+                if self.refcount(&hash) == 0 {
+                    // Deleted meanwhile, maybe: check it again later.
+                    self.enqueue(
+                        &hash,
+                        now_msec() + self.cfg.unreferenced_grace.as_millis() as u64,
+                    );
+                }
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => warn!("scrub: cannot move block {hash}: {e}"),
+            Err(e) => warn!("scrub: move task failed: {e}"),
+        }
     }
 }

@@ -226,6 +226,7 @@ impl crate::net::Gossip for LayoutManager {
             layout_digest: l.digest(),
             known_peers: self.net.known_peers(),
             disk: None,
+            data_dirs: Vec::new(),
         }
     }
 

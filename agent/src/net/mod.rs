@@ -63,6 +63,8 @@ pub struct PeerInfo {
     pub agent_version: Option<String>,
     pub layout_version: Option<u64>,
     pub disk: Option<hangar_common::rpc::DiskUsage>,
+    /// Its data directories, as its last ping answer said.
+    pub data_dirs: Vec<hangar_common::rpc::DataDirStatus>,
     failures: u32,
 }
 
@@ -313,6 +315,7 @@ impl Net {
                     self.record_success(id, rtt, resp.layout_version);
                     if let Some(slot) = lock(&self.peers).get_mut(&id) {
                         slot.info.disk = resp.disk;
+                        slot.info.data_dirs = resp.data_dirs.clone();
                     }
                     let gossip = lock(&self.gossip).clone();
                     if let Some(g) = gossip {

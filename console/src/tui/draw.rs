@@ -66,6 +66,100 @@ fn role_cells(n: &NodeStatus) -> (String, String) {
 }
 
 /// A table with the selected row marked by `>` (and reversed colours).
+/// The selected node's data directories: what each holds, its room, and
+/// why one takes no new blocks.
+fn draw_data_dirs(n: &NodeStatus, f: &mut Frame, area: Rect) {
+    let full = n.data_dirs.iter().filter(|d| d.full.is_some()).count();
+    let title = format!(
+        " Data directories of {}{} ",
+        n.id.short(),
+        if full > 0 {
+            format!(" · {full} FULL")
+        } else {
+            String::new()
+        }
+    );
+    let block = Block::bordered().title(title);
+    if n.data_dirs.is_empty() {
+        f.render_widget(
+            Paragraph::new("Not reported (the node is down, or runs an older agent).").block(block),
+            area,
+        );
+        return;
+    }
+    let wide = area.width >= 120;
+    let rows: Vec<Row> = n
+        .data_dirs
+        .iter()
+        .map(|d| {
+            let cap = d.capacity.unwrap_or(d.fs_total);
+            let (state, color) = match (&d.full, d.read_only) {
+                (_, true) => ("read-only, draining".to_string(), Color::Yellow),
+                // Narrow screens get the reason without its figures.
+                (Some(why), _) if !wide => (
+                    format!("FULL: {}", why.split(" (").next().unwrap_or(why)),
+                    Color::Red,
+                ),
+                (Some(why), _) => (format!("FULL: {why}"), Color::Red),
+                (None, false) => ("● takes new blocks".to_string(), Color::Green),
+            };
+            let mut cells = vec![ratatui::widgets::Cell::from(d.path.clone())];
+            if wide {
+                cells.extend([
+                    d.blocks.to_string().into(),
+                    format_bytes(d.bytes).into(),
+                    format!(
+                        "{}{}",
+                        format_bytes(cap),
+                        if d.capacity.is_none() { " (disk)" } else { "" }
+                    )
+                    .into(),
+                    format_bytes(d.fs_free).into(),
+                ]);
+            } else {
+                cells.push(format!("{} of {}", format_bytes(d.bytes), format_bytes(cap)).into());
+            }
+            cells.push(ratatui::widgets::Cell::from(state).style(Style::default().fg(color)));
+            Row::new(cells)
+        })
+        .collect();
+    let (widths, header) = if wide {
+        (
+            vec![
+                Constraint::Min(20),
+                Constraint::Length(9),
+                Constraint::Length(10),
+                Constraint::Length(16),
+                Constraint::Length(10),
+                Constraint::Min(30),
+            ],
+            vec![
+                "DIRECTORY",
+                "BLOCKS",
+                "STORED",
+                "CAPACITY",
+                "DISK FREE",
+                "STATE",
+            ],
+        )
+    } else {
+        (
+            vec![
+                Constraint::Fill(1),
+                Constraint::Length(18),
+                Constraint::Fill(1),
+            ],
+            vec!["DIRECTORY", "STORED", "STATE"],
+        )
+    };
+    f.render_widget(
+        Table::new(rows, widths)
+            .header(Row::new(header).style(bold()))
+            .block(block),
+        area,
+    );
+}
+
 fn selectable<'a>(
     rows: Vec<Row<'a>>,
     widths: Vec<Constraint>,
@@ -271,8 +365,14 @@ impl App {
     }
 
     fn draw_cluster(&self, f: &mut Frame, area: Rect) {
-        let [nodes, work] =
-            Layout::vertical([Constraint::Min(4), Constraint::Length(6)]).areas(area);
+        let selected = self.nodes().get(self.selected[0]).copied();
+        let dir_count = selected.map(|n| n.data_dirs.len()).unwrap_or(0);
+        let [nodes, dirs, work] = Layout::vertical([
+            Constraint::Min(4),
+            Constraint::Length(dir_count.clamp(1, 4) as u16 + 3),
+            Constraint::Length(6),
+        ])
+        .areas(area);
         let wide = area.width >= 120;
         let (widths, header) = if wide {
             (
@@ -321,6 +421,9 @@ impl App {
             true,
         );
         f.render_stateful_widget(t, nodes, &mut s);
+        if let Some(n) = selected {
+            draw_data_dirs(n, f, dirs);
+        }
         self.draw_work(f, work);
     }
 

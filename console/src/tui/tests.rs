@@ -52,6 +52,37 @@ fn node(b: u8, l: &ClusterLayout, up: bool) -> NodeStatus {
         }),
         layout_version: Some(l.version),
         partitions,
+        data_dirs: data_dirs(b),
+    }
+}
+
+/// Node 1 has two disks, the smaller one full; the others one each.
+fn data_dirs(b: u8) -> Vec<hangar_common::rpc::DataDirStatus> {
+    let dir = |path: &str, capacity: Option<u64>, bytes: u64, full: Option<&str>| {
+        hangar_common::rpc::DataDirStatus {
+            path: path.into(),
+            capacity,
+            read_only: false,
+            blocks: bytes >> 20,
+            bytes,
+            counted: true,
+            fs_total: 2 * TB,
+            fs_free: 2 * TB - bytes,
+            full: full.map(str::to_string),
+        }
+    };
+    if b == 1 {
+        vec![
+            dir(
+                "/mnt/disk1/hangar",
+                Some(TB / 2),
+                TB / 2,
+                Some("capacity reached (500 GB of 500 GB)"),
+            ),
+            dir("/mnt/disk2/hangar", Some(TB), TB / 4, None),
+        ]
+    } else {
+        vec![dir("/var/lib/hangar/data", None, TB / 8 * b as u64, None)]
     }
 }
 

@@ -179,34 +179,15 @@ fn no_acknowledged_write_is_lost_through_kills_partitions_and_pauses() {
     );
 }
 
-/// A tmpfs mounted for a test, unmounted when dropped.
-struct SmallDisk(std::path::PathBuf);
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
 fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
-    let mnt = tempfile::tempdir().expect("mount point");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(mnt.path())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        // The only environment-dependent test: it needs to mount a small
-        // file system (root). CI machines of this project run as root.
+    let Some(disk) = SmallDisk::mount("6m") else {
+        // The only environment-dependent tests need to mount a small file
+        // system (root). CI machines of this project run as root.
         eprintln!("SKIPPED: cannot mount a tmpfs here");
         return;
-    }
-    let disk = SmallDisk(mnt.path().to_path_buf());
-    let data = disk.0.join("data");
+    };
+    let data = disk.path().join("data");
     let c = Cluster::start_formed(
         1,
         &AgentOpts {

@@ -4,6 +4,7 @@
 mod cluster;
 mod compat;
 mod console;
+mod disks;
 mod faults;
 mod ops;
 mod s3;

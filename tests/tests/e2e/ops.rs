@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use hangar_tests::*;
 
 /// `GET path` on an agent's metrics port: (status, body).
-fn scrape(a: &Agent, path: &str) -> Option<(u16, String)> {
+pub fn scrape(a: &Agent, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", a.metrics_port)).ok()?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .ok()?;
