@@ -2,13 +2,17 @@
 //!
 //! Two services share one port: [`Peer`] (node to node) and [`Admin`]
 //! (console to node). Which one a connection talks to is decided by the
-//! [`ChannelKind`] in its handshake. Messages are MessagePack (rmp-serde).
+//! [`ChannelKind`] in its handshake. Messages are MessagePack (rmp-serde)
+//! with structs written as maps of field names ([`NamedMessagePack`]), so a
+//! node ignores the fields it does not know and defaults the ones it lacks:
+//! nodes of two neighbouring versions understand each other's messages.
 //!
 //! These types are the protocol: changing one changes what old nodes can
 //! read. Add fields with `#[serde(default)]`, never rename or remove, and bump
-//! [`crate::transport::PROTOCOL`] when a method is added (tarpc closes the
+//! [`crate::transport::PROTOCOL`] on any change (tarpc closes the
 //! connection on a method it does not know, so callers check the agreed
-//! version first).
+//! version first). Version 2 wrote structs as arrays; version 3 reads those
+//! (the fields added since default) and version 2 reads version 3's maps.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -415,11 +419,40 @@ pub type RpcTransport<In, Out> = tokio_serde::Framed<
     tokio_util::codec::Framed<TcpStream, transport::NoiseCodec>,
     In,
     Out,
-    tokio_serde::formats::MessagePack<In, Out>,
+    NamedMessagePack<In, Out>,
 >;
 
 pub fn rpc_transport<In, Out>(ch: SecureChannel) -> RpcTransport<In, Out> {
-    tokio_serde::Framed::new(ch.framed, tokio_serde::formats::MessagePack::default())
+    tokio_serde::Framed::new(ch.framed, NamedMessagePack(std::marker::PhantomData))
+}
+
+/// MessagePack with structs as maps of field names (tokio-serde's own
+/// codec writes them as arrays, which a node of another version cannot
+/// read as soon as a field was added). Reads both forms.
+pub struct NamedMessagePack<In, Out>(std::marker::PhantomData<fn(Out) -> In>);
+
+impl<In: for<'de> Deserialize<'de>, Out> tokio_serde::Deserializer<In>
+    for NamedMessagePack<In, Out>
+{
+    type Error = std::io::Error;
+
+    fn deserialize(
+        self: std::pin::Pin<&mut Self>,
+        src: &bytes::BytesMut,
+    ) -> Result<In, Self::Error> {
+        rmp_serde::from_slice(src)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+impl<In, Out: Serialize> tokio_serde::Serializer<Out> for NamedMessagePack<In, Out> {
+    type Error = std::io::Error;
+
+    fn serialize(self: std::pin::Pin<&mut Self>, item: &Out) -> Result<bytes::Bytes, Self::Error> {
+        rmp_serde::to_vec_named(item)
+            .map(Into::into)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
 }
 
 /// Why connecting to a node failed.
@@ -594,5 +627,62 @@ mod tests {
             (new.objects, new.quota_max_size, new.website),
             (0, None, false)
         );
+    }
+
+    /// A node of the previous version reads this version's messages, the
+    /// tarpc envelope included: the fields it does not know are skipped.
+    #[test]
+    fn the_previous_version_reads_this_versions_messages() {
+        use tokio_serde::Serializer as _;
+        #[derive(Deserialize)]
+        struct PingResponseV2 {
+            layout_version: u64,
+            layout_digest: u64,
+            known_peers: Vec<PeerAddr>,
+            #[serde(default)]
+            disk: Option<DiskUsage>,
+        }
+        let new = PingResponse {
+            layout_version: 4,
+            layout_digest: 7,
+            known_peers: Vec::new(),
+            disk: Some(DiskUsage { total: 10, free: 5 }),
+            data_dirs: vec![DataDirStatus {
+                path: "/d".into(),
+                capacity: Some(1),
+                read_only: false,
+                blocks: 2,
+                bytes: 3,
+                counted: true,
+                fs_total: 4,
+                fs_free: 5,
+                full: Some("capacity reached".into()),
+            }],
+        };
+        let envelope = tarpc::Response {
+            request_id: 9,
+            message: Ok(new.clone()),
+        };
+        let mut codec: NamedMessagePack<(), tarpc::Response<PingResponse>> =
+            NamedMessagePack(std::marker::PhantomData);
+        let bytes = std::pin::Pin::new(&mut codec)
+            .serialize(&envelope)
+            .expect("encode");
+        // What the previous version's codec does with it.
+        let old: tarpc::Response<PingResponseV2> =
+            rmp_serde::from_read(std::io::Cursor::new(&bytes[..])).expect("decode");
+        let old = old.message.expect("a response");
+        assert_eq!(
+            (
+                old.layout_version,
+                old.layout_digest,
+                old.known_peers.len(),
+                old.disk
+            ),
+            (4, 7, 0, new.disk)
+        );
+        // And this version reads what it wrote.
+        let back: tarpc::Response<PingResponse> = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(back.message.expect("a response"), new);
     }
 }
