@@ -2,9 +2,10 @@
 //!
 //! `GET /metrics`: Prometheus text format, written by hand (a few counter
 //! families and one histogram need no library): S3 requests by operation
-//! and status with a latency histogram, bytes in and out, peers up and
+//! and status with a latency histogram, bytes in and out, RPC calls to
+//! each peer by method with errors and a latency histogram, peers up and
 //! their round trip, table items and queues, block worker progress, disk
-//! size and free space. `GET /health`: 200 when every partition has a read
+//! size and free space, each data directory. `GET /health`: 200 when every partition has a read
 //! and a write quorum among the nodes this node sees up, 503 otherwise,
 //! with a line saying why.
 
@@ -26,14 +27,107 @@ use crate::s3::server::{Body, serve_http};
 /// Upper bounds (seconds) of the request latency histogram buckets.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
+/// A latency histogram: cumulative counts per bucket, count, sum.
+#[derive(Default)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+
+    /// The `_bucket`, `_sum` and `_count` samples of `name{labels}`.
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        for (i, le) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{le}\"}} {}",
+                self.buckets[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {}\n{name}_sum{{{labels}}} {}\n{name}_count{{{labels}}} {}",
+            self.count, self.sum, self.count
+        );
+    }
+}
+
 #[derive(Default)]
 struct OpStats {
     /// Requests by status code.
     by_status: BTreeMap<u16, u64>,
-    /// Cumulative counts per bucket, then the sum of seconds.
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+    latency: Histogram,
+}
+
+/// Calls this node made to one peer with one method.
+#[derive(Default)]
+struct CallStats {
+    errors: u64,
+    latency: Histogram,
+}
+
+/// RPC calls this node made to its peers, by peer and method.
+#[derive(Default)]
+pub struct RpcMetrics {
+    calls: Mutex<BTreeMap<(hangar_common::NodeId, &'static str), CallStats>>,
+}
+
+impl RpcMetrics {
+    /// Count one call (`ok`: it got an answer that was not an error).
+    pub fn record(
+        &self,
+        peer: hangar_common::NodeId,
+        method: &'static str,
+        took: Duration,
+        ok: bool,
+    ) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let c = calls.entry((peer, method)).or_default();
+        c.latency.observe(took);
+        c.errors += u64::from(!ok);
+    }
+
+    fn write(&self, out: &mut String) {
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str("# HELP hangar_rpc_requests_total RPC calls made to a peer, by method.\n# TYPE hangar_rpc_requests_total counter\n");
+        for ((peer, method), c) in calls.iter() {
+            let _ = writeln!(
+                out,
+                "hangar_rpc_requests_total{{peer=\"{}\",method=\"{method}\"}} {}",
+                peer.short(),
+                c.latency.count
+            );
+        }
+        out.push_str("# HELP hangar_rpc_errors_total RPC calls to a peer that failed (error, broken connection, time-out; connect: connection attempts that failed).\n# TYPE hangar_rpc_errors_total counter\n");
+        for ((peer, method), c) in calls.iter() {
+            let _ = writeln!(
+                out,
+                "hangar_rpc_errors_total{{peer=\"{}\",method=\"{method}\"}} {}",
+                peer.short(),
+                c.errors
+            );
+        }
+        out.push_str("# HELP hangar_rpc_duration_seconds Time RPC calls to a peer took.\n# TYPE hangar_rpc_duration_seconds histogram\n");
+        for ((peer, method), c) in calls.iter() {
+            c.latency.write(
+                out,
+                "hangar_rpc_duration_seconds",
+                &format!("peer=\"{}\",method=\"{method}\"", peer.short()),
+            );
+        }
+    }
 }
 
 /// What the S3 endpoint has served since start.
@@ -60,14 +154,7 @@ impl S3Metrics {
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         let s = ops.entry(op).or_default();
         *s.by_status.entry(status).or_default() += 1;
-        let secs = took.as_secs_f64();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                s.buckets[i] += 1;
-            }
-        }
-        s.count += 1;
-        s.sum += secs;
+        s.latency.observe(took);
     }
 
     fn write(&self, out: &mut String) {
@@ -84,17 +171,10 @@ impl S3Metrics {
         }
         out.push_str("# HELP hangar_s3_request_duration_seconds Time to answer S3 requests (to the response head).\n# TYPE hangar_s3_request_duration_seconds histogram\n");
         for (op, s) in ops.iter() {
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "hangar_s3_request_duration_seconds_bucket{{op=\"{op}\",le=\"{le}\"}} {}",
-                    s.buckets[i]
-                );
-            }
-            let _ = writeln!(
+            s.latency.write(
                 out,
-                "hangar_s3_request_duration_seconds_bucket{{op=\"{op}\",le=\"+Inf\"}} {}\nhangar_s3_request_duration_seconds_sum{{op=\"{op}\"}} {}\nhangar_s3_request_duration_seconds_count{{op=\"{op}\"}} {}",
-                s.count, s.sum, s.count
+                "hangar_s3_request_duration_seconds",
+                &format!("op=\"{op}\""),
             );
         }
         let _ = writeln!(
@@ -186,6 +266,7 @@ pub fn health(s: &Services) -> Result<String, String> {
 fn metrics_text(s: &Services) -> String {
     let mut out = String::new();
     s.model.s3_metrics.write(&mut out);
+    s.net.rpc_metrics.write(&mut out);
     let peers = s.net.peers();
     out.push_str("# HELP hangar_peer_up Whether a peer answers pings (1) or not (0).\n# TYPE hangar_peer_up gauge\n");
     for (id, p) in &peers {

@@ -206,7 +206,16 @@ impl BlockManager {
         }
         let client = self.net.bulk_client(&node).await?;
         let ctx = hangar_common::rpc::context_with_timeout(self.cfg.op_timeout);
-        match tokio::time::timeout(self.cfg.op_timeout, client.block_put(ctx, hash, data)).await {
+        let start = std::time::Instant::now();
+        let res =
+            tokio::time::timeout(self.cfg.op_timeout, client.block_put(ctx, hash, data)).await;
+        self.net.rpc_metrics.record(
+            node,
+            "block_put",
+            start.elapsed(),
+            matches!(res, Ok(Ok(Ok(())))),
+        );
+        match res {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(format!("node {}: {e}", node.short())),
             Ok(Err(e)) => {
@@ -281,7 +290,14 @@ impl BlockManager {
         let client = self.net.bulk_client(&node).await?;
         let timeout = self.cfg.op_timeout * 3;
         let ctx = hangar_common::rpc::context_with_timeout(timeout);
+        let start = std::time::Instant::now();
         let res = tokio::time::timeout(timeout, client.block_get(ctx, hash)).await;
+        self.net.rpc_metrics.record(
+            node,
+            "block_get",
+            start.elapsed(),
+            matches!(res, Ok(Ok(Ok(_)))),
+        );
         let data = match res {
             Ok(Ok(Ok(Some(b)))) => b,
             Ok(Ok(Ok(None))) => return Err(format!("node {} does not have it", node.short())),

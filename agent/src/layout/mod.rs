@@ -132,12 +132,16 @@ impl LayoutManager {
     }
 
     fn push_to_all(&self, l: ClusterLayout) {
-        for (_, client) in self.net.up_clients() {
+        for (id, client) in self.net.up_clients() {
             let l = l.clone();
+            let net = self.net.clone();
             tokio::spawn(async move {
-                let _ = client
+                let start = std::time::Instant::now();
+                let r = client
                     .push_layout(rpc::context_with_timeout(GOSSIP_TIMEOUT), l)
                     .await;
+                net.rpc_metrics
+                    .record(id, "push_layout", start.elapsed(), r.is_ok());
             });
         }
     }
@@ -236,17 +240,25 @@ impl crate::net::Gossip for LayoutManager {
         }
         let me = self;
         tokio::spawn(async move {
-            match client
+            let start = std::time::Instant::now();
+            let pulled = client
                 .pull_layout(rpc::context_with_timeout(GOSSIP_TIMEOUT))
-                .await
-            {
+                .await;
+            me.net
+                .rpc_metrics
+                .record(peer, "pull_layout", start.elapsed(), pulled.is_ok());
+            match pulled {
                 Ok(theirs) => {
                     me.merge_from(&theirs, peer);
                     let mine = me.current();
                     if mine.digest() != theirs.digest() {
-                        let _ = client
+                        let start = std::time::Instant::now();
+                        let r = client
                             .push_layout(rpc::context_with_timeout(GOSSIP_TIMEOUT), mine)
                             .await;
+                        me.net
+                            .rpc_metrics
+                            .record(peer, "push_layout", start.elapsed(), r.is_ok());
                     }
                 }
                 Err(e) => warn!("cannot pull layout from {}: {e}", peer.short()),

@@ -99,6 +99,8 @@ pub struct Net {
     /// reconnection after the link or the peer went away): such a peer may
     /// have missed writes, so anti-entropy checks it at once.
     up_events: tokio::sync::broadcast::Sender<NodeId>,
+    /// Calls made to peers, for `/metrics`.
+    pub rpc_metrics: crate::metrics::RpcMetrics,
 }
 
 impl Net {
@@ -109,6 +111,7 @@ impl Net {
             secret,
             cfg,
             peers: Mutex::new(BTreeMap::new()),
+            rpc_metrics: Default::default(),
             gossip: Mutex::new(None),
             refused_log: Mutex::new(BTreeMap::new()),
             up_events: tokio::sync::broadcast::channel(64).0,
@@ -274,7 +277,13 @@ impl Net {
                     wake.notified().await;
                     continue;
                 }
-                (None, Some(addr)) => match self.open(&addr, id).await {
+                (None, Some(addr)) => match {
+                    let start = Instant::now();
+                    let r = self.open(&addr, id).await;
+                    self.rpc_metrics
+                        .record(id, "connect", start.elapsed(), r.is_ok());
+                    r
+                } {
                     Ok(c) => {
                         backoff = interval;
                         if let Some(slot) = lock(&self.peers).get_mut(&id) {
@@ -309,6 +318,8 @@ impl Net {
                 client.ping(rpc::context_with_timeout(timeout), req),
             )
             .await;
+            self.rpc_metrics
+                .record(id, "ping", start.elapsed(), matches!(res, Ok(Ok(_))));
             match res {
                 Ok(Ok(resp)) => {
                     let rtt = start.elapsed().as_secs_f64() * 1000.0;

@@ -229,12 +229,16 @@ impl<S: TableSchema> Table<S> {
             table: S::NAME.to_string(),
             op,
         };
-        match tokio::time::timeout(
+        let start = std::time::Instant::now();
+        let res = tokio::time::timeout(
             self.cfg.op_timeout,
             client.table(rpc::context_with_timeout(self.cfg.op_timeout), req),
         )
-        .await
-        {
+        .await;
+        self.net
+            .rpc_metrics
+            .record(node, "table", start.elapsed(), matches!(res, Ok(Ok(Ok(_)))));
+        match res {
             Ok(Ok(Ok(resp))) => Ok(resp),
             Ok(Ok(Err(e))) => Err(format!("node {}: {e}", node.short())),
             Ok(Err(e)) => Err(format!("node {}: {e}", node.short())),

@@ -61,6 +61,25 @@ fn metrics_count_requests_and_bytes_and_health_follows_the_quorums() {
         "{after}"
     );
     assert_eq!(sample(&after, "hangar_healthy"), 1.0);
+    // RPC calls by peer: each PUT's block went to both other nodes, once.
+    for peer in [&c.agents[1], &c.agents[2]] {
+        let p = &peer.id[..16];
+        let rpc = |name: &str, method: &str| format!("{name}{{peer=\"{p}\",method=\"{method}\"}}");
+        assert_eq!(
+            delta(&rpc("hangar_rpc_requests_total", "block_put")),
+            10.0,
+            "{after}"
+        );
+        assert_eq!(
+            sample(
+                &after,
+                &rpc("hangar_rpc_duration_seconds_count", "block_put")
+            ),
+            sample(&after, &rpc("hangar_rpc_requests_total", "block_put"))
+        );
+        assert!(delta(&rpc("hangar_rpc_requests_total", "table")) > 0.0);
+        assert!(sample(&after, &rpc("hangar_rpc_requests_total", "ping")) > 0.0);
+    }
 
     let (st, body) = scrape(a, "/health").expect("health");
     assert_eq!((st, body.starts_with("ok")), (200, true), "{body}");
@@ -72,6 +91,21 @@ fn metrics_count_requests_and_bytes_and_health_follows_the_quorums() {
         (st == 503).then_some(body)
     });
     assert!(body.contains("without a write quorum"), "{body}");
+    // Calls to the dead nodes fail, and /metrics counts it per peer.
+    let dead = &c.agents[1].id[..16];
+    wait_for("RPC errors to a dead peer to be counted", DEADLINE, || {
+        let (_, m) = scrape(&c.agents[0], "/metrics")?;
+        let errors: f64 = ["ping", "connect"]
+            .iter()
+            .map(|method| {
+                sample(
+                    &m,
+                    &format!("hangar_rpc_errors_total{{peer=\"{dead}\",method=\"{method}\"}}"),
+                )
+            })
+            .sum();
+        (errors > 0.0).then_some(())
+    });
     c.agents[1].start();
     c.agents[2].start();
     wait_for("/health to recover", DEADLINE, || {
