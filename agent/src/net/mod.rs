@@ -244,6 +244,15 @@ impl Net {
         Ok(())
     }
 
+    /// [`Net::open`], counted in the RPC metrics as a `connect` call.
+    async fn open_counted(&self, addr: &str, id: NodeId) -> Result<PeerClient, ConnectError> {
+        let start = Instant::now();
+        let r = self.open(addr, id).await;
+        self.rpc_metrics
+            .record(id, "connect", start.elapsed(), r.is_ok());
+        r
+    }
+
     async fn open(&self, addr: &str, id: NodeId) -> Result<PeerClient, ConnectError> {
         let ch = rpc::connect_from(
             addr,
@@ -277,13 +286,7 @@ impl Net {
                     wake.notified().await;
                     continue;
                 }
-                (None, Some(addr)) => match {
-                    let start = Instant::now();
-                    let r = self.open(&addr, id).await;
-                    self.rpc_metrics
-                        .record(id, "connect", start.elapsed(), r.is_ok());
-                    r
-                } {
+                (None, Some(addr)) => match self.open_counted(&addr, id).await {
                     Ok(c) => {
                         backoff = interval;
                         if let Some(slot) = lock(&self.peers).get_mut(&id) {
