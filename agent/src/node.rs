@@ -19,6 +19,11 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "data directory {path} was used before but its marker file {MARKER} is gone: is its disk mounted? \
+         (To start over with a new, empty directory there on purpose, create that file: touch {path}/{MARKER})"
+    )]
+    DataDirMissing { path: PathBuf },
     #[error("cannot read {what} {path}: {source}")]
     Unreadable {
         what: &'static str,
@@ -163,6 +168,7 @@ pub fn load_or_create_secret(config: &Config) -> Result<(RpcSecret, bool), Start
 /// Prepare directories and identity: everything `run` and `node-id` need.
 pub fn prepare(config: &Config) -> Result<Identity, StartError> {
     ensure_dir("metadata_dir", &config.metadata_dir)?;
+    check_data_dir_markers(config, false)?;
     for dir in &config.data_dir.0 {
         if dir.read_only {
             // Possibly on a read-only mount: it only has to be readable.
@@ -175,6 +181,7 @@ pub fn prepare(config: &Config) -> Result<Identity, StartError> {
             ensure_dir("data_dir", &dir.path)?;
         }
     }
+    check_data_dir_markers(config, true)?;
     let keypair = load_or_create_key(&config.metadata_dir)?;
     let (secret, generated_secret) = load_or_create_secret(config)?;
     Ok(Identity {
@@ -182,6 +189,56 @@ pub fn prepare(config: &Config) -> Result<Identity, StartError> {
         secret,
         generated_secret,
     })
+}
+
+/// File marking a directory as one of this node's data directories.
+pub const MARKER: &str = ".hangar-data-dir";
+/// File in the metadata directory listing the data directories that got a
+/// marker.
+const SEEN_FILE: &str = "data_dirs_seen";
+
+/// Refuse to start on a data directory that was used before and lost its
+/// marker: most likely its disk is not mounted, and writing into the empty
+/// mount point would fill the system disk and make the node fetch every
+/// block again. With `mark`, a new directory gets its marker and is
+/// remembered (called again once the directories exist); without, nothing
+/// is written (called first, so nothing is created in an empty mount point).
+pub fn check_data_dir_markers(config: &Config, mark: bool) -> Result<(), StartError> {
+    let seen_path = config.metadata_dir.join(SEEN_FILE);
+    let mut seen: Vec<String> = std::fs::read_to_string(&seen_path)
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    let before = seen.len();
+    for dir in &config.data_dir.0 {
+        let marker = dir.path.join(MARKER);
+        let name = dir.path.display().to_string();
+        if marker.is_file() {
+            if !seen.contains(&name) {
+                seen.push(name);
+            }
+            continue;
+        }
+        if seen.contains(&name) {
+            return Err(StartError::DataDirMissing {
+                path: dir.path.clone(),
+            });
+        }
+        if dir.read_only || !mark {
+            continue; // nothing to write there, and nothing to guard
+        }
+        std::fs::write(&marker, b"This directory holds blocks of a Hangar node.\n").map_err(
+            |source| StartError::NotWritable {
+                what: "data_dir",
+                path: dir.path.clone(),
+                source,
+            },
+        )?;
+        seen.push(name);
+    }
+    if seen.len() != before {
+        write_atomic(&seen_path, (seen.join("\n") + "\n").as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Write a snapshot of the metadata store and the node's files (key,
@@ -283,4 +340,38 @@ pub fn fs_stat(path: &Path) -> Option<FsStat> {
 /// Bytes available to unprivileged users on the filesystem holding `path`.
 pub fn available_space(path: &Path) -> Option<u64> {
     disk_usage(path).map(|d| d.free)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_that_lost_its_marker_stops_the_start() {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults();
+        config.metadata_dir = root.path().join("meta");
+        let disk = root.path().join("disk");
+        config.data_dir = hangar_common::config::DataDirs::one(disk.clone());
+        prepare(&config).expect("a first start marks the directory");
+        assert!(disk.join(MARKER).is_file());
+        prepare(&config).expect("and starts again");
+        // The disk is not mounted: the mount point is an empty directory.
+        std::fs::remove_dir_all(&disk).unwrap();
+        std::fs::create_dir(&disk).unwrap();
+        let e = prepare(&config).err().expect("refused").to_string();
+        assert!(e.contains("is its disk mounted?"), "{e}");
+        assert!(
+            e.contains(&format!("touch {}/{MARKER}", disk.display())),
+            "{e}"
+        );
+        // Not even the directory: nothing is created in the mount point.
+        std::fs::remove_dir_all(&disk).unwrap();
+        assert!(prepare(&config).is_err());
+        assert!(!disk.exists(), "nothing written where the disk should be");
+        std::fs::create_dir(&disk).unwrap();
+        // The operator says it is a new disk on purpose.
+        std::fs::write(disk.join(MARKER), b"").unwrap();
+        prepare(&config).expect("starts with the new directory");
+    }
 }

@@ -644,6 +644,19 @@ mod tests {
     }
 
     #[test]
+    fn the_raspberry_pi_guide_config_parses() {
+        let guide = include_str!("../../doc/raspberry-pi.md");
+        let toml = guide
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|t| t.split("```").next())
+            .expect("a toml block in the guide");
+        let c = Config::parse(toml, "doc/raspberry-pi.md").unwrap();
+        assert_eq!(c.data_dir.0[0].capacity, Some(900_000_000_000));
+        assert_eq!(c.tables.db_cache_bytes, 16 << 20);
+    }
+
+    #[test]
     fn unknown_keys_are_refused_with_their_name() {
         let e = Config::parse("replication_facter = 3\n", "x.toml")
             .unwrap_err()

@@ -237,6 +237,7 @@ impl Agent {
     /// `hangar-agent node-id` for this agent.
     pub fn node_id_line(&self) -> String {
         let out = Command::new(agent_bin())
+            .current_dir(self.dir.path())
             .args(["node-id", "--config"])
             .arg(&self.config_path)
             .output()
@@ -308,7 +309,11 @@ impl Agent {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).expect("create agent log");
         let log2 = log.try_clone().expect("clone log handle");
+        // In its own directory: relative paths in its config (as some
+        // tests use, for placements that do not depend on a random
+        // temporary path) are relative to it.
         let child = Command::new(agent_bin())
+            .current_dir(self.dir.path())
             .args(["run", "--config"])
             .arg(&self.config_path)
             .env("RUST_LOG", "info,hangar_agent=debug,tarpc=warn")

@@ -18,6 +18,12 @@ use super::{DbError, DbResult, Engine, TreeId, Tx, TxResult};
 pub struct SledEngine {
     db: sled::Db,
     trees: RwLock<Vec<(String, sled::Tree)>>,
+    /// Writes hold it shared, a snapshot exclusively: sled cannot read all
+    /// trees at one instant, so writes wait while a snapshot copies them,
+    /// and the copy is one consistent state (derived data, such as Merkle
+    /// trees, queues, counters and block reference counts, agrees with the
+    /// items it derives from).
+    writes: RwLock<()>,
 }
 
 fn err(e: sled::Error) -> DbError {
@@ -37,10 +43,12 @@ impl SledEngine {
         Ok(SledEngine {
             db,
             trees: RwLock::new(Vec::new()),
+            writes: RwLock::new(()),
         })
     }
 
     fn copy_to(&self, dir: &Path) -> DbResult<u64> {
+        let _no_writes = self.writes.write().unwrap_or_else(|p| p.into_inner());
         let out = sled::Config::new()
             .path(dir)
             .create_new(true)
@@ -85,11 +93,13 @@ impl Engine for SledEngine {
     }
 
     fn insert(&self, t: TreeId, key: &[u8], value: &[u8]) -> DbResult<()> {
+        let _writing = self.writes.read().unwrap_or_else(|p| p.into_inner());
         self.tree(t)?.insert(key, value).map_err(err)?;
         Ok(())
     }
 
     fn remove(&self, t: TreeId, key: &[u8]) -> DbResult<()> {
+        let _writing = self.writes.read().unwrap_or_else(|p| p.into_inner());
         self.tree(t)?.remove(key).map_err(err)?;
         Ok(())
     }
@@ -136,6 +146,7 @@ impl Engine for SledEngine {
 
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> DbResult<()> {
         use sled::Transactional;
+        let _writing = self.writes.read().unwrap_or_else(|p| p.into_inner());
         let trees: Vec<sled::Tree> = self
             .trees
             .read()

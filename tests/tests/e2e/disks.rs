@@ -49,16 +49,21 @@ const OPTS: &str = "[blocks]\ncompression_level = 0\n";
 
 #[test]
 fn blocks_spread_by_capacity_and_a_read_only_directory_drains() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let (small, big) = (root.path().join("small"), root.path().join("big"));
+    // Relative to the agent's directory: the same paths, so the same
+    // placement, in every run.
+    let (small_rel, big_rel) = (Path::new("small"), Path::new("big"));
     let mut opts = AgentOpts {
         replication_factor: 1,
         extra: OPTS.into(),
-        data_dir_toml: Some(dir_toml(&[(&small, Some("1G")), (&big, Some("3G"))])),
+        data_dir_toml: Some(dir_toml(&[(small_rel, Some("1G")), (big_rel, Some("3G"))])),
         ..AgentOpts::default()
     };
     let mut c = Cluster::start_formed(1, &opts);
     let key = c.agents[0].bucket_with_key("test", "tester");
+    let (small, big) = (
+        c.agents[0].dir.path().join(small_rel),
+        c.agents[0].dir.path().join(big_rel),
+    );
 
     // 200 objects of one block each, 1 GB against 3 GB: a quarter land in
     // the small directory (the content is fixed, so the split is too; 50
@@ -88,7 +93,7 @@ fn blocks_spread_by_capacity_and_a_read_only_directory_drains() {
     // Make the small one read-only (a disk to be replaced): at restart the
     // scrub moves its blocks to the other, and everything stays readable.
     opts.data_dir_toml = Some(format!(
-        "[{{ path = {small:?}, capacity = \"1G\", read_only = true }}, {{ path = {big:?}, capacity = \"3G\" }}]"
+        "[{{ path = {small_rel:?}, capacity = \"1G\", read_only = true }}, {{ path = {big_rel:?}, capacity = \"3G\" }}]"
     ));
     c.agents[0].terminate();
     c.agents[0].write_config(&opts);
@@ -136,21 +141,25 @@ fn blocks_spread_by_capacity_and_a_read_only_directory_drains() {
 #[test]
 fn directories_fill_to_their_capacity_without_failing_puts() {
     // Room for exactly 15 + 45 blocks of 20,000 bytes. Blocks prefer one
-    // directory or the other in proportion, but not exactly 15 to 45: the
-    // first to fill up refuses blocks, which go to the other, and every
-    // PUT succeeds until the node is full.
-    let root = tempfile::tempdir().expect("tempdir");
-    let (small, big) = (root.path().join("small"), root.path().join("big"));
+    // directory or the other in proportion, but not exactly 15 to 45 (with
+    // these paths and contents, more than 45 prefer the big one): it fills
+    // up first and refuses blocks, which go to the small one, and every PUT
+    // succeeds until the node is full.
+    let (small_rel, big_rel) = (Path::new("small"), Path::new("big"));
     let c = Cluster::start_formed(
         1,
         &AgentOpts {
             replication_factor: 1,
             extra: OPTS.into(),
-            data_dir_toml: Some(dir_toml(&[(&small, Some("300KB")), (&big, Some("900KB"))])),
+            data_dir_toml: Some(dir_toml(&[
+                (small_rel, Some("300KB")),
+                (big_rel, Some("900KB")),
+            ])),
             ..AgentOpts::default()
         },
     );
     let a = &c.agents[0];
+    let (small, big) = (a.dir.path().join(small_rel), a.dir.path().join(big_rel));
     let key = a.bucket_with_key("test", "tester");
     a.script_ok(
         "compat.py",
@@ -166,8 +175,8 @@ fn directories_fill_to_their_capacity_without_failing_puts() {
     );
     let logs = a.logs();
     assert!(
-        logs.contains("takes no new blocks: capacity reached"),
-        "one directory filled first and refused blocks: {logs}"
+        logs.contains("data directory big takes no new blocks: capacity reached"),
+        "the big directory filled first and refused blocks: {logs}"
     );
     // Both full now: the operator sees why, and the next PUT is refused
     // clearly, with nothing half-written.
@@ -186,10 +195,7 @@ fn directories_fill_to_their_capacity_without_failing_puts() {
         .expect("scrape /metrics")
         .1;
     assert!(
-        metrics.contains(&format!(
-            "hangar_data_dir_full{{dir=\"{}\"}} 1",
-            small.display()
-        )),
+        metrics.contains("hangar_data_dir_full{dir=\"small\"} 1"),
         "{metrics}"
     );
     a.script_ok(
