@@ -580,6 +580,18 @@ impl Cluster {
     }
 }
 
+/// Every agent of `agents` reports layout `version` with no older version
+/// still live (the data transition is over).
+pub fn transition_done(agents: &[&Agent], version: u64) -> Option<()> {
+    for a in agents {
+        let st = a.status()?;
+        if st["layout_version"] != version || st["live_versions"] != serde_json::json!([version]) {
+            return None;
+        }
+    }
+    Some(())
+}
+
 /// An access key as `hangar --json key create` prints it.
 #[derive(Clone, Debug)]
 pub struct S3Key {

@@ -409,3 +409,60 @@ fn debug_kv_commands_write_read_and_delete_through_the_cli() {
         "the tombstone is counted until collected: {text}"
     );
 }
+
+/// The operator guide's "replacing a dead node": a node dies for good; a
+/// new one takes its zone and the dead one is removed in the same change.
+/// The move completes without the dead node, and every object is read
+/// through the new node, whose disk now holds their blocks.
+#[test]
+fn replacing_a_dead_node_completes_the_move_and_keeps_every_object() {
+    let opts = AgentOpts::default();
+    let mut c = Cluster::start_formed(3, &opts);
+    let key = c.agents[0].bucket_with_key("test", "tester");
+    c.agents[0].script_ok(
+        "compat.py",
+        &key,
+        "test",
+        &[],
+        &["put_many", "o/", "30", "20000"],
+    );
+    c.agents[2].kill();
+    let mut d = Agent::new(&c.secret, &opts);
+    d.start();
+    let out = c.agents[0].hangar(&["node", "connect", &d.peer_addr()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dead = c.agents[2].id.clone();
+    c.agents[0].hangar_json(&[
+        "layout",
+        "assign",
+        &d.id,
+        "--zone",
+        "dc3",
+        "--capacity",
+        "100G",
+    ]);
+    c.agents[0].hangar_json(&["layout", "remove", &dead]);
+    c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
+    let alive = [&c.agents[0], &c.agents[1], &d];
+    wait_for(
+        "the move to version 2 to complete without the dead node",
+        DEADLINE * 2,
+        || transition_done(&alive, 2),
+    );
+    wait_for("the new node to hold the blocks", DEADLINE, || {
+        (d.block_files().len() >= 30).then_some(())
+    });
+    d.script_ok(
+        "compat.py",
+        &key,
+        "test",
+        &[],
+        &["get_many", "o/", "30", "20000"],
+    );
+    let st = d.status().expect("status");
+    assert_eq!(st["health"]["unavailable"], 0, "{st}");
+}

@@ -213,18 +213,6 @@ async fn without_a_quorum_writes_fail_saying_how_many_replicas_answered() {
     assert!(err.to_string().contains("quorum not reached"), "{err}");
 }
 
-/// Every agent of `agents` reports layout `version` with no older version
-/// still live (the data transition is over).
-fn transition_done(agents: &[&Agent], version: u64) -> Option<()> {
-    for a in agents {
-        let st = a.status()?;
-        if st["layout_version"] != version || st["live_versions"] != serde_json::json!([version]) {
-            return None;
-        }
-    }
-    Some(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layout_change_under_continuous_writes_loses_nothing_and_moves_data_to_the_new_nodes() {
     let opts = opts(3_600_000);
