@@ -442,6 +442,37 @@ impl Admin for AdminServer {
         Ok(self.s.layout.apply(version)?)
     }
 
+    async fn layout_skip_dead(self, _: Context, version: u64) -> Result<Vec<NodeId>, RpcError> {
+        let l = self.s.layout.current();
+        if l.version != version {
+            return Err(RpcError::BadRequest(format!(
+                "the layout is at version {}, not {version}: check `hangar layout show`",
+                l.version
+            )));
+        }
+        if !l.in_transition() {
+            return Err(RpcError::BadRequest(format!(
+                "layout version {version} is not being moved to any more: nothing to skip"
+            )));
+        }
+        let dead: Vec<NodeId> = l
+            .all_live_nodes()
+            .into_iter()
+            .filter(|n| !self.s.net.is_up(n) && l.ack.get(n).copied().unwrap_or(0) < version)
+            .collect();
+        if !dead.is_empty() {
+            tracing::warn!(
+                "layout version {version}: counting down node(s) {} as having confirmed it, at an operator's request",
+                dead.iter()
+                    .map(|n| n.short())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            self.s.layout.skip_acks(&dead, version);
+        }
+        Ok(dead)
+    }
+
     async fn layout_revert(self, _: Context) -> Result<LayoutView, RpcError> {
         self.s.layout.revert();
         Ok(self.s.layout_view())

@@ -13,6 +13,7 @@
 //! connection on a method it does not know, so callers check the agreed
 //! version first). Version 2 wrote structs as arrays; version 3 reads those
 //! (the fields added since default) and version 2 reads version 3's maps.
+//! Version 4 added `Admin::layout_skip_dead` (the Peer service is as in 3).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -233,6 +234,11 @@ pub trait Admin {
     /// Diagnostics table `debug_kv`: what this node's local replica holds
     /// for each key.
     async fn debug_kv_local(keys: Vec<String>) -> Result<Vec<LocalValue>, RpcError>;
+    /// Layout `version` is being moved to, and some nodes that are down
+    /// have not confirmed it: count them as having confirmed, so the move
+    /// completes without them. Returns them (empty: nothing to skip).
+    /// Since protocol 4.
+    async fn layout_skip_dead(version: u64) -> Result<Vec<NodeId>, RpcError>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -428,6 +428,26 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd, json: bool) -> anyhow::Re
             println!("Layout version {version} applied.");
             print!("{}", render_report(&report, &st));
         }
+        LayoutCmd::SkipDead { version } => {
+            let skipped = client.layout_skip_dead(ctx(), *version).await??;
+            if json {
+                return print_json(&skipped);
+            }
+            if skipped.is_empty() {
+                println!(
+                    "No node that is down still has to confirm layout version {version}: nothing skipped."
+                );
+            } else {
+                println!(
+                    "Node(s) {} now count as having confirmed layout version {version}; the move completes with the others.",
+                    skipped
+                        .iter()
+                        .map(|n| n.short())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         LayoutCmd::Revert => {
             let view = client.layout_revert(ctx()).await??;
             if json {

@@ -224,6 +224,16 @@ pub enum LayoutCmd {
     },
     /// Drop every staged change.
     Revert,
+    /// Let the move to layout VERSION complete without the nodes that are
+    /// down and have not confirmed it (a node that stays in the layout but
+    /// will not be back soon). Such a node, if it returns, catches up by
+    /// anti-entropy; writes it accepts before it learns the new layout may
+    /// reach only the old replicas.
+    SkipDead {
+        /// The layout version being moved to (the current one).
+        #[arg(long)]
+        version: u64,
+    },
 }
 
 fn main() {

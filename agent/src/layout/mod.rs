@@ -179,6 +179,16 @@ impl LayoutManager {
         self.update(|l| l.set_ack(me, version));
     }
 
+    /// Record `nodes` as having confirmed `version` (they are down: see
+    /// `Admin::layout_skip_dead`).
+    pub fn skip_acks(self: &Arc<Self>, nodes: &[NodeId], version: u64) {
+        self.update(|l| {
+            for n in nodes {
+                l.set_ack(*n, version);
+            }
+        });
+    }
+
     pub fn set_sync(self: &Arc<Self>, version: u64) {
         let me = self.id;
         self.update(|l| l.set_sync(me, version));

@@ -120,8 +120,15 @@ impl<S: TableSchema> Table<S> {
         let now = now_msec();
         let mut st = self.sync_state.lock().unwrap_or_else(|p| p.into_inner());
         st.items_pushed += pushed_total as u64;
-        // Complete: every held partition reached every node holding it in
-        // the current version (the ones a transition needs data on).
+        // Complete, for a transition: every held partition reached a write
+        // quorum of its replicas in the current version (this node counts
+        // if it is one). Enough: ending the transition needs a read quorum
+        // of each old replica set to have synced, one of which holds any
+        // acknowledged write (read and write quorums overlap), and it put
+        // that write on a write quorum of the new set, where every read
+        // quorum finds it, just as after a normal write. A replica that is
+        // down thus does not hold the move; anti-entropy completes it later.
+        let wq = hangar_common::layout::cluster::write_quorum(layout.replication_factor);
         let mut complete = only.is_none();
         if only.is_none() {
             for &p in &held {
@@ -133,11 +140,12 @@ impl<S: TableSchema> Table<S> {
                 if all_ok {
                     st.last_full_sync_ms.insert(p, now);
                 }
-                complete &= layout
-                    .nodes_of(p)
+                let set = layout.nodes_of(p);
+                let reached = set
                     .iter()
-                    .filter(|n| **n != me)
-                    .all(|n| !failed.contains(&(p, *n)));
+                    .filter(|n| **n == me || !failed.contains(&(p, **n)))
+                    .count();
+                complete &= reached >= wq.min(set.len());
             }
         }
         drop(st);

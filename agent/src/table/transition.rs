@@ -11,7 +11,10 @@
 //! 2. once every node of the current layout (and every reachable node of
 //!    older ones) has acked, runs a full anti-entropy round of every table,
 //!    pushing its data to the nodes that hold it in `v`, and records **sync**
-//!    `v` if the round reached all of them;
+//!    `v` if the round reached a write quorum of each partition's new
+//!    replicas (see `sync.rs` for why that is enough). A node of the current
+//!    layout that is down holds step 2 until it returns, unless an operator
+//!    counts it as acked (`hangar layout skip-dead`);
 //! 3. when a read quorum of each partition's old replicas have synced, any
 //!    node retires the older versions (`ClusterLayout::prune`): reads move to
 //!    the new replicas, which now hold every acknowledged write;

@@ -969,6 +969,7 @@ fn help_lines(tab: Tab) -> Vec<String> {
             "d                       stage the selected node's removal",
             "a                       apply the staged changes (asks first)",
             "r                       revert the staged changes (asks first)",
+            "w                       let a data move complete without the nodes down",
         ],
         Tab::Buckets => &[
             "← →                     buckets list / keys list",
@@ -996,13 +997,24 @@ pub fn draw_work_lines(st: &ClusterStatus, rates: Option<(f64, f64)>, f: &mut Fr
     let [moving, scrub, resync, tables] = Layout::vertical([Constraint::Length(1); 4]).areas(inner);
     let (ratio, label) = if st.live_versions.len() > 1 {
         let total = st.nodes_in_transition.max(1);
-        (
-            st.nodes_synced as f64 / total as f64,
+        (st.nodes_synced as f64 / total as f64, {
+            let down = st
+                .nodes
+                .iter()
+                .filter(|n| !n.up && n.role.is_some())
+                .count();
             format!(
-                "rebalancing to layout v{}: {} of {} nodes have pushed their data",
-                st.layout_version, st.nodes_synced, total
-            ),
-        )
+                "rebalancing to layout v{}: {} of {} nodes pushed their data{}",
+                st.layout_version,
+                st.nodes_synced,
+                total,
+                if down > 0 {
+                    format!(" · {down} down (Layout: w)")
+                } else {
+                    String::new()
+                }
+            )
+        })
     } else {
         (1.0, format!("layout v{}: data in place", st.layout_version))
     };

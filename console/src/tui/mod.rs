@@ -88,6 +88,8 @@ pub enum Action {
     Stage(NodeId, StagedRole),
     Apply(u64),
     Revert,
+    /// Let the move to this version complete without the nodes down.
+    SkipDead(u64),
     BucketCreate(String),
     BucketDelete(String),
     KeyCreate(String),
@@ -615,6 +617,7 @@ impl App {
                 }
             }
             (Tab::Layout, 'a') => self.confirm_apply(),
+            (Tab::Layout, 'w') => self.confirm_skip_dead(),
             (Tab::Layout, 'r') => {
                 self.overlay = Overlay::Confirm {
                     lines: vec!["Drop every staged layout change?".into()],
@@ -695,6 +698,48 @@ impl App {
             }
             _ => {}
         }
+    }
+
+    /// Ask before letting a data move complete without the nodes that are
+    /// down and have not confirmed the new layout.
+    fn confirm_skip_dead(&mut self) {
+        let (Some(view), Some(st)) = (&self.data.layout, &self.data.status) else {
+            return;
+        };
+        let l = &view.layout;
+        if !l.in_transition() {
+            self.message = Some((false, "no data move in progress: nothing to skip".into()));
+            return;
+        }
+        let dead: Vec<String> = l
+            .all_live_nodes()
+            .into_iter()
+            .filter(|n| {
+                l.ack.get(n).copied().unwrap_or(0) < l.version
+                    && !st.nodes.iter().any(|s| s.id == *n && s.up)
+            })
+            .map(|n| n.short())
+            .collect();
+        if dead.is_empty() {
+            self.message = Some((
+                false,
+                "no node that is down holds the move: it is under way".into(),
+            ));
+            return;
+        }
+        self.overlay = Overlay::Confirm {
+            lines: vec![
+                format!(
+                    "Let the move to layout v{} complete without {}?",
+                    l.version,
+                    dead.join(", ")
+                ),
+                "Do it for a node that will not be back soon. If it returns, it".into(),
+                "catches up; writes it takes before it learns the new layout may".into(),
+                "reach only the old replicas.".into(),
+            ],
+            action: Action::SkipDead(l.version),
+        };
     }
 
     fn confirm_apply(&mut self) {

@@ -158,6 +158,21 @@ async fn perform(conn: &mut Conn, action: Action) -> Result<Outcome, String> {
                 r.moves
             ))
         }
+        Action::SkipDead(version) => {
+            let skipped = c
+                .layout_skip_dead(ctx(), version)
+                .await
+                .map_err(rpc)?
+                .map_err(app)?;
+            ok(format!(
+                "layout v{version}: the move goes on without {}",
+                skipped
+                    .iter()
+                    .map(|n| n.short())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
         Action::Revert => {
             c.layout_revert(ctx()).await.map_err(rpc)?.map_err(app)?;
             ok("staged layout changes dropped")

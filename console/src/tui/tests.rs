@@ -377,6 +377,42 @@ fn apply_asks_first_with_the_preview() {
 }
 
 #[test]
+fn a_move_held_by_a_node_down_can_go_on_without_it() {
+    let mut a = app(Scene::Healthy);
+    a.tab = Tab::Layout;
+    key(&mut a, KeyCode::Char('w'));
+    assert!(
+        a.overlay == Overlay::None,
+        "no move in progress: nothing to ask"
+    );
+    // Node 3 down while data moves to v1 from an older version.
+    let mut a = app(Scene::Busy);
+    a.tab = Tab::Layout;
+    if let Some(view) = a.data.layout.as_mut() {
+        let l = &mut view.layout;
+        l.history
+            .push(hangar_common::layout::cluster::HistoricVersion {
+                version: 0,
+                roles: l.roles.clone(),
+                assignment: l.assignment.clone(),
+            });
+        l.ack.insert(id(1), 1);
+    }
+    key(&mut a, KeyCode::Char('w'));
+    let Overlay::Confirm { lines, action } = &a.overlay else {
+        panic!("no confirmation")
+    };
+    assert_eq!(*action, Action::SkipDead(1));
+    assert!(lines[0].contains(&id(3).short()), "{lines:?}");
+    assert!(
+        !lines[0].contains(&id(2).short()),
+        "node 2 is up: {lines:?}"
+    );
+    key(&mut a, KeyCode::Char('y'));
+    assert_eq!(a.outbox, vec![Action::SkipDead(1)]);
+}
+
+#[test]
 fn removing_a_node_shows_the_what_if_first() {
     let mut a = app(Scene::Healthy);
     a.tab = Tab::Layout;

@@ -466,3 +466,94 @@ fn replacing_a_dead_node_completes_the_move_and_keeps_every_object() {
     let st = d.status().expect("status");
     assert_eq!(st["health"]["unavailable"], 0, "{st}");
 }
+
+/// A node that stays in the layout is down while a change is applied: the
+/// move waits for it (it might still write with the old layout) until the
+/// operator says it will not be back soon; then the move completes, and
+/// when the node does come back it learns the new layout and catches up.
+#[test]
+fn a_move_held_by_a_node_down_completes_once_the_operator_skips_it() {
+    let opts = AgentOpts::default();
+    let mut c = Cluster::start_formed(3, &opts);
+    let key = c.agents[0].bucket_with_key("test", "tester");
+    c.agents[0].script_ok(
+        "compat.py",
+        &key,
+        "test",
+        &[],
+        &["put_many", "o/", "30", "20000"],
+    );
+    c.agents[2].kill();
+    let mut d = Agent::new(&c.secret, &opts);
+    d.start();
+    let out = c.agents[0].hangar(&["node", "connect", &d.peer_addr()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.agents[0].hangar_json(&[
+        "layout",
+        "assign",
+        &d.id,
+        "--zone",
+        "dc4",
+        "--capacity",
+        "100G",
+    ]);
+    c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
+    let ack_of = |view: &serde_json::Value, id: &str| -> u64 {
+        view["layout"]["ack"]
+            .as_object()
+            .and_then(|m| m.iter().find(|(k, _)| k.starts_with(&id[..16])))
+            .and_then(|(_, v)| v.as_u64())
+            .unwrap_or(0)
+    };
+    // Every node up confirms version 2; the one down cannot, and the move
+    // waits for it.
+    let up = [&c.agents[0], &c.agents[1], &d];
+    let view = wait_for("the nodes up to confirm version 2", DEADLINE, || {
+        let view = c.agents[0].hangar_json(&["layout", "show"]);
+        up.iter().all(|a| ack_of(&view, &a.id) >= 2).then_some(view)
+    });
+    let dead = c.agents[2].id.clone();
+    assert!(ack_of(&view, &dead) < 2);
+    let st = c.agents[0].status().expect("status");
+    assert_eq!(
+        st["live_versions"],
+        serde_json::json!([1, 2]),
+        "the move waits"
+    );
+
+    let out = c.agents[0].hangar(&["layout", "skip-dead", "--version", "2"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && text.contains(&dead[..16]), "{text}");
+    wait_for(
+        "the move to complete without the node down",
+        DEADLINE * 2,
+        || transition_done(&up, 2),
+    );
+    d.script_ok(
+        "compat.py",
+        &key,
+        "test",
+        &[],
+        &["get_many", "o/", "30", "20000"],
+    );
+    // Nothing left to skip now.
+    let out = c.agents[0].hangar(&["layout", "skip-dead", "--version", "2"]);
+    assert!(!out.status.success());
+
+    // The node comes back: it learns version 2 and serves every object.
+    c.agents[2].start();
+    wait_for("the returning node to learn version 2", DEADLINE, || {
+        transition_done(&[&c.agents[2]], 2)
+    });
+    c.agents[2].script_ok(
+        "compat.py",
+        &key,
+        "test",
+        &[],
+        &["get_many", "o/", "30", "20000"],
+    );
+}
