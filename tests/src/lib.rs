@@ -565,6 +565,20 @@ impl Cluster {
         c.wait_converged(1);
     }
 
+    /// Start a new agent with this cluster's secret and connect it to the
+    /// first (it has no role yet).
+    pub fn add_agent(&self, opts: &AgentOpts) -> Agent {
+        let mut d = Agent::new(&self.secret, opts);
+        d.start();
+        let out = self.agents[0].hangar(&["node", "connect", &d.peer_addr()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d
+    }
+
     /// Wait until every agent reports layout `version` and sees all up.
     pub fn wait_converged(&self, version: u64) {
         let ids: Vec<String> = self.agents.iter().map(|a| a.id.clone()).collect();
@@ -691,6 +705,31 @@ impl Agent {
         args: &[&str],
     ) -> String {
         self.script_ok("client.py", key, bucket, extra_env, args)
+    }
+
+    /// PUT `n` objects of `size` bytes named `<prefix>0000`... (content
+    /// fixed by name) through this agent; every PUT must succeed.
+    pub fn put_many(&self, key: &S3Key, bucket: &str, prefix: &str, n: usize, size: usize) {
+        let (n, size) = (n.to_string(), size.to_string());
+        self.script_ok(
+            "compat.py",
+            key,
+            bucket,
+            &[],
+            &["put_many", prefix, &n, &size],
+        );
+    }
+
+    /// Read back every object [`Agent::put_many`] wrote, checking content.
+    pub fn get_many(&self, key: &S3Key, bucket: &str, prefix: &str, n: usize, size: usize) {
+        let (n, size) = (n.to_string(), size.to_string());
+        self.script_ok(
+            "compat.py",
+            key,
+            bucket,
+            &[],
+            &["get_many", prefix, &n, &size],
+        );
     }
 
     /// Like [`Agent::script`], insisting on success.

@@ -410,31 +410,25 @@ fn debug_kv_commands_write_read_and_delete_through_the_cli() {
     );
 }
 
+/// Three nodes holding 30 objects (`o/`, 20,000 bytes each, bucket
+/// `test`), the third killed, and a fourth started and connected, with no
+/// role yet.
+fn objects_node_down_and_a_new_node() -> (Cluster, S3Key, Agent) {
+    let mut c = Cluster::start_formed(3, &AgentOpts::default());
+    let key = c.agents[0].bucket_with_key("test", "tester");
+    c.agents[0].put_many(&key, "test", "o/", 30, 20000);
+    c.agents[2].kill();
+    let d = c.add_agent(&AgentOpts::default());
+    (c, key, d)
+}
+
 /// The operator guide's "replacing a dead node": a node dies for good; a
 /// new one takes its zone and the dead one is removed in the same change.
 /// The move completes without the dead node, and every object is read
 /// through the new node, whose disk now holds their blocks.
 #[test]
 fn replacing_a_dead_node_completes_the_move_and_keeps_every_object() {
-    let opts = AgentOpts::default();
-    let mut c = Cluster::start_formed(3, &opts);
-    let key = c.agents[0].bucket_with_key("test", "tester");
-    c.agents[0].script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["put_many", "o/", "30", "20000"],
-    );
-    c.agents[2].kill();
-    let mut d = Agent::new(&c.secret, &opts);
-    d.start();
-    let out = c.agents[0].hangar(&["node", "connect", &d.peer_addr()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (c, key, d) = objects_node_down_and_a_new_node();
     let dead = c.agents[2].id.clone();
     c.agents[0].hangar_json(&[
         "layout",
@@ -456,13 +450,7 @@ fn replacing_a_dead_node_completes_the_move_and_keeps_every_object() {
     wait_for("the new node to hold the blocks", DEADLINE, || {
         (d.block_files().len() >= 30).then_some(())
     });
-    d.script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["get_many", "o/", "30", "20000"],
-    );
+    d.get_many(&key, "test", "o/", 30, 20000);
     let st = d.status().expect("status");
     assert_eq!(st["health"]["unavailable"], 0, "{st}");
 }
@@ -473,25 +461,7 @@ fn replacing_a_dead_node_completes_the_move_and_keeps_every_object() {
 /// when the node does come back it learns the new layout and catches up.
 #[test]
 fn a_move_held_by_a_node_down_completes_once_the_operator_skips_it() {
-    let opts = AgentOpts::default();
-    let mut c = Cluster::start_formed(3, &opts);
-    let key = c.agents[0].bucket_with_key("test", "tester");
-    c.agents[0].script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["put_many", "o/", "30", "20000"],
-    );
-    c.agents[2].kill();
-    let mut d = Agent::new(&c.secret, &opts);
-    d.start();
-    let out = c.agents[0].hangar(&["node", "connect", &d.peer_addr()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (mut c, key, d) = objects_node_down_and_a_new_node();
     c.agents[0].hangar_json(&[
         "layout",
         "assign",
@@ -533,13 +503,7 @@ fn a_move_held_by_a_node_down_completes_once_the_operator_skips_it() {
         DEADLINE * 2,
         || transition_done(&up, 2),
     );
-    d.script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["get_many", "o/", "30", "20000"],
-    );
+    d.get_many(&key, "test", "o/", 30, 20000);
     // Nothing left to skip now.
     let out = c.agents[0].hangar(&["layout", "skip-dead", "--version", "2"]);
     assert!(!out.status.success());
@@ -549,11 +513,5 @@ fn a_move_held_by_a_node_down_completes_once_the_operator_skips_it() {
     wait_for("the returning node to learn version 2", DEADLINE, || {
         transition_done(&[&c.agents[2]], 2)
     });
-    c.agents[2].script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["get_many", "o/", "30", "20000"],
-    );
+    c.agents[2].get_many(&key, "test", "o/", 30, 20000);
 }

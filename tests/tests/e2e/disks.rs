@@ -69,13 +69,7 @@ fn blocks_spread_by_capacity_and_a_read_only_directory_drains() {
     // the small directory (the content is fixed, so the split is too; 50
     // expected, a standard deviation of 6).
     let a = &c.agents[0];
-    a.script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["put_many", "p1/", "200", "20000"],
-    );
+    a.put_many(&key, "test", "p1/", 200, 20000);
     let (n_small, n_big) = (blocks_in(&small), blocks_in(&big));
     assert_eq!(n_small + n_big, 200);
     assert!(
@@ -117,25 +111,13 @@ fn blocks_spread_by_capacity_and_a_read_only_directory_drains() {
         )),
         "{text}"
     );
-    a.script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["put_many", "p2/", "20", "20000"],
-    );
+    a.put_many(&key, "test", "p2/", 20, 20000);
     assert_eq!(
         blocks_in(&small),
         0,
         "a read-only directory takes no new block"
     );
-    a.script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["get_many", "p1/", "200", "20000"],
-    );
+    a.get_many(&key, "test", "p1/", 200, 20000);
 }
 
 #[test]
@@ -161,13 +143,7 @@ fn directories_fill_to_their_capacity_without_failing_puts() {
     let a = &c.agents[0];
     let (small, big) = (a.dir.path().join(small_rel), a.dir.path().join(big_rel));
     let key = a.bucket_with_key("test", "tester");
-    a.script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["put_many", "p/", "60", "20000"],
-    );
+    a.put_many(&key, "test", "p/", 60, 20000);
     assert_eq!(
         (blocks_in(&small), blocks_in(&big)),
         (15, 45),
@@ -206,13 +182,7 @@ fn directories_fill_to_their_capacity_without_failing_puts() {
         &["put", "one-more", "20000", "ServiceUnavailable"],
     );
     assert_eq!(blocks_in(&small) + blocks_in(&big), 60);
-    a.script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["get_many", "p/", "60", "20000"],
-    );
+    a.get_many(&key, "test", "p/", 60, 20000);
 }
 
 #[test]
@@ -238,13 +208,7 @@ fn a_data_disk_that_fills_up_stops_receiving_blocks_and_puts_go_on() {
     );
     let a = &c.agents[0];
     let key = a.bucket_with_key("test", "tester");
-    a.script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["put_many", "p/", "100", "40000"],
-    );
+    a.put_many(&key, "test", "p/", 100, 40000);
     let (n_tiny, n_other) = (blocks_in(&tiny), blocks_in(&other));
     assert_eq!(n_tiny + n_other, 100);
     assert!(
@@ -255,12 +219,6 @@ fn a_data_disk_that_fills_up_stops_receiving_blocks_and_puts_go_on() {
     let why = st[0]["full"].as_str().unwrap_or_default();
     assert!(why.contains("nearly full"), "{st:?}");
     assert!(st[1]["full"].is_null(), "{st:?}");
-    a.script_ok(
-        "compat.py",
-        &key,
-        "test",
-        &[],
-        &["get_many", "p/", "100", "40000"],
-    );
+    a.get_many(&key, "test", "p/", 100, 40000);
     drop(c);
 }

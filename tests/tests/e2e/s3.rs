@@ -275,14 +275,7 @@ fn after_adding_a_node_blocks_move_to_their_new_owner_and_stay_readable() {
     let before = c.agents[0].block_files();
     assert!(before.len() >= 30, "{}", before.len());
 
-    let mut b = Agent::new(&c.secret, &opts);
-    b.start();
-    assert!(
-        c.agents[0]
-            .hangar(&["node", "connect", &b.peer_addr()])
-            .status
-            .success()
-    );
+    let b = c.add_agent(&opts);
     c.agents[0].hangar_json(&[
         "layout",
         "assign",

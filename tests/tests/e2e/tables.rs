@@ -217,16 +217,7 @@ async fn without_a_quorum_writes_fail_saying_how_many_replicas_answered() {
 async fn a_layout_change_under_continuous_writes_loses_nothing_and_moves_data_to_the_new_nodes() {
     let opts = opts(3_600_000);
     let c = tokio::task::block_in_place(|| Cluster::start_formed(3, &opts));
-    let mut d = Agent::new(&c.secret, &opts);
-    tokio::task::block_in_place(|| {
-        d.start();
-        let out = c.agents[0].hangar(&["node", "connect", &d.peer_addr()]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    let d = tokio::task::block_in_place(|| c.add_agent(&opts));
     let all: Vec<&Agent> = c.agents.iter().chain(std::iter::once(&d)).collect();
 
     // A writer that keeps going through node 2 for the whole test, and
