@@ -237,7 +237,9 @@ impl Net {
         let client = self.open(&peer.addr, peer.id).await?;
         self.learn(peer.id, Some(peer.addr.clone()));
         if let Some(slot) = lock(&self.peers).get_mut(&peer.id) {
-            slot.client = Some(client);
+            // `open` could not record it: the peer was not known yet.
+            slot.info.agent_version = client.1;
+            slot.client = Some(client.0);
             slot.wake.notify_one();
         }
         let _ = self.up_events.send(peer.id);
@@ -247,13 +249,19 @@ impl Net {
     /// [`Net::open`], counted in the RPC metrics as a `connect` call.
     async fn open_counted(&self, addr: &str, id: NodeId) -> Result<PeerClient, ConnectError> {
         let start = Instant::now();
-        let r = self.open(addr, id).await;
+        let r = self.open(addr, id).await.map(|(c, _)| c);
         self.rpc_metrics
             .record(id, "connect", start.elapsed(), r.is_ok());
         r
     }
 
-    async fn open(&self, addr: &str, id: NodeId) -> Result<PeerClient, ConnectError> {
+    /// Connect to a peer; returns the client and the peer's software
+    /// version (also recorded, if the peer is known).
+    async fn open(
+        &self,
+        addr: &str,
+        id: NodeId,
+    ) -> Result<(PeerClient, Option<String>), ConnectError> {
         let ch = rpc::connect_from(
             addr,
             self.cfg.bind_outgoing,
@@ -264,11 +272,13 @@ impl Net {
             CONNECT_TIMEOUT,
         )
         .await?;
-        let version = ch.remote_hello.agent_version.clone();
+        let version = Some(ch.remote_hello.agent_version.clone());
         if let Some(slot) = lock(&self.peers).get_mut(&id) {
-            slot.info.agent_version = Some(version);
+            slot.info.agent_version = version.clone();
         }
-        Ok(PeerClient::new(tarpc::client::Config::default(), rpc::rpc_transport(ch)).spawn())
+        let client =
+            PeerClient::new(tarpc::client::Config::default(), rpc::rpc_transport(ch)).spawn();
+        Ok((client, version))
     }
 
     /// Look after one peer for the life of the process.

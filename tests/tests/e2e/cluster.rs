@@ -76,6 +76,11 @@ fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
     let st = c.agents[0].status().expect("status");
     assert_eq!(st["health"]["healthy"], 256, "{st}");
     assert!(ids.iter().all(|id| sees_up(&st, id)));
+    // Every node's software version is known (what an operator checks
+    // during a rolling upgrade).
+    for n in st["nodes"].as_array().expect("nodes") {
+        assert_eq!(n["agent_version"], env!("CARGO_PKG_VERSION"), "{n}");
+    }
 
     // Applying a stale version is refused with the version to use.
     let out = c.agents[0].hangar(&["layout", "apply", "--version", "1"]);
