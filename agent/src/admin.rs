@@ -276,8 +276,8 @@ impl Services {
             info(
                 crate::worker::RESYNC,
                 format!(
-                    "{} fetched, {} deleted, {} handed over, {} errors retried",
-                    b.fetched, b.deleted, b.handed_over, b.errors
+                    "{} queued, {} fetched, {} deleted, {} handed over, {} errors retried",
+                    b.resync_queue, b.fetched, b.deleted, b.handed_over, b.errors
                 ),
             ),
             info(

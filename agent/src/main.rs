@@ -165,6 +165,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     tables.insert(model::tables::BucketUsageTable::NAME, model.usage.clone());
     tables.insert(model::tables::BlockRefTable::NAME, model.refs.clone());
     tokio::spawn(blocks.clone().resync_loop());
+    tokio::spawn(blocks.clone().count_queue_loop());
     tokio::spawn(blocks.clone().scrub_loop(
         Duration::from_secs(config.blocks.scrub_interval_days * 86_400),
         Duration::from_millis(config.blocks.scrub_pause_ms),

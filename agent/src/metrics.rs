@@ -315,14 +315,16 @@ fn metrics_text(s: &Services) -> String {
     let b = s.model.blocks.stats();
     let _ = writeln!(
         out,
-        "# TYPE hangar_blocks_fetched_total counter\nhangar_blocks_fetched_total {}\n# TYPE hangar_blocks_deleted_total counter\nhangar_blocks_deleted_total {}\n# TYPE hangar_blocks_handed_over_total counter\nhangar_blocks_handed_over_total {}\n# TYPE hangar_resync_errors_total counter\nhangar_resync_errors_total {}\n# TYPE hangar_scrub_checked gauge\nhangar_scrub_checked {}\n# TYPE hangar_scrub_total gauge\nhangar_scrub_total {}\n# TYPE hangar_scrub_corrupted_total counter\nhangar_scrub_corrupted_total {}",
+        "# TYPE hangar_blocks_fetched_total counter\nhangar_blocks_fetched_total {}\n# TYPE hangar_blocks_deleted_total counter\nhangar_blocks_deleted_total {}\n# TYPE hangar_blocks_handed_over_total counter\nhangar_blocks_handed_over_total {}\n# TYPE hangar_resync_errors_total counter\nhangar_resync_errors_total {}\n# TYPE hangar_scrub_checked gauge\nhangar_scrub_checked {}\n# TYPE hangar_scrub_total gauge\nhangar_scrub_total {}\n# TYPE hangar_scrub_corrupted_total counter\nhangar_scrub_corrupted_total {}\n# HELP hangar_resync_queue Blocks waiting in the resync queue (due now or later).\n# TYPE hangar_resync_queue gauge\nhangar_resync_queue {}\n# HELP hangar_scrub_moved_total Blocks the scrub moved to the data directory they belong in.\n# TYPE hangar_scrub_moved_total counter\nhangar_scrub_moved_total {}",
         b.fetched,
         b.deleted,
         b.handed_over,
         b.errors,
         b.scrub_checked,
         b.scrub_total,
-        b.scrub_corrupted
+        b.scrub_corrupted,
+        b.resync_queue,
+        b.scrub_moved
     );
     let layout = s.layout.current();
     let _ = writeln!(

@@ -373,6 +373,11 @@ pub struct BlockWorkerStats {
     /// Scrub: blocks moved to the data directory they belong in.
     #[serde(default)]
     pub scrub_moved: u64,
+    /// Blocks waiting in the resync queue (counted every few seconds),
+    /// including those whose check is due later (deletions after the
+    /// grace delay, retries after a failure).
+    #[serde(default)]
+    pub resync_queue: u64,
 }
 
 /// A background worker, as `hangar worker list` shows it.

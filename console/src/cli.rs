@@ -636,8 +636,8 @@ pub fn render_status(st: &ClusterStatus) -> String {
         &rows,
     ));
     out.push_str(&format!(
-        "\nBlocks: {} fetched from replicas, {} unreferenced deleted, {} handed over to new nodes, {} errors retried\n",
-        st.blocks.fetched, st.blocks.deleted, st.blocks.handed_over, st.blocks.errors
+        "\nBlocks: {} queued for a check, {} fetched from replicas, {} unreferenced deleted, {} handed over to new nodes, {} errors retried\n",
+        st.blocks.resync_queue, st.blocks.fetched, st.blocks.deleted, st.blocks.handed_over, st.blocks.errors
     ));
     if st.blocks.scrub_running || st.blocks.scrub_corrupted > 0 {
         out.push_str(&format!(

@@ -40,6 +40,21 @@ fn retry_delay(attempts: u32) -> Duration {
 }
 
 impl BlockManager {
+    /// Count the resync queue every few seconds, for progress figures.
+    pub async fn count_queue_loop(self: Arc<Self>) {
+        loop {
+            let me = self.clone();
+            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || me.db.len(me.resync_queue)).await
+            {
+                self.stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .resync_queue = n as u64;
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+
     pub async fn resync_loop(self: Arc<Self>) {
         let state =
             |l: &hangar_common::layout::cluster::ClusterLayout| (l.version, l.live_versions());

@@ -80,6 +80,10 @@ impl Engine for MemEngine {
         })
     }
 
+    fn len(&self, t: TreeId) -> DbResult<usize> {
+        self.with(|i| Ok(tree(i, t)?.len()))
+    }
+
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> DbResult<()> {
         self.with(|i| {
             let mut tx = MemTx {

@@ -68,6 +68,9 @@ pub trait Engine: Send + Sync + 'static {
         reverse: bool,
         limit: usize,
     ) -> DbResult<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Number of entries in a tree. Walks it with sled (no allocation per
+    /// entry, but O(n)): for occasional progress figures, not hot paths.
+    fn len(&self, tree: TreeId) -> DbResult<usize>;
     /// Run `f` atomically: all its writes happen, or none.
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> DbResult<()>;
     /// Make every acknowledged write durable.

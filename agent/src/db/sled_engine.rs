@@ -144,6 +144,10 @@ impl Engine for SledEngine {
         Ok(out)
     }
 
+    fn len(&self, t: TreeId) -> DbResult<usize> {
+        Ok(self.tree(t)?.len())
+    }
+
     fn transaction(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> DbResult<()> {
         use sled::Transactional;
         let _writing = self.writes.read().unwrap_or_else(|p| p.into_inner());

@@ -1052,8 +1052,8 @@ pub fn draw_work_lines(st: &ClusterStatus, rates: Option<(f64, f64)>, f: &mut Fr
     );
     f.render_widget(
         Paragraph::new(format!(
-            "resync: {} blocks fetched, {} deleted, {} handed over{resync_rate}, {} errors retried",
-            b.fetched, b.deleted, b.handed_over, b.errors
+            "resync: {} queued, {} blocks fetched, {} deleted, {} handed over{resync_rate}, {} errors retried",
+            b.resync_queue, b.fetched, b.deleted, b.handed_over, b.errors
         )),
         resync,
     );
