@@ -121,5 +121,13 @@ fn main() {
                 );
             }
         });
+        // A metadata snapshot: writes on that node wait while it is taken.
+        let start = std::time::Instant::now();
+        c.agents[0].hangar_json(&["snapshot"]);
+        println!(
+            "{:<22} {:>12.2} s to copy the metadata store (the node's writes wait that long)",
+            format!("{nodes} node(s), RF {rf}: snapshot"),
+            start.elapsed().as_secs_f64()
+        );
     }
 }
