@@ -373,5 +373,15 @@ mod tests {
         // The operator says it is a new disk on purpose.
         std::fs::write(disk.join(MARKER), b"").unwrap();
         prepare(&config).expect("starts with the new directory");
+        // A read-only directory that is not there: said, not created.
+        let gone = root.path().join("gone");
+        config.data_dir.0.push(hangar_common::config::DataDir {
+            path: gone.clone(),
+            capacity: None,
+            read_only: true,
+        });
+        let e = prepare(&config).err().expect("refused").to_string();
+        assert!(e.contains("cannot read data_dir (read_only)"), "{e}");
+        assert!(!gone.exists());
     }
 }

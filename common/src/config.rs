@@ -101,11 +101,6 @@ impl DataDirs {
             read_only: false,
         }])
     }
-
-    /// Every directory's path.
-    pub fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.0.iter().map(|d| d.path.as_path())
-    }
 }
 
 impl Serialize for DataDirs {

@@ -172,15 +172,7 @@ fn rebalance(mut c: Cluster) {
     fourth.start();
     let a = &c.agents[0];
     a.hangar_json(&["node", "connect", &fourth.peer_addr()]);
-    a.hangar_json(&[
-        "layout",
-        "assign",
-        &fourth.id,
-        "--zone",
-        "dc2",
-        "--capacity",
-        "100G",
-    ]);
+    a.assign_role(&fourth.id, "dc2", "100G");
     let start = Instant::now();
     a.hangar_json(&["layout", "apply", "--version", "2"]);
     // Done when the layout transition is over everywhere and the new node

@@ -551,15 +551,7 @@ impl Cluster {
         }
         for (i, a) in c.agents.iter().enumerate() {
             let zone = format!("dc{}", i + 1);
-            c.agents[0].hangar_json(&[
-                "layout",
-                "assign",
-                &a.id,
-                "--zone",
-                &zone,
-                "--capacity",
-                "100G",
-            ]);
+            c.agents[0].assign_role(&a.id, &zone, "100G");
         }
         c.agents[0].hangar_json(&["layout", "apply", "--version", "1"]);
         c.wait_converged(1);
@@ -705,6 +697,20 @@ impl Agent {
         args: &[&str],
     ) -> String {
         self.script_ok("client.py", key, bucket, extra_env, args)
+    }
+
+    /// `hangar layout assign NODE --zone ZONE --capacity CAPACITY` through
+    /// this agent, insisting on success.
+    pub fn assign_role(&self, node: &str, zone: &str, capacity: &str) -> Value {
+        self.hangar_json(&[
+            "layout",
+            "assign",
+            node,
+            "--zone",
+            zone,
+            "--capacity",
+            capacity,
+        ])
     }
 
     /// PUT `n` objects of `size` bytes named `<prefix>0000`... (content

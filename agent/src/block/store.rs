@@ -184,7 +184,8 @@ impl Dir {
             .is_ok()
     }
 
-    /// Undo a [`Dir::reserve`] whose write failed.
+    /// Uncount `len` bytes (a [`Dir::reserve`] whose write failed, or part
+    /// of a removal).
     fn unreserve(&self, len: u64) {
         let _ = self
             .bytes
@@ -193,12 +194,9 @@ impl Dir {
             });
     }
 
+    /// A block file of `len` bytes left this directory.
     fn removed(&self, len: u64) {
-        let _ = self
-            .bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                Some(b.saturating_sub(len))
-            });
+        self.unreserve(len);
         let _ = self
             .blocks
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
@@ -366,6 +364,7 @@ impl BlockStore {
     }
 
     /// Where a block's uncompressed form would be written now.
+    #[cfg(test)]
     pub fn path(&self, hash: &Hash) -> PathBuf {
         let order = self.write_order(hash);
         order
@@ -791,6 +790,41 @@ mod tests {
         let (h, d) = block(1000, 996);
         s.write(&h, &d).unwrap();
         assert!(s.status().iter().all(|x| x.blocks == 10));
+    }
+
+    #[test]
+    fn a_directory_where_writes_fail_is_skipped_and_reported() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        // `a/blocks` is a file: every write there fails (ENOTDIR), even
+        // as root, as on a disk gone bad.
+        std::fs::write(a.join("blocks"), b"not a directory").unwrap();
+        let s = open(&[(&a, None, false), (&b, None, false)]);
+        for i in 0..40 {
+            let (h, d) = block(i, 300);
+            s.write(&h, &d).expect("the other directory takes it");
+            assert_eq!(s.read(&h).unwrap().as_deref(), Some(&d[..]));
+        }
+        let st = s.status();
+        assert_eq!(
+            (st[0].blocks, st[0].bytes),
+            (0, 0),
+            "nothing counted where nothing was written"
+        );
+        assert_eq!(st[1].blocks, 40);
+        assert!(
+            st[0]
+                .full
+                .as_deref()
+                .is_some_and(|w| w.contains("Not a directory")),
+            "{st:?}"
+        );
+        // With no directory left, the block is refused, saying why.
+        let only = open(&[(&a, None, false)]);
+        let (h, d) = block(99, 300);
+        let e = only.write(&h, &d).unwrap_err().to_string();
+        assert!(e.contains("Not a directory"), "{e}");
     }
 
     #[test]

@@ -43,15 +43,7 @@ fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
     // Assign zones with node id prefixes, preview, apply.
     for (i, zone) in ["dc1", "dc2", "dc3"].iter().enumerate() {
         let prefix = &ids[i][..8];
-        c.agents[0].hangar_json(&[
-            "layout",
-            "assign",
-            prefix,
-            "--zone",
-            zone,
-            "--capacity",
-            "100G",
-        ]);
+        c.agents[0].assign_role(prefix, zone, "100G");
     }
     let view = c.agents[1].hangar_json(&["layout", "show"]);
     // Staging made on node 1 reaches node 2 (gossip) before anyone applies.
@@ -103,15 +95,7 @@ fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
     assert_eq!(st["health"]["degraded"], 256, "{st}");
 
     // While it is down, change the layout: it must catch up when back.
-    c.agents[0].hangar_json(&[
-        "layout",
-        "assign",
-        &ids[0][..10],
-        "--zone",
-        "dc1",
-        "--capacity",
-        "200G",
-    ]);
+    c.agents[0].assign_role(&ids[0][..10], "dc1", "200G");
     c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
     wait_for("node 2 to get layout version 2", DEADLINE, || {
         (layout_version(&c.agents[1]) == Some(2)).then_some(())
@@ -187,15 +171,7 @@ fn bootstrap_peers_join_nodes_without_the_cli() {
 fn impossible_layouts_are_refused_with_what_to_change() {
     let mut a = Agent::new(&RpcSecret::generate(), &AgentOpts::default());
     a.start();
-    let view = a.hangar_json(&[
-        "layout",
-        "assign",
-        &a.id[..6],
-        "--zone",
-        "home",
-        "--capacity",
-        "1T",
-    ]);
+    let view = a.assign_role(&a.id[..6], "home", "1T");
     let err = view["preview"]["Err"].to_string();
     assert!(err.contains("NotEnoughNodes"), "{view}");
     let out = a.hangar(&["layout", "apply", "--version", "1"]);
@@ -435,15 +411,7 @@ fn objects_node_down_and_a_new_node() -> (Cluster, S3Key, Agent) {
 fn replacing_a_dead_node_completes_the_move_and_keeps_every_object() {
     let (c, key, d) = objects_node_down_and_a_new_node();
     let dead = c.agents[2].id.clone();
-    c.agents[0].hangar_json(&[
-        "layout",
-        "assign",
-        &d.id,
-        "--zone",
-        "dc3",
-        "--capacity",
-        "100G",
-    ]);
+    c.agents[0].assign_role(&d.id, "dc3", "100G");
     c.agents[0].hangar_json(&["layout", "remove", &dead]);
     c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
     let alive = [&c.agents[0], &c.agents[1], &d];
@@ -467,15 +435,7 @@ fn replacing_a_dead_node_completes_the_move_and_keeps_every_object() {
 #[test]
 fn a_move_held_by_a_node_down_completes_once_the_operator_skips_it() {
     let (mut c, key, d) = objects_node_down_and_a_new_node();
-    c.agents[0].hangar_json(&[
-        "layout",
-        "assign",
-        &d.id,
-        "--zone",
-        "dc4",
-        "--capacity",
-        "100G",
-    ]);
+    c.agents[0].assign_role(&d.id, "dc4", "100G");
     c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
     let ack_of = |view: &serde_json::Value, id: &str| -> u64 {
         view["layout"]["ack"]
@@ -500,6 +460,13 @@ fn a_move_held_by_a_node_down_completes_once_the_operator_skips_it() {
         "the move waits"
     );
 
+    // A wrong version is refused, naming the right one.
+    let out = c.agents[0].hangar(&["layout", "skip-dead", "--version", "3"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success() && err.contains("at version 2"),
+        "{err}"
+    );
     let out = c.agents[0].hangar(&["layout", "skip-dead", "--version", "2"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success() && text.contains(&dead[..16]), "{text}");

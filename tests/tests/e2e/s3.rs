@@ -167,15 +167,7 @@ fn a_get_keeps_streaming_when_replicas_hang_mid_object() {
     }
     for (i, a) in c.agents.iter().enumerate().take(3) {
         let zone = format!("dc{}", i + 1);
-        c.agents[0].hangar_json(&[
-            "layout",
-            "assign",
-            &a.id,
-            "--zone",
-            &zone,
-            "--capacity",
-            "100G",
-        ]);
+        c.agents[0].assign_role(&a.id, &zone, "100G");
     }
     c.agents[0].hangar_json(&[
         "layout",
@@ -276,15 +268,7 @@ fn after_adding_a_node_blocks_move_to_their_new_owner_and_stay_readable() {
     assert!(before.len() >= 30, "{}", before.len());
 
     let b = c.add_agent(&opts);
-    c.agents[0].hangar_json(&[
-        "layout",
-        "assign",
-        &b.id,
-        "--zone",
-        "dc2",
-        "--capacity",
-        "100G",
-    ]);
+    c.agents[0].assign_role(&b.id, "dc2", "100G");
     c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
     let view = c.agents[0].hangar_json(&["layout", "show"]);
     let assignment = view["layout"]["assignment"]

@@ -252,15 +252,7 @@ async fn a_layout_change_under_continuous_writes_loses_nothing_and_moves_data_to
 
     // Version 2: a fourth node in a fourth zone.
     tokio::task::block_in_place(|| {
-        c.agents[0].hangar_json(&[
-            "layout",
-            "assign",
-            &d.id,
-            "--zone",
-            "dc4",
-            "--capacity",
-            "100G",
-        ]);
+        c.agents[0].assign_role(&d.id, "dc4", "100G");
         c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
         wait_for("the move to version 2 to complete", DEADLINE, || {
             transition_done(&all, 2)
