@@ -299,18 +299,26 @@ impl<S: TableSchema> TableData<S> {
             false,
             limit,
         )?;
-        for (key, vh) in &batch {
-            let value_hash = <[u8; 32]>::try_from(vh.as_slice()).ok().map(Hash);
-            self.db.transaction(&mut |tx| {
+        // One transaction for the whole batch: a storage transaction costs
+        // far more than the few node writes of one item, and the nodes near
+        // a partition's root are shared by the batch's items of that
+        // partition.
+        self.db.transaction(&mut |tx| {
+            let mut dequeued = 0;
+            for (key, vh) in &batch {
+                let value_hash = <[u8; 32]>::try_from(vh.as_slice()).ok().map(Hash);
                 self.merkle.update_item(tx, key, value_hash)?;
                 // Only dequeue if no newer change was queued meanwhile.
                 if tx.get(self.merkle_todo, key)?.as_deref() == Some(vh.as_slice()) {
                     tx.remove(self.merkle_todo, key)?;
-                    add_counter(tx, self.counters, C_MERKLE, -1)?;
+                    dequeued += 1;
                 }
-                Ok(())
-            })?;
-        }
+            }
+            if dequeued > 0 {
+                add_counter(tx, self.counters, C_MERKLE, -dequeued)?;
+            }
+            Ok(())
+        })?;
         Ok(batch.len())
     }
 }
@@ -355,5 +363,58 @@ mod tests {
         assert!(!d.delete_if_equal(&key, &Hash::of(b"other")).unwrap());
         assert!(d.delete_if_equal(&key, &h).unwrap());
         assert_eq!((d.item_count(), d.gc_queue()), (0, 0));
+    }
+
+    /// Every partition's Merkle root, read from the store.
+    fn roots(d: &TableData<KvTable>) -> Vec<crate::table::merkle::MerkleNode> {
+        (0..=255u8)
+            .map(|p| {
+                d.merkle
+                    .node(&d.db, &crate::table::merkle::root_key(p))
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batched_merkle_updates_build_the_same_trees_as_one_by_one() {
+        let n = hangar_common::NodeId([1; 32]);
+        // Enough items for several items per partition in one batch, so
+        // nodes are shared within a batch; then changes and removals.
+        let rounds: [Vec<KvItem>; 2] = [
+            (0..2000)
+                .map(|i| KvItem::new(&format!("k{i}"), Some(format!("v{i}")), 1, n))
+                .collect(),
+            (0..2000)
+                .step_by(3)
+                .map(|i| {
+                    let v = (i % 2 == 0).then(|| format!("w{i}"));
+                    KvItem::new(&format!("k{i}"), v, 2, n)
+                })
+                .collect(),
+        ];
+        // The batched side on sled (a transaction reads its own writes
+        // there too), the reference in memory.
+        let dir = tempfile::tempdir().unwrap();
+        let sled = crate::db::sled_engine::SledEngine::open(dir.path(), 16 << 20).unwrap();
+        let batched = TableData::open(Arc::new(sled), Arc::new(KvTable)).unwrap();
+        let single = data();
+        for items in &rounds {
+            for it in items {
+                batched.update(it).unwrap();
+                single.update(it).unwrap();
+                single.update_merkle(1).unwrap();
+            }
+            while batched.update_merkle(256).unwrap() > 0 {}
+            assert_eq!(batched.merkle_queue(), 0);
+            assert_eq!(single.merkle_queue(), 0);
+            let (rb, rs) = (roots(&batched), roots(&single));
+            assert!(
+                rb.iter()
+                    .any(|r| *r != crate::table::merkle::MerkleNode::Empty),
+                "the trees are not empty"
+            );
+            assert_eq!(rb, rs, "same items, same Merkle trees");
+        }
     }
 }

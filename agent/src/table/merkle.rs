@@ -84,10 +84,17 @@ impl MerkleTree {
 
     fn write(&self, tx: &mut dyn Tx, key: &[u8], node: &MerkleNode) -> TxResult<Hash> {
         match node {
-            MerkleNode::Empty => tx.remove(self.tree, key)?,
-            n => tx.insert(self.tree, key, &n.encode())?,
+            MerkleNode::Empty => {
+                tx.remove(self.tree, key)?;
+                Ok(Hash::default())
+            }
+            n => {
+                // Encoded once, for both the store and the hash.
+                let bytes = n.encode();
+                tx.insert(self.tree, key, &bytes)?;
+                Ok(Hash::of(&bytes))
+            }
         }
-        Ok(node.hash())
     }
 
     /// Reflect that item `key` now has encoding hash `value` (None: it was

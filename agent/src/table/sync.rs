@@ -53,9 +53,9 @@ impl<S: TableSchema> Table<S> {
         }
         // Bring the local Merkle trees up to date first: a change not yet
         // in them would not be compared (bounded, in case of a flood).
-        for _ in 0..64 {
+        for _ in 0..256 {
             let data = self.data.clone();
-            match tokio::task::spawn_blocking(move || data.update_merkle(1024)).await {
+            match tokio::task::spawn_blocking(move || data.update_merkle(256)).await {
                 Ok(Ok(n)) if n > 0 => continue,
                 _ => break,
             }
