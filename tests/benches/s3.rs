@@ -9,6 +9,13 @@
 //! - the agent's resident memory idle, and its peak while a 1 GiB object
 //!   is uploaded and downloaded (`HANGAR_BENCH_BIG_MIB` changes the size).
 //!
+//! - the time to list a bucket of 100 folders of 50 objects: the folders
+//!   (with a delimiter), one folder, the first 1,000 keys.
+//!
+//! `HANGAR_BENCH_NODES=1` runs only one cluster size and
+//! `HANGAR_BENCH_ONLY=4096x16` only one case (object size x clients;
+//! `list` for the listings).
+//!
 //! The client is a minimal HTTP/1.1 client signing with SigV4
 //! (`UNSIGNED-PAYLOAD`, hmac/sha2), so the client costs little next to
 //! the server. It measures; it asserts nothing.
@@ -102,7 +109,10 @@ fn main() {
         let key = setup(a);
         let pid = a.pid().expect("agent pid");
         let idle = rss_kib(pid, "VmRSS:");
-        if nodes == 1 {
+        // `HANGAR_BENCH_ONLY=4096x16` runs one case (object size x
+        // clients), without the big object nor the rebalance: for profiling.
+        let only_case = std::env::var("HANGAR_BENCH_ONLY").ok();
+        if nodes == 1 && only_case.is_none() {
             // Memory stays bounded whatever the object size: measured on
             // a fresh agent, before the concurrent load below (the C
             // allocator keeps freed memory, so a peak measured after it
@@ -139,6 +149,12 @@ fn main() {
                 (MIB, 100, 1),
                 (64 * MIB, 4, 1),
             ] {
+                if only_case
+                    .as_ref()
+                    .is_some_and(|c| *c != format!("{size}x{clients}"))
+                {
+                    continue;
+                }
                 let (put, get, reqs, ttfb) =
                     throughput(a.s3_port, &key, size, count, clients).await;
                 println!(
@@ -151,15 +167,74 @@ fn main() {
                 );
             }
         });
+        if only_case.is_none() || only_case.as_deref() == Some("list") {
+            rt.block_on(listing(a.s3_port, &key, &format!("{nodes}n RF{rf}")));
+        }
         let loaded = rss_kib(pid, "VmHWM:");
         println!(
             "{nodes} node(s): agent RSS idle {} MiB, peak under the load above {} MiB",
             idle / 1024,
             loaded / 1024
         );
-        if nodes == 3 {
+        if nodes == 3 && only_case.is_none() {
             rebalance(c);
         }
+    }
+}
+
+/// Listing a bucket of 100 folders of 50 small objects each: the folders
+/// (delimiter `/`), one folder, and the first page of 1,000 of all keys;
+/// median of 9 requests each.
+async fn listing(port: u16, key: &S3Key, label: &str) {
+    let (folders, per_folder) = (100usize, 50usize);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (key, next) = (key.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(port, &key).await;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= folders * per_folder {
+                    break;
+                }
+                let path = format!("/bench/tree/d{:03}/f{:03}", i / per_folder, i % per_folder);
+                assert_eq!(c.put(&path, b"small").await, 200, "PUT {path}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("PUT task");
+    }
+    let mut c = Conn::open(port, key).await;
+    for (what, query, min_len) in [
+        (
+            "100 folders (delimiter)",
+            "delimiter=%2F&list-type=2&prefix=tree%2F",
+            100 * 40,
+        ),
+        (
+            "one folder (50 keys)",
+            "list-type=2&prefix=tree%2Fd042%2F",
+            50 * 60,
+        ),
+        ("first 1,000 keys", "list-type=2&prefix=tree%2F", 1000 * 60),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..9 {
+            let start = Instant::now();
+            let (st, len, _) = c.get(&format!("/bench?{query}")).await;
+            assert!(
+                st == 200 && len >= min_len,
+                "LIST {what}: {st}, {len} bytes"
+            );
+            times.push(start.elapsed());
+        }
+        times.sort();
+        println!(
+            "{label} LIST {what}: {:.1} ms",
+            times[times.len() / 2].as_secs_f64() * 1000.0
+        );
     }
 }
 

@@ -138,6 +138,52 @@ def listing():
     # v1 with marker.
     r = s3.list_objects(Bucket=BUCKET, Prefix="list/dir1/", Marker="list/dir1/file0497")
     check([o["Key"] for o in r["Contents"]] == ["list/dir1/file0498", "list/dir1/file0499"], "v1 marker")
+    # Files and folders interleaved, deleted objects (a folder whose only
+    # object is deleted is gone), several page sizes: the pages, read to
+    # the end, give exactly what S3's rules make of the live keys.
+    mixed = ["mix/a", "mix/b/1", "mix/b/2", "mix/c", "mix/d/x/1", "mix/e", "mix/f/1",
+             "mix/g", "mix/h/1", "mix/h/2"]
+    mixed += [f"mix/z{i:03}/k" for i in range(60)] + [f"mix/y{i:03}" for i in range(40)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket=BUCKET, Key=k, Body=b"m"), mixed))
+    deleted = {"mix/f/1", "mix/c", "mix/z007/k", "mix/y013"}
+    for k in deleted:
+        s3.delete_object(Bucket=BUCKET, Key=k)
+    live = sorted(set(mixed) - deleted)
+
+    def expected(prefix, delim):
+        out = []
+        for k in live:
+            if not k.startswith(prefix):
+                continue
+            rest = k[len(prefix):]
+            if delim and delim in rest:
+                cp = prefix + rest[:rest.index(delim) + len(delim)]
+                if not out or out[-1] != ("P", cp):
+                    out.append(("P", cp))
+            else:
+                out.append(("K", k))
+        return out
+
+    for prefix, delim in [("mix/", "/"), ("mix/", None), ("mix/z0", "/"), ("mix/", "/1")]:
+        for size in [1, 3, 7, 1000]:
+            got = []
+            kw = dict(Bucket=BUCKET, Prefix=prefix, MaxKeys=size)
+            if delim:
+                kw["Delimiter"] = delim
+            while True:
+                r = s3.list_objects_v2(**kw)
+                page = [("K", o["Key"]) for o in r.get("Contents", [])]
+                page += [("P", p["Prefix"]) for p in r.get("CommonPrefixes", [])]
+                check(len(page) <= size, f"page of {len(page)} entries for MaxKeys={size}")
+                got += sorted(page, key=lambda e: e[1])
+                if not r["IsTruncated"]:
+                    break
+                kw["ContinuationToken"] = r["NextContinuationToken"]
+            want = expected(prefix, delim)
+            check(got == want, f"prefix {prefix!r} delimiter {delim!r} pages of {size}: "
+                  f"{len(got)} entries, expected {len(want)}; first difference "
+                  f"{next(((g, w) for g, w in zip(got, want) if g != w), None)}")
     print("ok listing")
 
 

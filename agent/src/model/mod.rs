@@ -344,69 +344,152 @@ impl Model {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Object>, ModelError> {
-        // Per shard, a cursor that pages through the shard in key order.
-        let shards = bucket.shards.max(1);
-        let page = limit.clamp(1, 1000) + 1;
-        let start = after.map(<[u8]>::to_vec);
-        let mut cursors: Vec<ShardCursor> = (0..shards)
+        let mut lister = self.lister(bucket, prefix, after, limit);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            match lister.next().await? {
+                Some(o) => out.push(o),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// A cursor over a bucket's objects with keys starting with `prefix`,
+    /// after `after`, in key order; `expected` is about how many the caller
+    /// will take (it sizes the first reads).
+    pub fn lister(
+        &self,
+        bucket: &Bucket,
+        prefix: &str,
+        after: Option<&[u8]>,
+        expected: usize,
+    ) -> ObjectLister<'_> {
+        let shards = usize::from(bucket.shards.max(1));
+        // Keys spread evenly over the shards: each gives about its share,
+        // plus one to see whether it has more.
+        let first_page = (expected / shards + 2).clamp(2, LIST_MAX_PAGE);
+        let cursors = (0..bucket.shards.max(1))
             .map(|s| {
                 let mut pk = bucket.id.as_bytes().to_vec();
                 pk.push(s);
                 ShardCursor {
                     pk,
                     buf: std::collections::VecDeque::new(),
-                    after: start.clone(),
+                    after: after.map(<[u8]>::to_vec),
                     done: false,
+                    page: first_page,
                 }
             })
             .collect();
-        let mut out = Vec::new();
-        while out.len() < limit {
-            // Refill every empty cursor at once (one round trip for all
-            // shards, not one each), then take the smallest head.
-            let refills = cursors
+        ObjectLister {
+            model: self,
+            prefix: prefix.as_bytes().to_vec(),
+            first_page,
+            cursors,
+        }
+    }
+}
+
+/// The most items one read of one index shard asks for.
+const LIST_MAX_PAGE: usize = 1000;
+
+/// Objects of a bucket in key order, merged from its index shards (see
+/// [`Model::lister`]). Each shard is read in pages that double while the
+/// caller keeps taking objects from it; [`ObjectLister::skip_past`] jumps
+/// over a range of keys (a "folder" when listing with a delimiter) without
+/// reading it, keeping what was read beyond it.
+pub struct ObjectLister<'a> {
+    model: &'a Model,
+    prefix: Vec<u8>,
+    first_page: usize,
+    cursors: Vec<ShardCursor>,
+}
+
+impl ObjectLister<'_> {
+    /// The next object (deleted ones skipped), or None at the end.
+    pub async fn next(&mut self) -> Result<Option<Object>, ModelError> {
+        loop {
+            self.refill().await?;
+            let best = self
+                .cursors
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| c.buf.is_empty() && !c.done)
-                .map(|(i, c)| {
-                    let (pk, after) = (c.pk.clone(), c.after.clone());
-                    async move {
-                        let items = self
-                            .objects
-                            .get_range(&pk, prefix.as_bytes(), after.as_deref(), page)
-                            .await;
-                        (i, items)
-                    }
-                });
-            for (i, items) in futures::future::join_all(refills).await {
-                let items = items?;
-                let c = &mut cursors[i];
-                if items.len() < page {
-                    c.done = true;
-                }
-                if let Some(last) = items.last() {
-                    c.after = Some(last.key.as_bytes().to_vec());
-                }
-                c.buf.extend(items);
-            }
-            let best = cursors
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.buf.front().map(|o| (i, o.key.clone())))
-                .min_by(|a, b| a.1.cmp(&b.1));
-            let Some((i, _)) = best else { break };
-            let obj = cursors[i].buf.pop_front().expect("head exists");
+                .filter_map(|(i, c)| c.buf.front().map(|o| (i, o.key.as_str())))
+                .min_by(|a, b| a.1.cmp(b.1))
+                .map(|(i, _)| i);
+            let Some(i) = best else { return Ok(None) };
+            let Some(obj) = self.cursors[i].buf.pop_front() else {
+                return Ok(None);
+            };
             if obj.version.data != ObjectData::DeleteMarker {
-                out.push(obj);
+                return Ok(Some(obj));
             }
         }
-        Ok(out)
+    }
+
+    /// Skip every object whose key is at most `key`.
+    pub fn skip_past(&mut self, key: &[u8]) {
+        for c in &mut self.cursors {
+            let had = !c.buf.is_empty();
+            while c.buf.front().is_some_and(|o| o.key.as_bytes() <= key) {
+                c.buf.pop_front();
+            }
+            if c.buf.is_empty() && !c.done {
+                if c.after.as_deref().is_none_or(|a| a < key) {
+                    c.after = Some(key.to_vec());
+                }
+                if had {
+                    // What follows is elsewhere in the key space: start
+                    // small again.
+                    c.page = self.first_page;
+                }
+            }
+        }
+    }
+
+    /// Read every empty shard that has more, all at once (one round trip
+    /// for all of them, not one each).
+    async fn refill(&mut self) -> Result<(), ModelError> {
+        let objects = &self.model.objects;
+        let prefix = self.prefix.as_slice();
+        let reads = self
+            .cursors
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.buf.is_empty() && !c.done)
+            .map(|(i, c)| async move {
+                let items = objects
+                    .get_range(&c.pk, prefix, c.after.as_deref(), c.page)
+                    .await;
+                (i, items)
+            })
+            .collect::<Vec<_>>();
+        if reads.is_empty() {
+            return Ok(());
+        }
+        for (i, items) in futures::future::join_all(reads).await {
+            let items = items?;
+            let c = &mut self.cursors[i];
+            if items.len() < c.page {
+                c.done = true;
+            }
+            if let Some(last) = items.last() {
+                c.after = Some(last.key.as_bytes().to_vec());
+            }
+            c.buf.extend(items);
+            c.page = (c.page * 2).min(LIST_MAX_PAGE);
+        }
+        Ok(())
     }
 }
 
 struct ShardCursor {
     pk: Vec<u8>,
     buf: std::collections::VecDeque<Object>,
+    /// The last key read from this shard.
     after: Option<Vec<u8>>,
     done: bool,
+    /// How many items the next read asks for.
+    page: usize,
 }

@@ -38,51 +38,39 @@ impl S3Server {
         start: Option<Vec<u8>>,
         max_keys: usize,
     ) -> Result<Page, S3Error> {
-        let mut after = start;
         let mut page = Page {
             contents: Vec::new(),
             prefixes: Vec::new(),
             truncated: false,
             next: None,
         };
+        let mut lister = self
+            .model
+            .lister(bucket, prefix, start.as_deref(), max_keys + 1);
         let mut count = 0;
-        'outer: loop {
-            let batch = self
-                .model
-                .list_objects(bucket, prefix, after.as_deref(), 1000)
-                .await?;
-            let full_batch = batch.len() == 1000;
-            if batch.is_empty() {
+        while let Some(obj) = lister.next().await? {
+            if count == max_keys {
+                page.truncated = true;
                 break;
             }
-            for obj in batch {
-                if count == max_keys {
-                    page.truncated = true;
-                    break 'outer;
-                }
-                let rest = &obj.key[prefix.len().min(obj.key.len())..];
-                if let Some(d) = delimiter.filter(|d| !d.is_empty())
-                    && let Some(pos) = rest.find(d)
-                {
-                    let cp = obj.key[..prefix.len() + pos + d.len()].to_string();
-                    // Skip everything under this common prefix: no valid
-                    // UTF-8 key has a 0xFF byte, so cp ++ 0xFF is past them.
-                    let mut skip = cp.as_bytes().to_vec();
-                    skip.push(0xFF);
-                    after = Some(skip.clone());
-                    page.next = Some(skip);
-                    page.prefixes.push(cp);
-                    count += 1;
-                    continue 'outer;
-                }
-                after = Some(obj.key.as_bytes().to_vec());
-                page.next = after.clone();
+            let rest = &obj.key[prefix.len().min(obj.key.len())..];
+            if let Some(d) = delimiter.filter(|d| !d.is_empty())
+                && let Some(pos) = rest.find(d)
+            {
+                let cp = obj.key[..prefix.len() + pos + d.len()].to_string();
+                // Skip everything under this common prefix without reading
+                // it: no valid UTF-8 key has a 0xFF byte, so cp ++ 0xFF is
+                // past them all.
+                let mut skip = cp.as_bytes().to_vec();
+                skip.push(0xFF);
+                lister.skip_past(&skip);
+                page.next = Some(skip);
+                page.prefixes.push(cp);
+            } else {
+                page.next = Some(obj.key.as_bytes().to_vec());
                 page.contents.push(obj);
-                count += 1;
             }
-            if !full_batch {
-                break;
-            }
+            count += 1;
         }
         if !page.truncated {
             page.next = None;
