@@ -41,19 +41,48 @@ pub struct Services {
     /// Where the metadata lives, and how many snapshots to keep.
     pub metadata_dir: std::path::PathBuf,
     pub snapshot_keep: usize,
+    /// The last snapshot this agent wrote, for `/metrics`.
+    pub last_snapshot: Arc<std::sync::Mutex<Option<LastSnapshot>>>,
+}
+
+/// When the last metadata snapshot was written and what it cost.
+#[derive(Clone, Copy, Debug)]
+pub struct LastSnapshot {
+    /// Unix time (ms) it was finished.
+    pub at_ms: u64,
+    pub stats: crate::db::SnapshotStats,
+    /// Wall time of the whole snapshot, writes waiting only for part of it.
+    pub took: std::time::Duration,
 }
 
 impl Services {
-    /// Write a metadata snapshot (on the blocking pool: it copies the store).
-    pub async fn snapshot(&self) -> Result<(std::path::PathBuf, u64), String> {
+    /// Write a metadata snapshot (on the blocking pool: it copies the
+    /// store), log it and remember it for `/metrics`.
+    pub async fn snapshot(&self) -> Result<std::path::PathBuf, String> {
         let (dir, db, keep) = (
             self.metadata_dir.clone(),
             self.model.db.clone(),
             self.snapshot_keep,
         );
-        tokio::task::spawn_blocking(move || crate::node::snapshot(&dir, &db, keep))
-            .await
-            .map_err(|e| format!("snapshot task failed: {e}"))?
+        let start = std::time::Instant::now();
+        let (dir, stats) =
+            tokio::task::spawn_blocking(move || crate::node::snapshot(&dir, &db, keep))
+                .await
+                .map_err(|e| format!("snapshot task failed: {e}"))??;
+        let took = start.elapsed();
+        tracing::info!(
+            "metadata snapshot written to {} ({} entries in {:.1} s; writes waited {:.2} s)",
+            dir.display(),
+            stats.entries,
+            took.as_secs_f64(),
+            stats.writes_paused.as_secs_f64()
+        );
+        *self.last_snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Some(LastSnapshot {
+            at_ms: hangar_common::crdt::now_msec(),
+            stats,
+            took,
+        });
+        Ok(dir)
     }
 }
 
@@ -502,11 +531,7 @@ impl Admin for AdminServer {
     }
 
     async fn snapshot(self, _: Context) -> Result<String, RpcError> {
-        let (dir, n) = self.s.snapshot().await.map_err(RpcError::BadRequest)?;
-        tracing::info!(
-            "metadata snapshot written to {} ({n} entries)",
-            dir.display()
-        );
+        let dir = self.s.snapshot().await.map_err(RpcError::BadRequest)?;
         Ok(dir.display().to_string())
     }
 

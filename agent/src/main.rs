@@ -194,6 +194,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         model: model.clone(),
         metadata_dir: config.metadata_dir.clone(),
         snapshot_keep: config.snapshots.keep,
+        last_snapshot: Default::default(),
     });
     if config.snapshots.interval_hours > 0 {
         let s = services.clone();
@@ -201,12 +202,8 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                match s.snapshot().await {
-                    Ok((dir, n)) => info!(
-                        "metadata snapshot written to {} ({n} entries)",
-                        dir.display()
-                    ),
-                    Err(e) => warn!("metadata snapshot failed, retried next time: {e}"),
+                if let Err(e) = s.snapshot().await {
+                    warn!("metadata snapshot failed, retried next time: {e}");
                 }
             }
         });

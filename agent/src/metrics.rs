@@ -333,6 +333,17 @@ fn metrics_text(s: &Services) -> String {
         layout.version,
         layout.live_versions().len()
     );
+    let last = *s.last_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(l) = last {
+        let _ = writeln!(
+            out,
+            "# HELP hangar_snapshot_last_time_seconds When this agent last wrote a metadata snapshot (Unix time).\n# TYPE hangar_snapshot_last_time_seconds gauge\nhangar_snapshot_last_time_seconds {}\n# HELP hangar_snapshot_last_duration_seconds How long it took.\n# TYPE hangar_snapshot_last_duration_seconds gauge\nhangar_snapshot_last_duration_seconds {}\n# HELP hangar_snapshot_last_writes_paused_seconds How long writes on this node waited for it.\n# TYPE hangar_snapshot_last_writes_paused_seconds gauge\nhangar_snapshot_last_writes_paused_seconds {}\n# HELP hangar_snapshot_last_entries Metadata entries it holds.\n# TYPE hangar_snapshot_last_entries gauge\nhangar_snapshot_last_entries {}",
+            l.at_ms as f64 / 1000.0,
+            l.took.as_secs_f64(),
+            l.stats.writes_paused.as_secs_f64(),
+            l.stats.entries
+        );
+    }
     if let Some(d) = s.model.blocks.store.disk() {
         let _ = writeln!(
             out,

@@ -249,7 +249,7 @@ pub fn snapshot(
     metadata_dir: &Path,
     db: &crate::db::Db,
     keep: usize,
-) -> Result<(PathBuf, u64), String> {
+) -> Result<(PathBuf, crate::db::SnapshotStats), String> {
     let root = metadata_dir.join("snapshots");
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let secs = std::time::SystemTime::now()
@@ -260,7 +260,7 @@ pub fn snapshot(
     let tmp = root.join(format!(".{name}.partial"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let entries = db
+    let stats = db
         .snapshot(&tmp.join("db"))
         .map_err(|e| format!("copying the metadata store: {e}"))?;
     for e in std::fs::read_dir(metadata_dir)
@@ -293,7 +293,7 @@ pub fn snapshot(
         let old = all.remove(0);
         let _ = std::fs::remove_dir_all(&old);
     }
-    Ok((dir, entries))
+    Ok((dir, stats))
 }
 
 /// A file system's size, space free for unprivileged users, and id (to

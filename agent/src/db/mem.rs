@@ -103,7 +103,7 @@ impl Engine for MemEngine {
         })
     }
 
-    fn snapshot(&self, _dir: &std::path::Path) -> DbResult<u64> {
+    fn snapshot(&self, _dir: &std::path::Path) -> DbResult<super::SnapshotStats> {
         Err(DbError::Aborted(
             "the in-memory engine (tests only) has nothing to snapshot".into(),
         ))

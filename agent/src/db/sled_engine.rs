@@ -13,7 +13,7 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
-use super::{DbError, DbResult, Engine, TreeId, Tx, TxResult};
+use super::{DbError, DbResult, Engine, SnapshotStats, TreeId, Tx, TxResult};
 
 pub struct SledEngine {
     db: sled::Db,
@@ -47,25 +47,47 @@ impl SledEngine {
         })
     }
 
-    fn copy_to(&self, dir: &Path) -> DbResult<u64> {
-        let _no_writes = self.writes.write().unwrap_or_else(|p| p.into_inner());
-        let out = sled::Config::new()
-            .path(dir)
-            .create_new(true)
-            .open()
-            .map_err(err)?;
-        let mut n = 0;
-        for name in self.db.tree_names() {
-            let src = self.db.open_tree(&name).map_err(err)?;
-            let dst = out.open_tree(&name).map_err(err)?;
-            for kv in src.iter() {
-                let (k, v) = kv.map_err(err)?;
-                dst.insert(k, v).map_err(err)?;
-                n += 1;
+    /// Snapshot in two phases, so writes wait only for the cheap one:
+    /// with writes held, every tree is read and appended to a flat file
+    /// beside `dir` (sequential writes, no index to maintain); then, with
+    /// writes going on, that file is loaded into a new sled store at `dir`
+    /// and removed. The file needs about as much room as the data.
+    fn copy_to(&self, dir: &Path) -> DbResult<SnapshotStats> {
+        let dump_path = dir.with_extension("dump");
+        let io = |what: &str, e: std::io::Error| {
+            DbError::Engine(format!("{what} {}: {e}", dump_path.display()))
+        };
+        let file = std::fs::File::create(&dump_path).map_err(|e| io("creating", e))?;
+        let mut dump = std::io::BufWriter::with_capacity(1 << 20, file);
+        let paused = std::time::Instant::now();
+        let mut entries = 0;
+        {
+            let _no_writes = self.writes.write().unwrap_or_else(|p| p.into_inner());
+            for name in self.db.tree_names() {
+                let src = self.db.open_tree(&name).map_err(err)?;
+                write_record(&mut dump, DUMP_TREE, &name, &[]).map_err(|e| io("writing", e))?;
+                for kv in src.iter() {
+                    let (k, v) = kv.map_err(err)?;
+                    write_record(&mut dump, DUMP_ENTRY, &k, &v).map_err(|e| io("writing", e))?;
+                    entries += 1;
+                }
             }
         }
-        out.flush().map_err(err)?;
-        Ok(n)
+        let writes_paused = paused.elapsed();
+        dump.into_inner()
+            .map_err(|e| io("writing", e.into_error()))?;
+        let loaded = load_dump(&dump_path, dir);
+        let _ = std::fs::remove_file(&dump_path);
+        if loaded? != entries {
+            return Err(DbError::Engine(format!(
+                "snapshot at {}: {entries} entries dumped but a different number loaded",
+                dir.display()
+            )));
+        }
+        Ok(SnapshotStats {
+            entries,
+            writes_paused,
+        })
     }
 
     fn tree(&self, t: TreeId) -> DbResult<sled::Tree> {
@@ -75,6 +97,96 @@ impl SledEngine {
             .map(|(_, tr)| tr.clone())
             .ok_or(DbError::NoTree(t))
     }
+}
+
+/// Record kinds of a snapshot dump: a tree starts (its name as the key),
+/// or an entry of the current tree.
+const DUMP_TREE: u8 = 0;
+const DUMP_ENTRY: u8 = 1;
+
+/// `kind`, then key and value, each preceded by its length (u32, little
+/// endian).
+fn write_record(
+    w: &mut impl std::io::Write,
+    kind: u8,
+    key: impl AsRef<[u8]>,
+    value: &[u8],
+) -> std::io::Result<()> {
+    let key = key.as_ref();
+    let len = |n: usize| {
+        u32::try_from(n)
+            .map(u32::to_le_bytes)
+            .map_err(|_| std::io::Error::other("record longer than 4 GiB"))
+    };
+    w.write_all(&[kind])?;
+    w.write_all(&len(key.len())?)?;
+    w.write_all(key)?;
+    w.write_all(&len(value.len())?)?;
+    w.write_all(value)
+}
+
+/// Load a dump written by [`SledEngine::copy_to`] into a new store at
+/// `dir`; returns the entries loaded.
+fn load_dump(dump: &Path, dir: &Path) -> DbResult<u64> {
+    use std::io::Read;
+    let bad = |e: std::io::Error| DbError::Engine(format!("reading {}: {e}", dump.display()));
+    let file = std::fs::File::open(dump).map_err(bad)?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    let out = sled::Config::new()
+        .path(dir)
+        .create_new(true)
+        .open()
+        .map_err(err)?;
+    let read_bytes = |r: &mut std::io::BufReader<std::fs::File>| -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len)?;
+        let mut b = vec![0u8; u32::from_le_bytes(len) as usize];
+        r.read_exact(&mut b)?;
+        Ok(b)
+    };
+    let mut tree: Option<sled::Tree> = None;
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    let mut loaded = 0;
+    loop {
+        let mut kind = [0u8; 1];
+        match r.read_exact(&mut kind) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(bad(e)),
+        }
+        let key = read_bytes(&mut r).map_err(bad)?;
+        let value = read_bytes(&mut r).map_err(bad)?;
+        match (kind[0], &tree) {
+            (DUMP_TREE, _) => {
+                if let Some(t) = &tree {
+                    t.apply_batch(std::mem::take(&mut batch)).map_err(err)?;
+                    in_batch = 0;
+                }
+                tree = Some(out.open_tree(&key).map_err(err)?);
+            }
+            (DUMP_ENTRY, Some(t)) => {
+                batch.insert(key, value);
+                in_batch += 1;
+                loaded += 1;
+                if in_batch == 10_000 {
+                    t.apply_batch(std::mem::take(&mut batch)).map_err(err)?;
+                    in_batch = 0;
+                }
+            }
+            _ => {
+                return Err(DbError::Engine(format!(
+                    "{}: malformed snapshot dump",
+                    dump.display()
+                )));
+            }
+        }
+    }
+    if let Some(t) = &tree {
+        t.apply_batch(batch).map_err(err)?;
+    }
+    out.flush().map_err(err)?;
+    Ok(loaded)
 }
 
 impl Engine for SledEngine {
@@ -183,7 +295,7 @@ impl Engine for SledEngine {
         }
     }
 
-    fn snapshot(&self, dir: &Path) -> DbResult<u64> {
+    fn snapshot(&self, dir: &Path) -> DbResult<SnapshotStats> {
         self.copy_to(dir)
     }
 

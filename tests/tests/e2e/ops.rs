@@ -195,6 +195,30 @@ fn a_snapshot_taken_under_load_restores_a_wiped_node() {
     let snap = c.agents[2].hangar_json(&["snapshot"]);
     let snap_dir = std::path::PathBuf::from(snap["snapshot"].as_str().expect("snapshot path"));
     assert!(snap_dir.join("db").is_dir(), "{snap}");
+    // Operators see when the last snapshot was taken and what it cost; the
+    // temporary dump it was made through is gone.
+    let (_, m) = scrape(&c.agents[2], "/metrics").expect("scrape /metrics");
+    assert!(sample(&m, "hangar_snapshot_last_entries") > 20.0, "{m}");
+    let at = sample(&m, "hangar_snapshot_last_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!((now - at).abs() < 120.0, "snapshot time {at}, now {now}");
+    let paused = sample(&m, "hangar_snapshot_last_writes_paused_seconds");
+    let took = sample(&m, "hangar_snapshot_last_duration_seconds");
+    assert!(
+        paused > 0.0 && paused <= took,
+        "paused {paused} s of {took} s"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(snap_dir.parent().expect("snapshots folder"))
+        .expect("list snapshots")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with('.') || n.ends_with(".dump"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert!(!snap_dir.join("db.dump").exists(), "the dump is removed");
     assert!(
         load.wait().expect("write load").success(),
         "the write load failed"
