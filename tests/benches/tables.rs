@@ -121,13 +121,35 @@ fn main() {
                 );
             }
         });
-        // A metadata snapshot: writes on that node wait while it is taken.
+        // A metadata snapshot: writes on that node wait while it is read
+        // (the agent reports how long in /metrics).
         let start = std::time::Instant::now();
         c.agents[0].hangar_json(&["snapshot"]);
+        let took = start.elapsed();
+        let paused = metric(
+            c.agents[0].metrics_port,
+            "hangar_snapshot_last_writes_paused_seconds",
+        );
         println!(
-            "{:<22} {:>12.2} s to copy the metadata store (the node's writes wait that long)",
+            "{:<22} {:>12.2} s to copy the metadata store, writes waited {:.2} s of it",
             format!("{nodes} node(s), RF {rf}: snapshot"),
-            start.elapsed().as_secs_f64()
+            took.as_secs_f64(),
+            paused.unwrap_or(f64::NAN)
         );
     }
+}
+
+/// One sample of an agent's `/metrics`.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

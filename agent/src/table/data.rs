@@ -28,6 +28,9 @@ const C_ITEMS: &[u8] = b"items";
 const C_MERKLE: &[u8] = b"merkle_todo";
 const C_GC: &[u8] = b"gc_todo";
 
+/// Queued items folded into the Merkle trees per storage transaction.
+const MERKLE_TX_ITEMS: usize = 16;
+
 /// A tombstone waiting for collection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GcTodo {
@@ -299,26 +302,27 @@ impl<S: TableSchema> TableData<S> {
             false,
             limit,
         )?;
-        // One transaction for the whole batch: a storage transaction costs
-        // far more than the few node writes of one item, and the nodes near
-        // a partition's root are shared by the batch's items of that
-        // partition.
-        self.db.transaction(&mut |tx| {
-            let mut dequeued = 0;
-            for (key, vh) in &batch {
-                let value_hash = <[u8; 32]>::try_from(vh.as_slice()).ok().map(Hash);
-                self.merkle.update_item(tx, key, value_hash)?;
-                // Only dequeue if no newer change was queued meanwhile.
-                if tx.get(self.merkle_todo, key)?.as_deref() == Some(vh.as_slice()) {
-                    tx.remove(self.merkle_todo, key)?;
-                    dequeued += 1;
+        // One transaction per chunk of items: a storage transaction costs
+        // far more than the few node writes of one item, but a long one
+        // holds up the table's writers.
+        for chunk in batch.chunks(MERKLE_TX_ITEMS) {
+            self.db.transaction(&mut |tx| {
+                let mut dequeued = 0;
+                for (key, vh) in chunk {
+                    let value_hash = <[u8; 32]>::try_from(vh.as_slice()).ok().map(Hash);
+                    self.merkle.update_item(tx, key, value_hash)?;
+                    // Only dequeue if no newer change was queued meanwhile.
+                    if tx.get(self.merkle_todo, key)?.as_deref() == Some(vh.as_slice()) {
+                        tx.remove(self.merkle_todo, key)?;
+                        dequeued += 1;
+                    }
                 }
-            }
-            if dequeued > 0 {
-                add_counter(tx, self.counters, C_MERKLE, -dequeued)?;
-            }
-            Ok(())
-        })?;
+                if dequeued > 0 {
+                    add_counter(tx, self.counters, C_MERKLE, -dequeued)?;
+                }
+                Ok(())
+            })?;
+        }
         Ok(batch.len())
     }
 }
