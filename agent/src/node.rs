@@ -197,6 +197,34 @@ pub const MARKER: &str = ".hangar-data-dir";
 /// marker.
 const SEEN_FILE: &str = "data_dirs_seen";
 
+/// What a data directory's marker says: a line for people and the
+/// directory's placement id.
+fn marker_text(id: u64) -> String {
+    format!("This directory holds blocks of a Hangar node.\nid: {id:016x}\n")
+}
+
+/// A data directory's placement id: the one its marker holds, else one
+/// derived from its path (what a directory without an id in its marker
+/// was placed by, so giving it one moves nothing). Being stored, the id
+/// stays when the disk is mounted somewhere else: its blocks stay where
+/// placement looks for them.
+pub fn data_dir_id(path: &Path) -> u64 {
+    std::fs::read_to_string(path.join(MARKER))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or_else(|| {
+            let h = hangar_common::hash::Hash::of(path.as_os_str().as_encoded_bytes());
+            h.as_bytes()[..8]
+                .try_into()
+                .map(u64::from_le_bytes)
+                .unwrap_or(0)
+        })
+}
+
 /// Refuse to start on a data directory that was used before and lost its
 /// marker: most likely its disk is not mounted, and writing into the empty
 /// mount point would fill the system disk and make the node fetch every
@@ -213,6 +241,12 @@ pub fn check_data_dir_markers(config: &Config, mark: bool) -> Result<(), StartEr
         let marker = dir.path.join(MARKER);
         let name = dir.path.display().to_string();
         if marker.is_file() {
+            let has_id = std::fs::read_to_string(&marker).is_ok_and(|t| t.contains("\nid: "));
+            if mark && !dir.read_only && !has_id {
+                // A marker from before ids, or made by hand: given the id
+                // the directory is placed by now.
+                write_atomic(&marker, marker_text(data_dir_id(&dir.path)).as_bytes())?;
+            }
             if !seen.contains(&name) {
                 seen.push(name);
             }
@@ -226,13 +260,13 @@ pub fn check_data_dir_markers(config: &Config, mark: bool) -> Result<(), StartEr
         if dir.read_only || !mark {
             continue; // nothing to write there, and nothing to guard
         }
-        std::fs::write(&marker, b"This directory holds blocks of a Hangar node.\n").map_err(
-            |source| StartError::NotWritable {
+        std::fs::write(&marker, marker_text(data_dir_id(&dir.path))).map_err(|source| {
+            StartError::NotWritable {
                 what: "data_dir",
                 path: dir.path.clone(),
                 source,
-            },
-        )?;
+            }
+        })?;
         seen.push(name);
     }
     if seen.len() != before {
@@ -383,5 +417,61 @@ mod tests {
         let e = prepare(&config).err().expect("refused").to_string();
         assert!(e.contains("cannot read data_dir (read_only)"), "{e}");
         assert!(!gone.exists());
+    }
+
+    #[test]
+    fn a_data_directory_mounted_elsewhere_keeps_its_blocks_in_place() {
+        use crate::block::store::BlockStore;
+        let root = tempfile::tempdir().unwrap();
+        let mut config = Config::defaults();
+        config.metadata_dir = root.path().join("meta");
+        let dir = |p: &Path| hangar_common::config::DataDir {
+            path: p.to_path_buf(),
+            capacity: Some(1 << 30),
+            read_only: false,
+        };
+        let (a, b, c) = (
+            root.path().join("a"),
+            root.path().join("b"),
+            root.path().join("c"),
+        );
+        config.data_dir = hangar_common::config::DataDirs(vec![dir(&a), dir(&b)]);
+        prepare(&config).unwrap();
+        let blocks: Vec<(hangar_common::hash::Hash, Vec<u8>)> = (0..200u32)
+            .map(|i| {
+                let d = format!("block {i}").into_bytes();
+                (hangar_common::hash::Hash::of(&d), d)
+            })
+            .collect();
+        let open = |dirs: &hangar_common::config::DataDirs| {
+            let s = BlockStore::new(dirs, None);
+            while !s.status().iter().all(|d| d.counted) {
+                std::thread::yield_now();
+            }
+            s
+        };
+        let s = open(&config.data_dir);
+        for (h, d) in &blocks {
+            s.write(h, d).unwrap();
+        }
+        drop(s);
+        // The second disk is mounted at another path.
+        std::fs::rename(&b, &c).unwrap();
+        config.data_dir = hangar_common::config::DataDirs(vec![dir(&a), dir(&c)]);
+        prepare(&config).unwrap();
+        let s = open(&config.data_dir);
+        for (h, d) in &blocks {
+            assert_eq!(s.read(h).unwrap().as_deref(), Some(d.as_slice()));
+            assert!(!s.relocate(h).unwrap(), "nothing to move");
+        }
+        drop(s);
+        // Placed by path, as before ids, about half of them would move.
+        std::fs::write(c.join(MARKER), b"").unwrap();
+        let s = open(&config.data_dir);
+        let moved = blocks
+            .iter()
+            .filter(|(h, _)| s.relocate(h).unwrap())
+            .count();
+        assert!(moved > 20, "{moved} of 200 blocks moved");
     }
 }

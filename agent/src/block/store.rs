@@ -82,7 +82,8 @@ struct Dir {
     root: PathBuf,
     capacity: Option<u64>,
     read_only: bool,
-    /// Rendezvous salt, from the path (so reordering the list moves nothing).
+    /// Rendezvous salt: the directory's id (kept in its marker, so neither
+    /// reordering the list nor mounting the disk elsewhere moves blocks).
     salt: u64,
     /// Share of blocks: the capacity, or the file system's size.
     weight: f64,
@@ -275,10 +276,7 @@ impl BlockStore {
             .0
             .iter()
             .map(|d| {
-                let salt = Hash::of(d.path.as_os_str().as_encoded_bytes()).as_bytes()[..8]
-                    .try_into()
-                    .map(u64::from_le_bytes)
-                    .unwrap_or(0);
+                let salt = crate::node::data_dir_id(&d.path);
                 let weight = d
                     .capacity
                     .or_else(|| crate::node::fs_stat(&d.path).map(|s| s.total))
