@@ -2,7 +2,8 @@
 //! given round trip (50 ms by default, `HANGAR_BENCH_RTT_MS`), through the
 //! fault proxies of the harness; the client sits beside node 1 (plain
 //! loopback to its S3 port). One request at a time, it measures the median
-//! time of PUT, GET, HEAD, DELETE and LIST of a 1 KiB object and the time
+//! time of PUT, GET, HEAD, DELETE and LIST of a 1 KiB object (PUT and GET
+//! of a 4 KiB one, above the inline limit) and the time
 //! to the first byte of a 64 MiB GET, and prints each as a multiple of the
 //! round trip. Then a slow node: node 3 behind a 1 MB/s link with 200 ms
 //! of extra delay, to show reads and writes keep the speed of the quorum.
@@ -32,6 +33,20 @@ async fn ops(port: u16, key: &S3Key, tag: &str) -> Vec<(&'static str, Duration)>
     let body = vec![7u8; 1024];
     let (mut put, mut get, mut head, mut del, mut list) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // 4 KiB is above the inline limit: a block, its list and references,
+    // then the object.
+    let (mut put4, mut get4) = (Vec::new(), Vec::new());
+    let body4 = vec![9u8; 4096];
+    for i in 0..REPS {
+        let path = format!("/bench/{tag}/big-{i}");
+        let t = std::time::Instant::now();
+        assert_eq!(c.put(&path, &body4).await, 200);
+        put4.push(t.elapsed());
+        let t = std::time::Instant::now();
+        assert_eq!(c.call("GET", &path).await.0, 200);
+        get4.push(t.elapsed());
+        assert_eq!(c.call("DELETE", &path).await.0, 204);
+    }
     for i in 0..REPS {
         let path = format!("/bench/{tag}/obj-{i}");
         let t = std::time::Instant::now();
@@ -57,6 +72,8 @@ async fn ops(port: u16, key: &S3Key, tag: &str) -> Vec<(&'static str, Duration)>
         ("HEAD", median(head)),
         ("DELETE", median(del)),
         ("LIST", median(list)),
+        ("PUT 4 KiB", median(put4)),
+        ("GET 4 KiB", median(get4)),
     ]
 }
 

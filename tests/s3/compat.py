@@ -777,6 +777,14 @@ def metrics_load():
     print("ok metrics load")
 
 
+def metrics_delete():
+    """Delete the objects of metrics_load."""
+    s3 = client()
+    for i in range(10):
+        s3.delete_object(Bucket=BUCKET, Key=f"m/{i}")
+    print("ok metrics delete")
+
+
 def run(cmd, env=None):
     """Run a client tool; its output is shown when it fails."""
     full_env = dict(os.environ)
@@ -939,6 +947,7 @@ if __name__ == "__main__":
         "hostile": hostile,
         "fill_disk": fill_disk,
         "metrics_load": metrics_load,
+        "metrics_delete": metrics_delete,
         "listing_options": listing_options,
         "put": lambda: put_expect(*args),
         "delete": lambda: delete(args[0]),

@@ -96,6 +96,14 @@ fn be(v: Option<Vec<u8>>) -> u64 {
         .unwrap_or(0)
 }
 
+/// How long a block that just gained a reference is given to arrive
+/// before the resync worker fetches it: a PUT writes an object's block
+/// list and references while its last blocks are still on their way to
+/// the replicas, and fetching those would only copy them twice (across
+/// sites, too). A node that missed a write while it was away fetches the
+/// block this much later.
+pub const ARRIVAL_DELAY: Duration = Duration::from_secs(10);
+
 /// Queue key: due time then hash, so the queue reads in due order.
 fn queue_key(due_ms: u64, hash: &Hash) -> Vec<u8> {
     let mut k = due_ms.to_be_bytes().to_vec();
@@ -113,8 +121,8 @@ pub struct RcTrees {
 
 impl RcTrees {
     /// Change a block's reference count by `delta` inside `tx`, and queue
-    /// the block for a resync check (now if it gained a reference, after the
-    /// grace delay if it lost its last one).
+    /// the block for a resync check: after [`ARRIVAL_DELAY`] if it gained a
+    /// reference, after the grace delay if it lost its last one.
     pub fn add(&self, tx: &mut dyn Tx, hash: &Hash, delta: i64) -> TxResult<()> {
         let cur = be(tx.get(self.rc, hash.as_bytes())?);
         let next = (cur as i64 + delta).max(0) as u64;
@@ -124,7 +132,7 @@ impl RcTrees {
             tx.insert(self.rc, hash.as_bytes(), &next.to_be_bytes())?;
         }
         let due = if next > 0 {
-            now_msec()
+            now_msec() + ARRIVAL_DELAY.as_millis() as u64
         } else {
             now_msec() + self.grace_ms
         };

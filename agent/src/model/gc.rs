@@ -112,6 +112,18 @@ impl Model {
     }
 
     /// Mark every block-list chunk of a version deleted.
+    /// Release a version no object will refer to (its upload failed after
+    /// its block list was written): its chunks are marked deleted, which
+    /// releases its blocks through the usual chain. Best effort: logged.
+    pub async fn release_version(&self, uuid: VersionId) {
+        if let Err(e) = self.delete_version(uuid).await {
+            warn!(
+                "version {} of a failed upload: its blocks stay referenced: {e}",
+                hex::encode(uuid)
+            );
+        }
+    }
+
     async fn delete_version(&self, uuid: VersionId) -> Result<(), String> {
         let mut after: Option<Vec<u8>> = None;
         loop {

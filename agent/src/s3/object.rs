@@ -24,19 +24,48 @@ use super::sigv4::PayloadMode;
 use super::xml::http_date;
 use crate::model::tables::*;
 
-/// A block being hashed and sent; yields its index in the block list and
-/// its hash.
-type Inflight = JoinHandle<Result<(usize, Hash), S3Error>>;
+/// A block being hashed and sent to its replicas: its hash is known
+/// first, then whether its replicas have it.
+pub struct Inflight {
+    index: usize,
+    hash: tokio::sync::oneshot::Receiver<Hash>,
+    put: JoinHandle<Result<(usize, Hash), S3Error>>,
+}
 
-/// Wait for an in-flight block and record its hash in the block list.
+/// Wait for an in-flight block to be stored and record its hash in the
+/// block list.
 pub async fn settle(h: Inflight, blocks: &mut [BlockEntry]) -> Result<(), S3Error> {
     let (index, hash) = h
+        .put
         .await
         .map_err(|e| S3Error::internal(format!("block upload task failed: {e}")))??;
     if let Some(b) = blocks.get_mut(index) {
         b.hash = hash;
     }
     Ok(())
+}
+
+/// Blocks of a received body whose hashes are known but which may still
+/// be on their way to their replicas.
+#[derive(Default)]
+pub struct PendingPuts(Vec<Inflight>);
+
+impl PendingPuts {
+    /// Wait until every block is stored.
+    pub async fn wait(self) -> Result<(), S3Error> {
+        let mut first_err = None;
+        for h in self.0 {
+            let r = h
+                .put
+                .await
+                .map_err(|e| S3Error::internal(format!("block upload task failed: {e}")))
+                .and_then(|r| r);
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
 }
 
 /// A request body, received and stored.
@@ -154,7 +183,7 @@ impl S3Server {
         if let Some(size) = declared {
             self.enforce_quotas(&bucket, &key, size).await?;
         }
-        let body = self.receive(r, true).await?;
+        let (body, stored) = self.receive_hashed(r, true).await?;
         if declared.is_none() {
             self.enforce_quotas(&bucket, &key, body.size).await?;
         }
@@ -170,7 +199,21 @@ impl S3Server {
         let data = match body.inline {
             Some(bytes) => ObjectData::Inline { meta, bytes },
             None => {
-                self.commit_blocks(uuid, &body.blocks).await?;
+                // The block list and references are written while the last
+                // blocks travel to their replicas (one round trip less for a
+                // small object); the object, which makes the version
+                // visible, only once both are durable.
+                let (committed, stored) =
+                    tokio::join!(self.commit_blocks(uuid, &body.blocks), stored.wait());
+                if let Err(e) = stored {
+                    if committed.is_ok() {
+                        // Nothing will refer to this version: release its
+                        // blocks now rather than leave them referenced.
+                        self.model.release_version(uuid).await;
+                    }
+                    return Err(e);
+                }
+                committed?;
                 ObjectData::Blocks { meta }
             }
         };
@@ -192,6 +235,18 @@ impl S3Server {
     /// into blocks and store them. A body that fits `inline_max` (when
     /// `allow_inline`) is returned in memory instead.
     pub async fn receive(&self, r: S3Request, allow_inline: bool) -> Result<Received, S3Error> {
+        let (received, pending) = self.receive_hashed(r, allow_inline).await?;
+        pending.wait().await?;
+        Ok(received)
+    }
+
+    /// [`S3Server::receive`], returning as soon as every block's hash is
+    /// known, with the blocks' stores still pending.
+    pub async fn receive_hashed(
+        &self,
+        r: S3Request,
+        allow_inline: bool,
+    ) -> Result<(Received, PendingPuts), S3Error> {
         let content_md5 = r.header("content-md5").map(str::to_string);
         let decoded_length: Option<u64> = r
             .header("x-amz-decoded-content-length")
@@ -314,26 +369,42 @@ impl S3Server {
 
         let md5: [u8; 16] = md5.into();
         if allow_inline && blocks.is_empty() && buf.len() <= self.cfg.inline_max {
-            return Ok(Received {
-                size,
-                md5,
-                blocks,
-                inline: Some(buf.to_vec()),
-            });
+            return Ok((
+                Received {
+                    size,
+                    md5,
+                    blocks,
+                    inline: Some(buf.to_vec()),
+                },
+                PendingPuts::default(),
+            ));
         }
         if !buf.is_empty() {
             let block = buf.split().freeze();
             self.ship(block, &mut blocks, &mut inflight).await?;
         }
-        while let Some(h) = inflight.pop_front() {
-            settle(h, &mut blocks).await?;
+        let mut pending = Vec::with_capacity(inflight.len());
+        for mut h in inflight {
+            match (&mut h.hash).await {
+                Ok(hash) => {
+                    if let Some(b) = blocks.get_mut(h.index) {
+                        b.hash = hash;
+                    }
+                    pending.push(h);
+                }
+                // The task ended before hashing: its outcome says why.
+                Err(_) => settle(h, &mut blocks).await?,
+            }
         }
-        Ok(Received {
-            size,
-            md5,
-            blocks,
-            inline: None,
-        })
+        Ok((
+            Received {
+                size,
+                md5,
+                blocks,
+                inline: None,
+            },
+            PendingPuts(pending),
+        ))
     }
 
     /// Send one block to its replicas in the background, keeping at most
@@ -367,15 +438,22 @@ impl S3Server {
             .await
             .map_err(|_| S3Error::internal("upload budget closed"))?;
         let mgr = self.model.blocks.clone();
-        inflight.push_back(tokio::spawn(async move {
+        let (hash_tx, hash_rx) = tokio::sync::oneshot::channel();
+        let put = tokio::spawn(async move {
             let hashed = block.clone();
             let hash = tokio::task::spawn_blocking(move || Hash::of(&hashed))
                 .await
                 .map_err(|e| S3Error::internal(format!("hashing task failed: {e}")))?;
+            let _ = hash_tx.send(hash);
             let r = mgr.put(hash, block).await.map_err(S3Error::from);
             drop(permit);
             r.map(|()| (index, hash))
-        }));
+        });
+        inflight.push_back(Inflight {
+            index,
+            hash: hash_rx,
+            put,
+        });
         Ok(())
     }
 

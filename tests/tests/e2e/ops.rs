@@ -61,13 +61,18 @@ fn metrics_count_requests_and_bytes_and_health_follows_the_quorums() {
         "{after}"
     );
     assert_eq!(sample(&after, "hangar_healthy"), 1.0);
-    // A new block written before its reference waits in the resync queue
-    // for an unreferenced-block check after the grace delay (10 minutes
-    // here): the queue length (counted every 5 s) shows them.
-    wait_for("the resync queue to count the new blocks", DEADLINE, || {
-        let (_, m) = scrape(a, "/metrics")?;
-        (sample(&m, "hangar_resync_queue") > 0.0).then_some(())
-    });
+    // The blocks of deleted objects wait in the resync queue for their
+    // deletion after the grace delay (10 minutes here): the queue length
+    // (counted every 5 s) shows them.
+    a.script_ok("compat.py", &key, "test", &[], &["metrics_delete"]);
+    wait_for(
+        "the resync queue to count the released blocks",
+        DEADLINE,
+        || {
+            let (_, m) = scrape(a, "/metrics")?;
+            (sample(&m, "hangar_resync_queue") >= 10.0).then_some(())
+        },
+    );
     // RPC calls by peer: each PUT's block went to both other nodes, once.
     for peer in [&c.agents[1], &c.agents[2]] {
         let p = &peer.id[..16];
