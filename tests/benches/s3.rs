@@ -109,6 +109,10 @@ fn main() {
         let key = setup(a);
         let pid = a.pid().expect("agent pid");
         let idle = rss_kib(pid, "VmRSS:");
+        // Most of an idle agent's RSS is its own code, mapped from the
+        // binary (shared, and dropped first under memory pressure); the
+        // anonymous part is what it allocated.
+        let idle_anon = rss_kib(pid, "RssAnon:");
         // `HANGAR_BENCH_ONLY=4096x16` runs one case (object size x
         // clients), without the big object nor the rebalance: for profiling.
         let only_case = std::env::var("HANGAR_BENCH_ONLY").ok();
@@ -172,8 +176,9 @@ fn main() {
         }
         let loaded = rss_kib(pid, "VmHWM:");
         println!(
-            "{nodes} node(s): agent RSS idle {} MiB, peak under the load above {} MiB",
+            "{nodes} node(s): agent RSS idle {} MiB ({} MiB anonymous), peak under the load above {} MiB",
             idle / 1024,
+            idle_anon / 1024,
             loaded / 1024
         );
         if nodes == 3 && only_case.is_none() {
