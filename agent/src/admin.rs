@@ -264,6 +264,16 @@ impl Services {
                 .count(),
             nodes_in_transition: layout.all_live_nodes().len(),
             blocks: self.model.blocks.stats(),
+            last_snapshot: self
+                .last_snapshot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .map(|l| hangar_common::rpc::SnapshotInfo {
+                    at_ms: l.at_ms,
+                    entries: l.stats.entries,
+                    duration_ms: l.took.as_millis() as u64,
+                    writes_paused_ms: l.stats.writes_paused.as_millis() as u64,
+                }),
         }
     }
 

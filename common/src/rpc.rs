@@ -348,6 +348,23 @@ pub struct ClusterStatus {
     /// The answering node's block resync worker.
     #[serde(default)]
     pub blocks: BlockWorkerStats,
+    /// The last metadata snapshot the answering node wrote since it
+    /// started.
+    #[serde(default)]
+    pub last_snapshot: Option<SnapshotInfo>,
+}
+
+/// A metadata snapshot a node wrote, and what it cost.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Unix milliseconds when it was finished.
+    pub at_ms: u64,
+    /// Metadata entries copied.
+    pub entries: u64,
+    /// Wall time of the whole snapshot.
+    pub duration_ms: u64,
+    /// How long writes on that node waited for it.
+    pub writes_paused_ms: u64,
 }
 
 /// Work done by a node's block resync worker since it started.

@@ -658,6 +658,17 @@ pub fn render_status(st: &ClusterStatus) -> String {
             st.blocks.scrub_moved
         ));
     }
+    out.push_str(&match &st.last_snapshot {
+        Some(s) => format!(
+            "Metadata snapshot: last {} ({} entries in {:.1} s, writes waited {:.2} s)\n",
+            ago(s.at_ms),
+            s.entries,
+            s.duration_ms as f64 / 1000.0,
+            s.writes_paused_ms as f64 / 1000.0
+        ),
+        None => "Metadata snapshot: none since this agent started (`hangar snapshot` takes one)\n"
+            .to_string(),
+    });
     out.push_str(&render_data_dirs(st));
     if !st.tables.is_empty() {
         for t in &st.tables {

@@ -130,6 +130,7 @@ fn app(scene: Scene) -> App {
             fetched: 310,
             ..Default::default()
         },
+        last_snapshot: None,
     };
     let grant = |bucket: &str| KeyGrant {
         key_id: "GK0123456789abcdef01234567".into(),

@@ -224,6 +224,20 @@ fn a_snapshot_taken_under_load_restores_a_wiped_node() {
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
     assert!(!snap_dir.join("db.dump").exists(), "the dump is removed");
+    // And so does `hangar status`.
+    let st = c.agents[2].status().expect("status");
+    assert_eq!(
+        st["last_snapshot"]["entries"].as_f64(),
+        Some(sample(&m, "hangar_snapshot_last_entries")),
+        "{st}"
+    );
+    let text = String::from_utf8_lossy(&c.agents[2].hangar(&["status"]).stdout).to_string();
+    assert!(text.contains("Metadata snapshot: last "), "{text}");
+    let other = String::from_utf8_lossy(&c.agents[1].hangar(&["status"]).stdout).to_string();
+    assert!(
+        other.contains("Metadata snapshot: none since this agent started"),
+        "{other}"
+    );
     assert!(
         load.wait().expect("write load").success(),
         "the write load failed"
