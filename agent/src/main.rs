@@ -148,6 +148,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         block::BlockConfig {
             op_timeout: Duration::from_millis(config.tables.op_timeout_ms),
             unreferenced_grace: Duration::from_secs(config.blocks.unreferenced_grace_secs),
+            arrival_delay: Duration::from_secs(config.blocks.arrival_delay_secs),
             workers: workers.clone(),
             compression_level: (config.blocks.compression_level > 0)
                 .then_some(config.blocks.compression_level),

@@ -190,6 +190,11 @@ pub struct BlocksConfig {
     /// progress write their blocks before referencing them).
     #[serde(default = "default_unreferenced_grace")]
     pub unreferenced_grace_secs: u64,
+    /// A missing block that just gained a reference is given this long to
+    /// arrive (a PUT writes its block list while its last blocks travel)
+    /// before the resync worker fetches it from another replica.
+    #[serde(default = "default_arrival_delay")]
+    pub arrival_delay_secs: u64,
     /// Every block is read back and checked this often.
     #[serde(default = "default_scrub_interval")]
     pub scrub_interval_days: u64,
@@ -208,6 +213,7 @@ impl Default for BlocksConfig {
             block_size: default_block_size(),
             inline_max_bytes: default_inline_max(),
             unreferenced_grace_secs: default_unreferenced_grace(),
+            arrival_delay_secs: default_arrival_delay(),
             scrub_interval_days: default_scrub_interval(),
             scrub_pause_ms: default_scrub_pause(),
             compression_level: 0,
@@ -223,6 +229,9 @@ fn default_inline_max() -> usize {
 }
 fn default_unreferenced_grace() -> u64 {
     600
+}
+fn default_arrival_delay() -> u64 {
+    10
 }
 fn default_scrub_interval() -> u64 {
     30

@@ -765,6 +765,15 @@ def fill_disk():
     print(f"ok full disk: {len(stored)} objects fit, then a clear refusal, then room again")
 
 
+def delete_all(prefix):
+    """Delete every object under `prefix`."""
+    s3 = client()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for o in page.get("Contents", []):
+            s3.delete_object(Bucket=BUCKET, Key=o["Key"])
+    print(f"ok deleted everything under {prefix}")
+
+
 def metrics_load():
     """10 PUTs of 10,000 bytes, then 2 GETs of each: what /metrics must
     count."""
@@ -946,6 +955,7 @@ if __name__ == "__main__":
         "streaming": streaming_and_auth,
         "hostile": hostile,
         "fill_disk": fill_disk,
+        "delete_all": lambda: delete_all(args[0]),
         "metrics_load": metrics_load,
         "metrics_delete": metrics_delete,
         "listing_options": listing_options,

@@ -62,6 +62,13 @@ pub struct BlockConfig {
     /// How long a block nobody references is kept before deletion (uploads
     /// in progress write blocks before their references).
     pub unreferenced_grace: Duration,
+    /// How long a missing block that just gained a reference is given to
+    /// arrive before the resync worker fetches it: a PUT writes an
+    /// object's block list and references while its last blocks are still
+    /// on their way to the replicas, and fetching those would only copy
+    /// them twice (across sites, too). A node that missed a write while it
+    /// was away fetches the block this much later.
+    pub arrival_delay: Duration,
     /// zstd level for block files, None for no compression.
     pub compression_level: Option<i32>,
     /// Pause switches of the background workers.
@@ -96,14 +103,6 @@ fn be(v: Option<Vec<u8>>) -> u64 {
         .unwrap_or(0)
 }
 
-/// How long a block that just gained a reference is given to arrive
-/// before the resync worker fetches it: a PUT writes an object's block
-/// list and references while its last blocks are still on their way to
-/// the replicas, and fetching those would only copy them twice (across
-/// sites, too). A node that missed a write while it was away fetches the
-/// block this much later.
-pub const ARRIVAL_DELAY: Duration = Duration::from_secs(10);
-
 /// Queue key: due time then hash, so the queue reads in due order.
 fn queue_key(due_ms: u64, hash: &Hash) -> Vec<u8> {
     let mut k = due_ms.to_be_bytes().to_vec();
@@ -117,11 +116,12 @@ pub struct RcTrees {
     pub rc: TreeId,
     pub queue: TreeId,
     pub grace_ms: u64,
+    pub arrival_ms: u64,
 }
 
 impl RcTrees {
     /// Change a block's reference count by `delta` inside `tx`, and queue
-    /// the block for a resync check: after [`ARRIVAL_DELAY`] if it gained a
+    /// the block for a resync check: after the arrival delay if it gained a
     /// reference, after the grace delay if it lost its last one.
     pub fn add(&self, tx: &mut dyn Tx, hash: &Hash, delta: i64) -> TxResult<()> {
         let cur = be(tx.get(self.rc, hash.as_bytes())?);
@@ -132,7 +132,7 @@ impl RcTrees {
             tx.insert(self.rc, hash.as_bytes(), &next.to_be_bytes())?;
         }
         let due = if next > 0 {
-            now_msec() + ARRIVAL_DELAY.as_millis() as u64
+            now_msec() + self.arrival_ms
         } else {
             now_msec() + self.grace_ms
         };
@@ -167,6 +167,7 @@ impl BlockManager {
             rc: self.rc,
             queue: self.resync_queue,
             grace_ms: self.cfg.unreferenced_grace.as_millis() as u64,
+            arrival_ms: self.cfg.arrival_delay.as_millis() as u64,
         }
     }
 

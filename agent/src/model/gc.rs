@@ -113,10 +113,28 @@ impl Model {
 
     /// Mark every block-list chunk of a version deleted.
     /// Release a version no object will refer to (its upload failed after
-    /// its block list was written): its chunks are marked deleted, which
-    /// releases its blocks through the usual chain. Best effort: logged.
-    pub async fn release_version(&self, uuid: VersionId) {
-        if let Err(e) = self.delete_version(uuid).await {
+    /// its block list was written): its references to `blocks` are marked
+    /// deleted at once (before the resync worker would look for a block
+    /// that never arrived), and its chunks too, which the usual chain
+    /// follows. Best effort: logged.
+    pub async fn release_version(&self, uuid: VersionId, blocks: &[Hash]) {
+        let mut released = std::collections::BTreeSet::new();
+        let mut result = Ok(());
+        for block in blocks {
+            if !released.insert(*block) {
+                continue;
+            }
+            let r = BlockRef {
+                block: *block,
+                version: uuid,
+                deleted: Flag(true),
+            };
+            if let Err(e) = self.refs.insert(&r).await {
+                result = Err(e.to_string());
+                break;
+            }
+        }
+        if let Err(e) = result.and(self.delete_version(uuid).await) {
             warn!(
                 "version {} of a failed upload: its blocks stay referenced: {e}",
                 hex::encode(uuid)

@@ -766,6 +766,7 @@ mod tests {
             rc: db.open_tree("block_rc").unwrap(),
             queue: db.open_tree("block_resync").unwrap(),
             grace_ms: 1000,
+            arrival_ms: 0,
         };
         let data = TableData::open(db.clone(), Arc::new(BlockRefTable { rc })).unwrap();
         let block = Hash::of(b"block");

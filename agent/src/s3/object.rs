@@ -209,7 +209,8 @@ impl S3Server {
                     if committed.is_ok() {
                         // Nothing will refer to this version: release its
                         // blocks now rather than leave them referenced.
-                        self.model.release_version(uuid).await;
+                        let hashes: Vec<Hash> = body.blocks.iter().map(|b| b.hash).collect();
+                        self.model.release_version(uuid, &hashes).await;
                     }
                     return Err(e);
                 }

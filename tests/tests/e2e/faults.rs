@@ -193,7 +193,8 @@ fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
         &AgentOpts {
             replication_factor: 1,
             data_dir: Some(data.clone()),
-            extra: "[blocks]\nunreferenced_grace_secs = 1\ncompression_level = 0\n".into(),
+            extra: "[blocks]\nunreferenced_grace_secs = 1\narrival_delay_secs = 1\ncompression_level = 0\n"
+                .into(),
             ..AgentOpts::default()
         },
     );
@@ -221,5 +222,27 @@ fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
     }
     assert!(stray.is_empty(), "temporary files left: {stray:?}");
     assert!(a.status().is_some(), "the agent still answers");
+    // A refused PUT leaves nothing referenced: once every object is
+    // deleted, every block goes and the resync worker has nothing left to
+    // do (a block list kept for a refused block would make it fetch that
+    // block forever, an error each time). The queue length is counted
+    // every 5 s: only a count taken after the last checks (due 1 s after
+    // the deletes) says anything, hence the 8 s.
+    a.script_ok("compat.py", &key, "test", &[], &["delete_all", "fill/"]);
+    let deleted = std::time::Instant::now();
+    wait_for(
+        "every block gone and the resync queue empty",
+        std::time::Duration::from_secs(60),
+        || {
+            let st = a.status()?;
+            let queued = st["blocks"]["resync_queue"].as_u64()?;
+            (deleted.elapsed() > std::time::Duration::from_secs(8)
+                && queued == 0
+                && a.block_files().is_empty())
+            .then_some(())
+        },
+    );
+    let st = a.status().expect("status");
+    assert_eq!(st["blocks"]["errors"], 0, "{}", st["blocks"]);
     drop(c);
 }
