@@ -129,9 +129,13 @@ impl Peer for PeerServer {
         // A ping is a sign of life: make sure we know how to reach the
         // caller, and cut short our backoff if we thought it down.
         self.s.net.learn(self.remote, Some(req.from_addr.clone()));
+        if let Some(c) = req.clock {
+            hangar_common::clock::hlc().observe(c.hlc_us);
+        }
         let mut resp = self.s.layout.ping_response();
         resp.disk = self.s.disk();
         resp.data_dirs = self.s.model.blocks.store.status();
+        resp.clock = Some(hangar_common::rpc::ClockReading::now());
         resp
     }
 
@@ -179,13 +183,28 @@ impl Peer for PeerServer {
     }
 }
 
+/// Turn each node's clock offset from this node into its offset from the
+/// cluster's median clock, so the node whose clock is wrong is named
+/// whichever node answers `status`.
+fn clock_offsets_from_median(mut nodes: Vec<NodeStatus>) -> Vec<NodeStatus> {
+    let measured: Vec<i64> = nodes.iter().filter_map(|n| n.clock_offset_ms).collect();
+    let mut relative = hangar_common::clock::relative_to_median(&measured).into_iter();
+    for n in &mut nodes {
+        if n.clock_offset_ms.is_some() {
+            n.clock_offset_ms = relative.next();
+        }
+    }
+    nodes
+}
+
 #[derive(Clone)]
 struct AdminServer {
     s: Services,
 }
 
 impl Services {
-    pub fn status(&self) -> ClusterStatus {
+    /// Every node known here, as `status` shows it.
+    pub fn status_nodes(&self) -> Vec<NodeStatus> {
         let layout = self.layout.current();
         let staged = layout.effective_staged();
         let peers = self.net.peers();
@@ -214,6 +233,7 @@ impl Services {
                     layout_version: None,
                     disk: None,
                     data_dirs: Vec::new(),
+                    clock_offset_ms: None,
                     partitions: (0..hangar_common::layout::PARTITIONS)
                         .filter(|p| layout.nodes_of(*p).contains(&id))
                         .count(),
@@ -228,6 +248,7 @@ impl Services {
                         layout_version: Some(layout.version),
                         disk: self.disk(),
                         data_dirs: self.model.blocks.store.status(),
+                        clock_offset_ms: Some(0),
                         ..base
                     }
                 } else if let Some(p) = peers.get(&id) {
@@ -241,6 +262,7 @@ impl Services {
                         layout_version: p.layout_version,
                         disk: p.disk,
                         data_dirs: p.data_dirs.clone(),
+                        clock_offset_ms: p.clock_offset_ms,
                         ..base
                     }
                 } else {
@@ -248,6 +270,12 @@ impl Services {
                 }
             })
             .collect();
+        clock_offsets_from_median(nodes)
+    }
+
+    pub fn status(&self) -> ClusterStatus {
+        let layout = self.layout.current();
+        let nodes = self.status_nodes();
         ClusterStatus {
             node: self.net.id,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -622,11 +650,11 @@ impl Admin for AdminServer {
         let mut b = self
             .s
             .model
-            .require_bucket(&name)
+            .require_bucket_fresh(&name)
             .await
             .map_err(model_err)?;
         b.quotas.update(
-            now_msec(),
+            hangar_common::clock::timestamp_ms(),
             self.s.net.id,
             crate::model::tables::Quotas {
                 max_size,
@@ -722,7 +750,12 @@ impl Admin for AdminServer {
         key: String,
         value: Option<String>,
     ) -> Result<(), RpcError> {
-        let item = KvItem::new(&key, value, now_msec(), self.s.net.id);
+        let item = KvItem::new(
+            &key,
+            value,
+            hangar_common::clock::timestamp_ms(),
+            self.s.net.id,
+        );
         self.s
             .kv
             .insert(&item)

@@ -288,6 +288,17 @@ fn metrics_text(s: &Services) -> String {
             );
         }
     }
+    out.push_str("# HELP hangar_node_clock_offset_seconds How far a node's wall clock is from the cluster's median clock (positive: ahead), measured by pings; above 1 s, set up NTP on it.\n# TYPE hangar_node_clock_offset_seconds gauge\n");
+    for n in s.status_nodes() {
+        if let Some(off) = n.clock_offset_ms {
+            let _ = writeln!(
+                out,
+                "hangar_node_clock_offset_seconds{{node=\"{}\"}} {}",
+                n.id.short(),
+                off as f64 / 1000.0
+            );
+        }
+    }
     let tables: Vec<_> = s.tables.values().map(|t| t.stats()).collect();
     for (name, help, get) in [
         (

@@ -286,10 +286,7 @@ pub fn snapshot(
 ) -> Result<(PathBuf, crate::db::SnapshotStats), String> {
     let root = metadata_dir.join("snapshots");
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = hangar_common::clock::wall_ms() / 1000;
     let name = crate::s3::xml::iso8601(secs * 1000).replace([':', '.'], "-");
     let tmp = root.join(format!(".{name}.partial"));
     let _ = std::fs::remove_dir_all(&tmp);

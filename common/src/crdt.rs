@@ -167,12 +167,11 @@ impl<T: Crdt + Clone> Crdt for Deletable<T> {
     }
 }
 
-/// Milliseconds since the Unix epoch, for LWW timestamps.
+/// Milliseconds since the Unix epoch on this node's wall clock (see
+/// [`crate::clock`]: timestamps that order writes come from its hybrid
+/// clock instead).
 pub fn now_msec() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::wall_ms()
 }
 
 #[cfg(test)]

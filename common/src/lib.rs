@@ -7,6 +7,7 @@
 //! [`rpc::connect`], which only drive a socket; nothing here knows sled, HTTP
 //! or ratatui.
 
+pub mod clock;
 pub mod config;
 pub mod crdt;
 pub mod hash;

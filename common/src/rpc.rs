@@ -75,6 +75,11 @@ pub enum TableOp {
     /// Delete each item whose encoding still hashes to the given value
     /// (garbage collection of tombstones every replica holds).
     DeleteIfEqual(Vec<(Vec<u8>, Hash)>),
+    /// Merge these items into the local replica, like `Update`, and answer
+    /// what the replica holds for each afterwards (`TableResponse::Items`,
+    /// in order), so a writer learns that a newer value was already there.
+    /// Since protocol 5.
+    UpdateReturn(Vec<Vec<u8>>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +252,30 @@ pub struct PingRequest {
     pub from_addr: String,
     pub layout_version: u64,
     pub layout_digest: u64,
+    /// The caller's clocks when it sent the ping. Since protocol 5.
+    #[serde(default)]
+    pub clock: Option<ClockReading>,
+}
+
+/// A node's clocks at one moment, carried by pings: the hybrid clock moves
+/// every node that hears it forward, and the wall clock lets the caller
+/// measure the other's offset (see [`crate::clock`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockReading {
+    /// Wall clock, microseconds since the Unix epoch.
+    pub wall_us: u64,
+    /// Hybrid clock, microseconds.
+    pub hlc_us: u64,
+}
+
+impl ClockReading {
+    /// This process's clocks now.
+    pub fn now() -> ClockReading {
+        ClockReading {
+            wall_us: crate::clock::wall_us(),
+            hlc_us: crate::clock::hlc().peek(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,6 +290,9 @@ pub struct PingResponse {
     /// The callee's data directories.
     #[serde(default)]
     pub data_dirs: Vec<DataDirStatus>,
+    /// The callee's clocks when it answered. Since protocol 5.
+    #[serde(default)]
+    pub clock: Option<ClockReading>,
 }
 
 /// One data directory of a node: what it holds and whether it takes new
@@ -321,6 +353,11 @@ pub struct NodeStatus {
     /// Its data directories, as its last ping answer said.
     #[serde(default)]
     pub data_dirs: Vec<DataDirStatus>,
+    /// How far its wall clock is from the cluster's median clock
+    /// (milliseconds, positive: ahead), measured by pings; None until
+    /// measured. See [`crate::clock::SKEW_WARN_MS`].
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -686,6 +723,10 @@ mod tests {
                 fs_free: 5,
                 full: Some("capacity reached".into()),
             }],
+            clock: Some(ClockReading {
+                wall_us: 1,
+                hlc_us: 2,
+            }),
         };
         let envelope = tarpc::Response {
             request_id: 9,

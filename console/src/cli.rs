@@ -579,6 +579,17 @@ pub fn render_status(st: &ClusterStatus) -> String {
         st.health.degraded,
         st.health.unavailable
     ));
+    let skewed: Vec<String> = st
+        .nodes
+        .iter()
+        .filter_map(|n| hangar_common::clock::skew_warning(&n.id.short(), n.clock_offset_ms?))
+        .collect();
+    for w in &skewed {
+        out.push_str(&format!("WARNING: {w}\n"));
+    }
+    if !skewed.is_empty() {
+        out.push('\n');
+    }
     if st.live_versions.len() > 1 {
         out.push_str(&format!(
             "Data is moving to layout version {}: versions {:?} live (reads from {}), {} of {} nodes have pushed their data\n\n",
@@ -617,6 +628,9 @@ pub fn render_status(st: &ClusterStatus) -> String {
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "-".into()),
                 n.agent_version.clone().unwrap_or_else(|| "-".into()),
+                n.clock_offset_ms
+                    .map(clock_cell)
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -632,6 +646,7 @@ pub fn render_status(st: &ClusterStatus) -> String {
             "RTT",
             "LAYOUT",
             "VERSION",
+            "CLOCK",
         ],
         &rows,
     ));
@@ -688,6 +703,16 @@ pub fn render_status(st: &ClusterStatus) -> String {
         ));
     }
     out
+}
+
+/// A node's clock offset from the cluster's, in a table cell: "ok" within
+/// the warning threshold, else how far and which way.
+pub fn clock_cell(offset_ms: i64) -> String {
+    if offset_ms.abs() <= hangar_common::clock::SKEW_WARN_MS {
+        "ok".into()
+    } else {
+        hangar_common::clock::describe_offset(offset_ms)
+    }
 }
 
 /// Every node's data directories, one row each: what they hold, their

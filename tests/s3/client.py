@@ -345,6 +345,136 @@ def presigned_get(key):
     print("ok presigned get")
 
 
+def sequential_order(rounds):
+    """Writes one after the other through different nodes: the later
+    acknowledged one wins everywhere, whatever the nodes' clocks (the test
+    runs the nodes with clocks minutes apart). HANGAR_S3_ENDPOINTS lists
+    every node's endpoint; rounds go through every ordered pair of them."""
+    endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
+    clients = []
+    for e in endpoints:
+        c = boto3.client(
+            "s3", endpoint_url=e, region_name="us-east-1",
+            aws_access_key_id=os.environ["HANGAR_KEY_ID"],
+            aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+            config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
+                          signature_version="s3v4"))
+        clients.append(c)
+    n = len(clients)
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
+    lost = []
+
+    def everywhere(key):
+        """What each node serves for key: its bytes, or None if absent."""
+        out = []
+        for c in clients:
+            code = error_code(lambda: c.head_object(Bucket=BUCKET, Key=key))
+            if code == "404":
+                out.append(None)
+            else:
+                out.append(c.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        return out
+
+    def expect(case, key, want, first, second):
+        got = everywhere(key)
+        if any(g != want for g in got):
+            shown = ["absent" if g is None else ("expected" if g == want else "an earlier value") for g in got]
+            lost.append(f"{case} {key} (first via node {first}, then via node {second}): nodes serve {shown}")
+
+    def multipart(c, key, data):
+        up = c.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+        parts = []
+        for i, chunk in enumerate([data[:big], data[big:]], start=1):
+            etag = c.upload_part(Bucket=BUCKET, Key=key, UploadId=up, PartNumber=i, Body=chunk)["ETag"]
+            parts.append({"PartNumber": i, "ETag": etag})
+        c.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=up,
+                                    MultipartUpload={"Parts": parts})
+
+    big = 5 << 20  # multipart parts other than the last need 5 MiB
+    for r in range(rounds):
+        a, b = pairs[r % len(pairs)]
+        ca, cb = clients[a], clients[b]
+        v1, v2 = f"first {r}".encode(), f"second {r}".encode()
+        # PUT then PUT.
+        k = f"order/putput-{r}"
+        ca.put_object(Bucket=BUCKET, Key=k, Body=v1)
+        cb.put_object(Bucket=BUCKET, Key=k, Body=v2)
+        expect("PUT/PUT", k, v2, a, b)
+        # PUT then DELETE.
+        k = f"order/putdel-{r}"
+        ca.put_object(Bucket=BUCKET, Key=k, Body=v1)
+        cb.delete_object(Bucket=BUCKET, Key=k)
+        expect("PUT/DELETE", k, None, a, b)
+        # DELETE then PUT (of a key that existed, written through the other).
+        k = f"order/delput-{r}"
+        cb.put_object(Bucket=BUCKET, Key=k, Body=v1)
+        ca.delete_object(Bucket=BUCKET, Key=k)
+        cb.put_object(Bucket=BUCKET, Key=k, Body=v2)
+        expect("DELETE/PUT", k, v2, a, b)
+        # PUT then CopyObject onto it; then a PUT onto the copy.
+        k, src = f"order/copy-{r}", f"order/copy-src-{r}"
+        cb.put_object(Bucket=BUCKET, Key=src, Body=v2)
+        ca.put_object(Bucket=BUCKET, Key=k, Body=v1)
+        cb.copy_object(Bucket=BUCKET, Key=k, CopySource={"Bucket": BUCKET, "Key": src})
+        expect("PUT/CopyObject", k, v2, a, b)
+        ca.put_object(Bucket=BUCKET, Key=k, Body=v1)
+        expect("CopyObject/PUT", k, v1, b, a)
+        # PUT then CompleteMultipartUpload; then a PUT onto it.
+        k = f"order/mpu-{r}"
+        mpu = data_for(k, big + 1000)
+        ca.put_object(Bucket=BUCKET, Key=k, Body=v1)
+        multipart(cb, k, mpu)
+        expect("PUT/CompleteMultipartUpload", k, mpu, a, b)
+        cb.put_object(Bucket=BUCKET, Key=k, Body=v2)
+        multipart(ca, k, mpu)
+        expect("PUT/CompleteMultipartUpload", k, mpu, b, a)
+    if lost:
+        print("FAILED: later writes lost:", file=sys.stderr)
+        for line in lost:
+            print("  " + line, file=sys.stderr)
+        sys.exit(1)
+    print(f"ok {rounds} rounds of sequential writes through alternating nodes")
+
+
+def bucket_recreate(rounds):
+    """A bucket deleted through one node and created again through another
+    is there, whatever the nodes' clocks."""
+    endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
+    clients = [boto3.client(
+        "s3", endpoint_url=e, region_name="us-east-1",
+        aws_access_key_id=os.environ["HANGAR_KEY_ID"],
+        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
+                      signature_version="s3v4")) for e in endpoints]
+    n = len(clients)
+
+    def soon(what, fn):
+        # A node reuses a looked-up key or bucket for up to 2 s (README):
+        # another node's change may take that long to apply there.
+        import time
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                return fn()
+            except botocore.exceptions.ClientError as e:
+                if time.monotonic() > deadline:
+                    check(False, f"{what}: still {e.response['Error']['Code']} after 10 s")
+                time.sleep(0.2)
+
+    for r in range(rounds):
+        a, b, c = r % n, (r + 1) % n, (r + 2) % n
+        name = f"recreated-{r}"
+        clients[a].create_bucket(Bucket=name)
+        soon(f"delete {name} through node {b}", lambda: clients[b].delete_bucket(Bucket=name))
+        soon(f"create {name} again through node {c}", lambda: clients[c].create_bucket(Bucket=name))
+        clients[c].put_object(Bucket=name, Key="k", Body=b"v")
+        for i, cl in enumerate(clients):
+            got = soon(f"read {name}/k through node {i}",
+                       lambda: cl.get_object(Bucket=name, Key="k")["Body"].read())
+            check(got == b"v", f"bucket {name} recreated through node {c}: node {i} serves {got!r}")
+    print(f"ok {rounds} buckets deleted and created again through alternating nodes")
+
+
 if __name__ == "__main__":
     scenario = sys.argv[1]
     args = sys.argv[2:]
@@ -360,4 +490,6 @@ if __name__ == "__main__":
         "slowget": lambda: slow_get(args[0], int(args[1])),
         "interrupted": lambda: interrupted(args[0]),
         "presigned": lambda: presigned_get(args[0]),
+        "sequential_order": lambda: sequential_order(int(args[0])),
+        "bucket_recreate": lambda: bucket_recreate(int(args[0])),
     }[scenario]()

@@ -260,7 +260,7 @@ impl FaultyCluster {
         let mut agents = Vec::new();
         for (i, ip) in ips.iter().enumerate() {
             let proxy_port = free_port();
-            let agent = Agent::new(
+            let mut agent = Agent::new(
                 &secret,
                 &AgentOpts {
                     rpc_ip: Some(ip.clone()),
@@ -268,6 +268,7 @@ impl FaultyCluster {
                     ..opts.clone()
                 },
             );
+            agent.clock_offset_ms = opts.clock_offsets_ms.get(i).copied().unwrap_or(0);
             let target: SocketAddr = agent.addr().parse().expect("agent address");
             let listener = rt
                 .block_on(TcpListener::bind(("127.0.0.1", proxy_port)))

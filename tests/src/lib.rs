@@ -117,6 +117,10 @@ pub struct Agent {
     pub public_addr: String,
     pub secret: RpcSecret,
     pub id: String,
+    /// The clock nemesis: this agent's wall clock is shifted by this many
+    /// milliseconds (either way) from its next start, as a machine with a
+    /// wrong clock would be.
+    pub clock_offset_ms: i64,
     child: Option<Child>,
     starts: u32,
 }
@@ -140,6 +144,9 @@ pub struct AgentOpts {
     pub data_dir: Option<PathBuf>,
     /// The `data_dir` value as TOML (a list of directories), instead.
     pub data_dir_toml: Option<String>,
+    /// Clock offsets in milliseconds, by agent index in a cluster (see
+    /// [`Agent::clock_offset_ms`]); agents beyond the list have none.
+    pub clock_offsets_ms: Vec<i64>,
 }
 
 impl Default for AgentOpts {
@@ -154,6 +161,7 @@ impl Default for AgentOpts {
             public_addr: None,
             data_dir: None,
             data_dir_toml: None,
+            clock_offsets_ms: Vec::new(),
         }
     }
 }
@@ -179,6 +187,7 @@ impl Agent {
             rpc_ip,
             secret: secret.clone(),
             id: String::new(),
+            clock_offset_ms: 0,
             child: None,
             starts: 0,
         };
@@ -317,6 +326,10 @@ impl Agent {
             .args(["run", "--config"])
             .arg(&self.config_path)
             .env("RUST_LOG", "info,hangar_agent=debug,tarpc=warn")
+            .env(
+                hangar_common::clock::OFFSET_ENV,
+                self.clock_offset_ms.to_string(),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -451,7 +464,13 @@ impl Cluster {
     /// Start `n` agents, not yet connected to each other.
     pub fn start(n: usize, opts: &AgentOpts) -> Cluster {
         let secret = RpcSecret::generate();
-        let mut agents: Vec<Agent> = (0..n).map(|_| Agent::new(&secret, opts)).collect();
+        let mut agents: Vec<Agent> = (0..n)
+            .map(|i| {
+                let mut a = Agent::new(&secret, opts);
+                a.clock_offset_ms = opts.clock_offsets_ms.get(i).copied().unwrap_or(0);
+                a
+            })
+            .collect();
         for a in &mut agents {
             a.start();
         }

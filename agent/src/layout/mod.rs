@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use hangar_common::NodeId;
-use hangar_common::crdt::{Crdt, now_msec};
+use hangar_common::clock::timestamp_ms;
+use hangar_common::crdt::Crdt;
 use hangar_common::layout::AssignmentReport;
 use hangar_common::layout::cluster::{ApplyError, ClusterLayout, StagedRole};
 use hangar_common::rpc::{self, PeerClient, PingRequest, PingResponse};
@@ -195,7 +196,11 @@ impl LayoutManager {
     }
 
     pub fn stage(self: &Arc<Self>, changes: Vec<(NodeId, StagedRole)>) {
-        let now = now_msec();
+        // Staged changes are last-writer-wins registers: the hybrid clock
+        // (and `Lww::update`'s "above what it replaces") keeps an
+        // operator's later change ahead of an earlier one made on a node
+        // whose clock is ahead.
+        let now = timestamp_ms();
         let me = self.id;
         self.update(|l| {
             for (node, change) in changes {
@@ -205,7 +210,7 @@ impl LayoutManager {
     }
 
     pub fn revert(self: &Arc<Self>) {
-        let now = now_msec();
+        let now = timestamp_ms();
         let me = self.id;
         self.update(|l| l.revert(now, me));
     }
@@ -230,6 +235,7 @@ impl crate::net::Gossip for LayoutManager {
             from_addr: self.net.public_addr().to_string(),
             layout_version: l.version,
             layout_digest: l.digest(),
+            clock: None,
         }
     }
 
@@ -241,6 +247,7 @@ impl crate::net::Gossip for LayoutManager {
             known_peers: self.net.known_peers(),
             disk: None,
             data_dirs: Vec::new(),
+            clock: None,
         }
     }
 

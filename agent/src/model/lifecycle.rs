@@ -130,11 +130,12 @@ impl Model {
                     pk: o.pk.clone(),
                     key: o.key.clone(),
                     version: {
+                        // Timed just after the version it expires: it
+                        // replaces that version, never one written after
+                        // it (a later write is timed above what it
+                        // replaces, so above this marker's time too).
                         let mut v = ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker);
-                        // After the version it saw, whatever the clocks say.
-                        if v.order() <= o.version.order() {
-                            v.timestamp = o.version.timestamp + 1;
-                        }
+                        v.set_time_us(o.version.time_us() + 1);
                         v
                     },
                 };

@@ -11,13 +11,14 @@ pub mod usage;
 
 use std::sync::Arc;
 
-use hangar_common::crdt::{Flag, Lww, LwwMap, now_msec};
+use hangar_common::clock::timestamp_ms;
+use hangar_common::crdt::{Flag, Lww, LwwMap};
 
 use self::tables::*;
 use crate::block::BlockManager;
 use crate::db::{Db, TreeId};
 use crate::net::Net;
-use crate::table::{Table, TableError};
+use crate::table::{Latest, Table, TableError};
 
 /// Default number of shards of a new bucket's object index.
 pub const DEFAULT_SHARDS: u8 = 16;
@@ -171,6 +172,40 @@ impl Model {
             .ok_or_else(|| ModelError::NoSuchBucket(name.to_string()))
     }
 
+    /// Like [`Model::require_bucket`], read from the replicas now: for a
+    /// change of its settings, whose registers must be timed above what
+    /// they replace (a cached copy may be [`LOOKUP_TTL`] old).
+    pub async fn require_bucket_fresh(&self, name: &str) -> Result<Bucket, ModelError> {
+        self.bucket_by_name_fresh(name)
+            .await?
+            .ok_or_else(|| ModelError::NoSuchBucket(name.to_string()))
+    }
+
+    /// Make `object`'s version the current one of its key, ordered after
+    /// every write of the key acknowledged before this call, whatever the
+    /// nodes' clocks (see [`Table::insert_latest`]). A version with blocks
+    /// that a concurrent write replaced at once is queued for cleanup here,
+    /// as a replica would queue it had it been current for a moment.
+    pub async fn commit_object(&self, object: &mut Object) -> Result<(), ModelError> {
+        let outcome = self.objects.insert_latest(object).await?;
+        if outcome == Latest::Superseded && matches!(object.version.data, ObjectData::Blocks { .. })
+        {
+            self.db.insert(self.version_gc, &object.version.uuid, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Point a bucket name at a bucket (or at none), above whatever it
+    /// pointed at, whatever the clocks.
+    async fn set_alias(&self, name: &str, bucket: Option<BucketId>) -> Result<(), ModelError> {
+        let mut alias = BucketAlias {
+            name: name.to_string(),
+            bucket: Lww::new(timestamp_ms(), self.net.id, bucket),
+        };
+        self.aliases.insert_latest(&mut alias).await?;
+        Ok(())
+    }
+
     /// Create a bucket; `owner` (an access key id) gets every permission.
     pub async fn create_bucket(
         &self,
@@ -186,7 +221,7 @@ impl Model {
         let bucket = Bucket {
             id: new_bucket_id(),
             name: name.to_string(),
-            created_ms: now_msec(),
+            created_ms: timestamp_ms(),
             shards: DEFAULT_SHARDS,
             deleted: Flag(false),
             website: Default::default(),
@@ -195,11 +230,7 @@ impl Model {
             quotas: Default::default(),
         };
         self.buckets.insert(&bucket).await?;
-        let alias = BucketAlias {
-            name: name.to_string(),
-            bucket: Lww::new(now_msec(), self.net.id, Some(bucket.id)),
-        };
-        self.aliases.insert(&alias).await?;
+        self.set_alias(name, Some(bucket.id)).await?;
         if let Some(owner) = owner {
             self.set_permission(
                 owner,
@@ -217,15 +248,11 @@ impl Model {
 
     /// Delete an empty bucket.
     pub async fn delete_bucket(&self, name: &str) -> Result<(), ModelError> {
-        let mut bucket = self.require_bucket(name).await?;
+        let mut bucket = self.require_bucket_fresh(name).await?;
         if !self.list_objects(&bucket, "", None, 1).await?.is_empty() {
             return Err(ModelError::BucketNotEmpty(name.to_string()));
         }
-        let alias = BucketAlias {
-            name: name.to_string(),
-            bucket: Lww::new(now_msec(), self.net.id, None),
-        };
-        self.aliases.insert(&alias).await?;
+        self.set_alias(name, None).await?;
         bucket.deleted = Flag(true);
         self.save_bucket(&bucket).await?;
         Ok(())
@@ -254,7 +281,7 @@ impl Model {
         let key = Key {
             id: format!("GK{}", hex::encode(id_bytes)),
             secret: hex::encode(secret),
-            name: Lww::new(now_msec(), self.net.id, name.to_string()),
+            name: Lww::new(timestamp_ms(), self.net.id, name.to_string()),
             buckets: LwwMap::default(),
             deleted: Flag(false),
         };
@@ -279,11 +306,16 @@ impl Model {
         bucket: &Bucket,
         perm: Permission,
     ) -> Result<Key, ModelError> {
+        // Read from the replicas, not the cache: the new register must be
+        // timed above the one it replaces.
         let mut key = self
-            .get_key(key_id)
+            .keys
+            .get(key_id.as_bytes(), &[])
             .await?
+            .filter(|k| !k.deleted.0)
             .ok_or_else(|| ModelError::NoSuchKey(key_id.to_string()))?;
-        key.buckets.set(bucket.id, now_msec(), self.net.id, perm);
+        key.buckets
+            .set(bucket.id, timestamp_ms(), self.net.id, perm);
         self.keys.insert(&key).await?;
         self.key_cache.forget(key_id);
         Ok(key)

@@ -165,6 +165,12 @@ impl TableItem for BucketAlias {
     fn is_tombstone(&self) -> bool {
         self.bucket.value.is_none()
     }
+    fn write_time(&self) -> Option<u64> {
+        Some(self.bucket.timestamp.saturating_mul(1000))
+    }
+    fn set_write_time(&mut self, t: u64) {
+        self.bucket.timestamp = t.div_ceil(1000);
+    }
 }
 
 pub struct BucketAliasTable;
@@ -273,18 +279,26 @@ pub struct ObjectVersion {
 }
 
 impl ObjectVersion {
-    /// A version written now.
+    /// A version written now, timestamped by the node's hybrid clock.
     pub fn new(uuid: VersionId, data: ObjectData) -> ObjectVersion {
-        let us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        ObjectVersion {
+        let mut v = ObjectVersion {
             uuid,
-            timestamp: us / 1000,
+            timestamp: 0,
             data,
-            micros: (us % 1000) as u16,
-        }
+            micros: 0,
+        };
+        v.set_time_us(hangar_common::clock::timestamp_us());
+        v
+    }
+
+    /// The version's timestamp in microseconds.
+    pub fn time_us(&self) -> u64 {
+        self.timestamp * 1000 + u64::from(self.micros)
+    }
+
+    pub fn set_time_us(&mut self, us: u64) {
+        self.timestamp = us / 1000;
+        self.micros = (us % 1000) as u16;
     }
 
     /// The order of versions: last writer wins.
@@ -329,6 +343,12 @@ impl TableItem for Object {
     }
     fn is_tombstone(&self) -> bool {
         self.version.data == ObjectData::DeleteMarker
+    }
+    fn write_time(&self) -> Option<u64> {
+        Some(self.version.time_us())
+    }
+    fn set_write_time(&mut self, t: u64) {
+        self.version.set_time_us(t);
     }
 }
 

@@ -13,7 +13,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hangar_common::crdt::now_msec;
+use hangar_common::clock::timestamp_ms;
 use hangar_common::hash::partition_of;
 use tracing::warn;
 
@@ -61,7 +61,7 @@ impl Model {
             let item = BucketUsage {
                 bucket: *bucket,
                 node: self.net.id.0.to_vec(),
-                timestamp: now_msec(),
+                timestamp: timestamp_ms(),
                 shards: shards.clone(),
             };
             self.usage.insert(&item).await?;

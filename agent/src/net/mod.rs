@@ -24,9 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hangar_common::NodeId;
+use hangar_common::clock;
 use hangar_common::crdt::now_msec;
 use hangar_common::ids::PeerAddr;
-use hangar_common::rpc::{self, ConnectError, PeerClient, PingRequest, PingResponse};
+use hangar_common::rpc::{self, ClockReading, ConnectError, PeerClient, PingRequest, PingResponse};
 use hangar_common::transport::{self, ChannelKind, Hello, Keypair, RpcSecret, SecureChannel};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -65,7 +66,15 @@ pub struct PeerInfo {
     pub disk: Option<hangar_common::rpc::DiskUsage>,
     /// Its data directories, as its last ping answer said.
     pub data_dirs: Vec<hangar_common::rpc::DataDirStatus>,
+    /// How far its wall clock is ahead of this node's (negative: behind),
+    /// in milliseconds, from the last ping it answered.
+    pub clock_offset_ms: Option<i64>,
+    /// The protocol version agreed with it on the last connection.
+    pub protocol: Option<u32>,
     failures: u32,
+    /// The offset last written to the log, so it is logged when it
+    /// changes, not at every ping.
+    logged_offset_ms: Option<i64>,
 }
 
 struct PeerSlot {
@@ -237,8 +246,9 @@ impl Net {
         let client = self.open(&peer.addr, peer.id).await?;
         self.learn(peer.id, Some(peer.addr.clone()));
         if let Some(slot) = lock(&self.peers).get_mut(&peer.id) {
-            // `open` could not record it: the peer was not known yet.
-            slot.info.agent_version = client.1;
+            // `open` could not record them: the peer was not known yet.
+            slot.info.agent_version = Some(client.1.agent_version);
+            slot.info.protocol = Some(client.1.protocol);
             slot.client = Some(client.0);
             slot.wake.notify_one();
         }
@@ -255,13 +265,9 @@ impl Net {
         r
     }
 
-    /// Connect to a peer; returns the client and the peer's software
-    /// version (also recorded, if the peer is known).
-    async fn open(
-        &self,
-        addr: &str,
-        id: NodeId,
-    ) -> Result<(PeerClient, Option<String>), ConnectError> {
+    /// Connect to a peer; returns the client and what the handshake told
+    /// of the peer (also recorded, if the peer is known).
+    async fn open(&self, addr: &str, id: NodeId) -> Result<(PeerClient, Handshake), ConnectError> {
         let ch = rpc::connect_from(
             addr,
             self.cfg.bind_outgoing,
@@ -272,13 +278,22 @@ impl Net {
             CONNECT_TIMEOUT,
         )
         .await?;
-        let version = Some(ch.remote_hello.agent_version.clone());
+        let handshake = Handshake {
+            agent_version: ch.remote_hello.agent_version.clone(),
+            protocol: ch.protocol,
+        };
         if let Some(slot) = lock(&self.peers).get_mut(&id) {
-            slot.info.agent_version = version.clone();
+            slot.info.agent_version = Some(handshake.agent_version.clone());
+            slot.info.protocol = Some(handshake.protocol);
         }
         let client =
             PeerClient::new(tarpc::client::Config::default(), rpc::rpc_transport(ch)).spawn();
-        Ok((client, version))
+        Ok((client, handshake))
+    }
+
+    /// The protocol version agreed with a peer, if connected once.
+    pub fn peer_protocol(&self, id: &NodeId) -> Option<u32> {
+        lock(&self.peers).get(id).and_then(|s| s.info.protocol)
     }
 
     /// Look after one peer for the life of the process.
@@ -314,14 +329,17 @@ impl Net {
                 },
             };
 
-            let req = match lock(&self.gossip).as_ref() {
+            let mut req = match lock(&self.gossip).as_ref() {
                 Some(g) => g.ping_request(),
                 None => PingRequest {
                     from_addr: self.cfg.public_addr.clone(),
                     layout_version: 0,
                     layout_digest: 0,
+                    clock: None,
                 },
             };
+            let sent_us = clock::wall_us();
+            req.clock = Some(ClockReading::now());
             // A ping may take up to two intervals (at least 2 s) before it
             // counts as missed: household uplinks have latency spikes.
             let timeout = (interval * 2).max(Duration::from_secs(2));
@@ -337,6 +355,10 @@ impl Net {
                 Ok(Ok(resp)) => {
                     let rtt = start.elapsed().as_secs_f64() * 1000.0;
                     self.record_success(id, rtt, resp.layout_version);
+                    if let Some(c) = resp.clock {
+                        clock::hlc().observe(c.hlc_us);
+                        self.record_clock(id, sent_us, clock::wall_us(), c.wall_us);
+                    }
                     if let Some(slot) = lock(&self.peers).get_mut(&id) {
                         slot.info.disk = resp.disk;
                         slot.info.data_dirs = resp.data_dirs.clone();
@@ -379,6 +401,46 @@ impl Net {
                 None => rtt_ms,
             });
             i.layout_version = Some(layout_version);
+        }
+    }
+
+    /// Record a peer's clock offset from one ping: sent at `sent_us`,
+    /// answered at `received_us` (this node's wall clock), the peer's wall
+    /// clock reading `theirs_us` in between. The error is at most half the
+    /// round trip, milliseconds on a home uplink: far below what matters.
+    fn record_clock(&self, id: NodeId, sent_us: u64, received_us: u64, theirs_us: u64) {
+        let midpoint = (sent_us / 2 + received_us / 2) as i64;
+        let offset_ms = (theirs_us as i64 - midpoint) / 1000;
+        let mut peers = lock(&self.peers);
+        let Some(slot) = peers.get_mut(&id) else {
+            return;
+        };
+        let i = &mut slot.info;
+        i.clock_offset_ms = Some(offset_ms);
+        // Log when the offset first matters, when it changes by more than
+        // the threshold, and when it is back within it.
+        let warn_ms = clock::SKEW_WARN_MS;
+        let changed = match i.logged_offset_ms {
+            None => offset_ms.abs() > warn_ms,
+            Some(last) => (offset_ms - last).abs() > warn_ms.max(last.abs() / 10),
+        };
+        if !changed {
+            return;
+        }
+        if offset_ms.abs() > warn_ms {
+            warn!(
+                "peer {}'s clock is {}: set up NTP on the wrong one (timedatectl set-ntp true); writes stay ordered, but dates and lifecycle ages follow the clocks",
+                id.short(),
+                clock::compare_offset(offset_ms, "this node's")
+            );
+            i.logged_offset_ms = Some(offset_ms);
+        } else {
+            info!(
+                "peer {}'s clock now agrees with this node's ({})",
+                id.short(),
+                clock::describe_offset(offset_ms)
+            );
+            i.logged_offset_ms = None;
         }
     }
 
@@ -518,6 +580,12 @@ impl Net {
             Err(e) => warn!("cannot encode peer list: {e}"),
         }
     }
+}
+
+/// What a handshake told of a peer.
+struct Handshake {
+    agent_version: String,
+    protocol: u32,
 }
 
 /// Lock a mutex, recovering the data if a panicking thread poisoned it:

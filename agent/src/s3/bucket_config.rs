@@ -3,7 +3,7 @@
 //! model's compact types (`model::tables`), validated, and written back in
 //! S3's shapes on Get.
 
-use hangar_common::crdt::now_msec;
+use hangar_common::clock::timestamp_ms;
 use http::{Response, StatusCode};
 use serde::Deserialize;
 
@@ -483,7 +483,7 @@ impl S3Server {
         r: S3Request,
         which: SubResource,
     ) -> Result<Response<Body>, S3Error> {
-        let mut bucket = self.bucket(&r).await?;
+        let bucket = self.bucket(&r).await?;
         let perm = r.permission(&bucket);
         let method = r.req.method().clone();
         if method == http::Method::GET {
@@ -528,7 +528,11 @@ impl S3Server {
                 "only a key with the owner permission may change a bucket's configuration",
             ));
         }
-        let now = now_msec();
+        // A change is a read-modify-write of the bucket's registers: read
+        // them from the replicas (not the lookup cache), so the new value
+        // is timed above the one it replaces.
+        let mut bucket = self.model.require_bucket_fresh(&bucket.name).await?;
+        let now = timestamp_ms();
         let me = self.model.net.id;
         let status = if method == http::Method::PUT {
             let body = self.small_body(r).await?;

@@ -122,12 +122,12 @@ impl S3Server {
         let (quiet, keys) = parse_delete(&body)?;
         let mut x = Xml::new("DeleteResult");
         for key in &keys {
-            let object = Object {
+            let mut object = Object {
                 pk: object_pk(&bucket.id, bucket.shards, key),
                 key: key.clone(),
                 version: ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker),
             };
-            match self.model.objects.insert(&object).await {
+            match self.model.commit_object(&mut object).await {
                 Ok(()) => {
                     if !quiet {
                         x.open("Deleted").elem("Key", key).close("Deleted");
@@ -191,14 +191,13 @@ impl S3Server {
                 )
             }
         };
-        let version = ObjectVersion::new(uuid, data);
-        let now = version.timestamp;
-        let object = Object {
+        let mut object = Object {
             pk: object_pk(&dest.id, dest.shards, &key),
             key,
-            version,
+            version: ObjectVersion::new(uuid, data),
         };
-        self.model.objects.insert(&object).await?;
+        self.model.commit_object(&mut object).await?;
+        let now = object.version.timestamp;
         let mut x = Xml::new("CopyObjectResult");
         x.elem("ETag", &format!("\"{etag}\""))
             .elem("LastModified", &iso8601(now));

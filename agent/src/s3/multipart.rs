@@ -10,7 +10,8 @@
 use std::collections::BTreeSet;
 
 use bytes::BytesMut;
-use hangar_common::crdt::{Flag, now_msec};
+use hangar_common::clock::timestamp_ms;
+use hangar_common::crdt::Flag;
 use hangar_common::hash::Hash;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -169,7 +170,7 @@ impl S3Server {
             sk: upload_sk(&key, &id),
             key: key.clone(),
             id,
-            created_ms: now_msec(),
+            created_ms: timestamp_ms(),
             content_type: r.header("content-type").map(str::to_string),
             user_meta: r.user_meta(),
             headers: r.stored_headers(),
@@ -213,7 +214,15 @@ impl S3Server {
             received
         };
         let etag = hex::encode(received.md5);
-        let timestamp = now_msec();
+        // Above any upload of the same part this node read (from a quorum):
+        // the part uploaded last is the one completion takes, whatever the
+        // clocks.
+        let timestamp = upload
+            .parts
+            .iter()
+            .filter(|p| p.number == number)
+            .map(|p| p.timestamp + 1)
+            .fold(timestamp_ms(), u64::max);
         upload.parts.insert(Part {
             number,
             timestamp,
@@ -418,7 +427,7 @@ impl S3Server {
         let size = w.offset;
         let etags: Vec<&str> = chosen.iter().map(|p| p.etag.as_str()).collect();
         let etag = multipart_etag(&etags);
-        let object = Object {
+        let mut object = Object {
             pk: object_pk(&bucket.id, bucket.shards, &upload.key),
             key: upload.key.clone(),
             version: ObjectVersion::new(
@@ -434,7 +443,7 @@ impl S3Server {
                 },
             ),
         };
-        self.model.objects.insert(&object).await?;
+        self.model.commit_object(&mut object).await?;
         upload.ended.raise();
         self.model.uploads.insert(&upload).await?;
         let mut x = Xml::new("CompleteMultipartUploadResult");

@@ -218,12 +218,12 @@ impl S3Server {
                 ObjectData::Blocks { meta }
             }
         };
-        let object = Object {
+        let mut object = Object {
             pk: object_pk(&bucket.id, bucket.shards, &key),
             key,
             version: ObjectVersion::new(uuid, data),
         };
-        self.model.objects.insert(&object).await?;
+        self.model.commit_object(&mut object).await?;
         let mut resp = Response::new(empty());
         if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
             resp.headers_mut().insert(http::header::ETAG, v);
@@ -693,12 +693,12 @@ impl S3Server {
         let bucket = self.bucket(r).await?;
         self.check_write(r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();
-        let object = Object {
+        let mut object = Object {
             pk: object_pk(&bucket.id, bucket.shards, &key),
             key,
             version: ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker),
         };
-        self.model.objects.insert(&object).await?;
+        self.model.commit_object(&mut object).await?;
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::NO_CONTENT;
         Ok(resp)

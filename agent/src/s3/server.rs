@@ -349,10 +349,9 @@ impl S3Server {
                 "The AWS access key Id you provided does not exist in our records.",
             )
         })?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        // The client's clock against this node's wall clock: the 15-minute
+        // window is about real time, not the hybrid clock.
+        let now = hangar_common::clock::wall_ms() / 1000;
         let verified = sigv4::verify(
             req.method(),
             req.uri(),

@@ -94,11 +94,18 @@ impl<S: TableSchema> TableData<S> {
         })
     }
 
+    /// Decode an item; a timestamped one moves the hybrid clock forward
+    /// (every timestamp a node sees does: see [`hangar_common::clock`]).
     pub fn decode(&self, bytes: &[u8]) -> Result<S::Item, DataError> {
-        rmp_serde::from_slice(bytes).map_err(|e| DataError::Decode {
+        use super::TableItem;
+        let item: S::Item = rmp_serde::from_slice(bytes).map_err(|e| DataError::Decode {
             table: S::NAME,
             reason: e.to_string(),
-        })
+        })?;
+        if let Some(t) = item.write_time() {
+            hangar_common::clock::hlc().observe(t);
+        }
+        Ok(item)
     }
 
     pub fn encode(&self, item: &S::Item) -> Result<Vec<u8>, DataError> {

@@ -56,6 +56,33 @@ pub trait TableItem:
     /// Whether this item is a deletion marker, to be garbage-collected once
     /// every replica holds it.
     fn is_tombstone(&self) -> bool;
+    /// For items that hold one current value which a later write replaces
+    /// whole (an object's version, a bucket name's target): when that
+    /// value was written, in microseconds of the hybrid clock. Such items
+    /// can be written with [`Table::insert_latest`]; every one decoded
+    /// moves this node's hybrid clock forward.
+    fn write_time(&self) -> Option<u64> {
+        None
+    }
+    /// Give the current value a new write time (see
+    /// [`Table::insert_latest`]).
+    fn set_write_time(&mut self, _t: u64) {}
+}
+
+/// How many rounds [`Table::insert_latest`] makes at most. The second is
+/// the one that matters (it is above every write acknowledged before the
+/// first started); a third only lets a write that lost to a concurrent one
+/// try once more.
+const LATEST_ROUNDS: usize = 3;
+
+/// What became of a write made with [`Table::insert_latest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Latest {
+    /// Its value is the current one on a write quorum.
+    Written,
+    /// A concurrent write, timed above it, replaced it (last writer wins):
+    /// the write happened, and was overwritten at once.
+    Superseded,
 }
 
 /// A table: its name (used on the wire and in storage), item type, and
@@ -225,6 +252,14 @@ impl<S: TableSchema> Table<S> {
             .net
             .client(&node)
             .ok_or_else(|| format!("node {} not connected", node.short()))?;
+        // A node of an older version does not know `UpdateReturn`: it gets
+        // a plain update, and its answer tells nothing of what it held.
+        let (op, downgraded) = match op {
+            TableOp::UpdateReturn(items) if self.net.peer_protocol(&node).unwrap_or(0) < 5 => {
+                (TableOp::Update(items), true)
+            }
+            op => (op, false),
+        };
         let req = TableRequest {
             table: S::NAME.to_string(),
             op,
@@ -239,6 +274,7 @@ impl<S: TableSchema> Table<S> {
             .rpc_metrics
             .record(node, "table", start.elapsed(), matches!(res, Ok(Ok(Ok(_)))));
         match res {
+            Ok(Ok(Ok(_))) if downgraded => Ok(TableResponse::Items(Vec::new())),
             Ok(Ok(Ok(resp))) => Ok(resp),
             Ok(Ok(Err(e))) => Err(format!("node {}: {e}", node.short())),
             Ok(Err(e)) => Err(format!("node {}: {e}", node.short())),
@@ -325,6 +361,61 @@ impl<S: TableSchema> Table<S> {
         self.quorum(partition, &sets, TableOp::Update(vec![bytes]), w)
             .await?;
         Ok(())
+    }
+
+    /// Write an item whose current value replaces what its replicas hold
+    /// (see [`TableItem::write_time`]), ordered after every write
+    /// acknowledged before this one started, whatever the nodes' clocks.
+    ///
+    /// Like [`Table::insert`], one round trip to a write quorum, but each
+    /// replica answers what it holds after the merge. If one held a newer
+    /// value (written through a node whose clock is ahead, or acknowledged
+    /// a moment ago through a node this one has not heard from since), the
+    /// item is re-timed above it and written again. Why that is enough: the
+    /// write quorum that acknowledged any earlier write and the one that
+    /// answers here share a node (`W + W > RF`), so the first round sees
+    /// every such write, and the second is timed above them all. The
+    /// second round is needed only when clocks disagree or writes race.
+    pub async fn insert_latest(self: &Arc<Self>, item: &mut S::Item) -> Result<Latest, TableError> {
+        let key = storage_key(item.partition_key(), item.sort_key());
+        let partition = key[0] as usize;
+        let sets = self.write_sets(partition)?;
+        let w = write_quorum(self.replication_factor());
+        for round in 1..=LATEST_ROUNDS {
+            let bytes = self.data.encode(item)?;
+            let answers = self
+                .quorum(partition, &sets, TableOp::UpdateReturn(vec![bytes]), w)
+                .await?;
+            let mine = item.write_time().unwrap_or(0);
+            let mut newer: Option<u64> = None;
+            for (_, resp) in answers {
+                let TableResponse::Items(held) = resp else {
+                    continue;
+                };
+                for b in held {
+                    let held = self.data.decode(&b)?;
+                    if held != *item
+                        && let Some(t) = held.write_time()
+                        && t >= mine
+                    {
+                        newer = Some(newer.map_or(t, |n| n.max(t)));
+                    }
+                }
+            }
+            let Some(newer) = newer else {
+                return Ok(Latest::Written);
+            };
+            if round == LATEST_ROUNDS {
+                break;
+            }
+            tracing::debug!(
+                "{}: a replica held a value written {} µs after this write's time: writing again above it",
+                S::NAME,
+                newer - mine
+            );
+            item.set_write_time(hangar_common::clock::hlc().now_after(newer));
+        }
+        Ok(Latest::Superseded)
     }
 
     /// Read one item from a read quorum, repairing stale replicas.
@@ -500,6 +591,18 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                     self.data.update_raw(&b).map_err(internal)?;
                 }
                 Ok(TableResponse::Ok)
+            }
+            TableOp::UpdateReturn(items) => {
+                let mut held = Vec::with_capacity(items.len());
+                for b in items {
+                    let item = self.data.decode(&b).map_err(internal)?;
+                    self.data.update(&item).map_err(internal)?;
+                    let key = storage_key(item.partition_key(), item.sort_key());
+                    if let Some(now) = self.data.get_raw(&key).map_err(internal)? {
+                        held.push(now);
+                    }
+                }
+                Ok(TableResponse::Items(held))
             }
             TableOp::Get(key) => Ok(TableResponse::Item(
                 self.data.get_raw(&key).map_err(internal)?,

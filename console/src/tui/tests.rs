@@ -53,6 +53,7 @@ fn node(b: u8, l: &ClusterLayout, up: bool) -> NodeStatus {
         layout_version: Some(l.version),
         partitions,
         data_dirs: data_dirs(b),
+        clock_offset_ms: Some(0),
     }
 }
 
