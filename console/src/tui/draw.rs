@@ -38,8 +38,21 @@ fn ago(now_ms: u64, t_ms: u64) -> String {
     }
 }
 
-fn state_cell(n: &NodeStatus, now_ms: u64) -> (String, Style) {
-    if n.is_self {
+/// A node's clock offset from the cluster's when it is worth a warning.
+fn clock_skew(n: &NodeStatus) -> Option<i64> {
+    n.clock_offset_ms
+        .filter(|o| o.abs() > hangar_common::clock::SKEW_WARN_MS)
+}
+
+/// The state cell; `clock` adds a skewed clock to it (on narrow screens,
+/// which have no CLOCK column).
+fn state_cell(n: &NodeStatus, now_ms: u64, clock: bool) -> (String, Style) {
+    if let Some(off) = clock_skew(n).filter(|_| clock && n.up) {
+        (
+            format!("! up, clock {}", hangar_common::clock::describe_offset(off)),
+            Style::default().fg(Color::Yellow),
+        )
+    } else if n.is_self {
         ("● up (this node)".into(), Style::default().fg(Color::Green))
     } else if n.up {
         ("● up".into(), Style::default().fg(Color::Green))
@@ -315,7 +328,7 @@ impl App {
             .into_iter()
             .map(|n| {
                 let (zone, cap) = role_cells(n);
-                let (state, style) = state_cell(n, self.now_ms);
+                let (state, style) = state_cell(n, self.now_ms, !wide && !marks);
                 let mut cells = Vec::new();
                 if marks {
                     cells.push(
@@ -357,6 +370,14 @@ impl App {
                             .unwrap_or_else(|| "-".into())
                             .into(),
                     );
+                    row.push(match (n.clock_offset_ms, clock_skew(n)) {
+                        (_, Some(off)) => {
+                            ratatui::widgets::Cell::from(hangar_common::clock::describe_offset(off))
+                                .style(Style::default().fg(Color::Yellow))
+                        }
+                        (Some(_), None) => "ok".into(),
+                        (None, _) => "-".into(),
+                    });
                     row.push(n.agent_version.clone().unwrap_or_else(|| "-".into()).into());
                 }
                 Row::new(row)
@@ -385,6 +406,7 @@ impl App {
                     Constraint::Length(5),
                     Constraint::Length(24),
                     Constraint::Length(8),
+                    Constraint::Length(14),
                     Constraint::Min(7),
                 ],
                 vec![
@@ -396,6 +418,7 @@ impl App {
                     "PARTS",
                     "STATE",
                     "RTT",
+                    "CLOCK",
                     "VERSION",
                 ],
             )

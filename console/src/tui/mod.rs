@@ -290,6 +290,21 @@ impl App {
         };
         for n in &st.nodes {
             let before = old.nodes.iter().find(|o| o.id == n.id);
+            let skew = |n: &hangar_common::rpc::NodeStatus| {
+                n.clock_offset_ms
+                    .and_then(|o| hangar_common::clock::skew_warning(&n.id.short(), o))
+            };
+            match (before.and_then(skew), skew(n)) {
+                (None, Some(w)) => self.event(true, w),
+                (Some(_), None) if n.clock_offset_ms.is_some() => self.event(
+                    false,
+                    format!(
+                        "node {}'s clock agrees with the cluster's again",
+                        n.id.short()
+                    ),
+                ),
+                _ => {}
+            }
             match (before.map(|b| b.up), n.up) {
                 (Some(true), false) => self.event(true, format!("node {} is down", n.id.short())),
                 (Some(false), true) => {

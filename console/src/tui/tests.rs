@@ -93,7 +93,7 @@ enum Scene {
     /// Three nodes in three zones, all up.
     Healthy,
     /// Node 3 down, a fourth node staged in dc2 (with its preview), data
-    /// still moving from the previous layout.
+    /// still moving from the previous layout, node 2's clock 5 min behind.
     Busy,
 }
 
@@ -106,6 +106,7 @@ fn app(scene: Scene) -> App {
     let busy = scene == Scene::Busy;
     let mut nodes = vec![node(1, &l, true), node(2, &l, true), node(3, &l, !busy)];
     if busy {
+        nodes[1].clock_offset_ms = Some(-300_000);
         l.stage(id(4), role("dc2", 2 * TB), 2, id(1));
         let mut n4 = node(4, &l, true);
         n4.addr = Some("10.0.0.4:3901".into());
@@ -285,6 +286,12 @@ fn the_views_say_what_matters() {
     assert!(s.contains("✗ DOWN since 5 min ago"), "{s}");
     assert!(s.contains("rebalancing to layout v1: 1 of 3 nodes"), "{s}");
     assert!(s.contains("scrub: 1200 of 4800 blocks checked"), "{s}");
+    // A wrong clock: in its own column when there is room, in the state
+    // otherwise; the clocks that are right say so.
+    assert!(s.contains("5 min behind"), "{s}");
+    assert_eq!(s.matches(" ok ").count(), 3, "{s}");
+    let s = render(&a, 80, 24);
+    assert!(s.contains("! up, clock 5 min behind"), "{s}");
 
     let mut a = app(Scene::Busy);
     a.tab = Tab::Layout;
@@ -522,6 +529,30 @@ fn workers_pause_and_repairs_ask_first() {
     key(&mut a, KeyCode::Char('s'));
     key(&mut a, KeyCode::Char('y'));
     assert_eq!(a.outbox.pop(), Some(Action::Repair(Repair::Scrub)));
+}
+
+#[test]
+fn a_clock_going_wrong_and_right_again_is_an_event_with_the_fix() {
+    let mut a = app(Scene::Healthy);
+    let mut next = a.data.clone();
+    if let Some(st) = &mut next.status {
+        st.nodes[2].clock_offset_ms = Some(420_000);
+    }
+    a.update(Msg::Refreshed(Box::new(Ok(next.clone()))));
+    if let Some(st) = &mut next.status {
+        st.nodes[2].clock_offset_ms = Some(30);
+    }
+    a.update(Msg::Refreshed(Box::new(Ok(next))));
+    key(&mut a, KeyCode::Char('6'));
+    let s = render(&a, 160, 48);
+    assert!(
+        s.contains("node 0303030303030303's clock is 7 min ahead of the cluster's: set up NTP on it (timedatectl set-ntp true)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("node 0303030303030303's clock agrees with the cluster's again"),
+        "{s}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Faults: a recorded workload runs against a 3-node cluster while a
-//! nemesis kills, partitions and pauses nodes; once healed, a checker
+//! Faults: a recorded workload runs against a 3-node cluster whose clocks
+//! disagree while a nemesis kills, partitions and pauses nodes and sets a
+//! clock back; once healed, a checker
 //! (`tests/s3/history.py`) verifies that no acknowledged write was lost, no
 //! read saw an impossible value, listings agree, and the replicas converged.
 
@@ -45,9 +46,21 @@ fn digests(a: &Agent) -> Option<BTreeMap<String, String>> {
         .collect()
 }
 
+/// Minutes, in milliseconds.
+const MIN: i64 = 60 * 1000;
+
 #[test]
-fn no_acknowledged_write_is_lost_through_kills_partitions_and_pauses() {
-    let mut fc = FaultyCluster::start_formed(3, &AgentOpts::default());
+fn no_acknowledged_write_is_lost_through_kills_partitions_pauses_and_skewed_clocks() {
+    // The clocks disagree from the start (node 2 five minutes behind, node
+    // 3 five minutes ahead), and node 3 comes back from its kill with its
+    // clock set back by a quarter of an hour.
+    let mut fc = FaultyCluster::start_formed(
+        3,
+        &AgentOpts {
+            clock_offsets_ms: vec![0, -5 * MIN, 5 * MIN],
+            ..AgentOpts::default()
+        },
+    );
     let c = &mut fc.cluster;
     let key = c.agents[0].bucket_with_key("test", "tester");
     let endpoints: Vec<String> = c.agents.iter().map(|a| a.s3_endpoint()).collect();
@@ -84,6 +97,7 @@ fn no_acknowledged_write_is_lost_through_kills_partitions_and_pauses() {
     c.agents[2].kill();
     faults += 1;
     ops_pass(&history, 300);
+    c.agents[2].clock_offset_ms = -10 * MIN;
     c.agents[2].start();
     ops_pass(&history, 300);
     fc.net.partition(1, 3);
