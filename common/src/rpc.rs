@@ -76,9 +76,9 @@ pub enum TableOp {
     /// (garbage collection of tombstones every replica holds).
     DeleteIfEqual(Vec<(Vec<u8>, Hash)>),
     /// Merge these items into the local replica, like `Update`, and answer
-    /// what the replica holds for each afterwards (`TableResponse::Items`,
-    /// in order), so a writer learns that a newer value was already there.
-    /// Since protocol 5.
+    /// what the replica holds afterwards for each item where that is not
+    /// the item sent (`TableResponse::Items`), so a writer learns that a
+    /// newer value was already there. Since protocol 5.
     UpdateReturn(Vec<Vec<u8>>),
 }
 
