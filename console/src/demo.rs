@@ -198,7 +198,17 @@ pub async fn run() -> anyhow::Result<()> {
         expected: Some(ids[0]),
         secret,
     };
-    let res = crate::tui::run(target).await;
+    let session = crate::tui::Session {
+        quit_question: Some(vec![
+            "Quit the demo?".into(),
+            "Its three agents stop and their data is deleted.".into(),
+        ]),
+        note: Some(format!(
+            "Demo S3 endpoint http://127.0.0.1:{} · key {} · secret {secret_key}",
+            nodes[0].s3, key.access_key_id
+        )),
+    };
+    let res = crate::tui::run(target, session).await;
     drop(demo);
     eprintln!("Demo cluster stopped and removed.");
     res

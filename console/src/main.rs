@@ -254,7 +254,7 @@ fn main() {
         }
         let target = conn::Target::resolve(&cli)?;
         match &cli.command {
-            None => tui::run(target).await,
+            None => tui::run(target, tui::Session::default()).await,
             Some(cmd) => cli::run(&target, cmd, cli.json).await,
         }
     });

@@ -3,7 +3,7 @@
 //! degraded), so the console reads on a monochrome terminal too. Fits 80x24
 //! and uses whatever more there is.
 
-use hangar_common::layout::cluster::{StagedRole, read_quorum, write_quorum};
+use hangar_common::layout::cluster::{StagedRole, write_quorum};
 use hangar_common::rpc::{ClusterStatus, NodeStatus};
 use hangar_common::size::format_bytes;
 use ratatui::Frame;
@@ -36,6 +36,26 @@ fn ago(now_ms: u64, t_ms: u64) -> String {
         3600..=172_799 => format!("{} h ago", s / 3600),
         _ => format!("{} days ago", s / 86_400),
     }
+}
+
+/// How many lines `text` takes once word-wrapped at `width` columns.
+fn wrapped_lines(text: &str, width: usize) -> usize {
+    let width = width.max(1);
+    let mut lines = 1;
+    let mut col = 0;
+    for word in text.split_whitespace() {
+        let w = word.chars().count();
+        if col > 0 && col + 1 + w > width {
+            lines += 1;
+            col = 0;
+        }
+        col += if col == 0 { w } else { w + 1 };
+        while col > width {
+            lines += 1;
+            col -= width;
+        }
+    }
+    lines
 }
 
 /// A node's clock offset from the cluster's when it is worth a warning.
@@ -195,10 +215,18 @@ fn selectable<'a>(
 
 impl App {
     pub fn draw(&self, f: &mut Frame) {
-        let [tabs, head, body, foot] = Layout::vertical([
+        let advice = self.advice();
+        // The advice wraps: as many lines as it needs at this width (at
+        // most 3, so the view keeps its room).
+        let advice_rows = advice.as_ref().map_or(0, |(text, _)| {
+            wrapped_lines(text, f.area().width as usize).clamp(1, 3) as u16
+        });
+        let [tabs, head, adv, body, msg, foot] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(1),
+            Constraint::Length(advice_rows),
             Constraint::Min(5),
+            Constraint::Length(1),
             Constraint::Length(1),
         ])
         .areas(f.area());
@@ -215,6 +243,15 @@ impl App {
             tabs,
         );
         f.render_widget(Paragraph::new(self.header(head.width)), head);
+        if let Some((text, warn)) = advice {
+            let color = if warn { Color::Red } else { Color::Yellow };
+            f.render_widget(
+                Paragraph::new(text)
+                    .style(Style::default().fg(color))
+                    .wrap(Wrap { trim: true }),
+                adv,
+            );
+        }
         match self.tab {
             Tab::Cluster => self.draw_cluster(f, body),
             Tab::WhatIf => self.draw_what_if(f, body),
@@ -223,6 +260,7 @@ impl App {
             Tab::Workers => self.draw_workers(f, body),
             Tab::Events => self.draw_events(f, body),
         }
+        f.render_widget(Paragraph::new(self.message_line()), msg);
         f.render_widget(Paragraph::new(self.footer()), foot);
         self.draw_overlay(f);
     }
@@ -248,11 +286,17 @@ impl App {
                 } else {
                     ("●", Color::Green)
                 };
+                // Narrow screens leave the address out so the health
+                // word fits.
+                let at = if width < 120 {
+                    String::new()
+                } else {
+                    format!(" at {}", self.addr)
+                };
                 Line::from(vec![
                     Span::raw(format!(
-                        "Node {} at {} · layout v{} · {up}/{} nodes up · ",
+                        "Node {}{at} · layout v{} · {up}/{} nodes up · ",
                         st.node.short(),
-                        self.addr,
                         st.layout_version,
                         st.nodes.len()
                     )),
@@ -275,7 +319,9 @@ impl App {
         }
     }
 
-    fn footer(&self) -> Line<'_> {
+    /// The line above the key hints: what is being typed, what is running,
+    /// or how the last action went.
+    fn message_line(&self) -> Line<'_> {
         if self.filtering {
             return Line::from(format!(
                 "/{}_  (Enter keeps the filter, Esc clears it)",
@@ -304,10 +350,15 @@ impl App {
                 style,
             ));
         }
+        Line::from(self.note.clone().unwrap_or_default())
+    }
+
+    /// The key hints of the current view, always shown.
+    fn footer(&self) -> Line<'_> {
         let keys = match self.tab {
             Tab::Cluster => "n add node",
             Tab::WhatIf => "space pick node · z pick zone · c clear",
-            Tab::Layout => "n add · e edit · d remove · a apply · r revert",
+            Tab::Layout => "n add · e edit · d remove · a apply · r revert · w skip down",
             Tab::Buckets => "←/→ buckets/keys · c create · d delete · g grant · x revoke · u quota",
             Tab::Workers => "p pause/resume · s scrub · t tables · b blocks",
             Tab::Events => "",
@@ -452,7 +503,7 @@ impl App {
 
     fn draw_what_if(&self, f: &mut Frame, area: Rect) {
         let [nodes, result] =
-            Layout::vertical([Constraint::Min(4), Constraint::Length(7)]).areas(area);
+            Layout::vertical([Constraint::Min(4), Constraint::Length(8)]).areas(area);
         let wide = area.width >= 120;
         let mut widths = vec![Constraint::Length(3), Constraint::Length(16)];
         let mut header = vec!["", "ID"];
@@ -477,38 +528,19 @@ impl App {
         );
         f.render_stateful_widget(t, nodes, &mut s);
         let mut lines: Vec<Line> = Vec::new();
-        if self.lost.is_empty() {
-            lines.push(Line::from("No node picked: everything as it is now."));
-        } else if let Some(view) = &self.data.layout {
-            let w = view.layout.what_if(&self.lost);
-            let rf = view.layout.replication_factor;
-            let stored: u64 = self.data.buckets.iter().map(|b| b.bytes).sum();
-            let share = |n: usize| format_bytes(stored * n as u64 / 256);
-            lines.push(Line::from(format!(
-                "If these {} node(s) went down (replication {rf}, writes need {}, reads {}):",
-                self.lost.len(),
-                write_quorum(rf),
-                read_quorum(rf)
-            )));
-            lines.push(Line::from(format!(
-                "  {:>3} of 256 partitions lose full redundancy (~{} of data)",
-                w.lose_redundancy,
-                share(w.lose_redundancy)
-            )));
-            lines.push(Line::from(format!(
-                "  {:>3} lose their write quorum, {} their read quorum, {} every replica",
-                w.lose_write_quorum, w.lose_read_quorum, w.lose_all
-            )));
-            lines.push(if w.keeps_serving() {
+        for text in self.what_if_lines(&self.lost) {
+            lines.push(if text.starts_with("The cluster would keep") {
                 Line::from(Span::styled(
-                    "  ● The cluster would keep serving every read and write.",
+                    format!("● {text}"),
                     Style::default().fg(Color::Green),
                 ))
-            } else {
+            } else if text.starts_with("The cluster would NOT") {
                 Line::from(Span::styled(
-                    "  ✗ The cluster would NOT keep serving: some reads or writes would fail.",
+                    format!("✗ {text}"),
                     Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
                 ))
+            } else {
+                Line::from(text)
             });
         }
         f.render_widget(

@@ -166,7 +166,12 @@ impl Form {
                 ],
             ),
             FormKind::Quota(bucket) => {
-                let b = app.data.buckets.iter().find(|b| b.name == *bucket);
+                let b = app
+                    .data
+                    .buckets
+                    .iter()
+                    .flatten()
+                    .find(|b| b.name == *bucket);
                 let size = b
                     .and_then(|b| b.quota_max_size)
                     .map(format_bytes)
@@ -275,7 +280,7 @@ impl Form {
             FormKind::BucketCreate => {
                 let name = self.value(0);
                 check_bucket_name(name).map_err(|e| (0, e))?;
-                if app.data.buckets.iter().any(|b| b.name == name) {
+                if app.data.buckets.iter().flatten().any(|b| b.name == name) {
                     return Err((0, format!("bucket {name} already exists")));
                 }
                 Ok((
@@ -299,6 +304,7 @@ impl Form {
                     .data
                     .keys
                     .iter()
+                    .flatten()
                     .filter(|k| k.access_key_id == key || k.name == key)
                     .collect();
                 if key.is_empty() {

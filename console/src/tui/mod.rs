@@ -30,7 +30,7 @@ use hangar_common::{PeerAddr, crdt::now_msec};
 use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 
 pub use self::form::{Form, FormKind};
-pub use self::tasks::run;
+pub use self::tasks::{Session, run};
 
 /// The views, in tab order (number keys 1-6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +72,13 @@ impl Tab {
 pub struct Data {
     pub status: Option<ClusterStatus>,
     pub layout: Option<LayoutView>,
-    pub buckets: Vec<BucketInfo>,
-    pub keys: Vec<KeyInfo>,
+    /// Buckets and keys: `None` when this refresh could not read them
+    /// (the last known lists are kept, see [`App::refreshed`]).
+    pub buckets: Option<Vec<BucketInfo>>,
+    pub keys: Option<Vec<KeyInfo>>,
     pub workers: Vec<WorkerInfo>,
+    /// Why buckets and keys could not be read (quorum lost), if so.
+    pub tables_error: Option<String>,
 }
 
 /// Something the operator asked for, run by the action task.
@@ -111,6 +115,9 @@ pub enum Action {
     Cli(Vec<String>),
     /// Talk to another agent from now on.
     Switch(String),
+    /// Leave the console (asked first where leaving does more, as in
+    /// `hangar demo`).
+    Quit,
 }
 
 /// How an action went.
@@ -195,6 +202,12 @@ pub struct App {
     /// Actions decided by `update`, for the run loop to start.
     pub outbox: Vec<Action>,
     pub quit: bool,
+    /// Asked before quitting, when quitting does more than close the
+    /// console (`hangar demo` deletes its cluster).
+    pub quit_question: Option<Vec<String>>,
+    /// Shown on the message line while there is no message (where clients
+    /// connect, for instance).
+    pub note: Option<String>,
 }
 
 impl App {
@@ -219,6 +232,8 @@ impl App {
             last_refresh_ms: 0,
             outbox: Vec::new(),
             quit: false,
+            quit_question: None,
+            note: None,
         }
     }
 
@@ -255,6 +270,14 @@ impl App {
                 }
                 self.note_changes(&data);
                 self.note_rates(&data);
+                let mut data = data;
+                // Lists that could not be read: keep the last known ones.
+                if data.buckets.is_none() {
+                    data.buckets = self.data.buckets.take();
+                }
+                if data.keys.is_none() {
+                    data.keys = self.data.keys.take();
+                }
                 self.data = data;
             }
             Err(e) => {
@@ -422,6 +445,7 @@ impl App {
         self.data
             .buckets
             .iter()
+            .flatten()
             .filter(|b| self.matches(&b.name))
             .collect()
     }
@@ -430,6 +454,7 @@ impl App {
         self.data
             .keys
             .iter()
+            .flatten()
             .filter(|k| self.matches(&format!("{} {}", k.access_key_id, k.name)))
             .collect()
     }
@@ -464,6 +489,9 @@ impl App {
             Overlay::Help | Overlay::Output { .. } => return,
             Overlay::Confirm { lines, action } => {
                 match code {
+                    KeyCode::Char('y') | KeyCode::Char('Y') if action == Action::Quit => {
+                        self.quit = true
+                    }
                     KeyCode::Char('y') | KeyCode::Char('Y') => {
                         let what = lines.first().cloned().unwrap_or_default();
                         self.start(action, what);
@@ -529,13 +557,17 @@ impl App {
         let rows = self.rows(self.tab);
         let i = self.tab.index();
         match code {
-            KeyCode::Char('q') | KeyCode::Esc => {
-                if self.filter.is_empty() {
-                    self.quit = true
-                } else {
-                    self.filter.clear()
+            // Esc only ever closes or clears: quitting is q, always.
+            KeyCode::Esc => self.filter.clear(),
+            KeyCode::Char('q') => match &self.quit_question {
+                Some(lines) => {
+                    self.overlay = Overlay::Confirm {
+                        lines: lines.clone(),
+                        action: Action::Quit,
+                    }
                 }
-            }
+                None => self.quit = true,
+            },
             KeyCode::Char('?') => self.overlay = Overlay::Help,
             KeyCode::Char(':') => self.overlay = Overlay::Command(String::new()),
             KeyCode::Char('/') => {
@@ -558,15 +590,23 @@ impl App {
         }
     }
 
-    /// Offer the next known node when the current one is unreachable.
+    /// Offer another known node when the current one is unreachable:
+    /// the nodes last seen up first, then the others in turn.
     fn switch_node(&mut self) {
         let Some(st) = &self.data.status else { return };
         let addrs: Vec<String> = st.nodes.iter().filter_map(|n| n.addr.clone()).collect();
-        let next = addrs
+        let cycled = addrs
             .iter()
             .position(|a| *a == self.addr)
             .map(|p| addrs[(p + 1) % addrs.len()].clone())
             .or_else(|| addrs.first().cloned());
+        let next = st
+            .nodes
+            .iter()
+            .filter(|n| n.up && !n.is_self)
+            .filter_map(|n| n.addr.clone())
+            .find(|a| *a != self.addr)
+            .or(cycled);
         if let Some(addr) = next.filter(|a| *a != self.addr) {
             self.event(false, format!("switching to {addr}"));
             self.addr = addr.clone();
@@ -623,6 +663,11 @@ impl App {
             (Tab::Layout, 'd') => {
                 if let Some(id) = self.selected_node() {
                     let mut lines = vec![format!("Stage the removal of node {}?", id.short())];
+                    if self.nodes_down().contains(&id) {
+                        lines.push(
+                            "It is down: its data is copied again from the other nodes.".into(),
+                        );
+                    }
                     lines.extend(self.what_if_lines(&BTreeSet::from([id])));
                     lines.push("Nothing changes until the layout is applied (a).".into());
                     self.overlay = Overlay::Confirm {
@@ -801,23 +846,121 @@ impl App {
         };
     }
 
-    /// What-if lines for nodes about to go.
-    pub fn what_if_lines(&self, lost: &BTreeSet<NodeId>) -> Vec<String> {
+    /// Storage nodes of the layout that are down, as "node ID (zone Z)".
+    pub fn down_storage_nodes(&self) -> Vec<String> {
+        let Some(st) = &self.data.status else {
+            return Vec::new();
+        };
+        st.nodes
+            .iter()
+            .filter(|n| !n.up && n.role.as_ref().is_some_and(|r| r.capacity.is_some()))
+            .map(|n| {
+                let zone = n.role.as_ref().map(|r| r.zone.as_str()).unwrap_or("?");
+                format!("node {} (zone {zone})", n.id.short())
+            })
+            .collect()
+    }
+
+    /// One plain sentence on what to do now, when something needs doing:
+    /// (text, whether it is serious). Shown under the header.
+    pub fn advice(&self) -> Option<(String, bool)> {
+        if self.error.is_some() {
+            return None;
+        }
+        let st = self.data.status.as_ref()?;
+        let down = self.down_storage_nodes();
+        let names = match down.len() {
+            0 => String::new(),
+            1 => down[0].clone(),
+            _ => format!(
+                "{} and {}",
+                down[..down.len() - 1].join(", "),
+                down[down.len() - 1]
+            ),
+        };
+        let replace = if down.len() == 1 {
+            "Gone for good? Replace it: Layout (3), select it, d, a."
+        } else {
+            "One gone for good? Replace it: Layout (3), select it, d, a."
+        };
+        if st.health.unavailable > 0 {
+            return Some((
+                format!(
+                    "✗ Part of the data cannot be read or written. Start {} again. {replace}",
+                    if names.is_empty() {
+                        "the nodes that are down".to_string()
+                    } else {
+                        names
+                    }
+                ),
+                true,
+            ));
+        }
+        if let Some(e) = &self.data.tables_error {
+            return Some((format!("✗ Buckets and keys cannot be read now: {e}"), true));
+        }
+        if st.health.degraded > 0 && !names.is_empty() {
+            return Some((
+                format!("! All works, with fewer copies: start {names} again. {replace}"),
+                false,
+            ));
+        }
+        None
+    }
+
+    /// Nodes of the layout that are down now.
+    pub fn nodes_down(&self) -> BTreeSet<NodeId> {
+        self.data
+            .status
+            .iter()
+            .flat_map(|s| s.nodes.iter())
+            .filter(|n| !n.up && n.role.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// What losing `picked` would do, counting the nodes already down as
+    /// lost too (they are): plain sentences, the verdict last (it starts
+    /// with "The cluster would keep serving" or "The cluster would NOT").
+    pub fn what_if_lines(&self, picked: &BTreeSet<NodeId>) -> Vec<String> {
         let Some(view) = &self.data.layout else {
             return Vec::new();
         };
-        let w = view.layout.what_if(lost);
-        let mut out = vec![format!(
-            "If {} went down: {} of 256 partitions lose full redundancy, {} their write quorum, {} their read quorum.",
-            if lost.len() == 1 { "it" } else { "they" },
-            w.lose_redundancy,
-            w.lose_write_quorum,
-            w.lose_read_quorum
-        )];
+        let down = self.nodes_down();
+        let more: BTreeSet<NodeId> = picked.difference(&down).copied().collect();
+        let all: BTreeSet<NodeId> = down.union(picked).copied().collect();
+        let w = view.layout.what_if(&all);
+        let names =
+            |s: &BTreeSet<NodeId>| s.iter().map(|n| n.short()).collect::<Vec<_>>().join(", ");
+        let mut out = Vec::new();
+        if !down.is_empty() {
+            out.push(format!("Already down: {}.", names(&down)));
+        }
+        let already = picked.intersection(&down).count();
+        let subject = match (more.len(), down.is_empty()) {
+            (0, true) => return vec!["No node picked: everything as it is now.".into()],
+            (0, false) if already > 0 => format!(
+                "{} down already; as things are now",
+                if already == 1 { "It is" } else { "They are" }
+            ),
+            (0, false) => "As things are now".into(),
+            (1, true) => format!("If node {} went down", names(&more)),
+            (_, true) => format!("If these {} nodes went down", more.len()),
+            (1, false) => format!("If node {} went down as well", names(&more)),
+            (_, false) => format!("If these {} nodes went down as well", more.len()),
+        };
+        let rf = view.layout.replication_factor;
+        out.push(format!(
+            "{subject}, of the 256 parts of the data ({rf} copies each):"
+        ));
+        out.push(format!(
+            "  {} would lose a copy, {} could no longer be written, {} no longer read, {} would lose every copy.",
+            w.lose_redundancy, w.lose_write_quorum, w.lose_read_quorum, w.lose_all
+        ));
         out.push(if w.keeps_serving() {
             "The cluster would keep serving every read and write.".into()
         } else {
-            "The cluster would NOT keep serving everything.".into()
+            "The cluster would NOT keep serving: some reads or writes would fail.".into()
         });
         out
     }

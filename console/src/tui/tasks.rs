@@ -54,27 +54,29 @@ impl Conn {
     }
 }
 
+/// One refresh. Only a failed call fails it (the agent is unreachable):
+/// status, layout and workers are the node's own view and never wait for
+/// other nodes, while buckets and keys are read from a quorum of their
+/// replicas and may be unavailable when nodes are down; then the rest is
+/// shown as usual and `tables_error` says why the lists are stale.
 async fn fetch(c: &AdminClient) -> Result<Data, String> {
     let e = |e: tarpc::client::RpcError| e.to_string();
     let status = c.status(ctx()).await.map_err(e)?;
     let layout = c.layout(ctx()).await.map_err(e)?;
-    let buckets = c
-        .bucket_list(ctx())
-        .await
-        .map_err(e)?
-        .map_err(|e| e.to_string())?;
-    let keys = c
-        .key_list(ctx())
-        .await
-        .map_err(e)?
-        .map_err(|e| e.to_string())?;
     let workers = c.worker_list(ctx()).await.map_err(e)?;
+    let buckets = c.bucket_list(ctx()).await.map_err(e)?;
+    let keys = c.key_list(ctx()).await.map_err(e)?;
+    let tables_error = match (&buckets, &keys) {
+        (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
     Ok(Data {
         status: Some(status),
         layout: Some(layout),
-        buckets,
-        keys,
+        buckets: buckets.ok(),
+        keys: keys.ok(),
         workers,
+        tables_error,
     })
 }
 
@@ -252,7 +254,7 @@ async fn perform(conn: &mut Conn, action: Action) -> Result<Outcome, String> {
             let text = c.repair(ctx(), what).await.map_err(rpc)?.map_err(app)?;
             ok(text)
         }
-        Action::Cli(_) | Action::Switch(_) => ok(""),
+        Action::Cli(_) | Action::Switch(_) | Action::Quit => ok(""),
     })
 }
 
@@ -313,10 +315,20 @@ async fn runner(target: SharedTarget, mut rx: mpsc::Receiver<Action>, tx: mpsc::
     }
 }
 
-pub async fn run(target: Target) -> anyhow::Result<()> {
+/// What a console session shows beyond the cluster, and asks before
+/// quitting (`hangar demo`).
+#[derive(Default)]
+pub struct Session {
+    pub quit_question: Option<Vec<String>>,
+    pub note: Option<String>,
+}
+
+pub async fn run(target: Target, session: Session) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(64);
     let (actions, actions_rx) = mpsc::channel::<Action>(16);
     let mut app = App::new(&target.addr);
+    app.quit_question = session.quit_question;
+    app.note = session.note;
     let shared = Arc::new(Mutex::new(Shared {
         target,
         generation: 0,

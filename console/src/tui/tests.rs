@@ -148,7 +148,7 @@ fn app(scene: Scene) -> App {
     a.data = Data {
         status: Some(status),
         layout: Some(LayoutView { layout: l, preview }),
-        buckets: vec![
+        buckets: Some(vec![
             BucketInfo {
                 name: "photos".into(),
                 id: "ab".repeat(32),
@@ -171,13 +171,13 @@ fn app(scene: Scene) -> App {
                 quota_max_objects: None,
                 website: true,
             },
-        ],
-        keys: vec![KeyInfo {
+        ]),
+        keys: Some(vec![KeyInfo {
             access_key_id: "GK0123456789abcdef01234567".into(),
             name: "laptop".into(),
             secret_access_key: None,
             buckets: vec![grant("photos")],
-        }],
+        }]),
         workers: [
             "block-resync",
             "block-scrub",
@@ -192,6 +192,7 @@ fn app(scene: Scene) -> App {
             progress: format!("{n}: 0 errors"),
         })
         .collect(),
+        tables_error: None,
     };
     if busy {
         for (i, (warn, t)) in [
@@ -307,20 +308,98 @@ fn the_views_say_what_matters() {
         "degraded partitions marked: {s}"
     );
 
+    // What-if counts the node really down (3): nothing picked is "as
+    // things are now"; picking one more says what losing it would do.
     let mut a = app(Scene::Busy);
     a.tab = Tab::WhatIf;
-    a.lost = BTreeSet::from([id(2), id(3)]);
+    let s = render(&a, 160, 48);
+    assert!(s.contains("Already down: 0303030303030303."), "{s}");
+    assert!(s.contains("As things are now, of the 256 parts"), "{s}");
+    assert!(
+        s.contains("would keep serving"),
+        "one zone of three down: {s}"
+    );
+    a.lost = BTreeSet::from([id(2)]);
     let s = render(&a, 160, 48);
     assert!(
-        s.contains("256 of 256 partitions lose full redundancy"),
+        s.contains("If node 0202020202020202 went down as well, of the 256 parts of the data (3 copies each):"),
+        "{s}"
+    );
+    assert!(
+        s.contains("256 would lose a copy, 256 could no longer be written, 256 no longer read"),
         "{s}"
     );
     assert!(s.contains("would NOT keep serving"), "{s}");
     a.lost = BTreeSet::from([id(3)]);
     assert!(
-        render(&a, 160, 48).contains("would keep serving"),
-        "one zone of three"
+        render(&a, 160, 48).contains("It is down already; as things are now"),
+        "picking a node that is down"
     );
+}
+
+#[test]
+fn lost_quorum_is_not_a_lost_connection_and_the_advice_names_the_nodes() {
+    let mut a = app(Scene::Healthy);
+    let mut next = a.data.clone();
+    if let Some(st) = &mut next.status {
+        for n in &mut st.nodes[1..] {
+            n.up = false;
+            n.down_since_ms = Some(NOW);
+        }
+        st.health.healthy = 0;
+        st.health.unavailable = 256;
+    }
+    // Buckets and keys need a quorum: their read fails, the rest is fresh.
+    next.buckets = None;
+    next.keys = None;
+    next.tables_error = Some("table bucket: quorum not reached for partition 7".into());
+    a.update(Msg::Refreshed(Box::new(Ok(next))));
+    let s = render(&a, 80, 24);
+    assert!(!s.contains("Not connected"), "{s}");
+    assert!(s.contains("✗ DOWN"), "{s}");
+    assert!(s.contains("unavailable"), "{s}");
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("Start node 0202020202020202 (zone dc2) and node 0303030303030303 (zone dc3) again. One gone for good? Replace it: Layout (3), select it, d, a."),
+        "{s}"
+    );
+    // The last known buckets stay listed.
+    assert_eq!(a.buckets().len(), 2);
+    // One back: degraded, the advice names the other.
+    let mut next = a.data.clone();
+    if let Some(st) = &mut next.status {
+        st.nodes[1].up = true;
+        st.health.unavailable = 0;
+        st.health.degraded = 256;
+    }
+    next.tables_error = None;
+    a.update(Msg::Refreshed(Box::new(Ok(next))));
+    let s = render(&a, 80, 24);
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("All works, with fewer copies: start node 0303030303030303 (zone dc3) again. Gone for good? Replace it"),
+        "{s}"
+    );
+    // Switching node offers one that is up first.
+    a.error = Some("connection refused".into());
+    key(&mut a, KeyCode::Char('s'));
+    assert_eq!(a.outbox.pop(), Some(Action::Switch("10.0.0.2:3901".into())));
+}
+
+#[test]
+fn esc_never_quits_and_quitting_the_demo_asks() {
+    let mut a = app(Scene::Healthy);
+    key(&mut a, KeyCode::Esc);
+    assert!(!a.quit);
+    a.quit_question = Some(vec!["Quit the demo?".into()]);
+    key(&mut a, KeyCode::Char('q'));
+    assert!(!a.quit);
+    assert!(render(&a, 80, 24).contains("Quit the demo?"));
+    key(&mut a, KeyCode::Char('n'));
+    assert!(!a.quit);
+    key(&mut a, KeyCode::Char('q'));
+    key(&mut a, KeyCode::Char('y'));
+    assert!(a.quit);
 }
 
 #[test]
@@ -434,9 +513,29 @@ fn removing_a_node_shows_the_what_if_first() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("256 of 256 partitions lose full redundancy")),
+            .any(|l| l.starts_with("If node 0202020202020202 went down,")),
         "{lines:?}"
     );
+    assert!(
+        lines.iter().any(|l| l.contains("256 would lose a copy")),
+        "{lines:?}"
+    );
+    // A node that is down already is said to be.
+    let mut a = app(Scene::Busy);
+    a.tab = Tab::Layout;
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Char('d'));
+    let Overlay::Confirm { lines, action } = &a.overlay else {
+        panic!("no confirmation")
+    };
+    assert_eq!(*action, Action::Stage(id(3), StagedRole::Remove));
+    let text = lines.join("\n");
+    assert!(
+        text.contains("It is down: its data is copied again"),
+        "{text}"
+    );
+    assert!(!text.contains("went down"), "{text}");
 }
 
 #[test]

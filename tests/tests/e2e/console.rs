@@ -177,7 +177,15 @@ fn hangar_demo_starts_a_cluster_with_data_and_removes_it_on_quit() {
             .unwrap_or(0)
     };
     assert_eq!(dirs(), 1, "the demo keeps its data in TMPDIR");
-    t.keys(&["q"]);
+    // Where clients connect, inside the console.
+    t.wait_for(
+        "the demo's endpoint and key",
+        "Demo S3 endpoint http://127.0.0.1:",
+    );
+    // Quitting deletes the cluster: asked first; Esc does not quit.
+    t.keys(&["Escape", "q"]);
+    t.wait_for("the question", "Quit the demo?");
+    t.keys(&["y"]);
     wait_for("the demo to clean up", DEADLINE, || {
         (dirs() == 0).then_some(())
     });
