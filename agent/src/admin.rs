@@ -43,6 +43,8 @@ pub struct Services {
     pub snapshot_keep: usize,
     /// The last snapshot this agent wrote, for `/metrics`.
     pub last_snapshot: Arc<std::sync::Mutex<Option<LastSnapshot>>>,
+    /// Where clients reach this node, for `status`.
+    pub endpoints: hangar_common::rpc::Endpoints,
 }
 
 /// When the last metadata snapshot was written and what it cost.
@@ -302,6 +304,7 @@ impl Services {
                     duration_ms: l.took.as_millis() as u64,
                     writes_paused_ms: l.stats.writes_paused.as_millis() as u64,
                 }),
+            endpoints: Some(self.endpoints.clone()),
         }
     }
 
@@ -737,6 +740,20 @@ impl Admin for AdminServer {
             .await
             .map_err(table_err)?;
         Ok(self.s.key_info(&k, &buckets))
+    }
+
+    async fn key_secret(self, _: Context, key: String) -> Result<KeyInfo, RpcError> {
+        let k = self.s.find_key(&key).await?;
+        let buckets = self
+            .s
+            .model
+            .buckets
+            .scan(100_000)
+            .await
+            .map_err(table_err)?;
+        let mut info = self.s.key_info(&k, &buckets);
+        info.secret_access_key = Some(k.secret.clone());
+        Ok(info)
     }
 
     async fn key_delete(self, _: Context, key: String) -> Result<(), RpcError> {

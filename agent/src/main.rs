@@ -196,6 +196,17 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         metadata_dir: config.metadata_dir.clone(),
         snapshot_keep: config.snapshots.keep,
         last_snapshot: Default::default(),
+        endpoints: hangar_common::rpc::Endpoints {
+            s3: format!(
+                "http://{}",
+                client_addr(&config.s3_api.api_bind_addr, &config.public_addr())
+            ),
+            web: format!(
+                "http://{}",
+                client_addr(&config.s3_web.bind_addr, &config.public_addr())
+            ),
+            region: config.s3_api.s3_region.clone(),
+        },
     });
     if config.snapshots.interval_hours > 0 {
         let s = services.clone();
@@ -356,6 +367,22 @@ fn open_model(
         bucket_cache: Default::default(),
         s3_metrics: Default::default(),
     }))
+}
+
+/// The address clients of another machine use for a service bound to
+/// `bind`: a wildcard bind is reached at the host other nodes use for this
+/// one (its public RPC address), on the service's port.
+fn client_addr(bind: &str, public_rpc: &str) -> String {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let host = public_rpc
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or("localhost");
+            format!("{host}:{}", a.port())
+        }
+        _ => bind.to_string(),
+    }
 }
 
 /// The S3 address to show users: a wildcard bind shown as localhost.

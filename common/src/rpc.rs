@@ -244,6 +244,10 @@ pub trait Admin {
     /// completes without them. Returns them (empty: nothing to skip).
     /// Since protocol 4.
     async fn layout_skip_dead(version: u64) -> Result<Vec<NodeId>, RpcError>;
+    /// One key by id or unique name, with its secret: a lost secret is not
+    /// a dead key (anyone with the cluster secret may read it anyway).
+    /// Since protocol 5.
+    async fn key_secret(key: String) -> Result<KeyInfo, RpcError>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -389,6 +393,20 @@ pub struct ClusterStatus {
     /// started.
     #[serde(default)]
     pub last_snapshot: Option<SnapshotInfo>,
+    /// Where S3 clients and browsers reach the answering node.
+    #[serde(default)]
+    pub endpoints: Option<Endpoints>,
+}
+
+/// A node's client-facing addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// S3 API URL (`http://host:3900`).
+    pub s3: String,
+    /// Static websites URL.
+    pub web: String,
+    /// The region name S3 clients should sign for.
+    pub region: String,
 }
 
 /// A metadata snapshot a node wrote, and what it cost.

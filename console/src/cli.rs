@@ -306,12 +306,19 @@ async fn key(client: &AdminClient, cmd: &KeyCmd, json: bool) -> anyhow::Result<(
                 .collect();
             print!("{}", table(&["KEY ID", "NAME", "BUCKETS"], &rows));
         }
-        KeyCmd::Info { key } => {
-            let k = client.key_info(ctx(), key.clone()).await??;
+        KeyCmd::Info { key, show_secret } => {
+            let k = if *show_secret {
+                client.key_secret(ctx(), key.clone()).await??
+            } else {
+                client.key_info(ctx(), key.clone()).await??
+            };
             if json {
                 return print_json(&k);
             }
             println!("Key {} ({})", k.access_key_id, k.name);
+            if let Some(s) = &k.secret_access_key {
+                println!("  secret access key  {s}");
+            }
             print!("{}", grants_table(&k.buckets));
         }
         KeyCmd::Delete { key } => {
@@ -579,6 +586,12 @@ pub fn render_status(st: &ClusterStatus) -> String {
         st.health.degraded,
         st.health.unavailable
     ));
+    if let Some(e) = &st.endpoints {
+        out.push_str(&format!(
+            "S3 clients connect to {} (region {}); websites are served at {}\n\n",
+            e.s3, e.region, e.web
+        ));
+    }
     let skewed: Vec<String> = st
         .nodes
         .iter()

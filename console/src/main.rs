@@ -152,7 +152,12 @@ pub enum KeyCmd {
     /// List access keys.
     List,
     /// A key and its permissions.
-    Info { key: String },
+    Info {
+        key: String,
+        /// Print its secret too (for a secret that was lost).
+        #[arg(long)]
+        show_secret: bool,
+    },
     /// Delete a key.
     Delete { key: String },
 }

@@ -350,7 +350,17 @@ impl App {
                 style,
             ));
         }
-        Line::from(self.note.clone().unwrap_or_default())
+        if let Some(note) = &self.note {
+            return Line::from(note.clone());
+        }
+        // Otherwise: where clients connect.
+        match self.data.status.as_ref().and_then(|s| s.endpoints.as_ref()) {
+            Some(e) => Line::from(Span::styled(
+                format!("S3: {} (region {}) · websites: {}", e.s3, e.region, e.web),
+                Style::default().add_modifier(Modifier::DIM),
+            )),
+            None => Line::from(""),
+        }
     }
 
     /// The key hints of the current view, always shown.
@@ -950,6 +960,33 @@ impl App {
                     Paragraph::new(text)
                         .wrap(Wrap { trim: false })
                         .block(Block::bordered().title(" Confirm ")),
+                    r,
+                );
+            }
+            Overlay::Secret { text, .. } => {
+                // Wrapped, never cut: the secret must be copyable whole at
+                // 80 columns.
+                let w = area.width.saturating_sub(2);
+                let inner = w.saturating_sub(2) as usize;
+                let mut lines: Vec<Line> =
+                    text.lines().map(|l| Line::from(l.to_string())).collect();
+                lines.push(Line::from(""));
+                lines.push(Line::from(Span::styled(
+                    "Enter closes (the secret can be shown again: s in the key list) · w writes this to a file only you can read",
+                    bold(),
+                )));
+                let rows: usize = text.lines().map(|l| wrapped_lines(l, inner)).sum::<usize>()
+                    + 1
+                    + wrapped_lines(
+                        "Enter closes (the secret can be shown again: s in the key list) · w writes this to a file only you can read",
+                        inner,
+                    );
+                let r = popup(w, rows as u16 + 2);
+                f.render_widget(Clear, r);
+                f.render_widget(
+                    Paragraph::new(lines)
+                        .wrap(Wrap { trim: false })
+                        .block(Block::bordered().title(" Access key: copy the secret now ")),
                     r,
                 );
             }

@@ -98,6 +98,13 @@ pub enum Action {
     BucketDelete(String),
     KeyCreate(String),
     KeyDelete(String),
+    /// Show a key's secret again.
+    KeySecret(String),
+    /// Write a key's client setup to a file only its owner may read.
+    WriteSecret {
+        path: std::path::PathBuf,
+        text: String,
+    },
     Grant {
         bucket: String,
         key: String,
@@ -149,9 +156,15 @@ pub enum Overlay {
         action: Action,
     },
     Form(Form),
-    /// Text to read (command output, a new key's secret); any key closes.
+    /// Text to read (command output); any key closes.
     Output {
         title: String,
+        text: String,
+    },
+    /// A key's secret and client setup: only Enter closes it (a stray key
+    /// must not lose a secret shown once), `w` writes it to a file.
+    Secret {
+        id: String,
         text: String,
     },
     /// The `:` command line being typed.
@@ -163,6 +176,25 @@ pub struct Event {
     pub at_ms: u64,
     pub warn: bool,
     pub text: String,
+}
+
+/// The question before dropping the staged layout changes.
+const REVERT_QUESTION: &str = "Drop every staged layout change?";
+
+/// The question before deleting a key.
+fn key_delete_lines(name: &str, id: &str) -> Vec<String> {
+    vec![
+        format!("Delete access key {name} ({id})?"),
+        "Clients using it lose access at once.".into(),
+    ]
+}
+
+/// The question before deleting a bucket.
+fn bucket_delete_lines(name: &str) -> Vec<String> {
+    vec![
+        format!("Delete bucket {name}?"),
+        "Only an empty bucket can be deleted.".into(),
+    ]
 }
 
 /// Events kept for the Events view.
@@ -394,10 +426,8 @@ impl App {
             }
         }
         if let Some((id, secret)) = o.secret {
-            self.overlay = Overlay::Output {
-                title: " New access key: copy the secret now, it is not shown again ".into(),
-                text: format!("Access key id:     {id}\nSecret access key: {secret}"),
-            };
+            let text = self.client_setup(&id, &secret);
+            self.overlay = Overlay::Secret { id, text };
         } else if let Some(text) = o.output {
             self.overlay = Overlay::Output {
                 title: " Command output ".into(),
@@ -487,6 +517,24 @@ impl App {
         match std::mem::replace(&mut self.overlay, Overlay::None) {
             Overlay::None => {}
             Overlay::Help | Overlay::Output { .. } => return,
+            Overlay::Secret { id, text } => {
+                match code {
+                    KeyCode::Enter => {}
+                    KeyCode::Char('w') => {
+                        let path = std::path::PathBuf::from(format!("hangar-key-{id}.txt"));
+                        self.start(
+                            Action::WriteSecret {
+                                path: path.clone(),
+                                text: text.clone(),
+                            },
+                            format!("writing {}", path.display()),
+                        );
+                        self.overlay = Overlay::Secret { id, text };
+                    }
+                    _ => self.overlay = Overlay::Secret { id, text },
+                }
+                return;
+            }
             Overlay::Confirm { lines, action } => {
                 match code {
                     KeyCode::Char('y') | KeyCode::Char('Y') if action == Action::Quit => {
@@ -507,7 +555,13 @@ impl App {
                     KeyCode::Enter => {
                         let words: Vec<String> =
                             line.split_whitespace().map(str::to_string).collect();
-                        if !words.is_empty() {
+                        if words.is_empty() {
+                        } else if let Some(lines) = self.command_confirmation(&words) {
+                            self.overlay = Overlay::Confirm {
+                                lines,
+                                action: Action::Cli(words),
+                            };
+                        } else {
                             self.start(Action::Cli(words), format!(":{line}"));
                         }
                     }
@@ -662,16 +716,8 @@ impl App {
             }
             (Tab::Layout, 'd') => {
                 if let Some(id) = self.selected_node() {
-                    let mut lines = vec![format!("Stage the removal of node {}?", id.short())];
-                    if self.nodes_down().contains(&id) {
-                        lines.push(
-                            "It is down: its data is copied again from the other nodes.".into(),
-                        );
-                    }
-                    lines.extend(self.what_if_lines(&BTreeSet::from([id])));
-                    lines.push("Nothing changes until the layout is applied (a).".into());
                     self.overlay = Overlay::Confirm {
-                        lines,
+                        lines: self.removal_lines(id),
                         action: Action::Stage(id, StagedRole::Remove),
                     };
                 }
@@ -680,7 +726,7 @@ impl App {
             (Tab::Layout, 'w') => self.confirm_skip_dead(),
             (Tab::Layout, 'r') => {
                 self.overlay = Overlay::Confirm {
-                    lines: vec!["Drop every staged layout change?".into()],
+                    lines: vec![REVERT_QUESTION.into()],
                     action: Action::Revert,
                 }
             }
@@ -696,21 +742,24 @@ impl App {
                 if self.keys_focus {
                     if let Some(k) = self.keys().get(self.sel()) {
                         self.overlay = Overlay::Confirm {
-                            lines: vec![
-                                format!("Delete access key {} ({})?", k.name, k.access_key_id),
-                                "Clients using it lose access at once.".into(),
-                            ],
+                            lines: key_delete_lines(&k.name, &k.access_key_id),
                             action: Action::KeyDelete(k.access_key_id.clone()),
                         };
                     }
                 } else if let Some(b) = self.selected_bucket() {
                     self.overlay = Overlay::Confirm {
-                        lines: vec![
-                            format!("Delete bucket {b}?"),
-                            "Only an empty bucket can be deleted.".into(),
-                        ],
+                        lines: bucket_delete_lines(&b),
                         action: Action::BucketDelete(b),
                     };
+                }
+            }
+            (Tab::Buckets, 's') if self.keys_focus => {
+                if let Some(k) = self.keys().get(self.sel()) {
+                    let id = k.access_key_id.clone();
+                    self.start(
+                        Action::KeySecret(id.clone()),
+                        format!("reading the secret of {id}"),
+                    );
                 }
             }
             (Tab::Buckets, 'g' | 'x') if !self.keys_focus => {
@@ -803,22 +852,31 @@ impl App {
     }
 
     fn confirm_apply(&mut self) {
+        match self.apply_lines() {
+            Ok((lines, version)) => {
+                self.overlay = Overlay::Confirm {
+                    lines,
+                    action: Action::Apply(version),
+                }
+            }
+            Err(e) => self.message = Some((true, e)),
+        }
+    }
+
+    /// What applying the staged changes would do, and the version it
+    /// would make; or why there is nothing to apply.
+    fn apply_lines(&self) -> Result<(Vec<String>, u64), String> {
         let Some(view) = &self.data.layout else {
-            return;
+            return Err("the layout is not known yet".into());
         };
         let version = view.layout.version + 1;
         let mut lines = vec![format!("Apply the staged changes as layout v{version}?")];
         match &view.preview {
             None => {
-                self.message = Some((
-                    true,
-                    "nothing is staged: press n to add a node, e to edit one".into(),
-                ));
-                return;
+                return Err("nothing is staged: press n to add a node, e to edit one".into());
             }
             Some(Err(e)) => {
-                self.message = Some((true, format!("the staged layout cannot be applied: {e}")));
-                return;
+                return Err(format!("the staged layout cannot be applied: {e}"));
             }
             Some(Ok(r)) => {
                 lines.push(format!(
@@ -840,10 +898,87 @@ impl App {
                 }
             }
         }
-        self.overlay = Overlay::Confirm {
-            lines,
-            action: Action::Apply(version),
+        Ok((lines, version))
+    }
+
+    /// The question for staging a node's removal, with what losing it
+    /// would do.
+    fn removal_lines(&self, id: NodeId) -> Vec<String> {
+        let mut lines = vec![format!("Stage the removal of node {}?", id.short())];
+        if self.nodes_down().contains(&id) {
+            lines.push("It is down: its data is copied again from the other nodes.".into());
+        }
+        lines.extend(self.what_if_lines(&BTreeSet::from([id])));
+        lines.push("Nothing changes until the layout is applied (a).".into());
+        lines
+    }
+
+    /// A `:` command that changes the cluster asks exactly what the same
+    /// action asks from its view (None: it only reads, it runs at once).
+    pub fn command_confirmation(&self, words: &[String]) -> Option<Vec<String>> {
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        let reads = matches!(
+            w.as_slice(),
+            ["status", ..] | ["help", ..] | [_, "list" | "info" | "show" | "get", ..]
+        ) && !w.contains(&"--show-secret");
+        if reads {
+            return None;
+        }
+        let node = |prefix: &str| {
+            self.data
+                .status
+                .iter()
+                .flat_map(|s| s.nodes.iter())
+                .map(|n| n.id)
+                .find(|id| id.to_string().starts_with(prefix))
         };
+        let ran = format!("Run `hangar {}`?", w.join(" "));
+        Some(match w.as_slice() {
+            ["key", "delete", k, ..] => {
+                let found = self
+                    .data
+                    .keys
+                    .iter()
+                    .flatten()
+                    .find(|x| x.access_key_id == *k || x.name == *k);
+                match found {
+                    Some(x) => key_delete_lines(&x.name, &x.access_key_id),
+                    None => key_delete_lines(k, k),
+                }
+            }
+            ["bucket", "delete", b, ..] => bucket_delete_lines(b),
+            ["layout", "revert", ..] => vec![REVERT_QUESTION.into()],
+            ["layout", "apply", ..] => match self.apply_lines() {
+                Ok((lines, _)) => lines,
+                Err(e) => vec![ran, e],
+            },
+            ["layout", "remove", n, ..] => match node(n) {
+                Some(id) => self.removal_lines(id),
+                None => vec![ran],
+            },
+            _ => vec![ran, "It changes the cluster.".into()],
+        })
+    }
+
+    /// A key's secret with ready-to-paste client settings for the node
+    /// the console is connected to.
+    pub fn client_setup(&self, id: &str, secret: &str) -> String {
+        let ep = self.data.status.as_ref().and_then(|s| s.endpoints.clone());
+        let (url, region) = ep
+            .map(|e| (e.s3, e.region))
+            .unwrap_or_else(|| ("http://HOST:3900".into(), "hangar".into()));
+        format!(
+            "Access key id:      {id}\n\
+             Secret access key:  {secret}\n\
+             \n\
+             aws CLI: add to ~/.aws/credentials\n\
+             [hangar]\n\
+             aws_access_key_id = {id}\n\
+             aws_secret_access_key = {secret}\n\
+             and use: aws --profile hangar --endpoint-url {url} --region {region} s3 ls\n\
+             \n\
+             rclone: rclone config create hangar s3 provider=Other env_auth=false access_key_id={id} secret_access_key={secret} endpoint={url} region={region}"
+        )
     }
 
     /// Storage nodes of the layout that are down, as "node ID (zone Z)".

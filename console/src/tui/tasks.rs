@@ -103,6 +103,37 @@ async fn refresher(target: SharedTarget, tx: mpsc::Sender<Msg>) {
     }
 }
 
+/// Write a file only its owner may read (mode 0600 from its creation, so
+/// the secret is never readable by others, even for a moment).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_secret_file_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("key.txt");
+        super::write_private(&path, "secret").expect("write");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "secret\n");
+    }
+}
+
 fn ok(text: impl Into<String>) -> Outcome {
     Outcome {
         result: Ok(text.into()),
@@ -206,6 +237,29 @@ async fn perform(conn: &mut Conn, action: Action) -> Result<Outcome, String> {
                 )),
                 ..ok(format!("key {name} created ({})", k.access_key_id))
             }
+        }
+        Action::KeySecret(id) => {
+            let k = c
+                .key_secret(ctx(), id.clone())
+                .await
+                .map_err(rpc)?
+                .map_err(app)?;
+            Outcome {
+                secret: Some((
+                    k.access_key_id.clone(),
+                    k.secret_access_key.clone().unwrap_or_default(),
+                )),
+                ..ok(format!("secret of key {} ({})", k.name, k.access_key_id))
+            }
+        }
+        Action::WriteSecret { path, text } => {
+            write_private(&path, &text)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            let shown = std::fs::canonicalize(&path).unwrap_or(path);
+            ok(format!(
+                "written to {} (readable by you only)",
+                shown.display()
+            ))
         }
         Action::KeyDelete(id) => {
             c.key_delete(ctx(), id.clone())

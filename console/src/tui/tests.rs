@@ -133,6 +133,11 @@ fn app(scene: Scene) -> App {
             ..Default::default()
         },
         last_snapshot: None,
+        endpoints: Some(hangar_common::rpc::Endpoints {
+            s3: "http://10.0.0.1:3900".into(),
+            web: "http://10.0.0.1:3902".into(),
+            region: "hangar".into(),
+        }),
     };
     let grant = |bucket: &str| KeyGrant {
         key_id: "GK0123456789abcdef01234567".into(),
@@ -387,6 +392,102 @@ fn lost_quorum_is_not_a_lost_connection_and_the_advice_names_the_nodes() {
 }
 
 #[test]
+fn a_new_keys_secret_is_whole_at_80_columns_and_stays_until_enter() {
+    let mut a = app(Scene::Healthy);
+    let secret = "0123456789abcdef".repeat(4);
+    a.update(Msg::Done(Box::new(Outcome {
+        result: Ok("key laptop created".into()),
+        secret: Some(("GK0123456789abcdef01234567".into(), secret.clone())),
+        output: None,
+        then: None,
+    })));
+    let s = render(&a, 80, 24);
+    assert!(s.contains(&secret), "the whole secret on one line: {s}");
+    assert!(s.contains("aws_secret_access_key"), "{s}");
+    assert!(s.contains("http://10.0.0.1:3900"), "{s}");
+    snapshot("secret-80x24", &s);
+    // A stray key does not close it.
+    key(&mut a, KeyCode::Char('x'));
+    key(&mut a, KeyCode::Esc);
+    assert!(matches!(a.overlay, Overlay::Secret { .. }));
+    // w writes it to a file (the runner does, mode 0600).
+    key(&mut a, KeyCode::Char('w'));
+    match a.outbox.pop() {
+        Some(Action::WriteSecret { path, text }) => {
+            assert_eq!(
+                path.to_str(),
+                Some("hangar-key-GK0123456789abcdef01234567.txt")
+            );
+            assert!(text.contains(&secret));
+        }
+        other => panic!("expected a file write, got {other:?}"),
+    }
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.overlay, Overlay::None);
+    // s in the key list shows it again.
+    a.tab = Tab::Buckets;
+    key(&mut a, KeyCode::Right);
+    key(&mut a, KeyCode::Char('s'));
+    assert_eq!(
+        a.outbox.pop(),
+        Some(Action::KeySecret("GK0123456789abcdef01234567".into()))
+    );
+}
+
+#[test]
+fn command_line_changes_ask_like_their_views() {
+    let mut a = app(Scene::Healthy);
+    // The view's question for deleting the key...
+    a.tab = Tab::Buckets;
+    key(&mut a, KeyCode::Right);
+    key(&mut a, KeyCode::Char('d'));
+    let Overlay::Confirm {
+        lines: from_view, ..
+    } = a.overlay.clone()
+    else {
+        panic!("no confirmation from the view")
+    };
+    key(&mut a, KeyCode::Char('n'));
+    // ...is the question of `:key delete`, by name or id.
+    for line in ["key delete laptop", "key delete GK0123456789abcdef01234567"] {
+        key(&mut a, KeyCode::Char(':'));
+        typed(&mut a, line);
+        key(&mut a, KeyCode::Enter);
+        let Overlay::Confirm { lines, action } = a.overlay.clone() else {
+            panic!("`:{line}` ran without asking")
+        };
+        assert_eq!(lines, from_view);
+        assert!(a.outbox.is_empty(), "nothing runs before y");
+        key(&mut a, KeyCode::Char('y'));
+        assert_eq!(a.outbox.pop(), Some(action));
+        a.busy = None;
+    }
+    // Others that change something ask too; reads run at once.
+    for (line, asks) in [
+        ("layout revert", "Drop every staged layout change?"),
+        ("bucket create new", "Run `hangar bucket create new`?"),
+        (
+            "layout remove 0202",
+            "Stage the removal of node 0202020202020202?",
+        ),
+    ] {
+        key(&mut a, KeyCode::Char(':'));
+        typed(&mut a, line);
+        key(&mut a, KeyCode::Enter);
+        let Overlay::Confirm { lines, .. } = a.overlay.clone() else {
+            panic!("`:{line}` ran without asking")
+        };
+        assert_eq!(lines[0], asks);
+        key(&mut a, KeyCode::Esc);
+        assert!(a.outbox.is_empty());
+    }
+    key(&mut a, KeyCode::Char(':'));
+    typed(&mut a, "status");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.outbox.pop(), Some(Action::Cli(vec!["status".into()])));
+}
+
+#[test]
 fn esc_never_quits_and_quitting_the_demo_asks() {
     let mut a = app(Scene::Healthy);
     key(&mut a, KeyCode::Esc);
@@ -594,7 +695,7 @@ fn buckets_and_keys_are_managed_from_their_view() {
         })
     );
     a.busy = None;
-    // A new key's secret is shown once, in a window.
+    // A new key's secret is shown in a window.
     key(&mut a, KeyCode::Right);
     key(&mut a, KeyCode::Char('c'));
     typed(&mut a, "phone");
@@ -607,9 +708,9 @@ fn buckets_and_keys_are_managed_from_their_view() {
         then: None,
     })));
     let s = render(&a, 80, 24);
-    assert!(s.contains("s3cr3t") && s.contains("not shown again"), "{s}");
-    key(&mut a, KeyCode::Char('x'));
-    assert_eq!(a.overlay, Overlay::None, "any key closes it");
+    assert!(s.contains("s3cr3t") && s.contains("Enter closes"), "{s}");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.overlay, Overlay::None, "Enter closes it");
     assert!(!render(&a, 80, 24).contains("s3cr3t"));
 }
 

@@ -141,8 +141,19 @@ fn an_operator_onboards_a_node_creates_a_bucket_and_a_key_and_sees_a_failure() {
     t.text("laptop");
     t.keys(&["Enter"]);
     let screen = t.wait_for("the new key's secret", "Secret access key:");
-    assert!(screen.contains("not shown again"), "{screen}");
+    assert!(screen.contains("Enter closes"), "{screen}");
+    // Only Enter closes it: the secret is still there after Escape.
     t.keys(&["Escape"]);
+    t.wait_for("the secret to stay", "Secret access key:");
+    t.keys(&["Enter"]);
+    // The secret shown is the key's (read back with the CLI).
+    let k = c.agents[1].hangar_json(&["key", "info", "laptop", "--show-secret"]);
+    let secret = k["secret_access_key"]
+        .as_str()
+        .expect("a secret")
+        .to_string();
+    assert_eq!(secret.len(), 64, "{k}");
+    assert!(screen.contains(&secret), "{screen}");
     let list = c.agents[1].hangar_json(&["bucket", "list"]);
     assert_eq!(list[0]["name"], "photos", "{list}");
 

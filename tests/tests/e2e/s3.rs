@@ -38,6 +38,11 @@ fn boto3_stores_and_lists_objects_and_gets_clear_errors() {
         let out = a.boto3_ok(&tester, "test", &env, &[scenario]);
         eprint!("{out}");
     }
+    // A lost secret is not a dead key: the CLI shows it again.
+    let info = a.hangar_json(&["key", "info", "tester", "--show-secret"]);
+    assert_eq!(info["secret_access_key"], tester.secret.as_str(), "{info}");
+    let info = a.hangar_json(&["key", "info", "tester"]);
+    assert!(info["secret_access_key"].is_null(), "{info}");
     // The CLI sees what the S3 client did.
     let info = a.hangar_json(&["bucket", "info", "test"]);
     assert_eq!(info["keys"][0]["key_name"], "tester", "{info}");
