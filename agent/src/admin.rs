@@ -45,6 +45,8 @@ pub struct Services {
     pub last_snapshot: Arc<std::sync::Mutex<Option<LastSnapshot>>>,
     /// Where clients reach this node, for `status`.
     pub endpoints: hangar_common::rpc::Endpoints,
+    /// What this node saw happen.
+    pub events: Arc<crate::events::EventLog>,
 }
 
 /// When the last metadata snapshot was written and what it cost.
@@ -576,7 +578,23 @@ impl Admin for AdminServer {
         Ok(dir.display().to_string())
     }
 
+    async fn events(self, _: Context, limit: u32) -> Vec<hangar_common::events::ClusterEvent> {
+        self.s.events.recent(limit as usize)
+    }
+
     async fn repair(self, _: Context, what: Repair) -> Result<String, RpcError> {
+        self.s.events.record(
+            false,
+            format!(
+                "repair started on node {}: {}",
+                self.s.net.id.short(),
+                match what {
+                    Repair::Scrub => "scrub (every local block checked against its hash)",
+                    Repair::Blocks => "blocks (every local block's place re-checked)",
+                    Repair::Tables => "tables (metadata compared with the other replicas)",
+                }
+            ),
+        );
         match what {
             Repair::Scrub => {
                 self.s.model.blocks.start_scrub();

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod block;
 pub mod db;
+pub mod events;
 pub mod fuzzing;
 pub mod layout;
 pub mod metrics;

@@ -196,6 +196,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         metadata_dir: config.metadata_dir.clone(),
         snapshot_keep: config.snapshots.keep,
         last_snapshot: Default::default(),
+        events: Arc::new(hangar_agent::events::EventLog::open(&db)?),
         endpoints: hangar_common::rpc::Endpoints {
             s3: format!(
                 "http://{}",
@@ -208,6 +209,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             region: config.s3_api.s3_region.clone(),
         },
     });
+    tokio::spawn(hangar_agent::events::watch(services.clone()));
     if config.snapshots.interval_hours > 0 {
         let s = services.clone();
         let every = Duration::from_secs(config.snapshots.interval_hours * 3600);

@@ -248,6 +248,9 @@ pub trait Admin {
     /// a dead key (anyone with the cluster secret may read it anyway).
     /// Since protocol 5.
     async fn key_secret(key: String) -> Result<KeyInfo, RpcError>;
+    /// The newest `limit` entries of the answering node's event log,
+    /// newest first. Since protocol 5.
+    async fn events(limit: u32) -> Vec<crate::events::ClusterEvent>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,6 +91,24 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
             }
         }
         Command::Key(cmd) => key(&client, cmd, json).await,
+        Command::Events { limit } => {
+            let events = client.events(ctx(), *limit).await?;
+            if json {
+                return print_json(&events);
+            }
+            if events.is_empty() {
+                println!("No events recorded on this node yet.");
+            }
+            for e in &events {
+                println!(
+                    "{:>10}  {} {}",
+                    ago(e.at_ms),
+                    if e.warn { "!" } else { " " },
+                    e.text
+                );
+            }
+            Ok(())
+        }
         Command::Snapshot => {
             let dir = client.snapshot(ctx()).await??;
             if json {

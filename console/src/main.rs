@@ -68,6 +68,13 @@ pub enum Command {
     /// Write a snapshot of the connected node's metadata now (while it
     /// runs); prints its directory.
     Snapshot,
+    /// What the connected node saw happen to the cluster (nodes down and
+    /// up, quorum lost, layouts, data moves, repairs...), newest first.
+    Events {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Diagnostics: exercise the replicated metadata tables.
     #[command(subcommand)]
     Debug(DebugCmd),

@@ -38,6 +38,26 @@ fn ago(now_ms: u64, t_ms: u64) -> String {
     }
 }
 
+/// An event's time: "23:40:01" today, "12-01 23:40:01" before (UTC).
+fn event_time(now_ms: u64, at_ms: u64) -> String {
+    let secs = (at_ms / 1000) % 86_400;
+    let t = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let day = at_ms / 86_400_000;
+    if day == now_ms / 86_400_000 {
+        return t;
+    }
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = day as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{m:02}-{d:02} {t}")
+}
+
 /// How many lines `text` takes once word-wrapped at `width` columns.
 fn wrapped_lines(text: &str, width: usize) -> usize {
     let width = width.max(1);
@@ -891,8 +911,7 @@ impl App {
             .into_iter()
             .skip(skip)
             .map(|e| {
-                let secs = (e.at_ms / 1000) % 86_400;
-                let t = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+                let t = event_time(self.now_ms, e.at_ms);
                 if e.warn {
                     Line::from(Span::styled(
                         format!("{t} ! {}", e.text),
@@ -905,7 +924,7 @@ impl App {
             .collect();
         let lines = if lines.is_empty() {
             vec![Line::from(
-                "Nothing yet: failures, layout changes and repairs show here as they happen.",
+                "Nothing recorded yet: failures, layout changes and repairs show here.",
             )]
         } else {
             lines

@@ -79,6 +79,9 @@ pub struct Data {
     pub workers: Vec<WorkerInfo>,
     /// Why buckets and keys could not be read (quorum lost), if so.
     pub tables_error: Option<String>,
+    /// The connected node's event log, newest first: what happened
+    /// before the console was opened too.
+    pub cluster_events: Vec<hangar_common::events::ClusterEvent>,
 }
 
 /// Something the operator asked for, run by the action task.
@@ -300,7 +303,6 @@ impl App {
                 if let Some(e) = self.error.take() {
                     self.event(false, format!("connected to {} again ({e})", self.addr));
                 }
-                self.note_changes(&data);
                 self.note_rates(&data);
                 let mut data = data;
                 // Lists that could not be read: keep the last known ones.
@@ -336,81 +338,6 @@ impl App {
         let scrub =
             (st.blocks.scrub_checked as f64 - old.blocks.scrub_checked as f64).max(0.0) / secs;
         self.rates = Some((resync, scrub));
-    }
-
-    /// Events from what changed between two refreshes.
-    fn note_changes(&mut self, new: &Data) {
-        let (Some(old), Some(st)) = (self.data.status.clone(), &new.status) else {
-            return;
-        };
-        for n in &st.nodes {
-            let before = old.nodes.iter().find(|o| o.id == n.id);
-            let skew = |n: &hangar_common::rpc::NodeStatus| {
-                n.clock_offset_ms
-                    .and_then(|o| hangar_common::clock::skew_warning(&n.id.short(), o))
-            };
-            match (before.and_then(skew), skew(n)) {
-                (None, Some(w)) => self.event(true, w),
-                (Some(_), None) if n.clock_offset_ms.is_some() => self.event(
-                    false,
-                    format!(
-                        "node {}'s clock agrees with the cluster's again",
-                        n.id.short()
-                    ),
-                ),
-                _ => {}
-            }
-            match (before.map(|b| b.up), n.up) {
-                (Some(true), false) => self.event(true, format!("node {} is down", n.id.short())),
-                (Some(false), true) => {
-                    self.event(false, format!("node {} is up again", n.id.short()))
-                }
-                (None, _) => self.event(false, format!("node {} joined", n.id.short())),
-                _ => {}
-            }
-        }
-        if st.layout_version != old.layout_version {
-            self.event(false, format!("layout v{} applied", st.layout_version));
-        }
-        match (old.live_versions.len() > 1, st.live_versions.len() > 1) {
-            (false, true) => self.event(
-                false,
-                format!("rebalancing: data moving to layout v{}", st.layout_version),
-            ),
-            (true, false) => self.event(
-                false,
-                format!(
-                    "rebalancing done: data in place for layout v{}",
-                    st.layout_version
-                ),
-            ),
-            _ => {}
-        }
-        if st.health.unavailable > 0 && old.health.unavailable == 0 {
-            self.event(
-                true,
-                format!(
-                    "{} partitions lost their quorum: some reads and writes fail",
-                    st.health.unavailable
-                ),
-            );
-        }
-        let (a, b) = (&old.blocks, &st.blocks);
-        if b.scrub_corrupted > a.scrub_corrupted {
-            self.event(
-                true,
-                format!(
-                    "scrub found {} corrupted block(s); replaced from other replicas",
-                    b.scrub_corrupted - a.scrub_corrupted
-                ),
-            );
-        }
-        if a.scrub_running && !b.scrub_running {
-            self.event(
-                false,
-                format!("scrub finished: {} blocks checked", b.scrub_checked),
-            );
-        }
     }
 
     fn done(&mut self, o: Outcome) {
@@ -489,11 +416,23 @@ impl App {
             .collect()
     }
 
-    pub fn events(&self) -> Vec<&Event> {
-        self.events
+    /// The connected node's event log and the console's own events
+    /// (connection lost and back), newest first.
+    pub fn events(&self) -> Vec<Event> {
+        let mut all: Vec<Event> = self
+            .data
+            .cluster_events
             .iter()
+            .map(|e| Event {
+                at_ms: e.at_ms,
+                warn: e.warn,
+                text: e.text.clone(),
+            })
+            .chain(self.events.iter().cloned())
             .filter(|e| self.matches(&e.text))
-            .collect()
+            .collect();
+        all.sort_by_key(|e| std::cmp::Reverse(e.at_ms));
+        all
     }
 
     fn sel(&self) -> usize {

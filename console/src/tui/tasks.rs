@@ -64,6 +64,7 @@ async fn fetch(c: &AdminClient) -> Result<Data, String> {
     let status = c.status(ctx()).await.map_err(e)?;
     let layout = c.layout(ctx()).await.map_err(e)?;
     let workers = c.worker_list(ctx()).await.map_err(e)?;
+    let cluster_events = c.events(ctx(), 300).await.map_err(e)?;
     let buckets = c.bucket_list(ctx()).await.map_err(e)?;
     let keys = c.key_list(ctx()).await.map_err(e)?;
     let tables_error = match (&buckets, &keys) {
@@ -77,6 +78,7 @@ async fn fetch(c: &AdminClient) -> Result<Data, String> {
         keys: keys.ok(),
         workers,
         tables_error,
+        cluster_events,
     })
 }
 

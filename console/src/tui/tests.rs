@@ -198,6 +198,7 @@ fn app(scene: Scene) -> App {
         })
         .collect(),
         tables_error: None,
+        cluster_events: Vec::new(),
     };
     if busy {
         for (i, (warn, t)) in [
@@ -732,25 +733,40 @@ fn workers_pause_and_repairs_ask_first() {
 }
 
 #[test]
-fn a_clock_going_wrong_and_right_again_is_an_event_with_the_fix() {
+fn the_events_view_shows_what_the_node_logged_before_the_console_opened() {
     let mut a = app(Scene::Healthy);
     let mut next = a.data.clone();
-    if let Some(st) = &mut next.status {
-        st.nodes[2].clock_offset_ms = Some(420_000);
-    }
-    a.update(Msg::Refreshed(Box::new(Ok(next.clone()))));
-    if let Some(st) = &mut next.status {
-        st.nodes[2].clock_offset_ms = Some(30);
-    }
+    let ev = |at_ms: u64, warn: bool, text: &str| hangar_common::events::ClusterEvent {
+        at_ms,
+        warn,
+        text: text.into(),
+    };
+    // Logged by the agent yesterday evening and this morning.
+    next.cluster_events = vec![
+        ev(
+            NOW - 3_600_000,
+            false,
+            "node 0303030303030303 (zone dc3) is up again",
+        ),
+        ev(
+            NOW - 40_000_000,
+            true,
+            "node 0303030303030303 (zone dc3) is down: it stopped answering pings",
+        ),
+    ];
     a.update(Msg::Refreshed(Box::new(Ok(next))));
+    a.update(Msg::Refreshed(Box::new(Err("connection refused".into()))));
     key(&mut a, KeyCode::Char('6'));
     let s = render(&a, 160, 48);
+    let at = |t: &str| s.find(t).unwrap_or_else(|| panic!("no {t:?} in {s}"));
+    // Newest first, the console's own event with them; the older ones dated.
+    assert!(at("lost the connection") < at("is up again"), "{s}");
     assert!(
-        s.contains("node 0303030303030303's clock is 7 min ahead of the cluster's: set up NTP on it (timedatectl set-ntp true)"),
+        at("is up again") < at("is down: it stopped answering pings"),
         "{s}"
     );
     assert!(
-        s.contains("node 0303030303030303's clock agrees with the cluster's again"),
+        s.contains("! node 0303030303030303 (zone dc3) is down"),
         "{s}"
     );
 }
@@ -759,10 +775,11 @@ fn a_clock_going_wrong_and_right_again_is_an_event_with_the_fix() {
 fn events_record_failures_and_help_filter_and_command_work() {
     let mut a = app(Scene::Healthy);
     let mut next = a.data.clone();
-    if let Some(st) = &mut next.status {
-        st.nodes[2].up = false;
-        st.nodes[2].down_since_ms = Some(NOW);
-    }
+    next.cluster_events = vec![hangar_common::events::ClusterEvent {
+        at_ms: NOW,
+        warn: true,
+        text: "node 0303030303030303 is down".into(),
+    }];
     a.update(Msg::Refreshed(Box::new(Ok(next))));
     a.update(Msg::Refreshed(Box::new(Err("connection refused".into()))));
     key(&mut a, KeyCode::Char('6'));

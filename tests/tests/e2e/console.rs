@@ -60,11 +60,18 @@ impl Tmux {
 
     /// Wait until the screen shows `text`.
     fn wait_for(&self, what: &str, text: &str) -> String {
+        self.wait_within(what, &[text], DEADLINE)
+    }
+
+    /// Wait until the screen shows every one of `texts` at once, for at
+    /// most `deadline`.
+    fn wait_within(&self, what: &str, texts: &[&str], deadline: std::time::Duration) -> String {
         let mut last = String::new();
+        let text = texts.join("\" and \"");
         let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for(what, DEADLINE, || {
+            wait_for(what, deadline, || {
                 last = self.screen();
-                last.contains(text).then(|| last.clone())
+                texts.iter().all(|t| last.contains(t)).then(|| last.clone())
             })
         }));
         match found {
@@ -165,6 +172,99 @@ fn an_operator_onboards_a_node_creates_a_bucket_and_a_key_and_sees_a_failure() {
     t.keys(&["6"]);
     t.wait_for("the failure in the events", "is down");
     t.keys(&["q"]);
+}
+
+/// The console connected to the one node left of three.
+fn console_on(a: &Agent, secret: &hangar_common::transport::RpcSecret) -> Tmux {
+    let program = vec![
+        console_bin().display().to_string(),
+        "--rpc-host".into(),
+        a.addr(),
+        "--rpc-secret".into(),
+        secret.to_hex(),
+    ];
+    Tmux::start(&program, 160, 48)
+}
+
+#[test]
+fn the_bad_night_two_nodes_down_then_back_and_the_events_the_morning_after() {
+    let mut c = Cluster::start_formed(3, &AgentOpts::default());
+    c.agents[0].bucket_with_key("photos", "laptop");
+    let t = console_on(&c.agents[0], &c.secret);
+    t.wait_for("the console to connect", "3/3 nodes up");
+    let (b, d) = (
+        c.agents[1].id[..16].to_string(),
+        c.agents[2].id[..16].to_string(),
+    );
+
+    // Two of three down: the live node's console says so within 5 s, with
+    // the advice naming both; it is not a lost connection.
+    c.agents[1].kill();
+    c.agents[2].kill();
+    let screen = t.wait_within(
+        "quorum lost shown",
+        &[
+            "✗ unavailable",
+            "1/3 nodes up",
+            "cannot be read or written. Start node",
+            &format!("node {b} (zone dc2)"),
+            &format!("node {d} (zone dc3)"),
+        ],
+        std::time::Duration::from_secs(5),
+    );
+    assert_eq!(screen.matches("✗ DOWN since").count(), 2, "{screen}");
+    assert!(!screen.contains("Not connected"), "{screen}");
+    // What-if with nodes really down: losing one more.
+    t.keys(&["2"]);
+    t.wait_within(
+        "the what-if view",
+        &["Already down: ", &b, &d, "As things are now"],
+        DEADLINE,
+    );
+    t.keys(&["1"]);
+
+    // One back: degraded, the advice names the other.
+    c.agents[1].start();
+    t.wait_within(
+        "degraded shown",
+        &["! degraded", &format!("start node {d} (zone dc3) again")],
+        DEADLINE,
+    );
+    // Both back: healthy, no advice.
+    c.agents[2].start();
+    let screen = t.wait_for("healthy shown", "● healthy");
+    assert!(!screen.contains("again."), "{screen}");
+    t.keys(&["q"]);
+    drop(t);
+
+    // The morning after: a new console lists the night's events.
+    let t = console_on(&c.agents[0], &c.secret);
+    t.wait_for("the console to connect", "3/3 nodes up");
+    t.keys(&["6"]);
+    let screen = t.wait_within(
+        "the night in the events",
+        &[
+            &format!("! node {b} (zone dc2) is down"),
+            &format!("! node {d} (zone dc3) is down"),
+            "lost enough copies to be read or written (quorum lost)",
+            &format!("node {b} (zone dc2) is up again"),
+            "every part of the data has all its copies again",
+        ],
+        DEADLINE,
+    );
+    // Newest first.
+    let at = |s: &str| screen.find(s).unwrap_or(usize::MAX);
+    assert!(
+        at("has all its copies again") < at("quorum lost"),
+        "{screen}"
+    );
+    // The same from the command line, for scripts.
+    let events = c.agents[0].hangar_json(&["events", "--limit", "100"]);
+    let texts: Vec<&str> = events
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["text"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(texts.iter().any(|t| t.contains("quorum lost")), "{events}");
 }
 
 #[test]
