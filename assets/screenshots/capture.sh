@@ -43,3 +43,5 @@ tmux send-keys -t "$s" "?"
 wait_for "Keys (any key closes)"
 shot 7-help
 tmux send-keys -t "$s" x q
+wait_for "Quit the demo?"
+tmux send-keys -t "$s" y
