@@ -140,6 +140,7 @@ impl Peer for PeerServer {
         resp.disk = self.s.disk();
         resp.data_dirs = self.s.model.blocks.store.status();
         resp.clock = Some(hangar_common::rpc::ClockReading::now());
+        resp.down_since = self.s.net.down_since();
         resp
     }
 

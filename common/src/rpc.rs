@@ -300,6 +300,12 @@ pub struct PingResponse {
     /// The callee's clocks when it answered. Since protocol 5.
     #[serde(default)]
     pub clock: Option<ClockReading>,
+    /// The nodes the callee sees down, with when it first saw them down
+    /// (its wall clock, Unix ms): "down since" is the cluster's first
+    /// sighting, not the time the asking node itself started. Since
+    /// protocol 5.
+    #[serde(default)]
+    pub down_since: Vec<(NodeId, u64)>,
 }
 
 /// One data directory of a node: what it holds and whether it takes new
@@ -748,6 +754,7 @@ mod tests {
                 wall_us: 1,
                 hlc_us: 2,
             }),
+            down_since: Vec::new(),
         };
         let envelope = tarpc::Response {
             request_id: 9,

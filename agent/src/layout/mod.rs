@@ -248,6 +248,7 @@ impl crate::net::Gossip for LayoutManager {
             disk: None,
             data_dirs: Vec::new(),
             clock: None,
+            down_since: Vec::new(),
         }
     }
 

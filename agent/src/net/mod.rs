@@ -359,6 +359,7 @@ impl Net {
                         clock::hlc().observe(c.hlc_us);
                         self.record_clock(id, sent_us, clock::wall_us(), c.wall_us);
                     }
+                    self.learn_down_since(id, &resp.down_since);
                     if let Some(slot) = lock(&self.peers).get_mut(&id) {
                         slot.info.disk = resp.disk;
                         slot.info.data_dirs = resp.data_dirs.clone();
@@ -441,6 +442,38 @@ impl Net {
                 clock::describe_offset(offset_ms)
             );
             i.logged_offset_ms = None;
+        }
+    }
+
+    /// Nodes this node sees down, with when it first saw them down.
+    pub fn down_since(&self) -> Vec<(NodeId, u64)> {
+        lock(&self.peers)
+            .iter()
+            .filter(|(_, s)| !s.info.up)
+            .filter_map(|(id, s)| s.info.down_since_ms.map(|t| (*id, t)))
+            .collect()
+    }
+
+    /// Take another node's sightings of nodes down: a node this one also
+    /// cannot reach is down since the earliest sighting (moved to this
+    /// node's clock by the reporter's measured offset), so a node that
+    /// restarted does not say "down since a minute" about one down for a
+    /// day. A node this one reaches is up, whatever others say.
+    fn learn_down_since(&self, reporter: NodeId, seen: &[(NodeId, u64)]) {
+        let mut peers = lock(&self.peers);
+        let offset = peers
+            .get(&reporter)
+            .and_then(|s| s.info.clock_offset_ms)
+            .unwrap_or(0);
+        for (id, t) in seen {
+            let Some(slot) = peers.get_mut(id) else {
+                continue;
+            };
+            let i = &mut slot.info;
+            let t = t.saturating_add_signed(-offset);
+            if !i.up && i.failures > 0 && i.down_since_ms.is_none_or(|d| t < d) {
+                i.down_since_ms = Some(t);
+            }
         }
     }
 

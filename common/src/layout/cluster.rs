@@ -460,11 +460,11 @@ impl RingHealth {
         if self.healthy + self.degraded + self.unavailable == 0 {
             "no layout applied yet"
         } else if self.unavailable > 0 {
-            "unavailable: some partitions have lost their quorum"
+            "unavailable: some data cannot be read or written"
         } else if self.degraded > 0 {
-            "degraded: some partitions lack full redundancy"
+            "degraded: some data has fewer copies than it should, all still works"
         } else {
-            "healthy: every partition has full redundancy"
+            "healthy: all data has all its copies"
         }
     }
 }

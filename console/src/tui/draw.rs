@@ -123,13 +123,21 @@ fn role_cells(n: &NodeStatus) -> (String, String) {
 /// why one takes no new blocks.
 fn draw_data_dirs(n: &NodeStatus, f: &mut Frame, area: Rect) {
     let full = n.data_dirs.iter().filter(|d| d.full.is_some()).count();
+    // A node that is down reports nothing: what shows is what it said
+    // last, dimmed and said so.
+    let stale = !n.up && !n.is_self;
     let title = format!(
-        " Data directories of {}{} ",
+        " Data directories of {}{}{} ",
         n.id.short(),
         if full > 0 {
             format!(" · {full} FULL")
         } else {
             String::new()
+        },
+        if stale {
+            " · last known, the node is down"
+        } else {
+            ""
         }
     );
     let block = Block::bordered().title(title);
@@ -172,8 +180,18 @@ fn draw_data_dirs(n: &NodeStatus, f: &mut Frame, area: Rect) {
             } else {
                 cells.push(format!("{} of {}", format_bytes(d.bytes), format_bytes(cap)).into());
             }
-            cells.push(ratatui::widgets::Cell::from(state).style(Style::default().fg(color)));
-            Row::new(cells)
+            let style = if stale {
+                Style::default().add_modifier(Modifier::DIM)
+            } else {
+                Style::default().fg(color)
+            };
+            cells.push(ratatui::widgets::Cell::from(state).style(style));
+            let row = Row::new(cells);
+            if stale {
+                row.style(Style::default().add_modifier(Modifier::DIM))
+            } else {
+                row
+            }
         })
         .collect();
     let (widths, header) = if wide {
@@ -421,36 +439,45 @@ impl App {
                         .to_string(),
                     );
                 }
-                cells.push(n.id.short());
+                cells.push(self.id_text(&n.id, wide));
                 if wide {
                     cells.push(n.addr.clone().unwrap_or_default());
                 }
                 cells.extend([zone, cap]);
                 if !marks {
+                    // The same at both widths: used of the disk's size.
                     cells.push(match n.disk {
-                        Some(d) if wide => format!(
+                        Some(d) => format!(
                             "{} of {}",
                             format_bytes(d.total.saturating_sub(d.free)),
                             format_bytes(d.total)
                         ),
-                        Some(d) => format_bytes(d.free),
                         None => "-".into(),
                     });
                 }
                 cells.push(n.partitions.to_string());
+                // A down node's disk and round trip are what it last
+                // reported: dimmed.
+                let stale = !n.up && !n.is_self;
+                let dim = |c: ratatui::widgets::Cell<'static>| {
+                    if stale {
+                        c.style(Style::default().add_modifier(Modifier::DIM))
+                    } else {
+                        c
+                    }
+                };
                 let mut row: Vec<ratatui::widgets::Cell> = cells
                     .into_iter()
-                    .map(ratatui::widgets::Cell::from)
+                    .map(|c| dim(ratatui::widgets::Cell::from(c)))
                     .collect();
                 row.push(ratatui::widgets::Cell::from(state).style(style));
                 if !marks && wide {
-                    row.push(
-                        n.rtt_ms
-                            .filter(|_| !n.is_self)
-                            .map(|r| format!("{r:.1} ms"))
-                            .unwrap_or_else(|| "-".into())
-                            .into(),
-                    );
+                    row.push(dim(n
+                        .rtt_ms
+                        .filter(|_| !n.is_self)
+                        .map(|r| format!("{r:.1} ms"))
+                        .unwrap_or_else(|| "-".into())
+                        .into()));
                     row.push(match (n.clock_offset_ms, clock_skew(n)) {
                         (_, Some(off)) => {
                             ratatui::widgets::Cell::from(hangar_common::clock::describe_offset(off))
@@ -466,13 +493,35 @@ impl App {
             .collect()
     }
 
+    /// A node id in a table: whole on wide screens, its first 8 digits on
+    /// narrow ones (any unique prefix names a node), so zone names fit.
+    fn id_text(&self, id: &hangar_common::NodeId, wide: bool) -> String {
+        let s = id.short();
+        if wide { s } else { s[..8].to_string() }
+    }
+
+    /// The ZONE column's width: the longest zone name (4 to 16).
+    fn zone_width(&self) -> u16 {
+        self.nodes()
+            .iter()
+            .filter_map(|n| n.role.as_ref().map(|r| r.zone.chars().count()))
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 16) as u16
+    }
+
     fn draw_cluster(&self, f: &mut Frame, area: Rect) {
         let selected = self.nodes().get(self.selected[0]).copied();
         let dir_count = selected.map(|n| n.data_dirs.len()).unwrap_or(0);
+        // Every node first; the selected node's directories get what room
+        // is left (up to what they need), then the background work.
+        let node_rows = self.nodes().len() as u16 + 3;
+        let dirs_rows = dir_count.clamp(1, 4) as u16 + 3;
+        let work_rows = 6u16.min(area.height.saturating_sub(node_rows + 3).max(4));
         let [nodes, dirs, work] = Layout::vertical([
-            Constraint::Min(4),
-            Constraint::Length(dir_count.clamp(1, 4) as u16 + 3),
-            Constraint::Length(6),
+            Constraint::Min(node_rows.min(area.height.saturating_sub(work_rows))),
+            Constraint::Max(dirs_rows),
+            Constraint::Length(work_rows),
         ])
         .areas(area);
         let wide = area.width >= 120;
@@ -506,14 +555,14 @@ impl App {
         } else {
             (
                 vec![
-                    Constraint::Length(16),
-                    Constraint::Length(6),
                     Constraint::Length(8),
+                    Constraint::Length(self.zone_width()),
                     Constraint::Length(8),
+                    Constraint::Length(15),
                     Constraint::Length(5),
                     Constraint::Min(16),
                 ],
-                vec!["ID", "ZONE", "CAPACITY", "FREE", "PARTS", "STATE"],
+                vec!["ID", "ZONE", "CAPACITY", "DISK USED", "PARTS", "STATE"],
             )
         };
         let (t, mut s) = selectable(
@@ -525,7 +574,9 @@ impl App {
             true,
         );
         f.render_stateful_widget(t, nodes, &mut s);
-        if let Some(n) = selected {
+        if let Some(n) = selected
+            && dirs.height >= 3
+        {
             draw_data_dirs(n, f, dirs);
         }
         self.draw_work(f, work);
@@ -535,14 +586,17 @@ impl App {
         let [nodes, result] =
             Layout::vertical([Constraint::Min(4), Constraint::Length(8)]).areas(area);
         let wide = area.width >= 120;
-        let mut widths = vec![Constraint::Length(3), Constraint::Length(16)];
+        let mut widths = vec![
+            Constraint::Length(3),
+            Constraint::Length(if wide { 16 } else { 8 }),
+        ];
         let mut header = vec!["", "ID"];
         if wide {
             widths.push(Constraint::Length(21));
             header.push("ADDRESS");
         }
         widths.extend([
-            Constraint::Length(8),
+            Constraint::Length(self.zone_width()),
             Constraint::Length(8),
             Constraint::Length(5),
             Constraint::Min(12),
@@ -586,6 +640,7 @@ impl App {
             f.render_widget(Paragraph::new("Waiting for the layout..."), area);
             return;
         };
+        let wide = area.width >= 120;
         let ring_rows = view
             .layout
             .roles
@@ -593,10 +648,14 @@ impl App {
             .filter(|r| r.capacity.is_some())
             .count() as u16
             + 1;
+        // Every node first, then the staged changes (short when there are
+        // none); the ring takes what is left, up to what it needs.
+        let node_rows = self.nodes().len() as u16 + 3;
+        let preview_rows = if view.preview.is_some() { 5 } else { 3 };
         let [nodes, ring, preview] = Layout::vertical([
-            Constraint::Min(4),
-            Constraint::Length(ring_rows + 2),
-            Constraint::Length(5),
+            Constraint::Min(node_rows.min(area.height.saturating_sub(preview_rows + 3))),
+            Constraint::Max(ring_rows + 2),
+            Constraint::Length(preview_rows),
         ])
         .areas(area);
         let staged = view.layout.effective_staged();
@@ -625,22 +684,32 @@ impl App {
                     .and_then(|r| r.partitions_per_node.get(&n.id))
                     .map(|p| p.to_string())
                     .unwrap_or_default();
+                let state = if n.up {
+                    ratatui::widgets::Cell::from("● up").style(Style::default().fg(Color::Green))
+                } else if n.down_since_ms.is_some() {
+                    ratatui::widgets::Cell::from("✗ DOWN")
+                        .style(Style::default().fg(Color::Red).add_modifier(Modifier::BOLD))
+                } else {
+                    ratatui::widgets::Cell::from("…").style(Style::default().fg(Color::Yellow))
+                };
                 Row::new(vec![
-                    n.id.short(),
-                    zone,
-                    cap,
-                    n.partitions.to_string(),
-                    change,
-                    after,
-                    moves,
+                    self.id_text(&n.id, wide).into(),
+                    state,
+                    zone.into(),
+                    cap.into(),
+                    n.partitions.to_string().into(),
+                    change.into(),
+                    after.into(),
+                    moves.into(),
                 ])
             })
             .collect();
         let (t, mut s) = selectable(
             rows,
             vec![
-                Constraint::Length(16),
-                Constraint::Length(8),
+                Constraint::Length(if wide { 16 } else { 8 }),
+                Constraint::Length(6),
+                Constraint::Length(self.zone_width()),
                 Constraint::Length(8),
                 Constraint::Length(5),
                 Constraint::Length(16),
@@ -648,7 +717,7 @@ impl App {
                 Constraint::Min(9),
             ],
             vec![
-                "ID", "ZONE", "CAPACITY", "PARTS", "STAGED", "AFTER", "MOVES",
+                "ID", "STATE", "ZONE", "CAPACITY", "PARTS", "STAGED", "AFTER", "MOVES",
             ],
             format!(" Layout v{}: current and staged ", view.layout.version),
             self.selected[2],
@@ -660,7 +729,7 @@ impl App {
         let mut lines = Vec::new();
         match &view.preview {
             None => lines.push(Line::from(
-                "Nothing staged. n adds a node, e changes the selected node's role, d removes it.",
+                "Nothing staged: n adds a node, e edits the selected one, d removes it.",
             )),
             Some(Err(e)) => lines.push(Line::from(Span::styled(
                 format!("✗ The staged layout cannot be applied: {e}"),
@@ -706,9 +775,11 @@ impl App {
         zones.sort();
         zones.dedup();
         let up = |id: &hangar_common::NodeId| st.nodes.iter().any(|n| n.id == *id && n.up);
-        const LABEL: usize = 18;
+        // Zone names whole (up to 16), then 8 digits of the id.
+        let zw = self.zone_width() as usize;
+        let label = zw + 10;
         let cells = (area.width.saturating_sub(2) as usize)
-            .saturating_sub(LABEL)
+            .saturating_sub(label)
             .clamp(1, 256);
         let per = 256usize.div_ceil(cells);
         let cells = 256usize.div_ceil(per);
@@ -721,9 +792,20 @@ impl App {
         nodes.sort_by(|a, b| (&a.1.zone, a.0).cmp(&(&b.1.zone, b.0)));
         for (id, role) in nodes {
             let zi = zones.iter().position(|z| *z == role.zone).unwrap_or(0);
-            let style = Style::default().fg(ZONE_COLORS[zi % ZONE_COLORS.len()]);
+            // A node that is down: marked ✗, its share drawn hollow.
+            let down = !up(id);
+            let style = if down {
+                Style::default().fg(Color::Red)
+            } else {
+                Style::default().fg(ZONE_COLORS[zi % ZONE_COLORS.len()])
+            };
             let mut spans = vec![Span::styled(
-                format!("{:<8} {:<8} ", trunc(&role.zone, 8), &id.short()[..8]),
+                format!(
+                    "{:<zw$} {:<8}{}",
+                    trunc(&role.zone, zw),
+                    &id.short()[..8],
+                    if down { "✗" } else { " " }
+                ),
                 style,
             )];
             let row: String = (0..cells)
@@ -733,6 +815,7 @@ impl App {
                     let held = range.filter(|p| l.nodes_of(*p).contains(id)).count();
                     match held {
                         0 => ' ',
+                        _ if down => '░',
                         h if h == n => '█',
                         _ => '▒',
                     }
@@ -760,12 +843,12 @@ impl App {
             })
             .collect();
         lines.push(Line::from(vec![
-            Span::raw(format!("{:<18}", "health")),
+            Span::raw(format!("{:<label$}", "health")),
             Span::styled(health, Style::default().fg(Color::Yellow)),
         ]));
         f.render_widget(
             Paragraph::new(lines).block(Block::bordered().title(format!(
-                " Ring: 256 partitions left to right{} · ! replica down · X no write quorum ",
+                " Ring, 256 parts{} · ✗░ node down · ! a copy down · X cannot write ",
                 if per > 1 {
                     format!(", {per} per cell")
                 } else {
@@ -1162,20 +1245,33 @@ pub fn draw_work_lines(st: &ClusterStatus, rates: Option<(f64, f64)>, f: &mut Fr
         scrub,
     );
     f.render_widget(
-        Paragraph::new(format!(
-            "resync: {} queued, {} blocks fetched, {} deleted, {} handed over{resync_rate}, {} errors retried",
-            b.resync_queue, b.fetched, b.deleted, b.handed_over, b.errors
-        )),
+        Paragraph::new(if resync.width >= 100 {
+            format!(
+                "resync: {} queued, {} blocks fetched, {} deleted, {} handed over{resync_rate}, {} errors retried",
+                b.resync_queue, b.fetched, b.deleted, b.handed_over, b.errors
+            )
+        } else {
+            format!(
+                "blocks: {} queued, {} fetched, {} deleted, {} moved{resync_rate}, {} retried",
+                b.resync_queue, b.fetched, b.deleted, b.handed_over, b.errors
+            )
+        }),
         resync,
     );
     let items: u64 = st.tables.iter().map(|t| t.items).sum();
     let merkle: u64 = st.tables.iter().map(|t| t.merkle_queue).sum();
     let gc: u64 = st.tables.iter().map(|t| t.gc_queue).sum();
     f.render_widget(
-        Paragraph::new(format!(
-            "metadata: {items} items in {} tables, {merkle} changes waiting for the Merkle trees, {gc} deletions to collect",
-            st.tables.len()
-        )),
+        Paragraph::new(if tables.width >= 100 {
+            format!(
+                "metadata: {items} items in {} tables, {merkle} changes waiting for the Merkle trees, {gc} deletions to collect",
+                st.tables.len()
+            )
+        } else {
+            format!(
+                "metadata: {items} items, {merkle} changes to index, {gc} deletions to collect"
+            )
+        }),
         tables,
     );
 }

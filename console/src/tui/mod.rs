@@ -635,12 +635,18 @@ impl App {
                         .filter(|n| n.role.as_ref().is_some_and(|r| r.zone == zone))
                         .map(|n| n.id)
                         .collect();
+                    let n = ids.len();
                     if ids.iter().all(|id| self.lost.contains(id)) {
                         ids.iter().for_each(|id| {
                             self.lost.remove(id);
                         });
+                        self.message = Some((false, format!("zone {zone} unpicked ({n} nodes)")));
                     } else {
                         self.lost.extend(ids);
+                        self.message = Some((
+                            false,
+                            format!("zone {zone} picked: its {n} node(s) imagined down"),
+                        ));
                     }
                 }
             }

@@ -305,12 +305,17 @@ fn the_views_say_what_matters() {
     let s = render(&a, 160, 48);
     assert!(s.contains("→ dc2 2 TB"), "staged role shown: {s}");
     assert!(s.contains("Preview of v2: usable capacity"), "{s}");
+    assert!(s.contains("dc2  02020202 ████"), "ring row per node: {s}");
     assert!(
-        s.contains("dc3      03030303 ████"),
-        "ring row per node: {s}"
+        s.contains("dc3  03030303✗░░░░"),
+        "a node down is marked on the ring: {s}"
     );
     assert!(
-        s.contains("health            !!!!"),
+        s.contains("0303030303030303 ✗ DOWN dc3"),
+        "state in the layout: {s}"
+    );
+    assert!(
+        s.contains("health        !!!!"),
         "degraded partitions marked: {s}"
     );
 
@@ -486,6 +491,92 @@ fn command_line_changes_ask_like_their_views() {
     typed(&mut a, "status");
     key(&mut a, KeyCode::Enter);
     assert_eq!(a.outbox.pop(), Some(Action::Cli(vec!["status".into()])));
+}
+
+#[test]
+fn a_down_nodes_last_known_values_are_dimmed_and_said_so() {
+    let mut a = app(Scene::Busy);
+    // Select node 3 (down) in the Cluster view.
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Down);
+    let mut t = Terminal::new(TestBackend::new(160, 48)).expect("test terminal");
+    t.draw(|f| a.draw(f)).expect("draw");
+    let buf = t.backend().buffer().clone();
+    let line = |y: u16| {
+        (0..buf.area.width)
+            .map(|x| buf[(x, y)].symbol())
+            .collect::<String>()
+    };
+    let dimmed = |text: &str| {
+        let (y, l) = (0..buf.area.height)
+            .map(|y| (y, line(y)))
+            .find(|(_, l)| l.contains(text))
+            .unwrap_or_else(|| panic!("no {text:?}"));
+        let x = l[..l.find(text).expect("found")].chars().count() as u16;
+        buf[(x, y)].modifier.contains(ratatui::style::Modifier::DIM)
+    };
+    // Its disk and round trip as last reported: dimmed; a node up: not.
+    assert!(dimmed("500 GB of 2 TB"));
+    assert!(dimmed("4.5 ms"));
+    assert!(!dimmed("3.0 ms"));
+    let s = render(&a, 160, 48);
+    assert!(
+        s.contains("Data directories of 0303030303030303 · last known, the node is down"),
+        "{s}"
+    );
+}
+
+/// Five nodes in zones with long names, one down, at 80x24.
+fn houses() -> App {
+    let zones = [
+        "house-martin",
+        "house-dupont",
+        "house-leroux",
+        "house-martin",
+        "house-garcia",
+    ];
+    let mut l = ClusterLayout::new(3);
+    for (i, z) in zones.iter().enumerate() {
+        l.stage(id(i as u8 + 1), role(z, TB), 1, id(1));
+    }
+    let (l, _) = l.apply(1).expect("first layout");
+    let mut a = app(Scene::Healthy);
+    let nodes: Vec<NodeStatus> = (1..=5).map(|b| node(b, &l, b != 4)).collect();
+    if let Some(st) = &mut a.data.status {
+        st.health = l.health(|n| nodes.iter().any(|s| s.id == *n && s.up));
+        st.nodes = nodes;
+    }
+    if let Some(v) = &mut a.data.layout {
+        v.layout = l;
+        v.preview = None;
+    }
+    a
+}
+
+#[test]
+fn at_80x24_zone_names_states_and_key_hints_are_whole() {
+    for tab in [Tab::Cluster, Tab::WhatIf, Tab::Layout] {
+        let mut a = houses();
+        a.tab = tab;
+        let s = render(&a, 80, 24);
+        snapshot(
+            &format!(
+                "houses-{}-80x24",
+                tab.title().to_lowercase().replace([' ', '&'], "")
+            ),
+            &s,
+        );
+        for zone in [
+            "house-martin",
+            "house-dupont",
+            "house-leroux",
+            "house-garcia",
+        ] {
+            assert!(s.contains(zone), "{zone} cut in {}:\n{s}", tab.title());
+        }
+        assert!(s.contains("✗ DOWN"), "{s}");
+        assert!(s.contains("? help · q quit"), "key hints cut:\n{s}");
+    }
 }
 
 #[test]

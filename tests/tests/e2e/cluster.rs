@@ -101,6 +101,25 @@ fn three_nodes_join_apply_a_layout_survive_a_kill_and_refuse_a_wrong_secret() {
         (layout_version(&c.agents[1]) == Some(2)).then_some(())
     });
 
+    // "Down since" is the cluster's first sighting: node 2, restarted
+    // while node 3 is down, learns it from node 1 rather than counting from
+    // its own start.
+    let first_seen = c.agents[0].status().expect("status");
+    let t0 = node_in(&first_seen, &ids[2])
+        .and_then(|n| n["down_since_ms"].as_u64())
+        .expect("down since");
+    let restart_ms = hangar_common::clock::wall_ms();
+    c.agents[1].kill();
+    c.agents[1].start();
+    let t1 = wait_for("restarted node 2 to see node 3 down", DEADLINE, || {
+        let st = c.agents[1].status()?;
+        sees_down(&st, &ids[2]).then(|| node_in(&st, &ids[2])?["down_since_ms"].as_u64())?
+    });
+    assert!(
+        t1 < restart_ms && t1.abs_diff(t0) < 2_000,
+        "node 2 says node 3 is down since {t1}, node 1 since {t0}; node 2 restarted at {restart_ms}"
+    );
+
     c.agents[2].start();
     wait_for("node 3 to be seen up again by all", DEADLINE, || {
         all_see_all_up(&all_refs(&c), &ids)
