@@ -22,6 +22,8 @@ pub enum FormKind {
     KeyCreate,
     /// Grant (true) or revoke (false) a key's permissions on a bucket.
     Grant(String, bool),
+    /// The same from the key list: this key (its id), a bucket to pick.
+    GrantKey(String, bool),
     Quota(String),
 }
 
@@ -51,6 +53,28 @@ fn field(label: &'static str, value: &str, hint: impl Into<String>) -> Field {
 }
 
 /// Zones of the applied layout, sorted.
+/// The values a picker field goes through with ←/→.
+fn choices(label: &str, app: &App) -> Vec<String> {
+    match label {
+        "Zone" => zones(app),
+        "Key" => app
+            .data
+            .keys
+            .iter()
+            .flatten()
+            .map(|k| k.name.clone())
+            .collect(),
+        "Bucket" => app
+            .data
+            .buckets
+            .iter()
+            .flatten()
+            .map(|b| b.name.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn zones(app: &App) -> Vec<String> {
     let mut z: Vec<String> = app
         .data
@@ -157,7 +181,45 @@ impl Form {
                     }
                 ),
                 vec![
-                    field("Key", "", "access key id or name"),
+                    field(
+                        "Key",
+                        app.data
+                            .keys
+                            .iter()
+                            .flatten()
+                            .next()
+                            .map(|k| k.name.as_str())
+                            .unwrap_or(""),
+                        "←/→ pick, or type an access key id or name",
+                    ),
+                    field(
+                        "Permissions",
+                        if *allow { "rw" } else { "rwo" },
+                        "r read, w write, o owner",
+                    ),
+                ],
+            ),
+            FormKind::GrantKey(key, allow) => (
+                format!(
+                    " {} of key {key} ",
+                    if *allow {
+                        "Grant permissions"
+                    } else {
+                        "Revoke permissions"
+                    }
+                ),
+                vec![
+                    field(
+                        "Bucket",
+                        app.data
+                            .buckets
+                            .iter()
+                            .flatten()
+                            .next()
+                            .map(|b| b.name.as_str())
+                            .unwrap_or(""),
+                        "←/→ pick, or type a bucket name",
+                    ),
                     field(
                         "Permissions",
                         if *allow { "rw" } else { "rwo" },
@@ -196,7 +258,9 @@ impl Form {
             focus: 0,
             problem: None,
         };
-        f.problem = f.validate(app).err();
+        // Nothing is wrong before anything is typed: problems show from
+        // the first key on (or on Enter).
+        f.problem = None;
         f
     }
 
@@ -205,18 +269,19 @@ impl Form {
         match code {
             KeyCode::Down | KeyCode::Tab => self.focus = (self.focus + 1) % n,
             KeyCode::Up | KeyCode::BackTab => self.focus = (self.focus + n - 1) % n,
-            KeyCode::Left | KeyCode::Right if self.fields[self.focus].label == "Zone" => {
-                let zones = zones(app);
-                if !zones.is_empty() {
-                    let cur = zones
+            // Fields with known values are pickers: ←/→ go through them.
+            KeyCode::Left | KeyCode::Right => {
+                let choices = choices(self.fields[self.focus].label, app);
+                if !choices.is_empty() {
+                    let cur = choices
                         .iter()
                         .position(|z| *z == self.fields[self.focus].value);
                     let next = match (cur, code == KeyCode::Right) {
                         (None, _) => 0,
-                        (Some(i), true) => (i + 1) % zones.len(),
-                        (Some(i), false) => (i + zones.len() - 1) % zones.len(),
+                        (Some(i), true) => (i + 1) % choices.len(),
+                        (Some(i), false) => (i + choices.len() - 1) % choices.len(),
                     };
-                    self.fields[self.focus].value = zones[next].clone();
+                    self.fields[self.focus].value = choices[next].clone();
                 }
             }
             KeyCode::Backspace => {
@@ -334,6 +399,29 @@ impl Form {
                         bucket: bucket.clone(),
                         key: found[0].access_key_id.clone(),
                         perm,
+                        allow: *allow,
+                    },
+                    format!("changing permissions of {key} on {bucket}"),
+                ))
+            }
+            FormKind::GrantKey(key, allow) => {
+                let bucket = self.value(0);
+                if !app.data.buckets.iter().flatten().any(|b| b.name == bucket) {
+                    return Err((0, format!("no bucket named {bucket:?}")));
+                }
+                let p = self.value(1);
+                if p.is_empty() || !p.chars().all(|c| "rwo".contains(c)) {
+                    return Err((1, "letters among r, w and o".into()));
+                }
+                Ok((
+                    Action::Grant {
+                        bucket: bucket.to_string(),
+                        key: key.clone(),
+                        perm: PermissionChange {
+                            read: p.contains('r'),
+                            write: p.contains('w'),
+                            owner: p.contains('o'),
+                        },
                         allow: *allow,
                     },
                     format!("changing permissions of {key} on {bucket}"),

@@ -243,6 +243,8 @@ pub struct App {
     /// Shown on the message line while there is no message (where clients
     /// connect, for instance).
     pub note: Option<String>,
+    /// A bucket or key being created (by name): selected once it shows.
+    pending_select: Option<String>,
 }
 
 impl App {
@@ -269,6 +271,7 @@ impl App {
             quit: false,
             quit_question: None,
             note: None,
+            pending_select: None,
         }
     }
 
@@ -282,6 +285,9 @@ impl App {
     }
 
     fn start(&mut self, action: Action, what: impl Into<String>) {
+        if let Action::BucketCreate(name) | Action::KeyCreate(name) = &action {
+            self.pending_select = Some(name.clone());
+        }
         let what = what.into();
         self.busy = Some(what);
         self.outbox.push(action);
@@ -312,7 +318,25 @@ impl App {
                 if data.keys.is_none() {
                     data.keys = self.data.keys.take();
                 }
+                // The selection follows the item, not the row number.
+                let kept: Vec<Option<String>> =
+                    Tab::ALL.iter().map(|t| self.selected_id(*t)).collect();
                 self.data = data;
+                for (i, tab) in Tab::ALL.iter().enumerate() {
+                    if let Some(id) = &kept[i]
+                        && let Some(p) = self.position_of(*tab, id)
+                    {
+                        self.selected[i] = p;
+                    }
+                    let rows = self.rows(*tab);
+                    self.selected[i] = self.selected[i].min(rows.saturating_sub(1));
+                }
+                if let Some(name) = self.pending_select.clone()
+                    && let Some(p) = self.position_of(Tab::Buckets, &name)
+                {
+                    self.selected[Tab::Buckets.index()] = p;
+                    self.pending_select = None;
+                }
             }
             Err(e) => {
                 if self.error.is_none() {
@@ -374,6 +398,37 @@ impl App {
             Tab::Buckets => self.buckets().len(),
             Tab::Workers => self.data.workers.len(),
             Tab::Events => self.events().len(),
+        }
+    }
+
+    /// What the selected row of a view is (a node id, a bucket name, a
+    /// key id, a worker name), to find it again after a refresh.
+    fn selected_id(&self, tab: Tab) -> Option<String> {
+        let i = self.selected[tab.index()];
+        match tab {
+            Tab::Cluster | Tab::WhatIf | Tab::Layout => {
+                self.nodes().get(i).map(|n| n.id.to_string())
+            }
+            Tab::Buckets if self.keys_focus => self.keys().get(i).map(|k| k.access_key_id.clone()),
+            Tab::Buckets => self.buckets().get(i).map(|b| b.name.clone()),
+            Tab::Workers => self.data.workers.get(i).map(|w| w.name.clone()),
+            Tab::Events => None,
+        }
+    }
+
+    /// Where the item `id` is in a view's list now (keys also by name).
+    fn position_of(&self, tab: Tab, id: &str) -> Option<usize> {
+        match tab {
+            Tab::Cluster | Tab::WhatIf | Tab::Layout => {
+                self.nodes().iter().position(|n| n.id.to_string() == id)
+            }
+            Tab::Buckets if self.keys_focus => self
+                .keys()
+                .iter()
+                .position(|k| k.access_key_id == id || k.name == id),
+            Tab::Buckets => self.buckets().iter().position(|b| b.name == id),
+            Tab::Workers => self.data.workers.iter().position(|w| w.name == id),
+            Tab::Events => None,
         }
     }
 
@@ -710,6 +765,12 @@ impl App {
             (Tab::Buckets, 'g' | 'x') if !self.keys_focus => {
                 if let Some(b) = self.selected_bucket() {
                     self.overlay = Overlay::Form(Form::new(FormKind::Grant(b, c == 'g'), self));
+                }
+            }
+            (Tab::Buckets, 'g' | 'x') => {
+                if let Some(k) = self.keys().get(self.sel()) {
+                    let kind = FormKind::GrantKey(k.access_key_id.clone(), c == 'g');
+                    self.overlay = Overlay::Form(Form::new(kind, self));
                 }
             }
             (Tab::Buckets, 'u') if !self.keys_focus => {

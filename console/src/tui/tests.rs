@@ -580,6 +580,62 @@ fn at_80x24_zone_names_states_and_key_hints_are_whole() {
 }
 
 #[test]
+fn grants_from_the_key_list_pick_the_bucket() {
+    let mut a = app(Scene::Healthy);
+    a.tab = Tab::Buckets;
+    key(&mut a, KeyCode::Right);
+    key(&mut a, KeyCode::Char('g'));
+    assert!(render(&a, 80, 24).contains("Grant permissions of key GK0123456789abcdef01234567"));
+    // photos is offered first; → picks the next bucket.
+    key(&mut a, KeyCode::Right);
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(
+        a.outbox.pop(),
+        Some(Action::Grant {
+            bucket: "site".into(),
+            key: "GK0123456789abcdef01234567".into(),
+            perm: PermissionChange {
+                read: true,
+                write: true,
+                owner: false
+            },
+            allow: true,
+        })
+    );
+}
+
+#[test]
+fn the_selection_follows_the_item_not_the_row() {
+    let mut a = app(Scene::Healthy);
+    // Node 3 selected.
+    key(&mut a, KeyCode::Down);
+    key(&mut a, KeyCode::Down);
+    assert_eq!(a.selected_node(), Some(id(3)));
+    // A node that sorts first joins: the cursor stays on node 3.
+    let mut next = a.data.clone();
+    if let (Some(st), Some(v)) = (&mut next.status, &next.layout) {
+        st.nodes.insert(0, node(0, &v.layout, true));
+    }
+    a.update(Msg::Refreshed(Box::new(Ok(next))));
+    assert_eq!(a.selected_node(), Some(id(3)));
+    // A bucket created from the view is selected once it shows.
+    a.tab = Tab::Buckets;
+    key(&mut a, KeyCode::Char('c'));
+    typed(&mut a, "music");
+    key(&mut a, KeyCode::Enter);
+    assert_eq!(a.outbox.pop(), Some(Action::BucketCreate("music".into())));
+    a.busy = None;
+    let mut next = a.data.clone();
+    if let Some(b) = &mut next.buckets {
+        let mut m = b[0].clone();
+        m.name = "music".into();
+        b.insert(0, m);
+    }
+    a.update(Msg::Refreshed(Box::new(Ok(next))));
+    assert_eq!(a.selected_bucket(), Some("music".into()));
+}
+
+#[test]
 fn esc_never_quits_and_quitting_the_demo_asks() {
     let mut a = app(Scene::Healthy);
     key(&mut a, KeyCode::Esc);
@@ -765,9 +821,14 @@ fn buckets_and_keys_are_managed_from_their_view() {
         })
     );
     a.busy = None;
-    // Grant: the key by name.
+    // Grant: the key is picked (the only one, laptop, offered).
     key(&mut a, KeyCode::Char('g'));
-    typed(&mut a, "laptop");
+    let s = render(&a, 80, 24);
+    assert!(s.contains("laptop"), "the key offered: {s}");
+    assert!(
+        !s.contains("✗"),
+        "no problem shown before anything is typed: {s}"
+    );
     key(&mut a, KeyCode::Down);
     key(&mut a, KeyCode::Backspace);
     key(&mut a, KeyCode::Backspace);
