@@ -403,23 +403,12 @@ impl App {
 
     /// The key hints of the current view, always shown.
     fn footer(&self) -> Line<'_> {
-        let keys = match self.tab {
-            Tab::Cluster => "n add node",
-            Tab::WhatIf => "space pick node · z pick zone · c clear",
-            Tab::Layout => "n add · e edit · d remove · a apply · r revert · w skip down",
-            Tab::Buckets => "←/→ buckets/keys · c create · d delete · g grant · x revoke · u quota",
-            Tab::Workers => "p pause/resume · s scrub · t tables · b blocks",
-            Tab::Events => "",
-        };
         let filter = if self.filter.is_empty() {
             String::new()
         } else {
             format!(" · filter: {}", self.filter)
         };
-        Line::from(format!(
-            "{keys}{}? help · q quit{filter}",
-            if keys.is_empty() { "" } else { " · " }
-        ))
+        Line::from(format!("{}{filter}", super::keys::footer(self.tab)))
     }
 
     fn node_rows(&self, marks: bool, wide: bool) -> Vec<Row<'_>> {
@@ -1043,7 +1032,7 @@ impl App {
         match &self.overlay {
             Overlay::None | Overlay::Command(_) => {}
             Overlay::Help => {
-                let lines = help_lines(self.tab);
+                let lines = super::keys::help_lines(self.tab);
                 let r = popup(72, lines.len() as u16 + 2);
                 f.render_widget(Clear, r);
                 f.render_widget(
@@ -1138,48 +1127,6 @@ impl App {
             }
         }
     }
-}
-
-fn help_lines(tab: Tab) -> Vec<String> {
-    let mut v: Vec<String> = vec![
-        "1-6 / Tab / Shift-Tab   switch view".into(),
-        "↑ ↓ (j k)               move in a list".into(),
-        "/                       filter the list (Esc clears)".into(),
-        ":                       run a hangar subcommand (e.g. :status)".into(),
-        "s                       switch node (when disconnected)".into(),
-        "q / Esc                 close a window, clear the filter, or quit".into(),
-        String::new(),
-    ];
-    let view: &[&str] = match tab {
-        Tab::Cluster => &["n                       add a node (guided form)"],
-        Tab::WhatIf => &[
-            "space                   imagine the selected node down (again: up)",
-            "z                       imagine its whole zone down",
-            "c                       clear the picks",
-        ],
-        Tab::Layout => &[
-            "n                       add a node: connect, zone, capacity",
-            "e                       change the selected node's zone / capacity",
-            "d                       stage the selected node's removal",
-            "a                       apply the staged changes (asks first)",
-            "r                       revert the staged changes (asks first)",
-            "w                       let a data move complete without the nodes down",
-        ],
-        Tab::Buckets => &[
-            "← →                     buckets list / keys list",
-            "c                       create a bucket / key (a key's secret shows once)",
-            "d                       delete the selected bucket / key (asks first)",
-            "g / x                   grant / revoke a key's permissions on the bucket",
-            "u                       set the bucket's quotas",
-        ],
-        Tab::Workers => &[
-            "p                       pause / resume the selected worker",
-            "s / t / b               repair: scrub / tables / blocks (asks first)",
-        ],
-        Tab::Events => &["↑ ↓                     scroll"],
-    };
-    v.extend(view.iter().map(|s| s.to_string()));
-    v
 }
 
 /// The background-work lines (gauges and counts) of a node.

@@ -14,6 +14,7 @@
 
 mod draw;
 mod form;
+pub mod keys;
 mod tasks;
 #[cfg(test)]
 mod tests;

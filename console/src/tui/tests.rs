@@ -1027,3 +1027,30 @@ fn applying_a_removal_shows_what_losing_the_node_would_do() {
     let (err, m) = a.message.clone().expect("a message");
     assert!(err && m.contains("cannot be applied"), "{m}");
 }
+
+#[test]
+fn the_readme_lists_the_keys_of_the_key_table() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(&path).expect("README.md");
+    let (begin, end) = ("<!-- keys:begin -->\n", "<!-- keys:end -->");
+    let a = text.find(begin).expect("keys:begin marker in README.md") + begin.len();
+    let b = text.find(end).expect("keys:end marker in README.md");
+    let want = super::keys::readme_list();
+    if std::env::var_os("HANGAR_BLESS").is_some() {
+        let new = format!("{}{want}{}", &text[..a], &text[b..]);
+        std::fs::write(&path, new).expect("write README.md");
+        return;
+    }
+    assert!(
+        text[a..b] == want,
+        "README.md's key list differs from the key table (HANGAR_BLESS=1 rewrites it):\n{want}"
+    );
+}
+
+#[test]
+fn every_views_key_hints_fit_80_columns() {
+    for tab in Tab::ALL {
+        let f = super::keys::footer(tab);
+        assert!(f.chars().count() <= 80, "{}: {f}", tab.title());
+    }
+}
