@@ -18,6 +18,7 @@ pub mod keys;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod views;
 
 use std::collections::{BTreeSet, VecDeque};
 

@@ -1,0 +1,98 @@
+//! View 4, Buckets & keys: the two lists side by side.
+
+use super::super::draw::*;
+use super::super::*;
+
+impl App {
+    pub(in crate::tui) fn draw_buckets(&self, f: &mut Frame, area: Rect) {
+        let wide = area.width >= 120;
+        let [left, right] = if wide {
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area)
+        } else {
+            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area)
+        };
+        let rows: Vec<Row> = self
+            .buckets()
+            .into_iter()
+            .map(|b| {
+                let quota = match (b.quota_max_size, b.quota_max_objects) {
+                    (None, None) => "-".to_string(),
+                    (s, o) => format!(
+                        "{}{}{}",
+                        s.map(format_bytes).unwrap_or_default(),
+                        if s.is_some() && o.is_some() {
+                            " / "
+                        } else {
+                            ""
+                        },
+                        o.map(|o| format!("{o} obj")).unwrap_or_default()
+                    ),
+                };
+                Row::new(vec![
+                    b.name.clone(),
+                    b.objects.to_string(),
+                    format_bytes(b.bytes),
+                    quota,
+                    b.keys
+                        .iter()
+                        .map(|k| {
+                            format!(
+                                "{}:{}{}{}",
+                                k.key_name,
+                                if k.read { "r" } else { "" },
+                                if k.write { "w" } else { "" },
+                                if k.owner { "o" } else { "" }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    if b.website { "yes" } else { "" }.to_string(),
+                ])
+            })
+            .collect();
+        let (t, mut s) = selectable(
+            rows,
+            vec![
+                Constraint::Length(14),
+                Constraint::Length(7),
+                Constraint::Length(9),
+                Constraint::Length(10),
+                Constraint::Min(10),
+                Constraint::Length(4),
+            ],
+            vec!["BUCKET", "OBJECTS", "SIZE", "QUOTA", "KEYS", "WEB"],
+            " Buckets ".into(),
+            self.selected[3],
+            !self.keys_focus,
+        );
+        f.render_stateful_widget(t, left, &mut s);
+        let rows: Vec<Row> = self
+            .keys()
+            .into_iter()
+            .map(|k| {
+                Row::new(vec![
+                    k.name.clone(),
+                    k.access_key_id.clone(),
+                    k.buckets
+                        .iter()
+                        .map(|g| g.bucket.clone())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ])
+            })
+            .collect();
+        let (t, mut s) = selectable(
+            rows,
+            vec![
+                Constraint::Length(12),
+                Constraint::Length(26),
+                Constraint::Min(8),
+            ],
+            vec!["KEY", "ACCESS KEY ID", "BUCKETS"],
+            " Access keys ".into(),
+            self.selected[3],
+            self.keys_focus,
+        );
+        f.render_stateful_widget(t, right, &mut s);
+    }
+}
