@@ -96,3 +96,60 @@ impl App {
         f.render_stateful_widget(t, right, &mut s);
     }
 }
+
+impl App {
+    /// This view's keys (see `keys.rs` for their table).
+    pub(in crate::tui) fn buckets_key(&mut self, c: char) {
+        match c {
+            'c' => {
+                let kind = if self.keys_focus {
+                    FormKind::KeyCreate
+                } else {
+                    FormKind::BucketCreate
+                };
+                self.overlay = Overlay::Form(Form::new(kind, self));
+            }
+            'd' => {
+                if self.keys_focus {
+                    if let Some(k) = self.keys().get(self.sel()) {
+                        self.overlay = Overlay::Confirm {
+                            lines: key_delete_lines(&k.name, &k.access_key_id),
+                            action: Action::KeyDelete(k.access_key_id.clone()),
+                        };
+                    }
+                } else if let Some(b) = self.selected_bucket() {
+                    self.overlay = Overlay::Confirm {
+                        lines: bucket_delete_lines(&b),
+                        action: Action::BucketDelete(b),
+                    };
+                }
+            }
+            's' if self.keys_focus => {
+                if let Some(k) = self.keys().get(self.sel()) {
+                    let id = k.access_key_id.clone();
+                    self.start(
+                        Action::KeySecret(id.clone()),
+                        format!("reading the secret of {id}"),
+                    );
+                }
+            }
+            'g' | 'x' if !self.keys_focus => {
+                if let Some(b) = self.selected_bucket() {
+                    self.overlay = Overlay::Form(Form::new(FormKind::Grant(b, c == 'g'), self));
+                }
+            }
+            'g' | 'x' => {
+                if let Some(k) = self.keys().get(self.sel()) {
+                    let kind = FormKind::GrantKey(k.access_key_id.clone(), c == 'g');
+                    self.overlay = Overlay::Form(Form::new(kind, self));
+                }
+            }
+            'u' if !self.keys_focus => {
+                if let Some(b) = self.selected_bucket() {
+                    self.overlay = Overlay::Form(Form::new(FormKind::Quota(b), self));
+                }
+            }
+            _ => {}
+        }
+    }
+}

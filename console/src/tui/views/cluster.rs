@@ -299,3 +299,12 @@ pub(in crate::tui) fn draw_work_lines(
         tables,
     );
 }
+
+impl App {
+    /// This view's keys (see `keys.rs` for their table).
+    pub(in crate::tui) fn cluster_key(&mut self, c: char) {
+        if c == 'n' {
+            self.overlay = Overlay::Form(Form::new(FormKind::Onboard, self));
+        }
+    }
+}

@@ -229,3 +229,34 @@ impl App {
         );
     }
 }
+
+impl App {
+    /// This view's keys (see `keys.rs` for their table).
+    pub(in crate::tui) fn layout_key(&mut self, c: char) {
+        match c {
+            'n' => self.overlay = Overlay::Form(Form::new(FormKind::Onboard, self)),
+            'e' => {
+                if let Some(id) = self.selected_node() {
+                    self.overlay = Overlay::Form(Form::new(FormKind::EditRole(id), self));
+                }
+            }
+            'd' => {
+                if let Some(id) = self.selected_node() {
+                    self.overlay = Overlay::Confirm {
+                        lines: self.removal_lines(id),
+                        action: Action::Stage(id, StagedRole::Remove),
+                    };
+                }
+            }
+            'a' => self.confirm_apply(),
+            'w' => self.confirm_skip_dead(),
+            'r' => {
+                self.overlay = Overlay::Confirm {
+                    lines: vec![REVERT_QUESTION.into()],
+                    action: Action::Revert,
+                }
+            }
+            _ => {}
+        }
+    }
+}

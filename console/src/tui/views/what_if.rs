@@ -58,3 +58,47 @@ impl App {
         );
     }
 }
+
+impl App {
+    /// This view's keys (see `keys.rs` for their table).
+    pub(in crate::tui) fn what_if_key(&mut self, c: char) {
+        match c {
+            ' ' => {
+                if let Some(id) = self.selected_node()
+                    && !self.lost.remove(&id)
+                {
+                    self.lost.insert(id);
+                }
+            }
+            'z' => {
+                let zone = self
+                    .nodes()
+                    .get(self.sel())
+                    .and_then(|n| n.role.as_ref().map(|r| r.zone.clone()));
+                if let (Some(zone), Some(st)) = (zone, &self.data.status) {
+                    let ids: Vec<NodeId> = st
+                        .nodes
+                        .iter()
+                        .filter(|n| n.role.as_ref().is_some_and(|r| r.zone == zone))
+                        .map(|n| n.id)
+                        .collect();
+                    let n = ids.len();
+                    if ids.iter().all(|id| self.lost.contains(id)) {
+                        ids.iter().for_each(|id| {
+                            self.lost.remove(id);
+                        });
+                        self.message = Some((false, format!("zone {zone} unpicked ({n} nodes)")));
+                    } else {
+                        self.lost.extend(ids);
+                        self.message = Some((
+                            false,
+                            format!("zone {zone} picked: its {n} node(s) imagined down"),
+                        ));
+                    }
+                }
+            }
+            'c' => self.lost.clear(),
+            _ => {}
+        }
+    }
+}

@@ -40,3 +40,45 @@ impl App {
         self.draw_work(f, work);
     }
 }
+
+impl App {
+    /// This view's keys (see `keys.rs` for their table).
+    pub(in crate::tui) fn workers_key(&mut self, c: char) {
+        match c {
+            'p' => {
+                if let Some(w) = self.data.workers.get(self.sel()) {
+                    let (name, pause) = (w.name.clone(), !w.paused);
+                    let verb = if pause { "pause" } else { "resume" };
+                    self.start(
+                        Action::WorkerPause(name.clone(), pause),
+                        format!("{verb} {name}"),
+                    );
+                }
+            }
+            's' | 't' | 'b' => {
+                let (what, repair) = match c {
+                    's' => (
+                        "Check every block of this node against its hash (scrub)?",
+                        Repair::Scrub,
+                    ),
+                    't' => (
+                        "Compare every metadata partition with the other replicas now?",
+                        Repair::Tables,
+                    ),
+                    _ => (
+                        "Re-check where every local block belongs and fetch missing ones?",
+                        Repair::Blocks,
+                    ),
+                };
+                self.overlay = Overlay::Confirm {
+                    lines: vec![
+                        what.into(),
+                        "It runs in the background; progress shows here.".into(),
+                    ],
+                    action: Action::Repair(repair),
+                };
+            }
+            _ => {}
+        }
+    }
+}
