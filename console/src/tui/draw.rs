@@ -177,15 +177,13 @@ impl App {
 
     fn header(&self, width: u16) -> Line<'_> {
         match (&self.data.status, &self.error) {
-            (_, Some(e)) => Line::from(vec![
+            // The reason and what to do are on the advice line.
+            (_, Some(_)) => Line::from(vec![
                 Span::styled(
                     "✗ Not connected ",
                     Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
                 ),
-                Span::raw(format!(
-                    "to {}: {e} (retrying; s switches to another node)",
-                    self.addr
-                )),
+                Span::raw(format!("to {}", self.addr)),
             ]),
             (Some(st), None) => {
                 let up = st.nodes.iter().filter(|n| n.up).count();
@@ -386,8 +384,9 @@ impl App {
         match &self.overlay {
             Overlay::None | Overlay::Command(_) => {}
             Overlay::Help => {
-                let lines = super::keys::help_lines(self.tab);
-                let r = popup(72, lines.len() as u16 + 2);
+                let w = area.width.saturating_sub(4).min(100);
+                let lines = super::keys::help_lines(self.tab, w.saturating_sub(2) as usize);
+                let r = popup(w, lines.len() as u16 + 2);
                 f.render_widget(Clear, r);
                 f.render_widget(
                     Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())

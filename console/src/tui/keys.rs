@@ -87,7 +87,7 @@ pub fn view_keys(tab: Tab) -> &'static [KeyHelp] {
             k!(
                 "c",
                 "new",
-                "create a bucket / key (a key's secret and client setup show until Enter; w writes them to a file)",
+                "create a bucket / key (its secret shows until Enter; w writes it to a file)",
             ),
             k!(
                 "d",
@@ -97,7 +97,7 @@ pub fn view_keys(tab: Tab) -> &'static [KeyHelp] {
             k!(
                 "g / x",
                 "perms",
-                "grant / revoke permissions: of a key (picked) on the bucket, or of the key on a bucket (picked)",
+                "grant / revoke permissions (of a picked key, or on a picked bucket)",
             ),
             k!("u", "quota", "set the bucket's quotas"),
             k!(
@@ -130,12 +130,32 @@ pub fn footer(tab: Tab) -> String {
     parts.join(" · ")
 }
 
-/// The help window's lines for a view.
-pub fn help_lines(tab: Tab) -> Vec<String> {
-    let line = |k: &KeyHelp| format!("{:<24}{}", k.keys, k.help);
-    let mut v: Vec<String> = GLOBAL.iter().map(line).collect();
+/// The help window's lines for a view, `width` columns wide: the keys in
+/// a column, what they do wrapped beside them.
+pub fn help_lines(tab: Tab, width: usize) -> Vec<String> {
+    const KEYS: usize = 24;
+    let text_width = width.saturating_sub(KEYS).max(20);
+    let lines = |k: &KeyHelp| {
+        let mut out: Vec<String> = Vec::new();
+        let mut cur = String::new();
+        for word in k.help.split_whitespace() {
+            if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > text_width {
+                out.push(std::mem::take(&mut cur));
+            }
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(word);
+        }
+        out.push(cur);
+        out.into_iter()
+            .enumerate()
+            .map(|(i, t)| format!("{:<KEYS$}{t}", if i == 0 { k.keys } else { "" }))
+            .collect::<Vec<_>>()
+    };
+    let mut v: Vec<String> = GLOBAL.iter().flat_map(lines).collect();
     v.push(String::new());
-    v.extend(view_keys(tab).iter().map(line));
+    v.extend(view_keys(tab).iter().flat_map(lines));
     v
 }
 

@@ -872,8 +872,11 @@ impl App {
     /// One plain sentence on what to do now, when something needs doing:
     /// (text, whether it is serious). Shown under the header.
     pub fn advice(&self) -> Option<(String, bool)> {
-        if self.error.is_some() {
-            return None;
+        if let Some(e) = &self.error {
+            return Some((
+                format!("✗ {e}. Retrying every second; s switches to another node."),
+                true,
+            ));
         }
         let st = self.data.status.as_ref()?;
         let down = self.down_storage_nodes();

@@ -230,6 +230,28 @@ fn the_bad_night_two_nodes_down_then_back_and_the_events_the_morning_after() {
         &["! degraded", &format!("start node {d} (zone dc3) again")],
         DEADLINE,
     );
+    // What-if with a node really down: losing one more loses the quorum.
+    t.keys(&["2"]);
+    t.wait_within("the what-if view", &["Already down: ", &d], DEADLINE);
+    // Pick node 2 (up again): the cursor starts on the first row.
+    let rows = t.screen();
+    let downs = rows
+        .lines()
+        .filter(|l| l.contains("[ ]"))
+        .position(|l| l.contains(&b))
+        .expect("node 2 listed");
+    t.keys(&vec!["Down"; downs]);
+    t.keys(&["Space"]);
+    t.wait_within(
+        "what losing node 2 as well would do",
+        &[
+            &format!("If node {b} went down as well"),
+            "could no longer be written",
+            "would NOT keep serving",
+        ],
+        DEADLINE,
+    );
+    t.keys(&["c", "1"]);
     // Both back: healthy, no advice.
     c.agents[2].start();
     let screen = t.wait_for("healthy shown", "● healthy");
