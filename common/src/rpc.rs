@@ -80,6 +80,32 @@ pub enum TableOp {
     /// the item sent (`TableResponse::Items`), so a writer learns that a
     /// newer value was already there. Since protocol 5.
     UpdateReturn(Vec<Vec<u8>>),
+    /// Paxos phase 1 for the item at `key` (storage key): promise to accept
+    /// nothing below `ballot`, and answer what was accepted and what the
+    /// replica holds. Since protocol 5.
+    Prepare { key: Vec<u8>, ballot: Ballot },
+    /// Paxos phase 2: accept `value` (an encoded item) for `key` unless a
+    /// higher ballot was promised. Since protocol 5.
+    Accept {
+        key: Vec<u8>,
+        ballot: Ballot,
+        value: Vec<u8>,
+    },
+}
+
+/// A Paxos ballot: a round number, the proposer's node id breaking ties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Ballot {
+    pub round: u64,
+    pub node: NodeId,
+}
+
+impl Ballot {
+    /// Below every ballot a proposer makes.
+    pub const ZERO: Ballot = Ballot {
+        round: 0,
+        node: NodeId([0; crate::ids::NODE_ID_LEN]),
+    };
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +116,20 @@ pub enum TableResponse {
     Roots(Vec<Hash>),
     /// An encoded Merkle node (empty for no node).
     Node(Vec<u8>),
+    /// Answer to `Prepare`: whether the ballot was promised (else the
+    /// higher one promised), the value accepted with the highest ballot,
+    /// and the replica's item.
+    Promise {
+        ok: bool,
+        promised: Ballot,
+        accepted: Option<(Ballot, Vec<u8>)>,
+        current: Option<Vec<u8>>,
+    },
+    /// Answer to `Accept`: accepted, or the higher ballot promised.
+    Accepted {
+        ok: bool,
+        promised: Ballot,
+    },
 }
 
 /// Which permissions a `bucket allow|deny` names.

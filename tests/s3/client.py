@@ -345,6 +345,21 @@ def presigned_get(key):
     print("ok presigned get")
 
 
+def soon(what, fn):
+    """fn(), retried for up to 10 s on an S3 error: a node reuses a looked-up
+    key or bucket for up to 2 s (README), so another node's change may take
+    that long to apply there."""
+    import time
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return fn()
+        except botocore.exceptions.ClientError as e:
+            if time.monotonic() > deadline:
+                check(False, f"{what}: still {e.response['Error']['Code']} after 10 s")
+            time.sleep(0.2)
+
+
 def sequential_order(rounds):
     """Writes one after the other through different nodes: the later
     acknowledged one wins everywhere, whatever the nodes' clocks (the test
@@ -447,20 +462,6 @@ def bucket_recreate(rounds):
         config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
                       signature_version="s3v4")) for e in endpoints]
     n = len(clients)
-
-    def soon(what, fn):
-        # A node reuses a looked-up key or bucket for up to 2 s (README):
-        # another node's change may take that long to apply there.
-        import time
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                return fn()
-            except botocore.exceptions.ClientError as e:
-                if time.monotonic() > deadline:
-                    check(False, f"{what}: still {e.response['Error']['Code']} after 10 s")
-                time.sleep(0.2)
-
     for r in range(rounds):
         a, b, c = r % n, (r + 1) % n, (r + 2) % n
         name = f"recreated-{r}"
@@ -473,6 +474,52 @@ def bucket_recreate(rounds):
                        lambda: cl.get_object(Bucket=name, Key="k")["Body"].read())
             check(got == b"v", f"bucket {name} recreated through node {c}: node {i} serves {got!r}")
     print(f"ok {rounds} buckets deleted and created again through alternating nodes")
+
+
+def bucket_race(rounds, clients_n):
+    """Several clients create the same bucket name at once through every
+    node: exactly one succeeds, the others are told the name is taken (or,
+    at worst, to try again), and every node then serves the winner's
+    bucket."""
+    import threading
+    endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
+    clients = [boto3.client(
+        "s3", endpoint_url=endpoints[i % len(endpoints)], region_name="us-east-1",
+        aws_access_key_id=os.environ["HANGAR_KEY_ID"],
+        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
+                      signature_version="s3v4")) for i in range(clients_n)]
+    retries = 0
+    for r in range(rounds):
+        name = f"race-{r}"
+        barrier = threading.Barrier(clients_n)
+        results = [None] * clients_n
+
+        def create(i):
+            barrier.wait()
+            code = error_code(lambda: clients[i].create_bucket(Bucket=name))
+            results[i] = code or "ok"
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(clients_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [i for i, c in enumerate(results) if c == "ok"]
+        others = set(c for c in results if c != "ok")
+        retries += sum(1 for c in results if c == "ServiceUnavailable")
+        check(len(winners) == 1, f"round {r}: {len(winners)} creators of {name} were told 200: {results}")
+        # Every client here uses the same key: S3 says the bucket is
+        # already theirs.
+        check(others <= {"BucketAlreadyOwnedByYou", "BucketAlreadyExists", "ServiceUnavailable"},
+              f"round {r}: {results}")
+        w = clients[winners[0]]
+        w.put_object(Bucket=name, Key="k", Body=name.encode())
+        for i, c in enumerate(clients[:len(endpoints)]):
+            got = soon(f"round {r}: read {name}/k through node {i}",
+                       lambda: c.get_object(Bucket=name, Key="k")["Body"].read())
+            check(got == name.encode(), f"round {r}: node {i} serves another bucket {name}")
+    print(f"ok {rounds} rounds of {clients_n} racing creators: one winner each ({retries} told to retry)")
 
 
 if __name__ == "__main__":
@@ -492,4 +539,5 @@ if __name__ == "__main__":
         "presigned": lambda: presigned_get(args[0]),
         "sequential_order": lambda: sequential_order(int(args[0])),
         "bucket_recreate": lambda: bucket_recreate(int(args[0])),
+        "bucket_race": lambda: bucket_race(int(args[0]), int(args[1])),
     }[scenario]()

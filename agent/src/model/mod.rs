@@ -230,7 +230,38 @@ impl Model {
             quotas: Default::default(),
         };
         self.buckets.insert(&bucket).await?;
-        self.set_alias(name, Some(bucket.id)).await?;
+        // The name by consensus: of several creators racing through several
+        // nodes, exactly one gets it.
+        let me = self.net.id;
+        let taken = self
+            .aliases
+            .cas(name.as_bytes(), &[], |cur| {
+                match cur.and_then(|a| a.bucket.value) {
+                    // Our own value, accepted in an earlier round that a
+                    // racing proposer interrupted: it is ours.
+                    Some(other) if other == bucket.id => Ok(cur.cloned().expect("matched a value")),
+                    Some(other) => Err(other),
+                    None => Ok(BucketAlias {
+                        name: name.to_string(),
+                        bucket: Lww::new(timestamp_ms(), me, Some(bucket.id)),
+                    }),
+                }
+            })
+            .await;
+        let refused = match taken {
+            Ok(Ok(_)) => None,
+            Ok(Err(_)) => Some(ModelError::BucketExists(name.to_string())),
+            Err(e) => Some(e.into()),
+        };
+        if let Some(e) = refused {
+            // The bucket made for this attempt is no one's: mark it gone.
+            let mut orphan = bucket;
+            orphan.deleted = Flag(true);
+            if let Err(err) = self.buckets.insert(&orphan).await {
+                tracing::warn!("bucket {name:?}: an unused bucket item stays: {err}");
+            }
+            return Err(e);
+        }
         if let Some(owner) = owner {
             self.set_permission(
                 owner,

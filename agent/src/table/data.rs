@@ -57,6 +57,10 @@ pub struct TableData<S: TableSchema> {
     pub merkle_todo: TreeId,
     pub gc_todo: TreeId,
     counters: TreeId,
+    /// Paxos acceptor state per item (see `paxos.rs`).
+    pub paxos: TreeId,
+    /// Makes an acceptor's read-check-write of its state atomic.
+    pub paxos_lock: std::sync::Mutex<()>,
     pub merkle: MerkleTree,
     pub schema: Arc<S>,
 }
@@ -88,6 +92,8 @@ impl<S: TableSchema> TableData<S> {
             merkle_todo: db.open_tree(&format!("{name}:merkle_todo"))?,
             gc_todo: db.open_tree(&format!("{name}:gc_todo"))?,
             counters: db.open_tree(&format!("{name}:counters"))?,
+            paxos: db.open_tree(&format!("{name}:paxos"))?,
+            paxos_lock: std::sync::Mutex::new(()),
             merkle: MerkleTree::open(&db, name)?,
             db,
             schema,

@@ -27,6 +27,7 @@ pub mod data;
 pub mod gc;
 pub mod kv;
 pub mod merkle;
+pub mod paxos;
 pub mod sync;
 pub mod transition;
 
@@ -140,6 +141,10 @@ pub enum TableError {
     },
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(
+        "table {table}: {attempts} rounds of consensus were each overtaken by another writer of the same item: try again"
+    )]
+    Contended { table: &'static str, attempts: u32 },
 }
 
 pub use hangar_common::layout::cluster::{read_quorum, write_quorum};
@@ -252,6 +257,15 @@ impl<S: TableSchema> Table<S> {
             .net
             .client(&node)
             .ok_or_else(|| format!("node {} not connected", node.short()))?;
+        // Consensus needs every acceptor to speak protocol 5.
+        if matches!(op, TableOp::Prepare { .. } | TableOp::Accept { .. })
+            && self.net.peer_protocol(&node).unwrap_or(0) < 5
+        {
+            return Err(format!(
+                "node {} runs an older version without per-item consensus",
+                node.short()
+            ));
+        }
         // A node of an older version does not know `UpdateReturn`: it gets
         // a plain update, and its answer tells nothing of what it held.
         let (op, downgraded) = match op {
@@ -592,6 +606,13 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                 }
                 Ok(TableResponse::Ok)
             }
+            TableOp::Prepare { key, ballot } => {
+                self.data.paxos_prepare(&key, ballot).map_err(internal)
+            }
+            TableOp::Accept { key, ballot, value } => self
+                .data
+                .paxos_accept(&key, ballot, value)
+                .map_err(internal),
             TableOp::UpdateReturn(items) => {
                 // Only what differs from the incoming item travels back: a
                 // write that won (the common case) costs no more bytes

@@ -4,6 +4,7 @@
 mod clock;
 mod cluster;
 mod compat;
+mod consensus;
 mod console;
 mod disks;
 mod faults;

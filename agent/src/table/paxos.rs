@@ -1,0 +1,355 @@
+//! Per-item consensus: a compare-and-set that exactly one of several racing
+//! writers wins, for the few writes that need one winner (today: a bucket
+//! name, so two `CreateBucket` of one name never both succeed).
+//!
+//! The protocol is CASPaxos: single-decree Paxos run afresh for each
+//! change of an item, among the replicas of its partition (every live
+//! layout version's replica set, a majority of each, as writes do). A
+//! proposer picks a ballot, gets promises from a majority (each acceptor
+//! answers the value it accepted with the highest ballot and the item it
+//! holds), merges them into the item's state, applies the change (or
+//! refuses it), gets the new value accepted by a majority, and only then
+//! writes it to the table like any write. Safety is Paxos's: two
+//! majorities share an acceptor, an acceptor never accepts below a ballot
+//! it promised, and a proposer re-proposes the highest accepted value it
+//! sees, so a value chosen once is what every later round starts from.
+//! Acceptor state (promised ballot, accepted value) is written to the
+//! metadata store, in the tree `<table>:paxos`, before the answer leaves:
+//! a restarted acceptor keeps its promises.
+//!
+//! Cost: two round trips to a majority, plus the ordinary write of the
+//! chosen value (a third: the value must be readable when the caller
+//! answers). Racing proposers retry with higher ballots after a random
+//! pause. Ordinary writes do not use this path and are not
+//! slowed by it; an ordinary write racing a change made here is ordered by
+//! the item's CRDT merge, as any two concurrent writes are.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hangar_common::crdt::Crdt;
+use hangar_common::rpc::{Ballot, TableOp, TableResponse};
+use serde::{Deserialize, Serialize};
+
+use super::data::{DataError, TableData, storage_key};
+use super::{Table, TableError, TableItem, TableSchema, write_quorum};
+
+/// Rounds a proposer tries before giving up (the caller answers 503).
+const MAX_ATTEMPTS: u32 = 12;
+
+/// What an acceptor keeps for one item.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AcceptorState {
+    promised: Option<Ballot>,
+    accepted: Option<(Ballot, Vec<u8>)>,
+}
+
+impl AcceptorState {
+    fn promised(&self) -> Ballot {
+        self.promised.unwrap_or(Ballot::ZERO)
+    }
+}
+
+impl<S: TableSchema> TableData<S> {
+    fn acceptor(&self, key: &[u8]) -> Result<AcceptorState, DataError> {
+        match self.db.get(self.paxos, key)? {
+            Some(b) => rmp_serde::from_slice(&b).map_err(|e| DataError::Decode {
+                table: S::NAME,
+                reason: format!("paxos state: {e}"),
+            }),
+            None => Ok(AcceptorState::default()),
+        }
+    }
+
+    fn save_acceptor(&self, key: &[u8], st: &AcceptorState) -> Result<(), DataError> {
+        let b = rmp_serde::to_vec_named(st).map_err(|e| DataError::Encode {
+            table: S::NAME,
+            reason: format!("paxos state: {e}"),
+        })?;
+        self.db.insert(self.paxos, key, &b)?;
+        // Durable before the promise or acceptance is answered.
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Phase 1 on this replica.
+    pub fn paxos_prepare(&self, key: &[u8], ballot: Ballot) -> Result<TableResponse, DataError> {
+        let _guard = self.paxos_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.acceptor(key)?;
+        if ballot <= st.promised() {
+            return Ok(TableResponse::Promise {
+                ok: false,
+                promised: st.promised(),
+                accepted: None,
+                current: None,
+            });
+        }
+        st.promised = Some(ballot);
+        self.save_acceptor(key, &st)?;
+        Ok(TableResponse::Promise {
+            ok: true,
+            promised: ballot,
+            accepted: st.accepted,
+            current: self.get_raw(key)?,
+        })
+    }
+
+    /// Phase 2 on this replica.
+    pub fn paxos_accept(
+        &self,
+        key: &[u8],
+        ballot: Ballot,
+        value: Vec<u8>,
+    ) -> Result<TableResponse, DataError> {
+        let _guard = self.paxos_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.acceptor(key)?;
+        if ballot < st.promised() {
+            return Ok(TableResponse::Accepted {
+                ok: false,
+                promised: st.promised(),
+            });
+        }
+        st.promised = Some(ballot);
+        st.accepted = Some((ballot, value));
+        self.save_acceptor(key, &st)?;
+        Ok(TableResponse::Accepted {
+            ok: true,
+            promised: ballot,
+        })
+    }
+}
+
+impl<S: TableSchema> Table<S> {
+    /// Change the item at (`partition_key`, `sort_key`) by consensus:
+    /// `change` sees the item's current state (None: absent) and returns
+    /// the new item, or refuses with its reason. It may see its own new
+    /// item as the state (accepted in a round a racing proposer
+    /// interrupted, and recovered): it must then answer it again, not
+    /// refuse it. Returns the new item as
+    /// written, or the refusal; fails (the caller answers "try again")
+    /// when no majority answers or racing proposers keep winning.
+    pub async fn cas<E>(
+        self: &Arc<Self>,
+        partition_key: &[u8],
+        sort_key: &[u8],
+        mut change: impl FnMut(Option<&S::Item>) -> Result<S::Item, E>,
+    ) -> Result<Result<S::Item, E>, TableError> {
+        let key = storage_key(partition_key, sort_key);
+        let partition = key[0] as usize;
+        let sets = self.write_sets(partition)?;
+        // A majority of each replica set (what a write quorum is).
+        let majority = write_quorum(self.layout.snapshot().replication_factor);
+        let mut round = hangar_common::clock::timestamp_us();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let ballot = Ballot {
+                round,
+                node: self.net.id,
+            };
+            // Phase 1.
+            let answers = self
+                .quorum(
+                    partition,
+                    &sets,
+                    TableOp::Prepare {
+                        key: key.clone(),
+                        ballot,
+                    },
+                    majority,
+                )
+                .await?;
+            let mut state: Option<S::Item> = None;
+            let mut highest: Option<(Ballot, Vec<u8>)> = None;
+            let mut refused = Ballot::ZERO;
+            for (_, resp) in answers {
+                let TableResponse::Promise {
+                    ok,
+                    promised,
+                    accepted,
+                    current,
+                } = resp
+                else {
+                    continue;
+                };
+                if !ok {
+                    refused = refused.max(promised);
+                    continue;
+                }
+                if let Some(b) = current {
+                    merge_into(&mut state, self.data.decode(&b)?);
+                }
+                if let Some((b, v)) = accepted
+                    && highest.as_ref().is_none_or(|(h, _)| b > *h)
+                {
+                    highest = Some((b, v));
+                }
+            }
+            if refused > Ballot::ZERO {
+                round = round.max(refused.round) + 1;
+                backoff(attempt).await;
+                continue;
+            }
+            let recovered = match &highest {
+                Some((_, v)) => Some(self.data.decode(v)?),
+                None => None,
+            };
+            if let Some(r) = &recovered {
+                merge_into(&mut state, r.clone());
+            }
+            // The change, timed above what it replaces.
+            let outcome;
+            let value = match change(state.as_ref()) {
+                Ok(mut new) => {
+                    if let (Some(t), Some(old)) = (
+                        new.write_time(),
+                        state.as_ref().and_then(|s| s.write_time()),
+                    ) && t <= old
+                    {
+                        new.set_write_time(hangar_common::clock::hlc().now_after(old));
+                    }
+                    outcome = Ok(new.clone());
+                    new
+                }
+                // A refusal answers from the state seen; if that state came
+                // from a value only accepted so far, it is accepted again
+                // (in this ballot) first, so the refusal rests on a chosen
+                // value.
+                Err(e) => match (recovered.is_some(), state) {
+                    (true, Some(s)) => {
+                        outcome = Err(e);
+                        s
+                    }
+                    _ => return Ok(Err(e)),
+                },
+            };
+            // Phase 2.
+            let encoded = self.data.encode(&value)?;
+            let answers = self
+                .quorum(
+                    partition,
+                    &sets,
+                    TableOp::Accept {
+                        key: key.clone(),
+                        ballot,
+                        value: encoded,
+                    },
+                    majority,
+                )
+                .await?;
+            let mut nacked = Ballot::ZERO;
+            for (_, resp) in answers {
+                if let TableResponse::Accepted {
+                    ok: false,
+                    promised,
+                } = resp
+                {
+                    nacked = nacked.max(promised);
+                }
+            }
+            if nacked > Ballot::ZERO {
+                round = round.max(nacked.round) + 1;
+                backoff(attempt).await;
+                continue;
+            }
+            // Chosen: now an ordinary write makes it readable.
+            self.insert(&value).await?;
+            if attempt > 1 {
+                tracing::debug!("{}: consensus reached after {attempt} rounds", S::NAME);
+            }
+            return Ok(outcome);
+        }
+        Err(TableError::Contended {
+            table: S::NAME,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
+fn merge_into<T: Crdt>(state: &mut Option<T>, item: T) {
+    match state {
+        Some(s) => s.merge(&item),
+        None => *state = Some(item),
+    }
+}
+
+/// A random pause growing with the attempt, so duelling proposers stop
+/// duelling.
+async fn backoff(attempt: u32) {
+    let max = 10 * u64::from(attempt.min(8));
+    let ms = rand::random::<u64>() % max.max(1) + 2;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::kv::{KvItem, KvTable};
+    use hangar_common::NodeId;
+
+    fn ballot(round: u64, node: u8) -> Ballot {
+        Ballot {
+            round,
+            node: NodeId([node; 32]),
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> TableData<KvTable> {
+        let db: crate::db::Db =
+            Arc::new(crate::db::sled_engine::SledEngine::open(dir, 8 << 20).expect("sled"));
+        TableData::open(db, Arc::new(KvTable)).expect("table")
+    }
+
+    #[test]
+    fn a_restarted_acceptor_keeps_its_promises_and_what_it_accepted() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let key = storage_key(b"lock", b"");
+        let value = |v: &str| {
+            rmp_serde::to_vec_named(&KvItem::new("lock", Some(v.into()), 1, NodeId([9; 32])))
+                .expect("encode")
+        };
+        {
+            let d = open(dir.path());
+            assert!(matches!(
+                d.paxos_prepare(&key, ballot(5, 1)).expect("prepare"),
+                TableResponse::Promise { ok: true, .. }
+            ));
+            assert!(matches!(
+                d.paxos_accept(&key, ballot(5, 1), value("a"))
+                    .expect("accept"),
+                TableResponse::Accepted { ok: true, .. }
+            ));
+            assert!(matches!(
+                d.paxos_prepare(&key, ballot(7, 2)).expect("prepare"),
+                TableResponse::Promise { ok: true, .. }
+            ));
+        } // the process stops: the store is closed
+        let d = open(dir.path());
+        // Below the promise: refused, in both phases, even a ballot above
+        // the one accepted.
+        match d.paxos_prepare(&key, ballot(6, 3)).expect("prepare") {
+            TableResponse::Promise { ok, promised, .. } => {
+                assert!(!ok);
+                assert_eq!(promised, ballot(7, 2));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            d.paxos_accept(&key, ballot(6, 3), value("b"))
+                .expect("accept"),
+            TableResponse::Accepted { ok: false, .. }
+        ));
+        // Above it: promised, and told what was accepted before.
+        match d.paxos_prepare(&key, ballot(8, 3)).expect("prepare") {
+            TableResponse::Promise { ok, accepted, .. } => {
+                assert!(ok);
+                assert_eq!(accepted, Some((ballot(5, 1), value("a"))));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same ballot twice is not promised twice (two proposers
+        // never share one: the node id is in it).
+        assert!(matches!(
+            d.paxos_prepare(&key, ballot(8, 3)).expect("prepare"),
+            TableResponse::Promise { ok: false, .. }
+        ));
+    }
+}

@@ -1,0 +1,32 @@
+//! Writes that need exactly one winner go through per-item consensus
+//! (`agent/src/table/paxos.rs`): racing creators of one bucket name
+//! through every node, one of them wins.
+
+use hangar_tests::*;
+
+#[test]
+fn racing_creators_of_one_bucket_name_through_three_nodes_have_one_winner() {
+    let c = Cluster::start_formed(3, &AgentOpts::default());
+    let a = &c.agents[0];
+    let key = a.bucket_with_key("test", "tester");
+    let eps: Vec<String> = c.agents.iter().map(|a| a.s3_endpoint()).collect();
+    let eps = eps.join(",");
+    let out = a.boto3_ok(
+        &key,
+        "test",
+        &[("HANGAR_S3_ENDPOINTS", eps.as_str())],
+        &["bucket_race", "25", "8"],
+    );
+    eprint!("{out}");
+    // The losers' bucket items are marked deleted: one live bucket per
+    // name in the listing.
+    let list = a.hangar_json(&["bucket", "list"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .map(|l| l.iter().filter_map(|b| b["name"].as_str()).collect())
+        .unwrap_or_default();
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(names.len(), unique.len(), "{list}");
+    assert_eq!(names.len(), 26, "{list}");
+}
