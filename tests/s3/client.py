@@ -522,6 +522,65 @@ def bucket_race(rounds, clients_n):
     print(f"ok {rounds} rounds of {clients_n} racing creators: one winner each ({retries} told to retry)")
 
 
+def conditional_race(rounds, clients_n):
+    """Clients spread over every node race, each round, to create one
+    fresh key with If-None-Match: * and then to replace it with If-Match:
+    the ETag each read: exactly one create and exactly one swap succeed,
+    the others get 412 (or 503: try again), and every node serves the
+    swap winner's value."""
+    import threading
+    endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
+    clients = [boto3.client(
+        "s3", endpoint_url=endpoints[i % len(endpoints)], region_name="us-east-1",
+        aws_access_key_id=os.environ["HANGAR_KEY_ID"],
+        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
+                      signature_version="s3v4")) for i in range(clients_n)]
+    unavailable = 0
+
+    def race(fn):
+        barrier = threading.Barrier(clients_n)
+        results = [None] * clients_n
+
+        def run(i):
+            barrier.wait()
+            results[i] = error_code(lambda: fn(i)) or "ok"
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    for r in range(rounds):
+        key = f"cond/lock-{r}"
+        body = lambda i, what: f"{what} by client {i} in round {r}".encode()
+        created = race(lambda i: clients[i].put_object(
+            Bucket=BUCKET, Key=key, Body=body(i, "created"), IfNoneMatch="*"))
+        winners = [i for i, c in enumerate(created) if c == "ok"]
+        unavailable += created.count("ServiceUnavailable")
+        check(len(winners) == 1, f"round {r}: {len(winners)} creators told 200: {created}")
+        check(set(created) - {"ok"} <= {"PreconditionFailed", "ServiceUnavailable"},
+              f"round {r}: {created}")
+        etags = [soon("read the created object",
+                      lambda: clients[i].head_object(Bucket=BUCKET, Key=key)["ETag"])
+                 for i in range(clients_n)]
+        swapped = race(lambda i: clients[i].put_object(
+            Bucket=BUCKET, Key=key, Body=body(i, "swapped"), IfMatch=etags[i]))
+        swappers = [i for i, c in enumerate(swapped) if c == "ok"]
+        unavailable += swapped.count("ServiceUnavailable")
+        check(len(swappers) == 1, f"round {r}: {len(swappers)} swaps told 200: {swapped}")
+        check(set(swapped) - {"ok"} <= {"PreconditionFailed", "ServiceUnavailable"},
+              f"round {r}: {swapped}")
+        want = body(swappers[0], "swapped")
+        for i, c in enumerate(clients[:len(endpoints)]):
+            got = c.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+            check(got == want, f"round {r}: node {i} serves {got!r}, the winner wrote {want!r}")
+    print(f"ok {rounds} rounds of {clients_n} racing conditional writers: "
+          f"one create and one swap each ({unavailable} told to retry)")
+
+
 if __name__ == "__main__":
     scenario = sys.argv[1]
     args = sys.argv[2:]
@@ -540,4 +599,5 @@ if __name__ == "__main__":
         "sequential_order": lambda: sequential_order(int(args[0])),
         "bucket_recreate": lambda: bucket_recreate(int(args[0])),
         "bucket_race": lambda: bucket_race(int(args[0]), int(args[1])),
+        "conditional_race": lambda: conditional_race(int(args[0]), int(args[1])),
     }[scenario]()

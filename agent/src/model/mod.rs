@@ -190,9 +190,21 @@ impl Model {
         let outcome = self.objects.insert_latest(object).await?;
         if outcome == Latest::Superseded && matches!(object.version.data, ObjectData::Blocks { .. })
         {
-            self.db.insert(self.version_gc, &object.version.uuid, &[])?;
+            self.forget_version(object.version.uuid);
         }
         Ok(())
+    }
+
+    /// Queue the cleanup of a version that no object refers to (a
+    /// conditional write refused after its blocks were stored, or one a
+    /// concurrent write replaced at once).
+    pub fn forget_version(&self, uuid: VersionId) {
+        if let Err(e) = self.db.insert(self.version_gc, &uuid, &[]) {
+            tracing::warn!(
+                "version {}: its blocks stay referenced: {e}",
+                hex::encode(uuid)
+            );
+        }
     }
 
     /// Point a bucket name at a bucket (or at none), above whatever it

@@ -166,6 +166,9 @@ impl S3Server {
         let user_meta = r.user_meta();
         let headers = r.stored_headers();
         let pre = Preconditions::from_headers(r.req.headers(), "");
+        // Checked first against what a quorum holds (a request bound to
+        // fail fails before its body is read), then again, atomically, by
+        // consensus when the object is written (see below).
         if !pre.is_empty() {
             let current = self.current_meta(&bucket, &key).await?;
             let cur = current.as_ref().map(|(m, ts)| (m.etag.as_str(), *ts));
@@ -223,7 +226,50 @@ impl S3Server {
             key,
             version: ObjectVersion::new(uuid, data),
         };
-        self.model.commit_object(&mut object).await?;
+        if pre.is_empty() {
+            self.model.commit_object(&mut object).await?;
+        } else {
+            // A conditional write (If-None-Match: *, If-Match: etag...):
+            // the condition and the write are one step by consensus among
+            // the key's replicas, so of racing writers exactly one whose
+            // condition holds wins and the others get 412.
+            let blocks = matches!(object.version.data, ObjectData::Blocks { .. });
+            let decided = self
+                .model
+                .objects
+                .cas(&object.pk, object.key.as_bytes(), |cur| {
+                    // Our own version, accepted in a round a racing writer
+                    // interrupted: ours.
+                    if let Some(c) = cur
+                        && c.version.uuid == uuid
+                    {
+                        return Ok(c.clone());
+                    }
+                    let live = cur.and_then(|o| match &o.version.data {
+                        ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
+                            Some((meta.etag.as_str(), o.version.timestamp))
+                        }
+                        ObjectData::DeleteMarker => None,
+                    });
+                    match pre.evaluate(live, false) {
+                        Outcome::Proceed => Ok(object.clone()),
+                        _ => Err(()),
+                    }
+                })
+                .await;
+            let refused = match decided {
+                Ok(Ok(_)) => None,
+                Ok(Err(())) => Some(precondition_failed()),
+                Err(e) => Some(e.into()),
+            };
+            if let Some(e) = refused {
+                if blocks {
+                    // Nothing refers to this version: its blocks go.
+                    self.model.forget_version(uuid);
+                }
+                return Err(e);
+            }
+        }
         let mut resp = Response::new(empty());
         if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
             resp.headers_mut().insert(http::header::ETAG, v);

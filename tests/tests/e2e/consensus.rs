@@ -1,6 +1,7 @@
 //! Writes that need exactly one winner go through per-item consensus
-//! (`agent/src/table/paxos.rs`): racing creators of one bucket name
-//! through every node, one of them wins.
+//! (`agent/src/table/paxos.rs`): racing creators of one bucket name, and
+//! racing conditional PUTs (If-None-Match: *, If-Match), through every
+//! node: one of them wins.
 
 use hangar_tests::*;
 
@@ -29,4 +30,20 @@ fn racing_creators_of_one_bucket_name_through_three_nodes_have_one_winner() {
     unique.dedup();
     assert_eq!(names.len(), unique.len(), "{list}");
     assert_eq!(names.len(), 26, "{list}");
+}
+
+#[test]
+fn racing_conditional_puts_through_three_nodes_have_one_winner_each_round() {
+    let c = Cluster::start_formed(3, &AgentOpts::default());
+    let a = &c.agents[0];
+    let key = a.bucket_with_key("test", "tester");
+    let eps: Vec<String> = c.agents.iter().map(|a| a.s3_endpoint()).collect();
+    let eps = eps.join(",");
+    let out = a.boto3_ok(
+        &key,
+        "test",
+        &[("HANGAR_S3_ENDPOINTS", eps.as_str())],
+        &["conditional_race", "20", "8"],
+    );
+    eprint!("{out}");
 }
