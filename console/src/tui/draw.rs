@@ -47,7 +47,8 @@ pub(in crate::tui) fn ago(now_ms: u64, t_ms: u64) -> String {
 pub(in crate::tui) fn wrapped_lines(text: &str, width: usize) -> usize {
     let width = width.max(1);
     let mut lines = 1;
-    let mut col = 0;
+    // Leading spaces are kept by the wrapping (an indented hint).
+    let mut col = text.chars().take_while(|c| *c == ' ').count();
     for word in text.split_whitespace() {
         let w = word.chars().count();
         if col > 0 && col + 1 + w > width {
@@ -460,15 +461,23 @@ impl App {
                         format!("✗ {}: {p}", form.fields[*i].label),
                         Style::default().fg(Color::Red),
                     ))),
-                    None => lines.push(Line::from(Span::styled(
+                    None if form.validate(self).is_ok() => lines.push(Line::from(Span::styled(
                         "✓ ready: Enter to go",
                         Style::default().fg(Color::Green),
                     ))),
+                    None => lines.push(Line::from("Fill in the fields.")),
                 }
                 lines.push(Line::from("↑/↓ next field · Enter go · Esc cancel"));
-                // Long values wrap: count the rows they take.
+                // Long values and hints wrap: count the rows they take, so
+                // the key hints at the bottom are never cut.
                 let inner = popup(76, 1).width.saturating_sub(2).max(1) as usize;
-                let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+                let rows: usize = lines
+                    .iter()
+                    .map(|l| {
+                        let text: String = l.spans.iter().map(|s| s.content.as_ref()).collect();
+                        wrapped_lines(&text, inner)
+                    })
+                    .sum();
                 let r = popup(76, rows as u16 + 2);
                 f.render_widget(Clear, r);
                 f.render_widget(

@@ -753,7 +753,7 @@ impl App {
             }
             Some(Ok(r)) => {
                 lines.push(format!(
-                    "{} partition replicas will move; usable capacity becomes {}.",
+                    "{} copies of parts of the data will move; usable capacity becomes {}.",
                     r.moves,
                     hangar_common::size::format_bytes(r.usable_capacity)
                 ));

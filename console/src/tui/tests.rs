@@ -636,6 +636,27 @@ fn the_selection_follows_the_item_not_the_row() {
 }
 
 #[test]
+fn a_pasted_node_id_wraps_and_the_form_keeps_its_key_hints_at_80x24() {
+    let mut a = app(Scene::Healthy);
+    a.tab = Tab::Layout;
+    key(&mut a, KeyCode::Char('n'));
+    let s = render(&a, 80, 24);
+    assert!(
+        !s.contains("✗"),
+        "nothing wrong before anything is typed: {s}"
+    );
+    assert!(!s.contains("✓ ready"), "not ready either: {s}");
+    typed(&mut a, &format!("{}@192.168.100.200:3901", id(9)));
+    let s = render(&a, 80, 24);
+    assert!(s.contains("↑/↓ next field · Enter go · Esc cancel"), "{s}");
+    let flat: String = s
+        .lines()
+        .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+        .collect();
+    assert!(flat.contains(&id(9).to_string()), "the whole id shows: {s}");
+}
+
+#[test]
 fn esc_never_quits_and_quitting_the_demo_asks() {
     let mut a = app(Scene::Healthy);
     key(&mut a, KeyCode::Esc);
@@ -702,7 +723,7 @@ fn apply_asks_first_with_the_preview() {
     };
     assert_eq!(*action, Action::Apply(2));
     assert!(
-        lines[1].contains("partition replicas will move"),
+        lines[1].contains("copies of parts of the data will move"),
         "{lines:?}"
     );
     snapshot("confirm-apply-80x24", &render(&a, 80, 24));

@@ -108,7 +108,7 @@ impl App {
             Some(Ok(r)) => {
                 let before = format_bytes(view.layout.usable_capacity());
                 lines.push(Line::from(format!(
-                    "Preview of v{}: usable capacity {before} → {}, {} partition replicas move, zones per partition ≥ {}",
+                    "Preview of v{}: usable capacity {before} → {}, {} copies of parts of the data move, each part in ≥ {} zones",
                     view.layout.version + 1,
                     format_bytes(r.usable_capacity),
                     r.moves,

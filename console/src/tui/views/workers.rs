@@ -62,7 +62,7 @@ impl App {
                         Repair::Scrub,
                     ),
                     't' => (
-                        "Compare every metadata partition with the other replicas now?",
+                        "Compare this node's metadata with the other nodes' copies now?",
                         Repair::Tables,
                     ),
                     _ => (
