@@ -442,6 +442,18 @@ impl Services {
         })
     }
 
+    /// One key by id or name, with its permissions (and its secret when
+    /// asked for).
+    async fn key_info_of(&self, key: &str, with_secret: bool) -> Result<KeyInfo, RpcError> {
+        let k = self.find_key(key).await?;
+        let buckets = self.model.buckets.scan(100_000).await.map_err(table_err)?;
+        let mut info = self.key_info(&k, &buckets);
+        if with_secret {
+            info.secret_access_key = Some(k.secret.clone());
+        }
+        Ok(info)
+    }
+
     fn key_info(&self, k: &Key, buckets: &[Bucket]) -> KeyInfo {
         KeyInfo {
             access_key_id: k.id.clone(),
@@ -750,29 +762,11 @@ impl Admin for AdminServer {
     }
 
     async fn key_info(self, _: Context, key: String) -> Result<KeyInfo, RpcError> {
-        let k = self.s.find_key(&key).await?;
-        let buckets = self
-            .s
-            .model
-            .buckets
-            .scan(100_000)
-            .await
-            .map_err(table_err)?;
-        Ok(self.s.key_info(&k, &buckets))
+        self.s.key_info_of(&key, false).await
     }
 
     async fn key_secret(self, _: Context, key: String) -> Result<KeyInfo, RpcError> {
-        let k = self.s.find_key(&key).await?;
-        let buckets = self
-            .s
-            .model
-            .buckets
-            .scan(100_000)
-            .await
-            .map_err(table_err)?;
-        let mut info = self.s.key_info(&k, &buckets);
-        info.secret_access_key = Some(k.secret.clone());
-        Ok(info)
+        self.s.key_info_of(&key, true).await
     }
 
     async fn key_delete(self, _: Context, key: String) -> Result<(), RpcError> {

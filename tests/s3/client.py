@@ -345,6 +345,17 @@ def presigned_get(key):
     print("ok presigned get")
 
 
+def endpoint_clients(n):
+    """n boto3 clients spread over the endpoints of $HANGAR_S3_ENDPOINTS."""
+    endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
+    return endpoints, [boto3.client(
+        "s3", endpoint_url=endpoints[i % len(endpoints)], region_name="us-east-1",
+        aws_access_key_id=os.environ["HANGAR_KEY_ID"],
+        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
+                      signature_version="s3v4")) for i in range(n)]
+
+
 def soon(what, fn):
     """fn(), retried for up to 10 s on an S3 error: a node reuses a looked-up
     key or bucket for up to 2 s (README), so another node's change may take
@@ -366,15 +377,7 @@ def sequential_order(rounds):
     runs the nodes with clocks minutes apart). HANGAR_S3_ENDPOINTS lists
     every node's endpoint; rounds go through every ordered pair of them."""
     endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
-    clients = []
-    for e in endpoints:
-        c = boto3.client(
-            "s3", endpoint_url=e, region_name="us-east-1",
-            aws_access_key_id=os.environ["HANGAR_KEY_ID"],
-            aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
-            config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
-                          signature_version="s3v4"))
-        clients.append(c)
+    _, clients = endpoint_clients(len(endpoints))
     n = len(clients)
     pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
     lost = []
@@ -455,12 +458,7 @@ def bucket_recreate(rounds):
     """A bucket deleted through one node and created again through another
     is there, whatever the nodes' clocks."""
     endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
-    clients = [boto3.client(
-        "s3", endpoint_url=e, region_name="us-east-1",
-        aws_access_key_id=os.environ["HANGAR_KEY_ID"],
-        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
-        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
-                      signature_version="s3v4")) for e in endpoints]
+    _, clients = endpoint_clients(len(endpoints))
     n = len(clients)
     for r in range(rounds):
         a, b, c = r % n, (r + 1) % n, (r + 2) % n
@@ -482,13 +480,7 @@ def bucket_race(rounds, clients_n):
     at worst, to try again), and every node then serves the winner's
     bucket."""
     import threading
-    endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
-    clients = [boto3.client(
-        "s3", endpoint_url=endpoints[i % len(endpoints)], region_name="us-east-1",
-        aws_access_key_id=os.environ["HANGAR_KEY_ID"],
-        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
-        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
-                      signature_version="s3v4")) for i in range(clients_n)]
+    endpoints, clients = endpoint_clients(clients_n)
     retries = 0
     for r in range(rounds):
         name = f"race-{r}"
@@ -529,13 +521,7 @@ def conditional_race(rounds, clients_n):
     the others get 412 (or 503: try again), and every node serves the
     swap winner's value."""
     import threading
-    endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
-    clients = [boto3.client(
-        "s3", endpoint_url=endpoints[i % len(endpoints)], region_name="us-east-1",
-        aws_access_key_id=os.environ["HANGAR_KEY_ID"],
-        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
-        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
-                      signature_version="s3v4")) for i in range(clients_n)]
+    endpoints, clients = endpoint_clients(clients_n)
     unavailable = 0
 
     def race(fn):

@@ -136,6 +136,17 @@ mod tests {
     }
 }
 
+/// An outcome that shows a key's secret.
+fn with_secret(k: &hangar_common::rpc::KeyInfo, text: String) -> Outcome {
+    Outcome {
+        secret: Some((
+            k.access_key_id.clone(),
+            k.secret_access_key.clone().unwrap_or_default(),
+        )),
+        ..ok(text)
+    }
+}
+
 fn ok(text: impl Into<String>) -> Outcome {
     Outcome {
         result: Ok(text.into()),
@@ -232,13 +243,7 @@ async fn perform(conn: &mut Conn, action: Action) -> Result<Outcome, String> {
                 .await
                 .map_err(rpc)?
                 .map_err(app)?;
-            Outcome {
-                secret: Some((
-                    k.access_key_id.clone(),
-                    k.secret_access_key.clone().unwrap_or_default(),
-                )),
-                ..ok(format!("key {name} created ({})", k.access_key_id))
-            }
+            with_secret(&k, format!("key {name} created ({})", k.access_key_id))
         }
         Action::KeySecret(id) => {
             let k = c
@@ -246,13 +251,10 @@ async fn perform(conn: &mut Conn, action: Action) -> Result<Outcome, String> {
                 .await
                 .map_err(rpc)?
                 .map_err(app)?;
-            Outcome {
-                secret: Some((
-                    k.access_key_id.clone(),
-                    k.secret_access_key.clone().unwrap_or_default(),
-                )),
-                ..ok(format!("secret of key {} ({})", k.name, k.access_key_id))
-            }
+            with_secret(
+                &k,
+                format!("secret of key {} ({})", k.name, k.access_key_id),
+            )
         }
         Action::WriteSecret { path, text } => {
             write_private(&path, &text)

@@ -5,8 +5,9 @@
 
 use hangar_tests::*;
 
-#[test]
-fn racing_creators_of_one_bucket_name_through_three_nodes_have_one_winner() {
+/// Run a racing scenario of `client.py` against a fresh 3-node cluster,
+/// its clients spread over the three nodes.
+fn race(scenario: &str, rounds: &str, clients: &str) -> Cluster {
     let c = Cluster::start_formed(3, &AgentOpts::default());
     let a = &c.agents[0];
     let key = a.bucket_with_key("test", "tester");
@@ -16,9 +17,16 @@ fn racing_creators_of_one_bucket_name_through_three_nodes_have_one_winner() {
         &key,
         "test",
         &[("HANGAR_S3_ENDPOINTS", eps.as_str())],
-        &["bucket_race", "25", "8"],
+        &[scenario, rounds, clients],
     );
     eprint!("{out}");
+    c
+}
+
+#[test]
+fn racing_creators_of_one_bucket_name_through_three_nodes_have_one_winner() {
+    let c = race("bucket_race", "25", "8");
+    let a = &c.agents[0];
     // The losers' bucket items are marked deleted: one live bucket per
     // name in the listing.
     let list = a.hangar_json(&["bucket", "list"]);
@@ -34,16 +42,5 @@ fn racing_creators_of_one_bucket_name_through_three_nodes_have_one_winner() {
 
 #[test]
 fn racing_conditional_puts_through_three_nodes_have_one_winner_each_round() {
-    let c = Cluster::start_formed(3, &AgentOpts::default());
-    let a = &c.agents[0];
-    let key = a.bucket_with_key("test", "tester");
-    let eps: Vec<String> = c.agents.iter().map(|a| a.s3_endpoint()).collect();
-    let eps = eps.join(",");
-    let out = a.boto3_ok(
-        &key,
-        "test",
-        &[("HANGAR_S3_ENDPOINTS", eps.as_str())],
-        &["conditional_race", "20", "8"],
-    );
-    eprint!("{out}");
+    race("conditional_race", "20", "8");
 }
