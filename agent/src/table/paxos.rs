@@ -292,9 +292,22 @@ mod tests {
         }
     }
 
+    /// Open the store in `dir`, as a restarted agent does: sled's flusher
+    /// thread of the previous handle may still hold the directory's lock
+    /// for a moment after it is dropped (a new process starts only once
+    /// the old one has exited), so opening is retried until a deadline.
     fn open(dir: &std::path::Path) -> TableData<KvTable> {
-        let db: crate::db::Db =
-            Arc::new(crate::db::sled_engine::SledEngine::open(dir, 8 << 20).expect("sled"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let engine = loop {
+            match crate::db::sled_engine::SledEngine::open(dir, 8 << 20) {
+                Ok(e) => break e,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("sled: {e}"),
+            }
+        };
+        let db: crate::db::Db = Arc::new(engine);
         TableData::open(db, Arc::new(KvTable)).expect("table")
     }
 
