@@ -279,6 +279,13 @@ impl Services {
     }
 
     pub fn status(&self) -> ClusterStatus {
+        self.status_with(true)
+    }
+
+    /// `status`, with or without the tables' figures (which read every
+    /// partition's Merkle root: the event watcher, every second, does not
+    /// need them).
+    pub fn status_with(&self, tables: bool) -> ClusterStatus {
         let layout = self.layout.current();
         let nodes = self.status_nodes();
         ClusterStatus {
@@ -288,7 +295,11 @@ impl Services {
             replication_factor: layout.replication_factor,
             health: layout.health(|n| self.net.is_up(n)),
             nodes,
-            tables: self.tables.values().map(|t| t.stats()).collect(),
+            tables: if tables {
+                self.tables.values().map(|t| t.stats()).collect()
+            } else {
+                Vec::new()
+            },
             live_versions: layout.live_versions(),
             nodes_synced: layout
                 .all_live_nodes()

@@ -137,10 +137,10 @@ pub async fn watch(services: Arc<crate::admin::Services>) {
     // be missed); the peers this agent finds in its first seconds are not
     // "joining", it is only meeting them again.
     let started = std::time::Instant::now();
-    let mut last = services.status();
+    let mut last = services.status_with(false);
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = services.status();
+        let now = services.status_with(false);
         for (warn_, text) in hangar_common::events::changes(&last, &now) {
             if started.elapsed() < Duration::from_secs(10) && text.ends_with(" joined") {
                 continue;

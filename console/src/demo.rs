@@ -233,17 +233,7 @@ async fn put_object(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let (date, stamp) = {
         let secs = now.as_secs();
-        let days = secs / 86_400;
-        // Civil date from days since the epoch (Howard Hinnant).
-        let z = days as i64 + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
+        let (y, m, d) = hangar_common::clock::civil_date((secs / 86_400) as i64);
         let t = secs % 86_400;
         let date = format!("{y:04}{m:02}{d:02}");
         let stamp = format!("{date}T{:02}{:02}{:02}Z", t / 3600, t / 60 % 60, t % 60);

@@ -620,9 +620,17 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                 let mut held = Vec::new();
                 for b in items {
                     let item = self.data.decode(&b).map_err(internal)?;
-                    self.data.update(&item).map_err(internal)?;
-                    let key = storage_key(item.partition_key(), item.sort_key());
-                    if let Some(now) = self.data.get_raw(&key).map_err(internal)?
+                    // Changed: the merge result is what is held now (the
+                    // incoming item when it won, the common case). Not
+                    // changed: read what is held.
+                    let now = match self.data.update(&item).map_err(internal)? {
+                        Some(merged) => Some(merged),
+                        None => {
+                            let key = storage_key(item.partition_key(), item.sort_key());
+                            self.data.get_raw(&key).map_err(internal)?
+                        }
+                    };
+                    if let Some(now) = now
                         && now != b
                     {
                         held.push(now);

@@ -183,12 +183,9 @@ impl Form {
                 vec![
                     field(
                         "Key",
-                        app.data
-                            .keys
-                            .iter()
-                            .flatten()
-                            .next()
-                            .map(|k| k.name.as_str())
+                        choices("Key", app)
+                            .first()
+                            .map(String::as_str)
                             .unwrap_or(""),
                         "←/→ pick, or type an access key id or name",
                     ),
@@ -211,12 +208,9 @@ impl Form {
                 vec![
                     field(
                         "Bucket",
-                        app.data
-                            .buckets
-                            .iter()
-                            .flatten()
-                            .next()
-                            .map(|b| b.name.as_str())
+                        choices("Bucket", app)
+                            .first()
+                            .map(String::as_str)
                             .unwrap_or(""),
                         "←/→ pick, or type a bucket name",
                     ),

@@ -45,14 +45,6 @@ pub(in crate::tui) fn event_time(now_ms: u64, at_ms: u64) -> String {
     if day == now_ms / 86_400_000 {
         return t;
     }
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = day as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let (_, m, d) = hangar_common::clock::civil_date(day as i64);
     format!("{m:02}-{d:02} {t}")
 }
