@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A workload that records its history, and a checker for it.
 
-  history.py run --endpoints URL,URL,... --clients N --keys K --seconds S --out FILE [--until-file F]
+  history.py run --endpoints URL,URL,... --clients N --keys K --seconds S --out FILE
+                 [--until-file F] [--swaps WEIGHT]
       Concurrent boto3 clients (spread over the endpoints) PUT, GET, DELETE
       and LIST keys k000..k<K-1> of $HANGAR_BUCKET for S seconds; every
       written value is unique. Each operation is recorded as one JSON line:
@@ -25,6 +26,14 @@ is absent):
   - LIST after healing names exactly the keys whose final GET finds them.
 Writes that failed or timed out may or may not have taken effect: they
 make their value possible, never required.
+
+Conditional writes: a "swap" PUTs with If-Match the ETag of the value its
+client last read of the key; a "create" PUTs with If-None-Match: * one of
+the lock keys l000.. (which nothing else writes). One told 200 is a write,
+and its condition must have held: the value it replaced must be one a read
+spanning the swap could see (absent, for a create), and no two swaps told
+200 replaced the same value (no two creates of one lock key succeeded).
+One told 412 is no write at all: its value must never be read.
 """
 import argparse
 import json
@@ -66,20 +75,34 @@ def run(args):
         s3 = s3_client(endpoints[c % len(endpoints)])
         rng = random.Random(c)
         seq = 0
+        last_read = {}  # key -> (value, etag) this client last read
         while time.monotonic() < deadline and not (args.until_file and os.path.exists(args.until_file)):
-            op = rng.choices(["put", "get", "delete", "list"], [45, 35, 10, 10])[0]
+            op = rng.choices(["put", "get", "delete", "list", "swap", "create"],
+                             [40, 32, 8, 8, args.swaps, 4])[0]
             key = f"k{rng.randrange(args.keys):03}"
+            if op == "swap" and key not in last_read:
+                op = "get"
+            if op == "create":
+                key = f"l{rng.randrange(args.keys):03}"
             seq += 1
-            value = f"c{c}-{seq}" if op == "put" else None
+            value = f"c{c}-{seq}" if op in ("put", "swap", "create") else None
             entry = {"c": c, "op": op, "key": key, "value": value, "start": time.monotonic()}
             try:
                 if op == "put":
                     s3.put_object(Bucket=bucket, Key=key, Body=value.encode())
+                elif op == "swap":
+                    entry["expects"], etag = last_read.pop(key)
+                    s3.put_object(Bucket=bucket, Key=key, Body=value.encode(), IfMatch=etag)
+                elif op == "create":
+                    entry["expects"] = ABSENT
+                    s3.put_object(Bucket=bucket, Key=key, Body=value.encode(), IfNoneMatch="*")
                 elif op == "delete":
                     s3.delete_object(Bucket=bucket, Key=key)
                 elif op == "get":
                     try:
-                        entry["result"] = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+                        got = s3.get_object(Bucket=bucket, Key=key)
+                        entry["result"] = got["Body"].read().decode()
+                        last_read[key] = (entry["result"], got["ETag"])
                     except botocore.exceptions.ClientError as e:
                         if e.response["Error"]["Code"] != "NoSuchKey":
                             raise
@@ -89,8 +112,9 @@ def run(args):
                     r = s3.list_objects_v2(Bucket=bucket)
                     entry["result"] = [o["Key"] for o in r.get("Contents", [])]
                 entry["status"] = "ok"
-            except botocore.exceptions.ClientError:
-                entry["status"] = "fail"
+            except botocore.exceptions.ClientError as e:
+                refused = e.response["Error"]["Code"] == "PreconditionFailed"
+                entry["status"] = "refused" if refused else "fail"
             except Exception:  # timeouts, refused connections: outcome unknown
                 entry["status"] = "unknown"
             entry["end"] = time.monotonic()
@@ -111,21 +135,35 @@ def check(history, final, listed):
     """Check a history against the final state. `final`: key -> value or
     ABSENT after healing; `listed`: keys LIST returned after healing.
     Returns the report (anomalies listed under "anomalies")."""
-    writes = {}  # key -> [(start, end, value, acked)]
+    writes = {}  # key -> [(start, end, value, acked, since)]
+    ended = {}  # (key, value) -> when its write ended
     for o in history:
-        if o["op"] in ("put", "delete"):
+        if o["op"] in ("put", "swap", "create") and o["status"] != "refused":
+            ended[(o["key"], o["value"])] = o["end"]
+    for o in history:
+        # A conditional write refused with 412 wrote nothing.
+        if o["op"] in ("put", "delete", "swap", "create") and o["status"] != "refused":
+            # From when a later write supersedes this one: the end of this
+            # write; for a conditional write told 200, the end of the write
+            # it replaced, if earlier (an acknowledged write that began
+            # after that cannot come between the two, so comes after).
+            since = o["end"]
+            if o["op"] in ("swap", "create") and o["status"] == "ok":
+                since = min(since, -INF if o["expects"] is ABSENT
+                            else ended.get((o["key"], o["expects"]), since))
             writes.setdefault(o["key"], []).append(
-                (o["start"], o["end"], o["value"], o["status"] == "ok"))
+                (o["start"], o["end"], o["value"], o["status"] == "ok", since))
     anomalies = []
 
     def possible(key, value, r_start, r_end):
         ws = writes.get(key, [])
-        sources = [(s, e) for (s, e, v, _) in ws if v == value and s < r_end]
+        sources = [since for (s, _, v, _, since) in ws if v == value and s < r_end]
         if value is ABSENT:
-            sources.append((-INF, -INF))  # the initial state
-        for (_, x_end) in sources:
-            superseded = any(acked and w_start > x_end and w_end < r_start
-                             for (w_start, w_end, _, acked) in ws)
+            sources.append(-INF)  # the initial state
+        for since in sources:
+            superseded = any(acked and w_start > since and w_end < r_start
+                             and (v != value or v is ABSENT)
+                             for (w_start, w_end, v, acked, _) in ws)
             if not superseded:
                 return True
         return False
@@ -136,6 +174,16 @@ def check(history, final, listed):
             reads += 1
             if not possible(o["key"], o["result"], o["start"], o["end"]):
                 anomalies.append({"kind": "impossible read", "op": o})
+    conditional = 0
+    replaced = {}  # (key, value replaced) -> the write that replaced it
+    for o in history:
+        if o["op"] in ("swap", "create") and o["status"] == "ok":
+            conditional += 1
+            if not possible(o["key"], o["expects"], o["start"], o["end"]):
+                anomalies.append({"kind": "condition did not hold", "op": o})
+            other = replaced.setdefault((o["key"], o["expects"]), o)
+            if other is not o:
+                anomalies.append({"kind": "two conditional writers won", "ops": [other, o]})
     for key in sorted(set(writes) | set(final)):
         if not possible(key, final.get(key, ABSENT), INF, INF):
             acked = [w for w in writes.get(key, []) if w[3]]
@@ -151,6 +199,8 @@ def check(history, final, listed):
         "failed cleanly": sum(1 for o in history if o["status"] == "fail"),
         "unknown outcome": sum(1 for o in history if o["status"] == "unknown"),
         "reads checked": reads,
+        "conditional writes acknowledged": conditional,
+        "conditional writes refused": sum(1 for o in history if o["status"] == "refused"),
         "keys": len(set(writes) | set(final)),
         "anomalies": anomalies,
     }
@@ -227,7 +277,31 @@ def selftest():
     # LIST must agree with the final GETs.
     h = [op("put", "a", "1", 0, 1)]
     assert kinds(check(h, {"a": "1"}, [])) == ["list disagrees with gets"]
-    print("ok: the checker finds lost writes, stale and phantom reads, list disagreements")
+    # Conditional writes: a swap replaces what it read, once.
+    h = [op("put", "a", "1", 0, 1), dict(op("swap", "a", "2", 2, 3), expects="1"),
+         dict(op("swap", "a", "3", 2, 3), expects="1", status="refused")]
+    assert kinds(check(h, {"a": "2"}, ["a"])) == []
+    h[2]["status"] = "ok"
+    assert "two conditional writers won" in kinds(check(h, {"a": "3"}, ["a"]))
+    # A swap of a value an acknowledged write had replaced: a lost update.
+    h = [op("put", "a", "1", 0, 1), op("put", "a", "2", 2, 3), dict(op("swap", "a", "3", 4, 5), expects="1")]
+    assert "condition did not hold" in kinds(check(h, {"a": "3"}, ["a"]))
+    # An acknowledged write that began after the value a swap replaced
+    # comes after the swap: the swap's value cannot be read after it ends.
+    h = [op("put", "a", "1", 0, 1), op("put", "a", "2", 2, 4), dict(op("swap", "a", "3", 3, 5), expects="1"),
+         op("get", "a", None, 6, 7, result="3")]
+    assert kinds(check(h, {"a": "2"}, ["a"])) == ["impossible read"]
+    assert kinds(check(h[:3], {"a": "3"}, ["a"])) == ["lost write"]
+    assert kinds(check(h[:3], {"a": "2"}, ["a"])) == []
+    # A refused write's value is never read.
+    h = [dict(op("create", "l", "1", 0, 1), expects=ABSENT, status="refused"),
+         op("get", "l", None, 2, 3, result="1")]
+    assert kinds(check(h, {"l": ABSENT}, [])) == ["impossible read"]
+    # Two creates of one lock key.
+    h = [dict(op("create", "l", "1", 0, 1), expects=ABSENT), dict(op("create", "l", "2", 0, 1), expects=ABSENT)]
+    assert "two conditional writers won" in kinds(check(h, {"l": "2"}, ["l"]))
+    print("ok: the checker finds lost writes, stale and phantom reads, list disagreements, "
+          "conditional writes that both won or whose condition did not hold")
 
 
 if __name__ == "__main__":
@@ -238,6 +312,8 @@ if __name__ == "__main__":
     r.add_argument("--clients", type=int, default=6)
     r.add_argument("--keys", type=int, default=200)
     r.add_argument("--seconds", type=float, default=30)
+    r.add_argument("--swaps", type=int, default=8,
+                   help="weight of swaps (plain PUTs 40, GETs 32, the rest 24)")
     r.add_argument("--out", required=True)
     r.add_argument("--until-file", help="stop as soon as this file exists")
     c = sub.add_parser("check")

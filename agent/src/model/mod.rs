@@ -247,18 +247,18 @@ impl Model {
         let me = self.net.id;
         let taken = self
             .aliases
-            .cas(name.as_bytes(), &[], |cur| {
-                match cur.and_then(|a| a.bucket.value) {
-                    // Our own value, accepted in an earlier round that a
-                    // racing proposer interrupted: it is ours.
-                    Some(other) if other == bucket.id => Ok(cur.cloned().expect("matched a value")),
+            .cas(
+                name.as_bytes(),
+                &[],
+                |a| a.bucket.value == Some(bucket.id),
+                |cur| match cur.and_then(|a| a.bucket.value) {
                     Some(other) => Err(other),
                     None => Ok(BucketAlias {
                         name: name.to_string(),
                         bucket: Lww::new(timestamp_ms(), me, Some(bucket.id)),
                     }),
-                }
-            })
+                },
+            )
             .await;
         let refused = match taken {
             Ok(Ok(_)) => None,

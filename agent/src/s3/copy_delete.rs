@@ -168,6 +168,10 @@ impl S3Server {
         };
         let key = r.key.clone().unwrap_or_default();
         super::object::check_key(&key)?;
+        // The destination's own conditions (`If-None-Match: *`...); the
+        // source's are the `x-amz-copy-source-if-*` ones.
+        let pre = Preconditions::from_headers(r.req.headers(), "");
+        self.precheck(&pre, &dest, &key).await?;
         if let ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } = &src.version.data {
             self.enforce_quotas(&dest, &key, meta.size).await?;
         }
@@ -196,7 +200,7 @@ impl S3Server {
             key,
             version: ObjectVersion::new(uuid, data),
         };
-        self.model.commit_object(&mut object).await?;
+        self.commit_checked(&mut object, &pre).await?;
         let now = object.version.timestamp;
         let mut x = Xml::new("CopyObjectResult");
         x.elem("ETag", &format!("\"{etag}\""))

@@ -72,9 +72,10 @@ impl S3Error {
 impl From<TableError> for S3Error {
     fn from(e: TableError) -> S3Error {
         match e {
-            TableError::NoLayout | TableError::Quorum { .. } | TableError::Contended { .. } => {
-                S3Error::unavailable(e.to_string())
-            }
+            TableError::NoLayout
+            | TableError::Quorum { .. }
+            | TableError::Contended { .. }
+            | TableError::Undecided { .. } => S3Error::unavailable(e.to_string()),
             TableError::Data(_) => S3Error::internal(e.to_string()),
         }
     }

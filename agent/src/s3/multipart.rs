@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use md5::Digest;
 use serde::Deserialize;
 
+use super::conditional::Preconditions;
 use super::error::S3Error;
 use super::object::Received;
 use super::server::{Body, S3Request, S3Server, empty, xml_response};
@@ -336,6 +337,10 @@ impl S3Server {
         let bucket = self.bucket(&r).await?;
         self.writable(&r, &bucket)?;
         let mut upload = self.upload(&r, &bucket).await?;
+        // `If-None-Match: *` / `If-Match`: the object is made only if the
+        // condition holds when it is written (the upload stays otherwise).
+        let pre = Preconditions::from_headers(r.req.headers(), "");
+        self.precheck(&pre, &bucket, &upload.key).await?;
         let body = self.small_body(r).await?;
         let parts = parse_complete(&body)?;
         if parts.is_empty() {
@@ -443,7 +448,7 @@ impl S3Server {
                 },
             ),
         };
-        self.model.commit_object(&mut object).await?;
+        self.commit_checked(&mut object, &pre).await?;
         upload.ended.raise();
         self.model.uploads.insert(&upload).await?;
         let mut x = Xml::new("CompleteMultipartUploadResult");

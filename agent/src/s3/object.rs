@@ -166,16 +166,7 @@ impl S3Server {
         let user_meta = r.user_meta();
         let headers = r.stored_headers();
         let pre = Preconditions::from_headers(r.req.headers(), "");
-        // Checked first against what a quorum holds (a request bound to
-        // fail fails before its body is read), then again, atomically, by
-        // consensus when the object is written (see below).
-        if !pre.is_empty() {
-            let current = self.current_meta(&bucket, &key).await?;
-            let cur = current.as_ref().map(|(m, ts)| (m.etag.as_str(), *ts));
-            if pre.evaluate(cur, false) != Outcome::Proceed {
-                return Err(precondition_failed());
-            }
-        }
+        self.precheck(&pre, &bucket, &key).await?;
         // Quotas: checked before reading the body when its size is known.
         let declared: Option<u64> = if r.verified.payload.is_chunked() {
             r.header("x-amz-decoded-content-length")
@@ -226,50 +217,7 @@ impl S3Server {
             key,
             version: ObjectVersion::new(uuid, data),
         };
-        if pre.is_empty() {
-            self.model.commit_object(&mut object).await?;
-        } else {
-            // A conditional write (If-None-Match: *, If-Match: etag...):
-            // the condition and the write are one step by consensus among
-            // the key's replicas, so of racing writers exactly one whose
-            // condition holds wins and the others get 412.
-            let blocks = matches!(object.version.data, ObjectData::Blocks { .. });
-            let decided = self
-                .model
-                .objects
-                .cas(&object.pk, object.key.as_bytes(), |cur| {
-                    // Our own version, accepted in a round a racing writer
-                    // interrupted: ours.
-                    if let Some(c) = cur
-                        && c.version.uuid == uuid
-                    {
-                        return Ok(c.clone());
-                    }
-                    let live = cur.and_then(|o| match &o.version.data {
-                        ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
-                            Some((meta.etag.as_str(), o.version.timestamp))
-                        }
-                        ObjectData::DeleteMarker => None,
-                    });
-                    match pre.evaluate(live, false) {
-                        Outcome::Proceed => Ok(object.clone()),
-                        _ => Err(()),
-                    }
-                })
-                .await;
-            let refused = match decided {
-                Ok(Ok(_)) => None,
-                Ok(Err(())) => Some(precondition_failed()),
-                Err(e) => Some(e.into()),
-            };
-            if let Some(e) = refused {
-                if blocks {
-                    // Nothing refers to this version: its blocks go.
-                    self.model.forget_version(uuid);
-                }
-                return Err(e);
-            }
-        }
+        self.commit_checked(&mut object, &pre).await?;
         let mut resp = Response::new(empty());
         if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
             resp.headers_mut().insert(http::header::ETAG, v);
@@ -589,6 +537,81 @@ impl S3Server {
     }
 
     /// The metadata and timestamp of an object's live version, if any.
+    /// A write's preconditions (`If-None-Match: *`, `If-Match: etag`...),
+    /// checked against what a quorum holds now, so a request bound to fail
+    /// fails before its body is read or copied. Only a first look: the
+    /// check that counts is made again, atomically, when the object is
+    /// written ([`S3Server::commit_checked`]).
+    pub async fn precheck(
+        &self,
+        pre: &Preconditions,
+        bucket: &Bucket,
+        key: &str,
+    ) -> Result<(), S3Error> {
+        if pre.is_empty() {
+            return Ok(());
+        }
+        let current = self.current_meta(bucket, key).await?;
+        let cur = current.as_ref().map(|(m, ts)| (m.etag.as_str(), *ts));
+        if pre.evaluate(cur, false) != Outcome::Proceed {
+            return Err(precondition_failed());
+        }
+        Ok(())
+    }
+
+    /// Write a new version of an object (PUT, Copy, CompleteMultipartUpload).
+    /// Without preconditions, an ordinary ordered write. With them, the
+    /// condition and the write are one step, by consensus among the key's
+    /// replicas ([`crate::table::Table::cas`]): of racing writers exactly
+    /// one whose condition holds wins, the others get 412, and the version
+    /// a winner replaced is the one its condition named. A refused version's
+    /// blocks are released. `object`'s time becomes the version's.
+    pub async fn commit_checked(
+        &self,
+        object: &mut Object,
+        pre: &Preconditions,
+    ) -> Result<(), S3Error> {
+        if pre.is_empty() {
+            self.model.commit_object(object).await?;
+            return Ok(());
+        }
+        let uuid = object.version.uuid;
+        let decided = self
+            .model
+            .objects
+            .cas(
+                &object.pk,
+                object.key.as_bytes(),
+                |o| o.version.uuid == uuid,
+                |cur| {
+                    let live = cur.and_then(|o| match &o.version.data {
+                        ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
+                            Some((meta.etag.as_str(), o.version.timestamp))
+                        }
+                        ObjectData::DeleteMarker => None,
+                    });
+                    match pre.evaluate(live, false) {
+                        Outcome::Proceed => Ok(object.clone()),
+                        _ => Err(()),
+                    }
+                },
+            )
+            .await;
+        let refused = match decided {
+            Ok(Ok(written)) => {
+                *object = written;
+                return Ok(());
+            }
+            Ok(Err(())) => precondition_failed(),
+            Err(e) => e.into(),
+        };
+        if matches!(object.version.data, ObjectData::Blocks { .. }) {
+            // Nothing refers to this version: its blocks go.
+            self.model.forget_version(uuid);
+        }
+        Err(refused)
+    }
+
     pub async fn current_meta(
         &self,
         bucket: &Bucket,

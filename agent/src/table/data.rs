@@ -59,11 +59,16 @@ pub struct TableData<S: TableSchema> {
     counters: TreeId,
     /// Paxos acceptor state per item (see `paxos.rs`).
     pub paxos: TreeId,
-    /// Makes an acceptor's read-check-write of its state atomic.
-    pub paxos_lock: std::sync::Mutex<()>,
+    /// Make an acceptor's read-check-write of its state, and an ordered
+    /// write's check of the promises against it, atomic per item (striped
+    /// by key: see [`TableData::item_lock`]).
+    paxos_locks: Vec<std::sync::Mutex<()>>,
     pub merkle: MerkleTree,
     pub schema: Arc<S>,
 }
+
+/// How many locks the items' consensus state is striped over.
+const PAXOS_LOCK_STRIPES: usize = 64;
 
 /// The storage key of an item.
 pub fn storage_key(partition_key: &[u8], sort_key: &[u8]) -> Vec<u8> {
@@ -93,11 +98,27 @@ impl<S: TableSchema> TableData<S> {
             gc_todo: db.open_tree(&format!("{name}:gc_todo"))?,
             counters: db.open_tree(&format!("{name}:counters"))?,
             paxos: db.open_tree(&format!("{name}:paxos"))?,
-            paxos_lock: std::sync::Mutex::new(()),
+            paxos_locks: (0..PAXOS_LOCK_STRIPES)
+                .map(|_| std::sync::Mutex::new(()))
+                .collect(),
             merkle: MerkleTree::open(&db, name)?,
             db,
             schema,
         })
+    }
+
+    /// The lock of the stripe `key` falls in: held while an acceptor reads,
+    /// checks and writes its state for the item, and while an ordered write
+    /// checks that state and applies itself (see `paxos.rs`).
+    pub fn item_lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        // Storage keys start with a hash of the partition key; the sort key
+        // (an object's name) follows.
+        let h = key
+            .iter()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)));
+        self.paxos_locks[(h as usize) % PAXOS_LOCK_STRIPES]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Decode an item; a timestamped one moves the hybrid clock forward

@@ -145,6 +145,10 @@ pub enum TableError {
         "table {table}: {attempts} rounds of consensus were each overtaken by another writer of the same item: try again"
     )]
     Contended { table: &'static str, attempts: u32 },
+    #[error(
+        "table {table}: a round of consensus was refused after an earlier one may have left this write accepted by a minority: whether it takes effect is not known; read the item to see"
+    )]
+    Undecided { table: &'static str },
 }
 
 pub use hangar_common::layout::cluster::{read_quorum, write_quorum};
@@ -620,15 +624,21 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                 let mut held = Vec::new();
                 for b in items {
                     let item = self.data.decode(&b).map_err(internal)?;
+                    let key = storage_key(item.partition_key(), item.sort_key());
+                    // A consensus round on this item promised a ballot this
+                    // write is timed below: not applied; the writer is told
+                    // to time it above (see `paxos.rs`).
+                    let _guard = self.data.item_lock(&key);
+                    if let Some(above) = self.data.promise_above(&key, &item).map_err(internal)? {
+                        held.push(self.data.encode(&above).map_err(internal)?);
+                        continue;
+                    }
                     // Changed: the merge result is what is held now (the
                     // incoming item when it won, the common case). Not
                     // changed: read what is held.
                     let now = match self.data.update(&item).map_err(internal)? {
                         Some(merged) => Some(merged),
-                        None => {
-                            let key = storage_key(item.partition_key(), item.sort_key());
-                            self.data.get_raw(&key).map_err(internal)?
-                        }
+                        None => self.data.get_raw(&key).map_err(internal)?,
                     };
                     if let Some(now) = now
                         && now != b

@@ -74,7 +74,7 @@ impl<S: TableSchema> TableData<S> {
 
     /// Phase 1 on this replica.
     pub fn paxos_prepare(&self, key: &[u8], ballot: Ballot) -> Result<TableResponse, DataError> {
-        let _guard = self.paxos_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.item_lock(key);
         let mut st = self.acceptor(key)?;
         if ballot <= st.promised() {
             return Ok(TableResponse::Promise {
@@ -101,7 +101,7 @@ impl<S: TableSchema> TableData<S> {
         ballot: Ballot,
         value: Vec<u8>,
     ) -> Result<TableResponse, DataError> {
-        let _guard = self.paxos_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.item_lock(key);
         let mut st = self.acceptor(key)?;
         if ballot < st.promised() {
             return Ok(TableResponse::Accepted {
@@ -117,21 +117,58 @@ impl<S: TableSchema> TableData<S> {
             promised: ballot,
         })
     }
+
+    /// An ordered write ([`Table::insert_latest`]) arriving at this
+    /// replica, checked against the item's promises; the caller holds
+    /// [`TableData::item_lock`] and applies `item` only if this returns
+    /// None. A proposer that was promised ballot `b` times its value at
+    /// `b.round` (see [`Table::cas`]); an ordered write timed at or below
+    /// that could land between the value a consensus round read and the
+    /// one it chooses, and be silently replaced by it. Such a write is not
+    /// applied: the answer is the item timed just above the promise, so
+    /// the writer times its write above it and writes again (after the
+    /// round's value, never hidden by it).
+    pub fn promise_above(&self, key: &[u8], item: &S::Item) -> Result<Option<S::Item>, DataError> {
+        let Some(t) = item.write_time() else {
+            return Ok(None);
+        };
+        let Some(promised) = self.acceptor(key)?.promised else {
+            return Ok(None);
+        };
+        // The value's time as the proposer gives it (items whose clock is
+        // coarser than a microsecond round it up).
+        let mut probe = item.clone();
+        probe.set_write_time(promised.round);
+        let bound = probe.write_time().unwrap_or(promised.round);
+        if t > bound {
+            return Ok(None);
+        }
+        probe.set_write_time(bound.saturating_add(1));
+        Ok(Some(probe))
+    }
 }
 
 impl<S: TableSchema> Table<S> {
     /// Change the item at (`partition_key`, `sort_key`) by consensus:
     /// `change` sees the item's current state (None: absent) and returns
-    /// the new item, or refuses with its reason. It may see its own new
-    /// item as the state (accepted in a round a racing proposer
-    /// interrupted, and recovered): it must then answer it again, not
-    /// refuse it. Returns the new item as
-    /// written, or the refusal; fails (the caller answers "try again")
-    /// when no majority answers or racing proposers keep winning.
+    /// the new item, or refuses with its reason. `mine` recognises the
+    /// caller's own new item, which a round a racing proposer interrupted
+    /// may have left accepted (and perhaps chosen): it is then proposed
+    /// again as it is. Returns the new item as written, or the refusal;
+    /// fails (the caller answers "try again") when no majority answers or
+    /// racing proposers keep winning.
+    ///
+    /// The new item is timed at its ballot's round, above everything the
+    /// promises showed. Ordered writes ([`Table::insert_latest`]) timed at
+    /// or below a promise are not applied by that acceptor but timed above
+    /// it (see [`TableData::promise_above`]), so none can land between the
+    /// state a round read and the value it chooses: a value chosen here
+    /// replaces exactly what its change saw.
     pub async fn cas<E>(
         self: &Arc<Self>,
         partition_key: &[u8],
         sort_key: &[u8],
+        mine: impl Fn(&S::Item) -> bool,
         mut change: impl FnMut(Option<&S::Item>) -> Result<S::Item, E>,
     ) -> Result<Result<S::Item, E>, TableError> {
         let key = storage_key(partition_key, sort_key);
@@ -139,7 +176,10 @@ impl<S: TableSchema> Table<S> {
         let sets = self.write_sets(partition)?;
         // A majority of each replica set (what a write quorum is).
         let majority = write_quorum(self.layout.snapshot().replication_factor);
-        let mut round = hangar_common::clock::timestamp_us();
+        let clock = hangar_common::clock::hlc();
+        let mut round = clock.now();
+        // Whether our own value went out to be accepted in some round.
+        let mut proposed = false;
         for attempt in 1..=MAX_ATTEMPTS {
             let ballot = Ballot {
                 round,
@@ -184,7 +224,7 @@ impl<S: TableSchema> Table<S> {
                 }
             }
             if refused > Ballot::ZERO {
-                round = round.max(refused.round) + 1;
+                round = clock.now_after(round.max(refused.round));
                 backoff(attempt).await;
                 continue;
             }
@@ -192,36 +232,57 @@ impl<S: TableSchema> Table<S> {
                 Some((_, v)) => Some(self.data.decode(v)?),
                 None => None,
             };
-            if let Some(r) = &recovered {
-                merge_into(&mut state, r.clone());
-            }
-            // The change, timed above what it replaces.
             let outcome;
-            let value = match change(state.as_ref()) {
-                Ok(mut new) => {
-                    if let (Some(t), Some(old)) = (
-                        new.write_time(),
-                        state.as_ref().and_then(|s| s.write_time()),
-                    ) && t <= old
-                    {
-                        new.set_write_time(hangar_common::clock::hlc().now_after(old));
-                    }
-                    outcome = Ok(new.clone());
-                    new
+            let value = match recovered {
+                // Ours, perhaps chosen already: proposed again unchanged.
+                Some(r) if mine(&r) => {
+                    outcome = Ok(r.clone());
+                    r
                 }
-                // A refusal answers from the state seen; if that state came
-                // from a value only accepted so far, it is accepted again
-                // (in this ballot) first, so the refusal rests on a chosen
-                // value.
-                Err(e) => match (recovered.is_some(), state) {
-                    (true, Some(s)) => {
-                        outcome = Err(e);
-                        s
+                recovered => {
+                    let recovered_some = recovered.is_some();
+                    if let Some(r) = recovered {
+                        merge_into(&mut state, r);
                     }
-                    _ => return Ok(Err(e)),
-                },
+                    let seen = state.as_ref().and_then(|s| s.write_time()).unwrap_or(0);
+                    match change(state.as_ref()) {
+                        Ok(mut new) => {
+                            new.set_write_time(round);
+                            // Timed at the round, which must be above what
+                            // it replaces: a value written through a node
+                            // whose clock is ahead needs a higher ballot
+                            // (one more round, without a pause).
+                            if new.write_time().unwrap_or(u64::MAX) <= seen {
+                                round = clock.now_after(seen);
+                                continue;
+                            }
+                            outcome = Ok(new.clone());
+                            new
+                        }
+                        // A refusal answers from the state seen. If that
+                        // state came from a value only accepted so far, or
+                        // if an earlier round of ours may have left our own
+                        // value accepted by a minority (which a later round
+                        // could recover and choose), the state is first
+                        // accepted in this ballot: then it is chosen, above
+                        // anything ours, and the refusal is final.
+                        Err(e) => match (recovered_some || proposed, state) {
+                            (false, _) => return Ok(Err(e)),
+                            (true, Some(s)) => {
+                                outcome = Err(e);
+                                s
+                            }
+                            // Nothing to accept in its place: whether our
+                            // value takes effect is not known.
+                            (true, None) => {
+                                return Err(TableError::Undecided { table: S::NAME });
+                            }
+                        },
+                    }
+                }
             };
             // Phase 2.
+            proposed |= outcome.as_ref().is_ok_and(&mine);
             let encoded = self.data.encode(&value)?;
             let answers = self
                 .quorum(
@@ -246,7 +307,7 @@ impl<S: TableSchema> Table<S> {
                 }
             }
             if nacked > Ballot::ZERO {
-                round = round.max(nacked.round) + 1;
+                round = clock.now_after(round.max(nacked.round));
                 backoff(attempt).await;
                 continue;
             }
