@@ -167,3 +167,31 @@ fn conditional_and_plain_writers_of_a_few_hot_keys_never_lose_an_update() {
         "{out}"
     );
 }
+
+#[test]
+fn object_store_clients_share_lock_files_and_a_compare_and_swap_counter() {
+    // The object_store crate (through its Python binding) as lock files,
+    // Delta Lake and Iceberg commits use it, through every node.
+    let c = Cluster::start_formed(3, &AgentOpts::default());
+    let a = &c.agents[0];
+    let key = a.bucket_with_key("test", "tester");
+    let eps: Vec<String> = c.agents.iter().map(|a| a.s3_endpoint()).collect();
+    let eps = eps.join(",");
+    let env = [("HANGAR_S3_ENDPOINTS", eps.as_str())];
+    let out = a.script_ok(
+        "obstore_locks.py",
+        &key,
+        "test",
+        &env,
+        &["locks", "30", "8"],
+    );
+    eprint!("{out}");
+    let out = a.script_ok(
+        "obstore_locks.py",
+        &key,
+        "test",
+        &env,
+        &["counter", "6", "12"],
+    );
+    eprint!("{out}");
+}
