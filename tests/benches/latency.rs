@@ -13,6 +13,8 @@
 
 use std::time::Duration;
 
+use md5::Digest;
+
 use hangar_tests::faults::{FaultyCluster, Shape};
 use hangar_tests::{AgentOpts, S3Key};
 
@@ -36,6 +38,9 @@ async fn ops(port: u16, key: &S3Key, tag: &str) -> Vec<(&'static str, Duration)>
     // 4 KiB is above the inline limit: a block, its list and references,
     // then the object.
     let (mut put4, mut get4) = (Vec::new(), Vec::new());
+    // Conditional PUTs (by consensus): create if absent, then replace
+    // that version.
+    let (mut create, mut swap) = (Vec::new(), Vec::new());
     let body4 = vec![9u8; 4096];
     for i in 0..REPS {
         let path = format!("/bench/{tag}/big-{i}");
@@ -66,6 +71,19 @@ async fn ops(port: u16, key: &S3Key, tag: &str) -> Vec<(&'static str, Duration)>
         assert_eq!(c.call("DELETE", &path).await.0, 204);
         del.push(t.elapsed());
     }
+    let etag = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
+    for i in 0..REPS {
+        let path = format!("/bench/{tag}/lock-{i}");
+        let t = std::time::Instant::now();
+        let st = c.put_with(&path, &body, &[("if-none-match", "*")]).await;
+        assert_eq!(st, 200);
+        create.push(t.elapsed());
+        let t = std::time::Instant::now();
+        let st = c.put_with(&path, &body, &[("if-match", &etag)]).await;
+        assert_eq!(st, 200);
+        swap.push(t.elapsed());
+        assert_eq!(c.call("DELETE", &path).await.0, 204);
+    }
     vec![
         ("PUT 1 KiB", median(put)),
         ("GET 1 KiB", median(get)),
@@ -74,6 +92,8 @@ async fn ops(port: u16, key: &S3Key, tag: &str) -> Vec<(&'static str, Duration)>
         ("LIST", median(list)),
         ("PUT 4 KiB", median(put4)),
         ("GET 4 KiB", median(get4)),
+        ("PUT If-None-Match 1 KiB", median(create)),
+        ("PUT If-Match 1 KiB", median(swap)),
     ]
 }
 

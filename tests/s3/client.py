@@ -647,6 +647,86 @@ def conditional_race(rounds, clients_n):
           f"({counts['ServiceUnavailable']} told to retry, {counts['unknown']} timed out or refused)")
 
 
+def conditional_copy_complete(rounds, clients_n):
+    """CopyObject and CompleteMultipartUpload with If-None-Match: * (and
+    then If-Match) race like PUTs: exactly one writer per round wins, the
+    destination holds the winner's data, and a refused upload stays open
+    (its parts can be listed, then it is aborted)."""
+    import threading
+    endpoints, clients = endpoint_clients(clients_n)
+
+    def race(fn):
+        barrier = threading.Barrier(clients_n)
+        results = [None] * clients_n
+
+        def run(i):
+            barrier.wait()
+            results[i] = error_code(lambda: fn(i)) or "ok"
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    def one_winner(r, what, results):
+        winners = [i for i, c in enumerate(results) if c == "ok"]
+        check(len(winners) == 1, f"round {r}, {what}: {len(winners)} told 200: {results}")
+        check(set(results) - {"ok"} <= {"PreconditionFailed", "ServiceUnavailable"},
+              f"round {r}, {what}: {results}")
+        return winners[0]
+
+    def held(key):
+        return clients[0].get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+    sources = [f"cond-copy/src-{i}" for i in range(clients_n)]
+    for i, k in enumerate(sources):
+        clients[0].put_object(Bucket=BUCKET, Key=k, Body=f"source {i}".encode())
+    for r in range(rounds):
+        # CopyObject: create only if absent, then replace that version.
+        dest = f"cond-copy/dest-{r}"
+        w = one_winner(r, "copy If-None-Match", race(lambda i: clients[i].copy_object(
+            Bucket=BUCKET, Key=dest, CopySource={"Bucket": BUCKET, "Key": sources[i]},
+            IfNoneMatch="*")))
+        check(held(dest) == f"source {w}".encode(), f"round {r}: copy winner {w}, held {held(dest)!r}")
+        etag = clients[0].head_object(Bucket=BUCKET, Key=dest)["ETag"]
+        w = one_winner(r, "copy If-Match", race(lambda i: clients[i].copy_object(
+            Bucket=BUCKET, Key=dest, CopySource={"Bucket": BUCKET, "Key": sources[i]},
+            IfMatch=etag, MetadataDirective="REPLACE", Metadata={"by": str(i)})))
+        got = clients[0].head_object(Bucket=BUCKET, Key=dest)
+        check(got["Metadata"].get("by") == str(w), f"round {r}: swap winner {w}, held {got['Metadata']}")
+
+        # CompleteMultipartUpload: each client has its own upload of the key.
+        key = f"cond-mpu/obj-{r}"
+        uploads = []
+        for i, c in enumerate(clients):
+            u = c.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+            p = c.upload_part(Bucket=BUCKET, Key=key, UploadId=u, PartNumber=1,
+                              Body=f"upload {i}".encode())
+            uploads.append((u, p["ETag"]))
+
+        def complete(i, **cond):
+            u, e = uploads[i]
+            clients[i].complete_multipart_upload(
+                Bucket=BUCKET, Key=key, UploadId=u,
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}, **cond)
+
+        w = one_winner(r, "complete If-None-Match", race(lambda i: complete(i, IfNoneMatch="*")))
+        check(held(key) == f"upload {w}".encode(), f"round {r}: upload winner {w}, held {held(key)!r}")
+        etag = clients[0].head_object(Bucket=BUCKET, Key=key)["ETag"]
+        losers = [i for i in range(clients_n) if i != w]
+        results = [error_code(lambda: complete(i, IfMatch=etag)) or "ok" for i in losers[:1]]
+        check(results == ["ok"], f"round {r}: a refused upload completed later with If-Match: {results}")
+        for i in losers[1:]:
+            u, _ = uploads[i]
+            parts = clients[i].list_parts(Bucket=BUCKET, Key=key, UploadId=u)["Parts"]
+            check(len(parts) == 1, f"round {r}: refused upload {i} lost its part")
+            clients[i].abort_multipart_upload(Bucket=BUCKET, Key=key, UploadId=u)
+        check(held(key) == f"upload {losers[0]}".encode(), f"round {r}: held {held(key)!r}")
+    print(f"ok {rounds} rounds of {clients_n} racing conditional copies and multipart completions: one winner each")
+
+
 if __name__ == "__main__":
     scenario = sys.argv[1]
     args = sys.argv[2:]
@@ -666,4 +746,5 @@ if __name__ == "__main__":
         "bucket_recreate": lambda: bucket_recreate(int(args[0])),
         "bucket_race": lambda: bucket_race(int(args[0]), int(args[1])),
         "conditional_race": lambda: conditional_race(int(args[0]), int(args[1])),
+        "conditional_copy_complete": lambda: conditional_copy_complete(int(args[0]), int(args[1])),
     }[scenario]()

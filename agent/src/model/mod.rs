@@ -250,6 +250,7 @@ impl Model {
             .cas(
                 name.as_bytes(),
                 &[],
+                None,
                 |a| a.bucket.value == Some(bucket.id),
                 |cur| match cur.and_then(|a| a.bucket.value) {
                     Some(other) => Err(other),

@@ -200,7 +200,7 @@ impl S3Server {
             key,
             version: ObjectVersion::new(uuid, data),
         };
-        self.commit_checked(&mut object, &pre).await?;
+        self.commit_checked(&mut object, &pre, None).await?;
         let now = object.version.timestamp;
         let mut x = Xml::new("CopyObjectResult");
         x.elem("ETag", &format!("\"{etag}\""))

@@ -448,7 +448,7 @@ impl S3Server {
                 },
             ),
         };
-        self.commit_checked(&mut object, &pre).await?;
+        self.commit_checked(&mut object, &pre, None).await?;
         upload.ended.raise();
         self.model.uploads.insert(&upload).await?;
         let mut x = Xml::new("CompleteMultipartUploadResult");

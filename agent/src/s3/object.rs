@@ -23,6 +23,7 @@ use super::server::{Body, S3Request, S3Server, empty};
 use super::sigv4::PayloadMode;
 use super::xml::http_date;
 use crate::model::tables::*;
+use crate::table::paxos::Promises;
 
 /// A block being hashed and sent to its replicas: its hash is known
 /// first, then whether its replicas have it.
@@ -120,6 +121,17 @@ impl Checksum {
 
 /// S3 keys are at most 1024 bytes; a NUL could not be listed (XML 1.0
 /// cannot carry it), so it is refused.
+/// Whether a write's preconditions hold on the object's current state.
+fn holds(pre: &Preconditions, cur: Option<&Object>) -> bool {
+    let live = cur.and_then(|o| match &o.version.data {
+        ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
+            Some((meta.etag.as_str(), o.version.timestamp))
+        }
+        ObjectData::DeleteMarker => None,
+    });
+    pre.evaluate(live, false) == Outcome::Proceed
+}
+
 pub fn check_key(key: &str) -> Result<(), S3Error> {
     if key.len() > 1024 {
         return Err(S3Error::new(
@@ -166,7 +178,7 @@ impl S3Server {
         let user_meta = r.user_meta();
         let headers = r.stored_headers();
         let pre = Preconditions::from_headers(r.req.headers(), "");
-        self.precheck(&pre, &bucket, &key).await?;
+        let pk = object_pk(&bucket.id, bucket.shards, &key);
         // Quotas: checked before reading the body when its size is known.
         let declared: Option<u64> = if r.verified.payload.is_chunked() {
             r.header("x-amz-decoded-content-length")
@@ -177,7 +189,35 @@ impl S3Server {
         if let Some(size) = declared {
             self.enforce_quotas(&bucket, &key, size).await?;
         }
-        let (body, stored) = self.receive_hashed(r, true).await?;
+        let (body, stored, first) = if pre.is_empty() {
+            let (body, stored) = self.receive_hashed(r, true).await?;
+            (body, stored, None)
+        } else {
+            // A conditional write gathers its consensus round's promises
+            // while the body arrives (one round trip less); a condition
+            // that fails on them fails before the rest of the body is read.
+            let prepare = self.model.objects.cas_prepare(&pk, key.as_bytes());
+            let receive = self.receive_hashed(r, true);
+            tokio::pin!(prepare, receive);
+            let mut received = None;
+            let promises = tokio::select! {
+                p = &mut prepare => p,
+                got = &mut receive => {
+                    received = Some(got);
+                    (&mut prepare).await
+                }
+            }?;
+            if let Some(state) = promises.settled_state()
+                && !holds(&pre, state)
+            {
+                return Err(precondition_failed());
+            }
+            let (body, stored) = match received {
+                Some(got) => got?,
+                None => receive.await?,
+            };
+            (body, stored, Some(promises))
+        };
         if declared.is_none() {
             self.enforce_quotas(&bucket, &key, body.size).await?;
         }
@@ -213,11 +253,11 @@ impl S3Server {
             }
         };
         let mut object = Object {
-            pk: object_pk(&bucket.id, bucket.shards, &key),
+            pk,
             key,
             version: ObjectVersion::new(uuid, data),
         };
-        self.commit_checked(&mut object, &pre).await?;
+        self.commit_checked(&mut object, &pre, first).await?;
         let mut resp = Response::new(empty());
         if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
             resp.headers_mut().insert(http::header::ETAG, v);
@@ -539,7 +579,7 @@ impl S3Server {
     /// The metadata and timestamp of an object's live version, if any.
     /// A write's preconditions (`If-None-Match: *`, `If-Match: etag`...),
     /// checked against what a quorum holds now, so a request bound to fail
-    /// fails before its body is read or copied. Only a first look: the
+    /// fails before its data is copied or assembled. Only a first look: the
     /// check that counts is made again, atomically, when the object is
     /// written ([`S3Server::commit_checked`]).
     pub async fn precheck(
@@ -570,6 +610,7 @@ impl S3Server {
         &self,
         object: &mut Object,
         pre: &Preconditions,
+        first: Option<Promises<Object>>,
     ) -> Result<(), S3Error> {
         if pre.is_empty() {
             self.model.commit_object(object).await?;
@@ -582,17 +623,13 @@ impl S3Server {
             .cas(
                 &object.pk,
                 object.key.as_bytes(),
+                first,
                 |o| o.version.uuid == uuid,
                 |cur| {
-                    let live = cur.and_then(|o| match &o.version.data {
-                        ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
-                            Some((meta.etag.as_str(), o.version.timestamp))
-                        }
-                        ObjectData::DeleteMarker => None,
-                    });
-                    match pre.evaluate(live, false) {
-                        Outcome::Proceed => Ok(object.clone()),
-                        _ => Err(()),
+                    if holds(pre, cur) {
+                        Ok(object.clone())
+                    } else {
+                        Err(())
                     }
                 },
             )

@@ -148,10 +148,103 @@ impl<S: TableSchema> TableData<S> {
     }
 }
 
+/// What phase 1 of a round gathered from a majority (see [`Table::cas`]).
+pub struct Promises<T> {
+    ballot: Ballot,
+    /// The item's state: what the promising replicas hold, merged.
+    state: Option<T>,
+    /// The value accepted with the highest ballot among them, if any.
+    recovered: Option<T>,
+    /// Above zero: a replica had promised this higher ballot.
+    refused: Ballot,
+}
+
+impl<T> Promises<T> {
+    /// The state a change would see, if this round can go on to phase 2
+    /// as it is (no replica refused, no earlier round's value to finish):
+    /// a condition that fails on it fails for good.
+    pub fn settled_state(&self) -> Option<Option<&T>> {
+        (self.refused == Ballot::ZERO && self.recovered.is_none()).then_some(self.state.as_ref())
+    }
+}
+
 impl<S: TableSchema> Table<S> {
+    /// Phase 1 of a round for the item at (`partition_key`, `sort_key`),
+    /// to pass to [`Table::cas`]: lets a caller gather promises while it
+    /// does something else (a PUT receives its body), and refuse early.
+    pub async fn cas_prepare(
+        self: &Arc<Self>,
+        partition_key: &[u8],
+        sort_key: &[u8],
+    ) -> Result<Promises<S::Item>, TableError> {
+        let key = storage_key(partition_key, sort_key);
+        self.promise(&key, hangar_common::clock::hlc().now()).await
+    }
+
+    /// Phase 1 at `round`.
+    async fn promise(
+        self: &Arc<Self>,
+        key: &[u8],
+        round: u64,
+    ) -> Result<Promises<S::Item>, TableError> {
+        let partition = key[0] as usize;
+        let sets = self.write_sets(partition)?;
+        let majority = write_quorum(self.layout.snapshot().replication_factor);
+        let ballot = Ballot {
+            round,
+            node: self.net.id,
+        };
+        let answers = self
+            .quorum(
+                partition,
+                &sets,
+                TableOp::Prepare {
+                    key: key.to_vec(),
+                    ballot,
+                },
+                majority,
+            )
+            .await?;
+        let mut p = Promises {
+            ballot,
+            state: None,
+            recovered: None,
+            refused: Ballot::ZERO,
+        };
+        let mut highest: Option<(Ballot, Vec<u8>)> = None;
+        for (_, resp) in answers {
+            let TableResponse::Promise {
+                ok,
+                promised,
+                accepted,
+                current,
+            } = resp
+            else {
+                continue;
+            };
+            if !ok {
+                p.refused = p.refused.max(promised);
+                continue;
+            }
+            if let Some(b) = current {
+                merge_into(&mut p.state, self.data.decode(&b)?);
+            }
+            if let Some((b, v)) = accepted
+                && highest.as_ref().is_none_or(|(h, _)| b > *h)
+            {
+                highest = Some((b, v));
+            }
+        }
+        if let Some((_, v)) = highest {
+            p.recovered = Some(self.data.decode(&v)?);
+        }
+        Ok(p)
+    }
+
     /// Change the item at (`partition_key`, `sort_key`) by consensus:
     /// `change` sees the item's current state (None: absent) and returns
-    /// the new item, or refuses with its reason. `mine` recognises the
+    /// the new item, or refuses with its reason. `first`: the promises of
+    /// a first round, if the caller gathered them ([`Table::cas_prepare`]). `mine` recognises the
     /// caller's own new item, which a round a racing proposer interrupted
     /// may have left accepted (and perhaps chosen): it is then proposed
     /// again as it is. Returns the new item as written, or the refusal;
@@ -168,6 +261,7 @@ impl<S: TableSchema> Table<S> {
         self: &Arc<Self>,
         partition_key: &[u8],
         sort_key: &[u8],
+        mut first: Option<Promises<S::Item>>,
         mine: impl Fn(&S::Item) -> bool,
         mut change: impl FnMut(Option<&S::Item>) -> Result<S::Item, E>,
     ) -> Result<Result<S::Item, E>, TableError> {
@@ -181,57 +275,20 @@ impl<S: TableSchema> Table<S> {
         // Whether our own value went out to be accepted in some round.
         let mut proposed = false;
         for attempt in 1..=MAX_ATTEMPTS {
-            let ballot = Ballot {
-                round,
-                node: self.net.id,
+            // Phase 1 (the caller's, made while its body arrived, first).
+            let p = match first.take() {
+                Some(p) => p,
+                None => self.promise(&key, round).await?,
             };
-            // Phase 1.
-            let answers = self
-                .quorum(
-                    partition,
-                    &sets,
-                    TableOp::Prepare {
-                        key: key.clone(),
-                        ballot,
-                    },
-                    majority,
-                )
-                .await?;
-            let mut state: Option<S::Item> = None;
-            let mut highest: Option<(Ballot, Vec<u8>)> = None;
-            let mut refused = Ballot::ZERO;
-            for (_, resp) in answers {
-                let TableResponse::Promise {
-                    ok,
-                    promised,
-                    accepted,
-                    current,
-                } = resp
-                else {
-                    continue;
-                };
-                if !ok {
-                    refused = refused.max(promised);
-                    continue;
-                }
-                if let Some(b) = current {
-                    merge_into(&mut state, self.data.decode(&b)?);
-                }
-                if let Some((b, v)) = accepted
-                    && highest.as_ref().is_none_or(|(h, _)| b > *h)
-                {
-                    highest = Some((b, v));
-                }
-            }
-            if refused > Ballot::ZERO {
-                round = clock.now_after(round.max(refused.round));
+            round = p.ballot.round;
+            let ballot = p.ballot;
+            let mut state = p.state;
+            if p.refused > Ballot::ZERO {
+                round = clock.now_after(round.max(p.refused.round));
                 backoff(attempt).await;
                 continue;
             }
-            let recovered = match &highest {
-                Some((_, v)) => Some(self.data.decode(v)?),
-                None => None,
-            };
+            let recovered = p.recovered;
             let outcome;
             let value = match recovered {
                 // Ours, perhaps chosen already: proposed again unchanged.

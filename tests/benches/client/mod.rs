@@ -97,8 +97,22 @@ impl Conn {
     }
 
     pub async fn send_head(&mut self, method: &str, path: &str, len: usize) {
+        self.send_head_with(method, path, len, &[]).await
+    }
+
+    /// [`Conn::send_head`] with `extra` (unsigned) headers.
+    pub async fn send_head_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        len: usize,
+        extra: &[(&str, &str)],
+    ) {
         let mut head = format!("{method} {path} HTTP/1.1\r\ncontent-length: {len}\r\n");
         for (k, v) in sign(&self.key, method, &self.host, path) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        for (k, v) in extra {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
@@ -167,8 +181,13 @@ impl Conn {
     }
 
     pub async fn put(&mut self, path: &str, data: &[u8]) -> u16 {
+        self.put_with(path, data, &[]).await
+    }
+
+    /// A PUT with `extra` headers (`if-none-match: *`...).
+    pub async fn put_with(&mut self, path: &str, data: &[u8], extra: &[(&str, &str)]) -> u16 {
         let start = Instant::now();
-        self.send_head("PUT", path, data.len()).await;
+        self.send_head_with("PUT", path, data.len(), extra).await;
         for chunk in data.chunks(MIB) {
             self.stream
                 .get_mut()

@@ -195,3 +195,8 @@ fn object_store_clients_share_lock_files_and_a_compare_and_swap_counter() {
     );
     eprint!("{out}");
 }
+
+#[test]
+fn racing_conditional_copies_and_multipart_completions_have_one_winner_each_round() {
+    race("conditional_copy_complete", "8", "6");
+}
