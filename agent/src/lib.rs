@@ -1,19 +1,22 @@
 //! hangar-agent as a library: the daemon's layers, for the binary
 //! (`main.rs`) and for fuzz targets and benchmarks that exercise one layer.
 //!
-//! Layers, each depending only on those below (see ARCHITECTURE.md):
+//! Layers, each using only its own and those below (bottom first; the list
+//! is [`layering::LAYERS`], and a test fails on an upward `crate::` path):
+//! `db`, `fs`, `worker` (storage engine, file helpers, background work) ->
 //! `net` (secure connections, membership) -> `layout` (the ring, gossiped)
-//! -> `table` (replicated CRDT tables) and `block` (the block store) ->
-//! `model` (buckets, keys, objects) -> `s3` (the S3 API) and `admin` (the
-//! services consoles and peers call). `node` holds startup checks.
+//! -> `table` (replicated CRDT tables) -> `block` (the block store) ->
+//! `model` (buckets, keys, objects) -> `s3` (the S3 API) -> `admin` (the
+//! services consoles and peers call, events, `/metrics`) -> `node`
+//! (startup checks and wiring).
 
 pub mod admin;
 pub mod block;
 pub mod db;
-pub mod events;
+pub mod fs;
 pub mod fuzzing;
+pub mod layering;
 pub mod layout;
-pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod node;

@@ -187,6 +187,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         tables.values().cloned().collect(),
         Duration::from_millis(config.tables.op_timeout_ms),
     ));
+    let s3_metrics = Arc::new(s3::metrics::S3Metrics::default());
     let services = Arc::new(Services {
         net: net.clone(),
         layout: layout.clone(),
@@ -196,7 +197,8 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         metadata_dir: config.metadata_dir.clone(),
         snapshot_keep: config.snapshots.keep,
         last_snapshot: Default::default(),
-        events: Arc::new(hangar_agent::events::EventLog::open(&db)?),
+        events: Arc::new(hangar_agent::admin::events::EventLog::open(&db)?),
+        s3_metrics: s3_metrics.clone(),
         endpoints: hangar_common::rpc::Endpoints {
             s3: format!(
                 "http://{}",
@@ -209,7 +211,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             region: config.s3_api.s3_region.clone(),
         },
     });
-    tokio::spawn(hangar_agent::events::watch(services.clone()));
+    tokio::spawn(hangar_agent::admin::events::watch(services.clone()));
     if config.snapshots.interval_hours > 0 {
         let s = services.clone();
         let every = Duration::from_secs(config.snapshots.interval_hours * 3600);
@@ -228,7 +230,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             .map_err(|source| {
                 anyhow::anyhow!("cannot listen on {addr} ([admin] metrics_bind_addr): {source}")
             })?;
-        tokio::spawn(hangar_agent::metrics::serve(l, services.clone()));
+        tokio::spawn(hangar_agent::admin::http::serve(l, services.clone()));
     }
     tokio::spawn(net.clone().serve(listener, services));
     let s3_listener = tokio::net::TcpListener::bind(&config.s3_api.api_bind_addr)
@@ -247,6 +249,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             block_size: config.blocks.block_size,
             inline_max: config.blocks.inline_max_bytes,
         },
+        s3_metrics,
     ));
     tokio::spawn(s3.clone().serve(s3_listener));
     let web_listener = tokio::net::TcpListener::bind(&config.s3_web.bind_addr)
@@ -367,7 +370,6 @@ fn open_model(
         lifecycle: Default::default(),
         key_cache: Default::default(),
         bucket_cache: Default::default(),
-        s3_metrics: Default::default(),
     }))
 }
 

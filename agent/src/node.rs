@@ -7,6 +7,8 @@ use hangar_common::config::Config;
 use hangar_common::transport::{Keypair, RpcSecret};
 use std::path::{Path, PathBuf};
 
+use crate::fs::{MARKER, data_dir_id, marker_text, write_atomic};
+
 /// File in the metadata directory holding the node's keypair.
 pub const NODE_KEY_FILE: &str = "node_key";
 
@@ -45,11 +47,8 @@ pub enum StartError {
         "node key {path} is corrupted; restore it from a backup (or remove it to give this node a new identity)"
     )]
     BadKey { path: PathBuf },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(#[from] crate::fs::WriteError),
     #[error("generated rpc secret {path} is unreadable or corrupted: {reason}")]
     BadGeneratedSecret { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -59,8 +58,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Layout(String),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutLoadError),
 }
 
 /// The node's long-lived state: who it is and how to reach the cluster.
@@ -86,29 +85,6 @@ pub fn ensure_dir(what: &'static str, path: &Path) -> Result<(), StartError> {
     })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
-}
-
-/// Write a file atomically: temporary file, fsync, rename.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), StartError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            // Persist the rename itself.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    })();
-    res.map_err(|source| StartError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 #[cfg(unix)]
@@ -191,39 +167,9 @@ pub fn prepare(config: &Config) -> Result<Identity, StartError> {
     })
 }
 
-/// File marking a directory as one of this node's data directories.
-pub const MARKER: &str = ".hangar-data-dir";
 /// File in the metadata directory listing the data directories that got a
 /// marker.
 const SEEN_FILE: &str = "data_dirs_seen";
-
-/// What a data directory's marker says: a line for people and the
-/// directory's placement id.
-fn marker_text(id: u64) -> String {
-    format!("This directory holds blocks of a Hangar node.\nid: {id:016x}\n")
-}
-
-/// A data directory's placement id: the one its marker holds, else one
-/// derived from its path (what a directory without an id in its marker
-/// was placed by, so giving it one moves nothing). Being stored, the id
-/// stays when the disk is mounted somewhere else: its blocks stay where
-/// placement looks for them.
-pub fn data_dir_id(path: &Path) -> u64 {
-    std::fs::read_to_string(path.join(MARKER))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        })
-        .unwrap_or_else(|| {
-            let h = hangar_common::hash::Hash::of(path.as_os_str().as_encoded_bytes());
-            h.as_bytes()[..8]
-                .try_into()
-                .map(u64::from_le_bytes)
-                .unwrap_or(0)
-        })
-}
 
 /// Refuse to start on a data directory that was used before and lost its
 /// marker: most likely its disk is not mounted, and writing into the empty
@@ -273,104 +219,6 @@ pub fn check_data_dir_markers(config: &Config, mark: bool) -> Result<(), StartEr
         write_atomic(&seen_path, (seen.join("\n") + "\n").as_bytes())?;
     }
     Ok(())
-}
-
-/// Write a snapshot of the metadata store and the node's files (key,
-/// layout, peers) to `<metadata_dir>/snapshots/<UTC date-time>`, then keep
-/// only the `keep` newest. Written under a temporary name and renamed, so
-/// a snapshot directory is always complete.
-pub fn snapshot(
-    metadata_dir: &Path,
-    db: &crate::db::Db,
-    keep: usize,
-) -> Result<(PathBuf, crate::db::SnapshotStats), String> {
-    let root = metadata_dir.join("snapshots");
-    std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let secs = hangar_common::clock::wall_ms() / 1000;
-    let name = crate::s3::xml::iso8601(secs * 1000).replace([':', '.'], "-");
-    let tmp = root.join(format!(".{name}.partial"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let stats = db
-        .snapshot(&tmp.join("db"))
-        .map_err(|e| format!("copying the metadata store: {e}"))?;
-    for e in std::fs::read_dir(metadata_dir)
-        .map_err(|e| format!("{}: {e}", metadata_dir.display()))?
-        .flatten()
-    {
-        let p = e.path();
-        if p.is_file() {
-            std::fs::copy(&p, tmp.join(e.file_name()))
-                .map_err(|err| format!("{}: {err}", p.display()))?;
-        }
-    }
-    let dir = root.join(&name);
-    std::fs::rename(&tmp, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut all: Vec<PathBuf> = std::fs::read_dir(&root)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.is_dir()
-                        && !p
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    all.sort();
-    while all.len() > keep.max(1) {
-        let old = all.remove(0);
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    Ok((dir, stats))
-}
-
-/// A file system's size, space free for unprivileged users, and id (to
-/// tell whether two directories share one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FsStat {
-    pub total: u64,
-    pub free: u64,
-    pub id: u64,
-}
-
-/// Size and free space (for unprivileged users) of the file system
-/// holding `path`.
-pub fn disk_usage(path: &Path) -> Option<hangar_common::rpc::DiskUsage> {
-    fs_stat(path).map(|s| hangar_common::rpc::DiskUsage {
-        total: s.total,
-        free: s.free,
-    })
-}
-
-/// [`FsStat`] of the file system holding `path`.
-pub fn fs_stat(path: &Path) -> Option<FsStat> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable
-    // memory of the right type; statvfs fills it on success.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: statvfs returned 0, so it initialised the struct.
-    let st = unsafe { st.assume_init() };
-    // The field types vary by platform (32-bit on some ARM boards).
-    #[allow(clippy::unnecessary_cast)]
-    Some(FsStat {
-        total: st.f_blocks as u64 * st.f_frsize as u64,
-        free: st.f_bavail as u64 * st.f_frsize as u64,
-        id: st.f_fsid as u64,
-    })
-}
-
-/// Bytes available to unprivileged users on the filesystem holding `path`.
-pub fn available_space(path: &Path) -> Option<u64> {
-    disk_usage(path).map(|d| d.free)
 }
 
 #[cfg(test)]

@@ -172,20 +172,6 @@ pub fn observe_ms(t: u64) {
     hlc().observe(t.saturating_mul(1000));
 }
 
-/// The civil date (year, month, day) of a day counted from the Unix epoch
-/// (Howard Hinnant's algorithm).
-pub fn civil_date(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// A clock offset, for people: "5 min 3 s behind", "1.2 s ahead".
 pub fn describe_offset(offset_ms: i64) -> String {
     let side = if offset_ms < 0 { "behind" } else { "ahead" };
@@ -313,14 +299,6 @@ mod tests {
         assert!(c.now() < absurd);
         // But a write replacing it still goes above it.
         assert!(c.now_after(absurd) > absurd);
-    }
-
-    #[test]
-    fn civil_dates_from_epoch_days() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-        assert_eq!(civil_date(20_788), (2026, 12, 1));
-        assert_eq!(civil_date(-1), (1969, 12, 31));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod config;
 pub mod crdt;
+pub mod date;
 pub mod events;
 pub mod hash;
 pub mod ids;

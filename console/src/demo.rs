@@ -233,7 +233,7 @@ async fn put_object(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let (date, stamp) = {
         let secs = now.as_secs();
-        let (y, m, d) = hangar_common::clock::civil_date((secs / 86_400) as i64);
+        let (y, m, d) = hangar_common::date::civil_from_days((secs / 86_400) as i64);
         let t = secs % 86_400;
         let date = format!("{y:04}{m:02}{d:02}");
         let stamp = format!("{date}T{:02}{:02}{:02}Z", t / 3600, t / 60 % 60, t % 60);

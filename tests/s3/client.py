@@ -680,9 +680,14 @@ def conditional_copy_complete(rounds, clients_n):
     def held(key):
         return clients[0].get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
+    # Sources of the creating copies and of the swapping ones differ: an
+    # If-Match compares ETags, and a copy of the same data again would have
+    # the one it names.
     sources = [f"cond-copy/src-{i}" for i in range(clients_n)]
-    for i, k in enumerate(sources):
-        clients[0].put_object(Bucket=BUCKET, Key=k, Body=f"source {i}".encode())
+    swaps = [f"cond-copy/swap-{i}" for i in range(clients_n)]
+    for i in range(clients_n):
+        clients[0].put_object(Bucket=BUCKET, Key=sources[i], Body=f"source {i}".encode())
+        clients[0].put_object(Bucket=BUCKET, Key=swaps[i], Body=f"swap {i}".encode())
     for r in range(rounds):
         # CopyObject: create only if absent, then replace that version.
         dest = f"cond-copy/dest-{r}"
@@ -692,10 +697,11 @@ def conditional_copy_complete(rounds, clients_n):
         check(held(dest) == f"source {w}".encode(), f"round {r}: copy winner {w}, held {held(dest)!r}")
         etag = clients[0].head_object(Bucket=BUCKET, Key=dest)["ETag"]
         w = one_winner(r, "copy If-Match", race(lambda i: clients[i].copy_object(
-            Bucket=BUCKET, Key=dest, CopySource={"Bucket": BUCKET, "Key": sources[i]},
+            Bucket=BUCKET, Key=dest, CopySource={"Bucket": BUCKET, "Key": swaps[i]},
             IfMatch=etag, MetadataDirective="REPLACE", Metadata={"by": str(i)})))
-        got = clients[0].head_object(Bucket=BUCKET, Key=dest)
-        check(got["Metadata"].get("by") == str(w), f"round {r}: swap winner {w}, held {got['Metadata']}")
+        got = clients[0].get_object(Bucket=BUCKET, Key=dest)
+        check((got["Body"].read(), got["Metadata"].get("by")) == (f"swap {w}".encode(), str(w)),
+              f"round {r}: swap winner {w}, held {got['Metadata']}")
 
         # CompleteMultipartUpload: each client has its own upload of the key.
         key = f"cond-mpu/obj-{r}"

@@ -136,7 +136,7 @@ impl Dir {
                 format_bytes(cap)
             ));
         }
-        let fs = crate::node::fs_stat(&self.path)?;
+        let fs = crate::fs::fs_stat(&self.path)?;
         let keep = min_free(fs.total);
         if fs.free < len + keep {
             return Some(format!(
@@ -276,10 +276,10 @@ impl BlockStore {
             .0
             .iter()
             .map(|d| {
-                let salt = crate::node::data_dir_id(&d.path);
+                let salt = crate::fs::data_dir_id(&d.path);
                 let weight = d
                     .capacity
-                    .or_else(|| crate::node::fs_stat(&d.path).map(|s| s.total))
+                    .or_else(|| crate::fs::fs_stat(&d.path).map(|s| s.total))
                     .unwrap_or(1)
                     .max(1) as f64;
                 Arc::new(Dir {
@@ -590,7 +590,7 @@ impl BlockStore {
         self.dirs
             .iter()
             .map(|d| {
-                let fs = crate::node::fs_stat(&d.path);
+                let fs = crate::fs::fs_stat(&d.path);
                 DataDirStatus {
                     path: d.path.display().to_string(),
                     capacity: d.capacity,
@@ -612,9 +612,9 @@ impl BlockStore {
     pub fn disk(&self) -> Option<DiskUsage> {
         // Per file system: (size, room) of its directories, and whether an
         // uncapped directory makes the whole file system available.
-        let mut by_fs: Vec<(u64, crate::node::FsStat, u64, u64, bool)> = Vec::new();
+        let mut by_fs: Vec<(u64, crate::fs::FsStat, u64, u64, bool)> = Vec::new();
         for d in self.dirs.iter().filter(|d| !d.read_only) {
-            let fs = crate::node::fs_stat(&d.path)?;
+            let fs = crate::fs::fs_stat(&d.path)?;
             let bytes = d.bytes.load(Ordering::Relaxed);
             let (size, room) = match d.capacity {
                 Some(c) => (c, c.saturating_sub(bytes)),

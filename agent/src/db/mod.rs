@@ -16,6 +16,7 @@
 #[cfg(test)]
 pub mod mem;
 pub mod sled_engine;
+pub mod snapshot;
 
 use std::ops::Bound;
 use std::sync::Arc;

@@ -19,8 +19,13 @@ use hangar_common::layout::cluster::{ApplyError, ClusterLayout, StagedRole};
 use hangar_common::rpc::{self, PeerClient, PingRequest, PingResponse};
 use tracing::{info, warn};
 
+use crate::fs::write_atomic;
 use crate::net::Net;
-use crate::node::{StartError, write_atomic};
+
+/// Why the persisted layout cannot be loaded, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LayoutLoadError(String);
 
 const LAYOUT_FILE: &str = "cluster_layout.msgpack";
 const GOSSIP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -41,18 +46,18 @@ impl LayoutManager {
         net: Arc<Net>,
         metadata_dir: &std::path::Path,
         replication_factor: usize,
-    ) -> Result<Arc<Self>, StartError> {
+    ) -> Result<Arc<Self>, LayoutLoadError> {
         let path = metadata_dir.join(LAYOUT_FILE);
         let layout = match std::fs::read(&path) {
             Ok(bytes) => {
                 let l: ClusterLayout = rmp_serde::from_slice(&bytes).map_err(|e| {
-                    StartError::Layout(format!(
+                    LayoutLoadError(format!(
                         "cannot decode the layout in {}: {e}; move it away and the node will fetch the layout from its peers",
                         path.display()
                     ))
                 })?;
                 if l.replication_factor != replication_factor {
-                    return Err(StartError::Layout(format!(
+                    return Err(LayoutLoadError(format!(
                         "replication_factor is {replication_factor} in the config but the cluster uses {}: every node of a cluster must use the same value",
                         l.replication_factor
                     )));
@@ -63,7 +68,7 @@ impl LayoutManager {
                 ClusterLayout::new(replication_factor)
             }
             Err(e) => {
-                return Err(StartError::Layout(format!(
+                return Err(LayoutLoadError(format!(
                     "cannot read {}: {e}",
                     path.display()
                 )));

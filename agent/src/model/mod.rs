@@ -77,8 +77,6 @@ pub struct Model {
     /// Recently read access keys and buckets (by name), for the S3 hot path.
     pub key_cache: LookupCache<Key>,
     pub bucket_cache: LookupCache<Bucket>,
-    /// What the S3 endpoint served, for `/metrics`.
-    pub s3_metrics: crate::metrics::S3Metrics,
 }
 
 /// How long a looked-up access key or bucket is reused without asking the

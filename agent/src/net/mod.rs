@@ -18,6 +18,8 @@
 //! What the upper layers want to piggyback on pings (the layout digest) goes
 //! through the [`Gossip`] hook: this module knows nothing of layouts.
 
+pub mod metrics;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -109,7 +111,7 @@ pub struct Net {
     /// have missed writes, so anti-entropy checks it at once.
     up_events: tokio::sync::broadcast::Sender<NodeId>,
     /// Calls made to peers, for `/metrics`.
-    pub rpc_metrics: crate::metrics::RpcMetrics,
+    pub rpc_metrics: metrics::RpcMetrics,
 }
 
 impl Net {
@@ -606,7 +608,7 @@ impl Net {
             .collect();
         match serde_json::to_vec_pretty(&list) {
             Ok(bytes) => {
-                if let Err(e) = crate::node::write_atomic(&self.peers_path(), &bytes) {
+                if let Err(e) = crate::fs::write_atomic(&self.peers_path(), &bytes) {
                     warn!("cannot save peer list: {e}");
                 }
             }

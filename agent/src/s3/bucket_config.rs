@@ -387,7 +387,7 @@ pub fn parse_lifecycle(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
             }
             let expire_date_ms = match exp.date {
                 None => None,
-                Some(d) => Some(parse_iso_date(&d).ok_or_else(|| {
+                Some(d) => Some(hangar_common::date::parse_iso8601(d.trim()).ok_or_else(|| {
                     malformed(format!(
                         "Expiration Date must be like 2026-01-01T00:00:00Z, not {d:?}"
                     ))
@@ -412,27 +412,6 @@ pub fn parse_lifecycle(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
             })
         })
         .collect()
-}
-
-/// `YYYY-MM-DDThh:mm:ss[.fff]Z` (or a bare date) to ms since the epoch.
-fn parse_iso_date(s: &str) -> Option<u64> {
-    let date = s.get(..10)?;
-    let mut it = date.split('-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: u32 = it.next()?.parse().ok()?;
-    let d: u32 = it.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days).ok().map(|d| d * 86_400_000)
 }
 
 pub fn lifecycle_xml(rules: &[LifecycleRule]) -> String {

@@ -9,6 +9,7 @@ pub mod copy_delete;
 pub mod cors;
 pub mod error;
 pub mod list;
+pub mod metrics;
 pub mod multipart;
 pub mod object;
 pub mod server;

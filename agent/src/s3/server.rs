@@ -46,15 +46,22 @@ pub struct S3Server {
     pub cfg: S3Config,
     /// Permits for blocks in flight, shared by every PUT.
     pub put_budget: Arc<tokio::sync::Semaphore>,
+    /// What this endpoint has served (shown by `/metrics`).
+    pub metrics: Arc<super::metrics::S3Metrics>,
 }
 
 impl S3Server {
-    pub fn new(model: Arc<Model>, cfg: S3Config) -> S3Server {
+    pub fn new(
+        model: Arc<Model>,
+        cfg: S3Config,
+        metrics: Arc<super::metrics::S3Metrics>,
+    ) -> S3Server {
         let permits = (PUT_BUDGET_BYTES / cfg.block_size.max(1)).max(4);
         S3Server {
             model,
             cfg,
             put_budget: Arc::new(tokio::sync::Semaphore::new(permits)),
+            metrics,
         }
     }
 }
@@ -209,7 +216,7 @@ impl S3Server {
             Ok((b, k)) => (b.is_some(), k.is_some()),
             Err(_) => (true, true),
         };
-        let op = crate::metrics::s3_op(&method, has_bucket, has_key, req.uri().query());
+        let op = super::metrics::s3_op(&method, has_bucket, has_key, req.uri().query());
         let header_u64 = |h: &http::HeaderMap, name: &str| {
             h.get(name)
                 .and_then(|v| v.to_str().ok())
@@ -253,7 +260,7 @@ impl S3Server {
         } else {
             header_u64(resp.headers(), "content-length").unwrap_or(0)
         };
-        self.model.s3_metrics.record(
+        self.metrics.record(
             op,
             resp.status().as_u16(),
             started.elapsed(),

@@ -814,8 +814,8 @@ pub fn parse_amz_date(text: &str) -> Option<u64> {
             c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
         })
     };
-    unix_from_parts(
-        num(0..4)?,
+    hangar_common::date::unix_secs(
+        i64::from(num(0..4)?),
         num(4..6)?,
         num(6..8)?,
         num(9..11)?,
@@ -824,58 +824,13 @@ pub fn parse_amz_date(text: &str) -> Option<u64> {
     )
 }
 
-/// Parses an IMF-fixdate `Date` header (`Fri, 24 May 2013 00:00:00 GMT`)
-/// into `YYYYMMDDTHHMMSSZ`. Obsolete HTTP date forms are not accepted: SDKs
-/// that use `Date` for SigV4 send this one.
+/// Parses a `Date` header (`Fri, 24 May 2013 00:00:00 GMT`) into
+/// `YYYYMMDDTHHMMSSZ`, for SDKs that sign with `Date` instead of
+/// `X-Amz-Date`.
 fn parse_http_date(text: &str) -> Option<String> {
-    let mut fields = text.split_ascii_whitespace();
-    let _weekday = fields.next()?.strip_suffix(',')?;
-    let day: u32 = fields.next()?.parse().ok()?;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month_name = fields.next()?;
-    let month = MONTHS.iter().position(|m| *m == month_name)? as u32 + 1;
-    let year: u32 = fields.next()?.parse().ok()?;
-    let mut hms = fields.next()?.split(':');
-    let hour: u32 = hms.next()?.parse().ok()?;
-    let minute: u32 = hms.next()?.parse().ok()?;
-    let second: u32 = hms.next()?.parse().ok()?;
-    if hms.next().is_some() || fields.next()? != "GMT" || fields.next().is_some() {
-        return None;
-    }
-    unix_from_parts(year, month, day, hour, minute, second)?;
-    Some(format!(
-        "{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z"
-    ))
-}
-
-/// Validated civil UTC time to Unix seconds (years 1970..=9999).
-fn unix_from_parts(year: u32, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> Option<u64> {
-    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) {
-        return None;
-    }
-    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
-    let month_days = match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    };
-    if day == 0 || day > month_days || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    // Days from civil (H. Hinnant's algorithm), with March as the first month
-    // so the leap day comes last; years are >= 1970 so everything is positive.
-    let y = u64::from(if month <= 2 { year - 1 } else { year });
-    let m = u64::from(month);
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + u64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + u64::from(hour) * 3600 + u64::from(min) * 60 + u64::from(sec))
+    let t = httpdate::parse_http_date(text).ok()?;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(hangar_common::date::amz_date(secs))
 }
 
 #[cfg(test)]

@@ -29,9 +29,8 @@ pub fn sign(key: &S3Key, method: &str, host: &str, path: &str) -> Vec<(String, S
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (y, mo, d, h, mi, s) = civil(now);
-    let date = format!("{y:04}{mo:02}{d:02}");
-    let datetime = format!("{date}T{h:02}{mi:02}{s:02}Z");
+    let datetime = hangar_common::date::amz_date(now);
+    let date = datetime[..8].to_string();
     // A query must come already in canonical form (sorted, encoded).
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let canonical = format!(
@@ -59,21 +58,6 @@ pub fn sign(key: &S3Key, method: &str, host: &str, path: &str) -> Vec<(String, S
             ),
         ),
     ]
-}
-
-pub fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
-    let days = (secs / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let r = secs % 86_400;
-    (y, m, d, r / 3600, (r % 3600) / 60, r % 60)
 }
 
 /// One keep-alive HTTP/1.1 connection to the S3 endpoint.

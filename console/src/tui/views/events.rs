@@ -45,6 +45,6 @@ pub(in crate::tui) fn event_time(now_ms: u64, at_ms: u64) -> String {
     if day == now_ms / 86_400_000 {
         return t;
     }
-    let (_, m, d) = hangar_common::clock::civil_date(day as i64);
+    let (_, m, d) = hangar_common::date::civil_from_days(day as i64);
     format!("{m:02}-{d:02} {t}")
 }

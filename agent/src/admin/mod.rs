@@ -2,6 +2,9 @@
 //! other nodes, and the dispatcher that hands each accepted channel to the
 //! right one.
 
+pub mod events;
+pub mod http;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -46,7 +49,9 @@ pub struct Services {
     /// Where clients reach this node, for `status`.
     pub endpoints: hangar_common::rpc::Endpoints,
     /// What this node saw happen.
-    pub events: Arc<crate::events::EventLog>,
+    pub events: Arc<events::EventLog>,
+    /// What the S3 endpoint has served, for `/metrics`.
+    pub s3_metrics: Arc<crate::s3::metrics::S3Metrics>,
 }
 
 /// When the last metadata snapshot was written and what it cost.
@@ -70,7 +75,7 @@ impl Services {
         );
         let start = std::time::Instant::now();
         let (dir, stats) =
-            tokio::task::spawn_blocking(move || crate::node::snapshot(&dir, &db, keep))
+            tokio::task::spawn_blocking(move || crate::db::snapshot::snapshot(&dir, &db, keep))
                 .await
                 .map_err(|e| format!("snapshot task failed: {e}"))??;
         let took = start.elapsed();

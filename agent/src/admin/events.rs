@@ -124,7 +124,7 @@ impl EventLog {
 }
 
 /// Compare this node's status every second and log what changed.
-pub async fn watch(services: Arc<crate::admin::Services>) {
+pub async fn watch(services: Arc<super::Services>) {
     services.events.record(
         false,
         format!(

@@ -9,10 +9,8 @@
 //! and a write quorum among the nodes this node sees up, 503 otherwise,
 //! with a line saying why.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -21,210 +19,8 @@ use tokio::net::TcpListener;
 
 use hangar_common::rpc::DataDirStatus;
 
-use crate::admin::Services;
+use super::Services;
 use crate::s3::server::{Body, serve_http};
-
-/// Upper bounds (seconds) of the request latency histogram buckets.
-const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-
-/// A latency histogram: cumulative counts per bucket, count, sum.
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, took: Duration) {
-        let secs = took.as_secs_f64();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.buckets[i] += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += secs;
-    }
-
-    /// The `_bucket`, `_sum` and `_count` samples of `name{labels}`.
-    fn write(&self, out: &mut String, name: &str, labels: &str) {
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{le}\"}} {}",
-                self.buckets[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels},le=\"+Inf\"}} {}\n{name}_sum{{{labels}}} {}\n{name}_count{{{labels}}} {}",
-            self.count, self.sum, self.count
-        );
-    }
-}
-
-#[derive(Default)]
-struct OpStats {
-    /// Requests by status code.
-    by_status: BTreeMap<u16, u64>,
-    latency: Histogram,
-}
-
-/// Calls this node made to one peer with one method.
-#[derive(Default)]
-struct CallStats {
-    errors: u64,
-    latency: Histogram,
-}
-
-/// RPC calls this node made to its peers, by peer and method.
-#[derive(Default)]
-pub struct RpcMetrics {
-    calls: Mutex<BTreeMap<(hangar_common::NodeId, &'static str), CallStats>>,
-}
-
-impl RpcMetrics {
-    /// Count one call (`ok`: it got an answer that was not an error).
-    pub fn record(
-        &self,
-        peer: hangar_common::NodeId,
-        method: &'static str,
-        took: Duration,
-        ok: bool,
-    ) {
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        let c = calls.entry((peer, method)).or_default();
-        c.latency.observe(took);
-        c.errors += u64::from(!ok);
-    }
-
-    fn write(&self, out: &mut String) {
-        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        out.push_str("# HELP hangar_rpc_requests_total RPC calls made to a peer, by method.\n# TYPE hangar_rpc_requests_total counter\n");
-        for ((peer, method), c) in calls.iter() {
-            let _ = writeln!(
-                out,
-                "hangar_rpc_requests_total{{peer=\"{}\",method=\"{method}\"}} {}",
-                peer.short(),
-                c.latency.count
-            );
-        }
-        out.push_str("# HELP hangar_rpc_errors_total RPC calls to a peer that failed (error, broken connection, time-out; connect: connection attempts that failed).\n# TYPE hangar_rpc_errors_total counter\n");
-        for ((peer, method), c) in calls.iter() {
-            let _ = writeln!(
-                out,
-                "hangar_rpc_errors_total{{peer=\"{}\",method=\"{method}\"}} {}",
-                peer.short(),
-                c.errors
-            );
-        }
-        out.push_str("# HELP hangar_rpc_duration_seconds Time RPC calls to a peer took.\n# TYPE hangar_rpc_duration_seconds histogram\n");
-        for ((peer, method), c) in calls.iter() {
-            c.latency.write(
-                out,
-                "hangar_rpc_duration_seconds",
-                &format!("peer=\"{}\",method=\"{method}\"", peer.short()),
-            );
-        }
-    }
-}
-
-/// What the S3 endpoint has served since start.
-#[derive(Default)]
-pub struct S3Metrics {
-    ops: Mutex<BTreeMap<&'static str, OpStats>>,
-    bytes_in: std::sync::atomic::AtomicU64,
-    bytes_out: std::sync::atomic::AtomicU64,
-}
-
-impl S3Metrics {
-    /// Count one request.
-    pub fn record(
-        &self,
-        op: &'static str,
-        status: u16,
-        took: Duration,
-        bytes_in: u64,
-        bytes_out: u64,
-    ) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.bytes_in.fetch_add(bytes_in, Relaxed);
-        self.bytes_out.fetch_add(bytes_out, Relaxed);
-        let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
-        let s = ops.entry(op).or_default();
-        *s.by_status.entry(status).or_default() += 1;
-        s.latency.observe(took);
-    }
-
-    fn write(&self, out: &mut String) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
-        out.push_str("# HELP hangar_s3_requests_total S3 requests served, by operation and status.\n# TYPE hangar_s3_requests_total counter\n");
-        for (op, s) in ops.iter() {
-            for (status, n) in &s.by_status {
-                let _ = writeln!(
-                    out,
-                    "hangar_s3_requests_total{{op=\"{op}\",status=\"{status}\"}} {n}"
-                );
-            }
-        }
-        out.push_str("# HELP hangar_s3_request_duration_seconds Time to answer S3 requests (to the response head).\n# TYPE hangar_s3_request_duration_seconds histogram\n");
-        for (op, s) in ops.iter() {
-            s.latency.write(
-                out,
-                "hangar_s3_request_duration_seconds",
-                &format!("op=\"{op}\""),
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP hangar_s3_bytes_in_total Request body bytes received by the S3 endpoint.\n# TYPE hangar_s3_bytes_in_total counter\nhangar_s3_bytes_in_total {}\n# HELP hangar_s3_bytes_out_total Response body bytes sent by the S3 endpoint.\n# TYPE hangar_s3_bytes_out_total counter\nhangar_s3_bytes_out_total {}",
-            self.bytes_in.load(Relaxed),
-            self.bytes_out.load(Relaxed)
-        );
-    }
-}
-
-/// The S3 operation a request is, for metrics (from its shape, before it
-/// is served).
-pub fn s3_op(
-    method: &http::Method,
-    has_bucket: bool,
-    has_key: bool,
-    query: Option<&str>,
-) -> &'static str {
-    let q = query.unwrap_or("");
-    let has = |flag: &str| q.split('&').any(|p| p.split('=').next() == Some(flag));
-    use http::Method as M;
-    match (method, has_bucket, has_key) {
-        (&M::GET, false, _) => "ListBuckets",
-        (&M::OPTIONS, _, _) => "Preflight",
-        (m, true, false) => match *m {
-            M::PUT if q.is_empty() => "CreateBucket",
-            M::DELETE if q.is_empty() => "DeleteBucket",
-            M::HEAD => "HeadBucket",
-            M::POST if has("delete") => "DeleteObjects",
-            M::GET if has("uploads") => "ListMultipartUploads",
-            M::GET if has("list-type") => "ListObjectsV2",
-            M::GET if q.is_empty() || has("prefix") || has("marker") => "ListObjects",
-            _ => "BucketOther",
-        },
-        (m, true, true) => match *m {
-            M::PUT if has("partNumber") => "UploadPart",
-            M::POST if has("uploads") => "CreateMultipartUpload",
-            M::POST if has("uploadId") => "CompleteMultipartUpload",
-            M::PUT => "PutObject",
-            M::GET if has("uploadId") => "ListParts",
-            M::GET => "GetObject",
-            M::HEAD => "HeadObject",
-            M::DELETE if has("uploadId") => "AbortMultipartUpload",
-            M::DELETE => "DeleteObject",
-            _ => "ObjectOther",
-        },
-        _ => "Other",
-    }
-}
 
 /// Whether every partition has a read and a write quorum among the nodes
 /// this node sees up; if not, why.
@@ -265,7 +61,7 @@ pub fn health(s: &Services) -> Result<String, String> {
 
 fn metrics_text(s: &Services) -> String {
     let mut out = String::new();
-    s.model.s3_metrics.write(&mut out);
+    s.s3_metrics.write(&mut out);
     s.net.rpc_metrics.write(&mut out);
     let peers = s.net.peers();
     out.push_str("# HELP hangar_peer_up Whether a peer answers pings (1) or not (0).\n# TYPE hangar_peer_up gauge\n");
@@ -450,41 +246,4 @@ pub async fn serve(listener: TcpListener, s: Arc<Services>) {
         }
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::Method;
-
-    #[test]
-    fn requests_are_named_by_their_s3_operation() {
-        let op = |m: Method, b: bool, k: bool, q: &str| s3_op(&m, b, k, Some(q));
-        assert_eq!(op(Method::GET, false, false, ""), "ListBuckets");
-        assert_eq!(op(Method::PUT, true, true, ""), "PutObject");
-        assert_eq!(
-            op(Method::PUT, true, true, "partNumber=2&uploadId=ab"),
-            "UploadPart"
-        );
-        assert_eq!(
-            op(Method::POST, true, true, "uploads"),
-            "CreateMultipartUpload"
-        );
-        assert_eq!(
-            op(Method::POST, true, true, "uploadId=ab"),
-            "CompleteMultipartUpload"
-        );
-        assert_eq!(
-            op(Method::DELETE, true, true, "uploadId=ab"),
-            "AbortMultipartUpload"
-        );
-        assert_eq!(
-            op(Method::GET, true, false, "list-type=2&prefix=a"),
-            "ListObjectsV2"
-        );
-        assert_eq!(op(Method::GET, true, false, "prefix=a"), "ListObjects");
-        // A value that merely starts like a flag is not that flag.
-        assert_eq!(op(Method::GET, true, true, "uploadIdx=1"), "GetObject");
-        assert_eq!(op(Method::POST, true, false, "delete"), "DeleteObjects");
-    }
 }
