@@ -7,6 +7,7 @@ pub mod chunked;
 pub mod conditional;
 pub mod copy_delete;
 pub mod cors;
+pub mod endpoint;
 pub mod error;
 pub mod list;
 pub mod metrics;

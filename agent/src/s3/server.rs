@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use super::bucket_config::SubResource;
+use super::endpoint::{Endpoint, Level, bucket_subresource};
 use super::error::S3Error;
 use super::sigv4::{self, AuthKind, Verified};
 use crate::model::Model;
@@ -212,11 +213,12 @@ impl S3Server {
             _ => None,
         };
         let started = std::time::Instant::now();
-        let (has_bucket, has_key) = match self.locate(&req) {
-            Ok((b, k)) => (b.is_some(), k.is_some()),
-            Err(_) => (true, true),
+        let located = self.locate(&req);
+        let query = request_query(&req);
+        let endpoint = match &located {
+            Ok((b, k)) => Endpoint::of(&method, b.is_some(), k.is_some(), &query, req.headers()),
+            Err(_) => Endpoint::Unsupported(Level::Service),
         };
-        let op = super::metrics::s3_op(&method, has_bucket, has_key, req.uri().query());
         let header_u64 = |h: &http::HeaderMap, name: &str| {
             h.get(name)
                 .and_then(|v| v.to_str().ok())
@@ -225,10 +227,12 @@ impl S3Server {
         let bytes_in = header_u64(req.headers(), "x-amz-decoded-content-length")
             .or_else(|| header_u64(req.headers(), "content-length"))
             .unwrap_or(0);
-        let result = if method == Method::OPTIONS {
-            self.options(bucket_name.as_deref(), req.headers()).await
-        } else {
-            self.dispatch(req).await
+        let result = match located {
+            _ if endpoint == Endpoint::Preflight => {
+                self.options(bucket_name.as_deref(), req.headers()).await
+            }
+            Ok((bucket, key)) => self.dispatch(req, endpoint, bucket, key, query).await,
+            Err(e) => Err(e),
         };
         let mut resp = match result {
             Ok(r) => r,
@@ -261,7 +265,7 @@ impl S3Server {
             header_u64(resp.headers(), "content-length").unwrap_or(0)
         };
         self.metrics.record(
-            op,
+            endpoint.name(),
             resp.status().as_u16(),
             started.elapsed(),
             bytes_in,
@@ -371,21 +375,26 @@ impl S3Server {
         Ok((key, verified))
     }
 
-    async fn dispatch(&self, req: Request<Incoming>) -> Result<Response<Body>, S3Error> {
-        let (bucket, key) = self.locate(&req)?;
-        // Presigned URLs carry their signature in `X-Amz-*` parameters:
-        // those are authentication, not part of what the request asks for.
-        let query: BTreeMap<String, String> = req
-            .uri()
-            .query()
-            .map(|q| {
-                url_pairs(q)
-                    .into_iter()
-                    .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("x-amz-"))
-                    .collect::<BTreeMap<String, String>>()
-            })
-            .unwrap_or_default();
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        endpoint: Endpoint,
+        bucket: Option<String>,
+        key: Option<String>,
+        query: BTreeMap<String, String>,
+    ) -> Result<Response<Body>, S3Error> {
         let (api_key, verified) = self.authenticate(&req).await?;
+        // Only an authenticated client learns what is not served.
+        if let Endpoint::Unsupported(level) = endpoint {
+            return Err(S3Error::not_implemented(&match level {
+                Level::Service => "this service-level operation".to_string(),
+                Level::Bucket => format!(
+                    "bucket operation ?{}",
+                    bucket_subresource(&query).unwrap_or("(unknown)")
+                ),
+                Level::Object => format!("{} on an object with these parameters", req.method()),
+            }));
+        }
         let r = S3Request {
             req,
             bucket,
@@ -394,71 +403,41 @@ impl S3Server {
             api_key,
             verified,
         };
-        let method = r.req.method().clone();
-        let has = |flag: &str| r.query.contains_key(flag);
-        match (&r.bucket, &r.key, method) {
-            (None, _, Method::GET) => self.list_buckets(&r).await,
-            (None, _, _) => Err(S3Error::not_implemented("this service-level operation")),
-            (Some(_), None, Method::PUT) if r.query.is_empty() => self.create_bucket(&r).await,
-            (Some(_), None, Method::DELETE) if r.query.is_empty() => self.delete_bucket(&r).await,
-            (Some(_), None, Method::HEAD) => self.head_bucket(&r).await,
-            (Some(_), None, Method::GET) if has("location") => self.bucket_location(&r).await,
-            (Some(_), None, Method::GET) if has("versioning") => self.bucket_versioning(&r).await,
-            (Some(_), _, Method::GET) if has("acl") => self.acl(&r).await,
-            (Some(_), None, Method::GET)
-                if r.query.get("list-type").map(String::as_str) == Some("2") =>
-            {
-                self.list_objects_v2(&r).await
-            }
-            (Some(_), None, Method::GET) if bucket_subresource(&r.query).is_none() => {
-                self.list_objects_v1(&r).await
-            }
-            (Some(_), None, Method::POST) if has("delete") => self.delete_objects(r).await,
-            (Some(_), None, Method::GET) if has("uploads") => self.list_multipart_uploads(&r).await,
-            (Some(_), None, Method::GET | Method::PUT | Method::DELETE) if has("website") => {
+        use Endpoint as E;
+        match endpoint {
+            E::ListBuckets => self.list_buckets(&r).await,
+            E::CreateBucket => self.create_bucket(&r).await,
+            E::DeleteBucket => self.delete_bucket(&r).await,
+            E::HeadBucket => self.head_bucket(&r).await,
+            E::GetBucketLocation => self.bucket_location(&r).await,
+            E::GetBucketVersioning => self.bucket_versioning(&r).await,
+            E::GetBucketAcl | E::GetObjectAcl => self.acl(&r).await,
+            E::ListObjectsV2 => self.list_objects_v2(&r).await,
+            E::ListObjects => self.list_objects_v1(&r).await,
+            E::DeleteObjects => self.delete_objects(r).await,
+            E::ListMultipartUploads => self.list_multipart_uploads(&r).await,
+            E::GetBucketWebsite | E::PutBucketWebsite | E::DeleteBucketWebsite => {
                 self.bucket_config(r, SubResource::Website).await
             }
-            (Some(_), None, Method::GET | Method::PUT | Method::DELETE) if has("cors") => {
+            E::GetBucketCors | E::PutBucketCors | E::DeleteBucketCors => {
                 self.bucket_config(r, SubResource::Cors).await
             }
-            (Some(_), None, Method::GET | Method::PUT | Method::DELETE) if has("lifecycle") => {
+            E::GetBucketLifecycleConfiguration
+            | E::PutBucketLifecycleConfiguration
+            | E::DeleteBucketLifecycleConfiguration => {
                 self.bucket_config(r, SubResource::Lifecycle).await
             }
-            (Some(_), None, _) => Err(S3Error::not_implemented(&format!(
-                "bucket operation ?{}",
-                bucket_subresource(&r.query).unwrap_or("(unknown)")
-            ))),
-            (Some(_), Some(_), Method::POST) if has("uploads") => {
-                self.create_multipart_upload(&r).await
-            }
-            (Some(_), Some(_), Method::PUT) if has("uploadId") && has("partNumber") => {
-                self.upload_part(r).await
-            }
-            (Some(_), Some(_), Method::POST) if has("uploadId") => {
-                self.complete_multipart_upload(r).await
-            }
-            (Some(_), Some(_), Method::DELETE) if has("uploadId") => {
-                self.abort_multipart_upload(&r).await
-            }
-            (Some(_), Some(_), Method::GET) if has("uploadId") => self.list_parts(&r).await,
-            (Some(_), Some(_), Method::PUT)
-                if r.req.headers().contains_key("x-amz-copy-source") =>
-            {
-                self.copy_object(r).await
-            }
-            (Some(_), Some(_), Method::PUT) if r.query.is_empty() || has("x-id") => {
-                self.put_object(r).await
-            }
-            (Some(_), Some(_), Method::GET) if object_subresource(&r.query).is_none() => {
-                self.get_object(&r, false).await
-            }
-            (Some(_), Some(_), Method::HEAD) => self.get_object(&r, true).await,
-            (Some(_), Some(_), Method::DELETE) if object_subresource(&r.query).is_none() => {
-                self.delete_object(&r).await
-            }
-            (Some(_), Some(_), m) => Err(S3Error::not_implemented(&format!(
-                "{m} on an object with these parameters"
-            ))),
+            E::CreateMultipartUpload => self.create_multipart_upload(&r).await,
+            E::UploadPart | E::UploadPartCopy => self.upload_part(r).await,
+            E::CompleteMultipartUpload => self.complete_multipart_upload(r).await,
+            E::AbortMultipartUpload => self.abort_multipart_upload(&r).await,
+            E::ListParts => self.list_parts(&r).await,
+            E::CopyObject => self.copy_object(r).await,
+            E::PutObject => self.put_object(r).await,
+            E::GetObject => self.get_object(&r, false).await,
+            E::HeadObject => self.get_object(&r, true).await,
+            E::DeleteObject => self.delete_object(&r).await,
+            E::Preflight | E::Unsupported(_) => Err(S3Error::not_implemented("this operation")),
         }
     }
 
@@ -469,48 +448,18 @@ impl S3Server {
     }
 }
 
-/// Query flags that select a bucket sub-resource (CORS, website...).
-fn bucket_subresource(q: &BTreeMap<String, String>) -> Option<&str> {
-    const FLAGS: &[&str] = &[
-        "acl",
-        "cors",
-        "website",
-        "lifecycle",
-        "policy",
-        "versioning",
-        "versions",
-        "tagging",
-        "uploads",
-        "delete",
-        "encryption",
-        "logging",
-        "notification",
-        "replication",
-        "object-lock",
-        "accelerate",
-        "requestPayment",
-        "ownershipControls",
-        "publicAccessBlock",
-        "analytics",
-        "metrics",
-        "inventory",
-        "intelligent-tiering",
-    ];
-    FLAGS.iter().find(|f| q.contains_key(**f)).copied()
-}
-
-/// Query flags that select an object sub-resource (ACL, tagging...).
-fn object_subresource(q: &BTreeMap<String, String>) -> Option<&str> {
-    const FLAGS: &[&str] = &[
-        "acl",
-        "tagging",
-        "retention",
-        "legal-hold",
-        "torrent",
-        "attributes",
-        "restore",
-    ];
-    FLAGS.iter().find(|f| q.contains_key(**f)).copied()
+/// A request's query parameters, without the `X-Amz-*` ones of a
+/// presigned URL (authentication, not part of what the request asks for).
+fn request_query(req: &Request<Incoming>) -> BTreeMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| {
+            url_pairs(q)
+                .into_iter()
+                .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("x-amz-"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Decode `a=b&c&d=e` into pairs (values percent-decoded; `+` is a space

@@ -289,6 +289,8 @@ impl<S: TableSchema> Table<S> {
                 continue;
             }
             let recovered = p.recovered;
+            // Whether this round refuses after ours went out (see below).
+            let mut undecided = false;
             let outcome;
             let value = match recovered {
                 // Ours, perhaps chosen already: proposed again unchanged.
@@ -302,38 +304,48 @@ impl<S: TableSchema> Table<S> {
                         merge_into(&mut state, r);
                     }
                     let seen = state.as_ref().and_then(|s| s.write_time()).unwrap_or(0);
-                    match change(state.as_ref()) {
-                        Ok(mut new) => {
-                            new.set_write_time(round);
-                            // Timed at the round, which must be above what
-                            // it replaces: a value written through a node
-                            // whose clock is ahead needs a higher ballot
-                            // (one more round, without a pause).
-                            if new.write_time().unwrap_or(u64::MAX) <= seen {
-                                round = clock.now_after(seen);
-                                continue;
-                            }
-                            outcome = Ok(new.clone());
-                            new
+                    match state {
+                        // Ours, chosen in an earlier round and written
+                        // already (by us or by a proposer that recovered
+                        // it): done, once it is chosen in this ballot too.
+                        Some(s) if mine(&s) => {
+                            outcome = Ok(s.clone());
+                            s
                         }
-                        // A refusal answers from the state seen. If that
-                        // state came from a value only accepted so far, or
-                        // if an earlier round of ours may have left our own
-                        // value accepted by a minority (which a later round
-                        // could recover and choose), the state is first
-                        // accepted in this ballot: then it is chosen, above
-                        // anything ours, and the refusal is final.
-                        Err(e) => match (recovered_some || proposed, state) {
-                            (false, _) => return Ok(Err(e)),
-                            (true, Some(s)) => {
-                                outcome = Err(e);
-                                s
+                        state => match change(state.as_ref()) {
+                            Ok(mut new) => {
+                                new.set_write_time(round);
+                                // Timed at the round, which must be above
+                                // what it replaces: a value written through
+                                // a node whose clock is ahead needs a higher
+                                // ballot (one more round, without a pause).
+                                if new.write_time().unwrap_or(u64::MAX) <= seen {
+                                    round = clock.now_after(seen);
+                                    continue;
+                                }
+                                outcome = Ok(new.clone());
+                                new
                             }
-                            // Nothing to accept in its place: whether our
-                            // value takes effect is not known.
-                            (true, None) => {
-                                return Err(TableError::Undecided { table: S::NAME });
-                            }
+                            // A refusal answers from the state seen. If that
+                            // came from a value only accepted so far, it is
+                            // first accepted in this ballot, so the refusal
+                            // rests on a chosen value. If a round of ours
+                            // sent our own value out, it may have been
+                            // chosen and then replaced (the state would not
+                            // show it): the state is chosen in this ballot,
+                            // above anything ours, and the answer is "not
+                            // known" rather than a refusal.
+                            Err(e) => match (recovered_some, proposed, state) {
+                                (false, false, _) => return Ok(Err(e)),
+                                (_, _, Some(s)) => {
+                                    undecided = proposed;
+                                    outcome = Err(e);
+                                    s
+                                }
+                                (_, _, None) => {
+                                    return Err(TableError::Undecided { table: S::NAME });
+                                }
+                            },
                         },
                     }
                 }
@@ -370,6 +382,9 @@ impl<S: TableSchema> Table<S> {
             }
             // Chosen: now an ordinary write makes it readable.
             self.insert(&value).await?;
+            if undecided {
+                return Err(TableError::Undecided { table: S::NAME });
+            }
             if attempt > 1 {
                 tracing::debug!("{}: consensus reached after {attempt} rounds", S::NAME);
             }
