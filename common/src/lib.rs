@@ -16,6 +16,7 @@ pub mod hash;
 pub mod ids;
 pub mod layout;
 pub mod rpc;
+pub mod sigv4;
 pub mod size;
 pub mod transport;
 

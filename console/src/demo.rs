@@ -13,8 +13,6 @@ use hangar_common::layout::cluster::StagedRole;
 use hangar_common::rpc::{AdminClient, PermissionChange};
 use hangar_common::transport::RpcSecret;
 use hangar_common::{NodeId, PeerAddr};
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
 
 use crate::conn::{Target, ctx};
 
@@ -224,44 +222,19 @@ async fn put_object(
     body: &[u8],
 ) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    type HmacSha256 = Hmac<Sha256>;
-    let mac = |k: &[u8], m: &str| -> anyhow::Result<Vec<u8>> {
-        let mut h = HmacSha256::new_from_slice(k).map_err(|e| anyhow!("{e}"))?;
-        h.update(m.as_bytes());
-        Ok(h.finalize().into_bytes().to_vec())
-    };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let (date, stamp) = {
-        let secs = now.as_secs();
-        let (y, m, d) = hangar_common::date::civil_from_days((secs / 86_400) as i64);
-        let t = secs % 86_400;
-        let date = format!("{y:04}{m:02}{d:02}");
-        let stamp = format!("{date}T{:02}{:02}{:02}Z", t / 3600, t / 60 % 60, t % 60);
-        (date, stamp)
-    };
     let host = format!("127.0.0.1:{port}");
     let path = format!("/demo/{key}");
-    let canonical = format!(
-        "PUT\n{path}\n\nhost:{host}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{stamp}\n\n\
-         host;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD"
-    );
-    let scope = format!("{date}/hangar/s3/aws4_request");
-    let sts = format!(
-        "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let mut k = mac(format!("AWS4{secret}").as_bytes(), &date)?;
-    for part in ["hangar", "s3", "aws4_request"] {
-        k = mac(&k, part)?;
+    let mut head = format!("PUT {path} HTTP/1.1\r\n");
+    for (name, value) in
+        hangar_common::sigv4::sign(key_id, secret, "hangar", "PUT", &host, &path, now.as_secs())
+    {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
-    let sig = hex::encode(mac(&k, &sts)?);
-    let head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nx-amz-date: {stamp}\r\n\
-         x-amz-content-sha256: UNSIGNED-PAYLOAD\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential={key_id}/{scope}, \
-         SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}\r\nConnection: close\r\n\r\n",
+    head.push_str(&format!(
+        "Content-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
         body.len()
-    );
+    ));
     let mut s = tokio::net::TcpStream::connect(&host).await?;
     s.write_all(head.as_bytes()).await?;
     s.write_all(body).await?;

@@ -123,7 +123,8 @@ impl EventLog {
     }
 }
 
-/// Compare this node's status every second and log what changed.
+/// Compare this node's status every second, and whenever a peer goes down
+/// or comes back, and log what changed.
 pub async fn watch(services: Arc<super::Services>) {
     services.events.record(
         false,
@@ -138,8 +139,13 @@ pub async fn watch(services: Arc<super::Services>) {
     // "joining", it is only meeting them again.
     let started = std::time::Instant::now();
     let mut last = services.status_with(false);
+    let mut moved = services.net.transitions.subscribe();
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Every second, and at once when a peer goes down or comes back.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = moved.changed() => {}
+        }
         let now = services.status_with(false);
         for (warn_, text) in hangar_common::events::changes(&last, &now) {
             if started.elapsed() < Duration::from_secs(10) && text.ends_with(" joined") {

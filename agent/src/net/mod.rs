@@ -110,6 +110,10 @@ pub struct Net {
     /// reconnection after the link or the peer went away): such a peer may
     /// have missed writes, so anti-entropy checks it at once.
     up_events: tokio::sync::broadcast::Sender<NodeId>,
+    /// Counts every peer going down or coming back up: the event watcher
+    /// (`admin/events.rs`) looks at the status as soon as it moves, so a
+    /// node down for less than its one-second round is not missed.
+    pub transitions: tokio::sync::watch::Sender<u64>,
     /// Calls made to peers, for `/metrics`.
     pub rpc_metrics: metrics::RpcMetrics,
 }
@@ -126,6 +130,7 @@ impl Net {
             gossip: Mutex::new(None),
             refused_log: Mutex::new(BTreeMap::new()),
             up_events: tokio::sync::broadcast::channel(64).0,
+            transitions: tokio::sync::watch::channel(0).0,
             bulk: Mutex::new(BTreeMap::new()),
         });
         for p in net.load_peers() {
@@ -393,6 +398,7 @@ impl Net {
             let i = &mut slot.info;
             if !i.up {
                 info!("peer {} is up", id.short());
+                self.transitions.send_modify(|n| *n += 1);
             }
             i.up = true;
             i.failures = 0;
@@ -491,6 +497,7 @@ impl Net {
                 );
                 i.up = false;
                 i.down_since_ms = Some(now_msec());
+                self.transitions.send_modify(|n| *n += 1);
             } else {
                 debug!(
                     "ping to {} failed ({} in a row): {why}",

@@ -1,5 +1,5 @@
 //! A minimal S3 client for the benchmarks: HTTP/1.1 over one connection,
-//! SigV4 with `UNSIGNED-PAYLOAD` (hmac/sha2), so the client costs little
+//! SigV4 with `UNSIGNED-PAYLOAD` (`hangar_common::sigv4`), so the client costs little
 //! next to the server.
 
 // Shared by several benchmarks, each using part of it.
@@ -8,8 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -17,47 +15,13 @@ use hangar_tests::S3Key;
 
 pub const MIB: usize = 1 << 20;
 
-pub fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("hmac takes any key size");
-    m.update(data.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
-
 /// SigV4 headers for a request with an unsigned payload.
 pub fn sign(key: &S3Key, method: &str, host: &str, path: &str) -> Vec<(String, String)> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let datetime = hangar_common::date::amz_date(now);
-    let date = datetime[..8].to_string();
-    // A query must come already in canonical form (sorted, encoded).
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    let canonical = format!(
-        "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{datetime}\n\nhost;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD"
-    );
-    let scope = format!("{date}/hangar/s3/aws4_request");
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{datetime}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let k = hmac(format!("AWS4{}", key.secret).as_bytes(), &date);
-    let k = hmac(&k, "hangar");
-    let k = hmac(&k, "s3");
-    let k = hmac(&k, "aws4_request");
-    let sig = hex::encode(hmac(&k, &to_sign));
-    vec![
-        ("host".into(), host.into()),
-        ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
-        ("x-amz-date".into(), datetime),
-        (
-            "authorization".into(),
-            format!(
-                "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}",
-                key.id
-            ),
-        ),
-    ]
+    hangar_common::sigv4::sign(&key.id, &key.secret, "hangar", method, host, path, now)
 }
 
 /// One keep-alive HTTP/1.1 connection to the S3 endpoint.
