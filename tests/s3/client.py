@@ -474,29 +474,35 @@ def bucket_recreate(rounds):
     print(f"ok {rounds} buckets deleted and created again through alternating nodes")
 
 
+def race(n, fn, outcome=lambda f: error_code(f) or "ok"):
+    """Run fn(0)..fn(n-1) at once (released together by a barrier), each
+    in its own thread; returns what `outcome` makes of each call."""
+    import threading
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        barrier.wait()
+        results[i] = outcome(lambda: fn(i))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def bucket_race(rounds, clients_n):
     """Several clients create the same bucket name at once through every
     node: exactly one succeeds, the others are told the name is taken (or,
     at worst, to try again), and every node then serves the winner's
     bucket."""
-    import threading
     endpoints, clients = endpoint_clients(clients_n)
     retries = 0
     for r in range(rounds):
         name = f"race-{r}"
-        barrier = threading.Barrier(clients_n)
-        results = [None] * clients_n
-
-        def create(i):
-            barrier.wait()
-            code = error_code(lambda: clients[i].create_bucket(Bucket=name))
-            results[i] = code or "ok"
-
-        threads = [threading.Thread(target=create, args=(i,)) for i in range(clients_n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = race(clients_n, lambda i: clients[i].create_bucket(Bucket=name))
         winners = [i for i, c in enumerate(results) if c == "ok"]
         others = set(c for c in results if c != "ok")
         retries += sum(1 for c in results if c == "ServiceUnavailable")
@@ -527,7 +533,6 @@ def conditional_race(rounds, clients_n):
     200, or one whose outcome was unknown, never one told 412. Each round
     done is appended to $HANGAR_PROGRESS, if set, for the nemesis to pace
     itself by."""
-    import threading
     faults = bool(os.environ.get("HANGAR_FAULTS"))
     progress = os.environ.get("HANGAR_PROGRESS")
     endpoints = os.environ["HANGAR_S3_ENDPOINTS"].split(",")
@@ -551,19 +556,8 @@ def conditional_race(rounds, clients_n):
         except Exception:  # a timeout or a refused connection
             return "unknown"
 
-    def race(fn):
-        barrier = threading.Barrier(clients_n)
-        results = [None] * clients_n
-
-        def run(i):
-            barrier.wait()
-            results[i] = outcome(lambda: fn(i))
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients_n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    def racing(fn):
+        results = race(clients_n, fn, outcome)
         for c in results:
             if c in counts:
                 counts[c] += 1
@@ -614,7 +608,7 @@ def conditional_race(rounds, clients_n):
     for r in range(rounds):
         key = key_of(r)
         created_bodies = [f"created by client {i} in round {r}".encode() for i in range(clients_n)]
-        created = race(lambda i: clients[i].put_object(
+        created = racing(lambda i: clients[i].put_object(
             Bucket=BUCKET, Key=key, Body=created_bodies[i], IfNoneMatch="*"))
         held = settle(r, "create", created, created_bodies, None)
         if held is not None:
@@ -625,7 +619,7 @@ def conditional_race(rounds, clients_n):
                 except Exception:
                     check(faults, f"round {r}: client {i} cannot read the created object")
             swapped_bodies = [f"swapped by client {i} in round {r}".encode() for i in range(clients_n)]
-            swapped = race(lambda i: clients[i].put_object(
+            swapped = racing(lambda i: clients[i].put_object(
                 Bucket=BUCKET, Key=key, Body=swapped_bodies[i],
                 IfMatch=etags[i] or "\"unread\""))
             held = settle(r, "swap", swapped, swapped_bodies, held[0])
@@ -652,23 +646,7 @@ def conditional_copy_complete(rounds, clients_n):
     then If-Match) race like PUTs: exactly one writer per round wins, the
     destination holds the winner's data, and a refused upload stays open
     (its parts can be listed, then it is aborted)."""
-    import threading
     endpoints, clients = endpoint_clients(clients_n)
-
-    def race(fn):
-        barrier = threading.Barrier(clients_n)
-        results = [None] * clients_n
-
-        def run(i):
-            barrier.wait()
-            results[i] = error_code(lambda: fn(i)) or "ok"
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(clients_n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return results
 
     def one_winner(r, what, results):
         winners = [i for i, c in enumerate(results) if c == "ok"]
@@ -691,12 +669,12 @@ def conditional_copy_complete(rounds, clients_n):
     for r in range(rounds):
         # CopyObject: create only if absent, then replace that version.
         dest = f"cond-copy/dest-{r}"
-        w = one_winner(r, "copy If-None-Match", race(lambda i: clients[i].copy_object(
+        w = one_winner(r, "copy If-None-Match", race(clients_n, lambda i: clients[i].copy_object(
             Bucket=BUCKET, Key=dest, CopySource={"Bucket": BUCKET, "Key": sources[i]},
             IfNoneMatch="*")))
         check(held(dest) == f"source {w}".encode(), f"round {r}: copy winner {w}, held {held(dest)!r}")
         etag = clients[0].head_object(Bucket=BUCKET, Key=dest)["ETag"]
-        w = one_winner(r, "copy If-Match", race(lambda i: clients[i].copy_object(
+        w = one_winner(r, "copy If-Match", race(clients_n, lambda i: clients[i].copy_object(
             Bucket=BUCKET, Key=dest, CopySource={"Bucket": BUCKET, "Key": swaps[i]},
             IfMatch=etag, MetadataDirective="REPLACE", Metadata={"by": str(i)})))
         got = clients[0].get_object(Bucket=BUCKET, Key=dest)
@@ -718,7 +696,7 @@ def conditional_copy_complete(rounds, clients_n):
                 Bucket=BUCKET, Key=key, UploadId=u,
                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}, **cond)
 
-        w = one_winner(r, "complete If-None-Match", race(lambda i: complete(i, IfNoneMatch="*")))
+        w = one_winner(r, "complete If-None-Match", race(clients_n, lambda i: complete(i, IfNoneMatch="*")))
         check(held(key) == f"upload {w}".encode(), f"round {r}: upload winner {w}, held {held(key)!r}")
         etag = clients[0].head_object(Bucket=BUCKET, Key=key)["ETag"]
         losers = [i for i in range(clients_n) if i != w]
