@@ -20,6 +20,8 @@ import json
 import os
 import sys
 import threading
+
+import client as scenarios  # tests/s3/client.py: the shared race helper
 from datetime import timedelta
 
 import obstore
@@ -49,28 +51,21 @@ def fail(msg):
     os._exit(1)
 
 
+def outcome(call):
+    """What one conditional put came to."""
+    try:
+        call()
+        return "ok"
+    except AlreadyExistsError:
+        return "exists"
+    except PreconditionError:
+        return "precondition"
+    except Exception as e:  # 503: try again
+        return f"other: {type(e).__name__}"
+
+
 def race(n, fn):
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def run(i):
-        barrier.wait()
-        try:
-            fn(i)
-            results[i] = "ok"
-        except AlreadyExistsError:
-            results[i] = "exists"
-        except PreconditionError:
-            results[i] = "precondition"
-        except Exception as e:  # 503: try again
-            results[i] = f"other: {type(e).__name__}"
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+    return scenarios.race(n, fn, outcome)
 
 
 def locks(rounds, n):
