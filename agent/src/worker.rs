@@ -64,6 +64,17 @@ impl Workers {
     }
 }
 
+/// Run storage work that blocks (a sled transaction, a file read) from
+/// async code: on the multi-threaded runtime the worker thread hands its
+/// other tasks over first (`block_in_place`); on a current-thread runtime
+/// (the deterministic table simulation) it runs in place.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,12 +29,13 @@ use hangar_common::NodeId;
 use hangar_common::crdt::now_msec;
 use hangar_common::hash::{Hash, partition_of};
 use hangar_common::layout::cluster::write_quorum;
+use hangar_common::rpc::RpcError;
 use tokio::sync::mpsc;
 
 use self::store::{BlockStore, StoreError};
 use crate::db::{Db, DbResult, TreeId, Tx, TxResult};
 use crate::layout::LayoutManager;
-use crate::net::Net;
+use crate::net::{CallError, CallErrors, Channel, Net};
 
 /// Why a replicated block operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +47,19 @@ pub enum BlockError {
         hash: Hash,
         ok: usize,
         needed: usize,
-        errors: String,
+        errors: CallErrors,
     },
     #[error("block {hash:?} could not be read from any replica ({errors})")]
-    Unavailable { hash: Hash, errors: String },
+    Unavailable { hash: Hash, errors: CallErrors },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A handover to a new holder failed (resync).
+    #[error(transparent)]
+    Peer(#[from] CallError),
+    #[error("cannot delete block {hash:?}: {source}")]
+    Delete { hash: Hash, source: std::io::Error },
+    #[error("block queue: {0}")]
+    Queue(#[from] crate::db::DbError),
 }
 
 /// Settings of the block layer.
@@ -207,32 +215,24 @@ impl BlockManager {
         Ok(())
     }
 
-    async fn put_to(&self, node: NodeId, hash: Hash, data: Bytes) -> Result<(), String> {
+    async fn put_to(&self, node: NodeId, hash: Hash, data: Bytes) -> Result<(), CallError> {
         if node == self.net.id {
-            let data2 = data.clone();
-            return tokio::task::block_in_place(|| self.write_local(&hash, &data2))
-                .map_err(|e| e.to_string());
+            return crate::worker::blocking(|| self.write_local(&hash, &data)).map_err(|e| {
+                CallError::Refused {
+                    node,
+                    error: RpcError::Block(e.to_string()),
+                }
+            });
         }
-        let client = self.net.bulk_client(&node).await?;
-        let ctx = hangar_common::rpc::context_with_timeout(self.cfg.op_timeout);
-        let start = std::time::Instant::now();
-        let res =
-            tokio::time::timeout(self.cfg.op_timeout, client.block_put(ctx, hash, data)).await;
-        self.net.rpc_metrics.record(
-            node,
-            "block_put",
-            start.elapsed(),
-            matches!(res, Ok(Ok(Ok(())))),
-        );
-        match res {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(format!("node {}: {e}", node.short())),
-            Ok(Err(e)) => {
-                self.net.drop_bulk(&node);
-                Err(format!("node {}: {e}", node.short()))
-            }
-            Err(_) => Err(format!("node {}: timed out", node.short())),
-        }
+        self.net
+            .call(
+                node,
+                Channel::Bulk,
+                "block_put",
+                self.cfg.op_timeout,
+                |c, ctx| async move { c.block_put(ctx, hash, data).await },
+            )
+            .await
     }
 
     /// Store a block on its replicas: returns once every live layout
@@ -283,43 +283,43 @@ impl BlockManager {
                 hash,
                 ok: ok.len(),
                 needed,
-                errors: errors.join("; "),
+                errors: CallErrors(errors),
             })
         }
     }
 
-    async fn get_from(&self, node: NodeId, hash: Hash) -> Result<Bytes, String> {
+    async fn get_from(&self, node: NodeId, hash: Hash) -> Result<Bytes, CallError> {
+        let missing = || CallError::Refused {
+            node,
+            error: RpcError::Block("does not have the block".into()),
+        };
         if node == self.net.id {
-            return match tokio::task::block_in_place(|| self.store.read(&hash)) {
+            return match crate::worker::blocking(|| self.store.read(&hash)) {
                 Ok(Some(b)) => Ok(b),
-                Ok(None) => Err("not stored here".into()),
-                Err(e) => Err(e.to_string()),
+                Ok(None) => Err(missing()),
+                Err(e) => Err(CallError::Refused {
+                    node,
+                    error: RpcError::Block(e.to_string()),
+                }),
             };
         }
-        let client = self.net.bulk_client(&node).await?;
-        let timeout = self.cfg.op_timeout * 3;
-        let ctx = hangar_common::rpc::context_with_timeout(timeout);
-        let start = std::time::Instant::now();
-        let res = tokio::time::timeout(timeout, client.block_get(ctx, hash)).await;
-        self.net.rpc_metrics.record(
-            node,
-            "block_get",
-            start.elapsed(),
-            matches!(res, Ok(Ok(Ok(_)))),
-        );
-        let data = match res {
-            Ok(Ok(Ok(Some(b)))) => b,
-            Ok(Ok(Ok(None))) => return Err(format!("node {} does not have it", node.short())),
-            Ok(Ok(Err(e))) => return Err(format!("node {}: {e}", node.short())),
-            Ok(Err(e)) => {
-                self.net.drop_bulk(&node);
-                return Err(format!("node {}: {e}", node.short()));
-            }
-            Err(_) => return Err(format!("node {}: timed out", node.short())),
-        };
+        let data = self
+            .net
+            .call(
+                node,
+                Channel::Bulk,
+                "block_get",
+                self.cfg.op_timeout * 3,
+                |c, ctx| async move { c.block_get(ctx, hash).await },
+            )
+            .await?
+            .ok_or_else(missing)?;
         // Never trust a peer's bytes blindly.
         if Hash::of(&data) != hash {
-            return Err(format!("node {} sent a corrupted copy", node.short()));
+            return Err(CallError::Protocol {
+                node,
+                reason: "sent a corrupted copy of a block".into(),
+            });
         }
         Ok(data)
     }
@@ -395,7 +395,7 @@ impl BlockManager {
         }
         Err(BlockError::Unavailable {
             hash,
-            errors: errors.join("; "),
+            errors: CallErrors(errors),
         })
     }
 

@@ -21,7 +21,7 @@ use hangar_common::crdt::now_msec;
 use hangar_common::hash::Hash;
 use tracing::{debug, info, warn};
 
-use super::{BlockManager, block_partition};
+use super::{BlockError, BlockManager, block_partition};
 
 /// Entries handled per batch.
 const BATCH: usize = 64;
@@ -102,20 +102,17 @@ impl BlockManager {
     }
 
     /// Handle due queue entries; returns how many.
-    pub async fn resync_batch(self: &Arc<Self>) -> Result<usize, String> {
+    pub async fn resync_batch(self: &Arc<Self>) -> Result<usize, BlockError> {
         use std::ops::Bound;
         let now = now_msec();
         let end = now.saturating_add(1).to_be_bytes();
-        let due = self
-            .db
-            .range(
-                self.resync_queue,
-                Bound::Unbounded,
-                Bound::Excluded(&end[..]),
-                false,
-                BATCH,
-            )
-            .map_err(|e| e.to_string())?;
+        let due = self.db.range(
+            self.resync_queue,
+            Bound::Unbounded,
+            Bound::Excluded(&end[..]),
+            false,
+            BATCH,
+        )?;
         if !due.is_empty() {
             debug!("block resync: {} due entries", due.len());
         }
@@ -143,14 +140,12 @@ impl BlockManager {
                 self.stats.lock().unwrap_or_else(|p| p.into_inner()).errors += 1;
                 self.enqueue_attempt(&hash, now_msec() + delay.as_millis() as u64, attempts + 1);
             }
-            self.db
-                .remove(self.resync_queue, key)
-                .map_err(|e| e.to_string())?;
+            self.db.remove(self.resync_queue, key)?;
         }
         Ok(due.len())
     }
 
-    async fn resync_one(self: &Arc<Self>, hash: Hash) -> Result<(), String> {
+    async fn resync_one(self: &Arc<Self>, hash: Hash) -> Result<(), BlockError> {
         let layout = self.layout.snapshot();
         if layout.version == 0 {
             return Ok(());
@@ -168,9 +163,9 @@ impl BlockManager {
                 // owner that is no longer listed for this partition.
                 let data = match self.get(hash).await {
                     Ok(d) => d,
-                    Err(e) => self.get_anywhere(hash).await.ok_or_else(|| e.to_string())?,
+                    Err(e) => self.get_anywhere(hash).await.ok_or(e)?,
                 };
-                self.store.write(&hash, &data).map_err(|e| e.to_string())?;
+                self.store.write(&hash, &data)?;
                 self.stats.lock().unwrap_or_else(|p| p.into_inner()).fetched += 1;
                 debug!("block {hash}: fetched from a replica");
             }
@@ -187,7 +182,9 @@ impl BlockManager {
                 for node in layout.nodes_of(p) {
                     self.put_to(*node, hash, data.clone()).await?;
                 }
-                self.store.delete(&hash).map_err(|e| e.to_string())?;
+                self.store
+                    .delete(&hash)
+                    .map_err(|source| BlockError::Delete { hash, source })?;
                 self.stats
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -206,7 +203,9 @@ impl BlockManager {
                     .and_then(|t| t.elapsed().ok())
                     .is_some_and(|age| age >= self.cfg.unreferenced_grace);
                 if old_enough {
-                    self.store.delete(&hash).map_err(|e| e.to_string())?;
+                    self.store
+                        .delete(&hash)
+                        .map_err(|source| BlockError::Delete { hash, source })?;
                     self.stats.lock().unwrap_or_else(|p| p.into_inner()).deleted += 1;
                 } else {
                     self.enqueue(

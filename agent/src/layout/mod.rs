@@ -16,11 +16,12 @@ use hangar_common::clock::timestamp_ms;
 use hangar_common::crdt::Crdt;
 use hangar_common::layout::AssignmentReport;
 use hangar_common::layout::cluster::{ApplyError, ClusterLayout, StagedRole};
-use hangar_common::rpc::{self, PeerClient, PingRequest, PingResponse};
-use tracing::{info, warn};
+use hangar_common::rpc::{PeerClient, PingRequest, PingResponse};
+use tracing::{debug, info, warn};
 
 use crate::fs::write_atomic;
 use crate::net::Net;
+use crate::net::call::infallible;
 
 /// Why the persisted layout cannot be loaded, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -142,12 +143,18 @@ impl LayoutManager {
             let l = l.clone();
             let net = self.net.clone();
             tokio::spawn(async move {
-                let start = std::time::Instant::now();
-                let r = client
-                    .push_layout(rpc::context_with_timeout(GOSSIP_TIMEOUT), l)
+                let pushed = net
+                    .call_on(
+                        client,
+                        id,
+                        "push_layout",
+                        GOSSIP_TIMEOUT,
+                        |c, ctx| async move { infallible(c.push_layout(ctx, l).await) },
+                    )
                     .await;
-                net.rpc_metrics
-                    .record(id, "push_layout", start.elapsed(), r.is_ok());
+                if let Err(e) = pushed {
+                    debug!("cannot push the layout: {e}");
+                }
             });
         }
     }
@@ -263,28 +270,37 @@ impl crate::net::Gossip for LayoutManager {
         }
         let me = self;
         tokio::spawn(async move {
-            let start = std::time::Instant::now();
-            let pulled = client
-                .pull_layout(rpc::context_with_timeout(GOSSIP_TIMEOUT))
+            let pulled = me
+                .net
+                .call_on(
+                    client.clone(),
+                    peer,
+                    "pull_layout",
+                    GOSSIP_TIMEOUT,
+                    |c, ctx| async move { infallible(c.pull_layout(ctx).await) },
+                )
                 .await;
-            me.net
-                .rpc_metrics
-                .record(peer, "pull_layout", start.elapsed(), pulled.is_ok());
             match pulled {
                 Ok(theirs) => {
                     me.merge_from(&theirs, peer);
                     let mine = me.current();
                     if mine.digest() != theirs.digest() {
-                        let start = std::time::Instant::now();
-                        let r = client
-                            .push_layout(rpc::context_with_timeout(GOSSIP_TIMEOUT), mine)
+                        let pushed = me
+                            .net
+                            .call_on(
+                                client,
+                                peer,
+                                "push_layout",
+                                GOSSIP_TIMEOUT,
+                                |c, ctx| async move { infallible(c.push_layout(ctx, mine).await) },
+                            )
                             .await;
-                        me.net
-                            .rpc_metrics
-                            .record(peer, "push_layout", start.elapsed(), r.is_ok());
+                        if let Err(e) = pushed {
+                            debug!("cannot push the layout: {e}");
+                        }
                     }
                 }
-                Err(e) => warn!("cannot pull layout from {}: {e}", peer.short()),
+                Err(e) => warn!("cannot pull the layout: {e}"),
             }
         });
     }

@@ -50,7 +50,8 @@ impl Histogram {
 /// Calls this node made to one peer with one method.
 #[derive(Default)]
 struct CallStats {
-    errors: u64,
+    /// Failed calls by kind (`CallError::kind`).
+    errors: BTreeMap<&'static str, u64>,
     latency: Histogram,
 }
 
@@ -61,18 +62,21 @@ pub struct RpcMetrics {
 }
 
 impl RpcMetrics {
-    /// Count one call (`ok`: it got an answer that was not an error).
+    /// Count one call; `failed`: how it failed (`CallError::kind`), if it
+    /// did not get an answer that was not an error.
     pub fn record(
         &self,
         peer: hangar_common::NodeId,
         method: &'static str,
         took: Duration,
-        ok: bool,
+        failed: Option<&'static str>,
     ) {
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
         let c = calls.entry((peer, method)).or_default();
         c.latency.observe(took);
-        c.errors += u64::from(!ok);
+        if let Some(kind) = failed {
+            *c.errors.entry(kind).or_default() += 1;
+        }
     }
 
     /// Its families, in the Prometheus text format.
@@ -87,14 +91,15 @@ impl RpcMetrics {
                 c.latency.count
             );
         }
-        out.push_str("# HELP hangar_rpc_errors_total RPC calls to a peer that failed (error, broken connection, time-out; connect: connection attempts that failed).\n# TYPE hangar_rpc_errors_total counter\n");
+        out.push_str("# HELP hangar_rpc_errors_total RPC calls to a peer that failed, by kind: unreachable (not connected; connect: attempts that failed), timeout, connection (broke during the call), refused (the peer answered an error), protocol (unusable answer).\n# TYPE hangar_rpc_errors_total counter\n");
         for ((peer, method), c) in calls.iter() {
-            let _ = writeln!(
-                out,
-                "hangar_rpc_errors_total{{peer=\"{}\",method=\"{method}\"}} {}",
-                peer.short(),
-                c.errors
-            );
+            for (kind, n) in &c.errors {
+                let _ = writeln!(
+                    out,
+                    "hangar_rpc_errors_total{{peer=\"{}\",method=\"{method}\",kind=\"{kind}\"}} {n}",
+                    peer.short(),
+                );
+            }
         }
         out.push_str("# HELP hangar_rpc_duration_seconds Time RPC calls to a peer took.\n# TYPE hangar_rpc_duration_seconds histogram\n");
         for ((peer, method), c) in calls.iter() {

@@ -18,7 +18,10 @@
 //! What the upper layers want to piggyback on pings (the layout digest) goes
 //! through the [`Gossip`] hook: this module knows nothing of layouts.
 
+pub mod call;
 pub mod metrics;
+
+pub use call::{CallError, CallErrors, Channel};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -267,8 +270,12 @@ impl Net {
     async fn open_counted(&self, addr: &str, id: NodeId) -> Result<PeerClient, ConnectError> {
         let start = Instant::now();
         let r = self.open(addr, id).await.map(|(c, _)| c);
-        self.rpc_metrics
-            .record(id, "connect", start.elapsed(), r.is_ok());
+        self.rpc_metrics.record(
+            id,
+            "connect",
+            start.elapsed(),
+            r.is_err().then_some("unreachable"),
+        );
         r
     }
 
@@ -351,15 +358,13 @@ impl Net {
             // counts as missed: household uplinks have latency spikes.
             let timeout = (interval * 2).max(Duration::from_secs(2));
             let start = Instant::now();
-            let res = tokio::time::timeout(
-                timeout,
-                client.ping(rpc::context_with_timeout(timeout), req),
-            )
-            .await;
-            self.rpc_metrics
-                .record(id, "ping", start.elapsed(), matches!(res, Ok(Ok(_))));
+            let res = self
+                .call_on(client.clone(), id, "ping", timeout, |c, ctx| async move {
+                    call::infallible(c.ping(ctx, req).await)
+                })
+                .await;
             match res {
-                Ok(Ok(resp)) => {
+                Ok(resp) => {
                     let rtt = start.elapsed().as_secs_f64() * 1000.0;
                     self.record_success(id, rtt, resp.layout_version);
                     if let Some(c) = resp.clock {
@@ -379,15 +384,14 @@ impl Net {
                         g.on_pong(id, client, resp);
                     }
                 }
-                Ok(Err(e)) => {
-                    // The connection is broken (peer gone, reset): drop it so
-                    // the next round reconnects.
+                Err(e) => {
+                    // The connection is broken or stuck (peer gone, reset,
+                    // frozen): drop it so the next round reconnects.
                     if let Some(slot) = lock(&self.peers).get_mut(&id) {
                         slot.client = None;
                     }
                     self.record_failure(id, &e.to_string());
                 }
-                Err(_) => self.record_failure(id, "ping timed out"),
             }
             tokio::time::sleep(interval.saturating_sub(start.elapsed())).await;
         }
@@ -521,15 +525,20 @@ impl Net {
         self.up_events.subscribe()
     }
 
-    /// The bulk-transfer client of a peer, connecting if needed.
-    pub async fn bulk_client(&self, id: &NodeId) -> Result<PeerClient, String> {
+    /// The bulk-transfer client of a peer, connecting if needed (the
+    /// connection attempt counted as a `connect_bulk` call).
+    pub async fn bulk_client(&self, id: &NodeId) -> Result<PeerClient, CallError> {
         if let Some(c) = lock(&self.bulk).get(id) {
             return Ok(c.clone());
         }
         let addr = lock(&self.peers)
             .get(id)
             .and_then(|s| s.info.addr.clone())
-            .ok_or_else(|| format!("no address known for node {}", id.short()))?;
+            .ok_or_else(|| CallError::Unreachable {
+                node: *id,
+                reason: "no address known".into(),
+            })?;
+        let start = Instant::now();
         let ch = rpc::connect_from(
             &addr,
             self.cfg.bind_outgoing,
@@ -540,9 +549,18 @@ impl Net {
             CONNECT_TIMEOUT,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CallError::Unreachable {
+            node: *id,
+            reason: e.to_string(),
+        });
+        self.rpc_metrics.record(
+            *id,
+            "connect_bulk",
+            start.elapsed(),
+            ch.as_ref().err().map(CallError::kind),
+        );
         let client =
-            PeerClient::new(tarpc::client::Config::default(), rpc::rpc_transport(ch)).spawn();
+            PeerClient::new(tarpc::client::Config::default(), rpc::rpc_transport(ch?)).spawn();
         lock(&self.bulk).insert(*id, client.clone());
         Ok(client)
     }

@@ -65,6 +65,10 @@ pub struct TableData<S: TableSchema> {
     paxos_locks: Vec<std::sync::Mutex<()>>,
     pub merkle: MerkleTree,
     pub schema: Arc<S>,
+    /// The clock of the table's bookkeeping (when a tombstone was queued
+    /// for collection, when a sync ran), in ms since the epoch: the wall
+    /// clock; the simulation's paused clock in `sim.rs`.
+    pub(crate) now_ms: fn() -> u64,
 }
 
 /// How many locks the items' consensus state is striped over.
@@ -104,6 +108,7 @@ impl<S: TableSchema> TableData<S> {
             merkle: MerkleTree::open(&db, name)?,
             db,
             schema,
+            now_ms: now_msec,
         })
     }
 
@@ -243,7 +248,7 @@ impl<S: TableSchema> TableData<S> {
                     }
                     let todo = GcTodo {
                         value_hash: vh,
-                        since_ms: now_msec(),
+                        since_ms: (self.now_ms)(),
                     };
                     let enc =
                         rmp_serde::to_vec(&todo).map_err(|e| DbError::Aborted(e.to_string()))?;

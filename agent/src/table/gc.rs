@@ -18,13 +18,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hangar_common::crdt::now_msec;
 use hangar_common::hash::Hash;
 use hangar_common::rpc::TableOp;
 use tracing::{debug, info, warn};
 
 use super::data::GcTodo;
-use super::{Table, TableSchema};
+use super::{Bug, Table, TableError, TableSchema};
+use hangar_common::NodeId;
 
 /// A tombstone ready for collection: storage key, raw queue entry,
 /// tombstone encoding, hash of that encoding.
@@ -49,35 +49,29 @@ impl<S: TableSchema> Table<S> {
     }
 
     /// One pass over the queue; returns how many tombstones were collected.
-    pub async fn gc_round(&self) -> Result<usize, String> {
+    pub async fn gc_round(&self) -> Result<usize, TableError> {
         use std::ops::Bound;
-        let entries = self
-            .data
-            .db
-            .range(
-                self.data.gc_todo,
-                Bound::Unbounded,
-                Bound::Unbounded,
-                false,
-                GC_BATCH,
-            )
-            .map_err(|e| e.to_string())?;
-        let now = now_msec();
+        let entries = self.data.db.range(
+            self.data.gc_todo,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            false,
+            GC_BATCH,
+        )?;
+        let now = (self.data.now_ms)();
         let delay = self.cfg.gc_delay.as_millis() as u64;
         let layout = self.layout.snapshot();
         let mut by_partition: BTreeMap<usize, Vec<Candidate>> = BTreeMap::new();
         for (key, raw) in entries {
             let Ok(todo) = rmp_serde::from_slice::<GcTodo>(&raw) else {
                 // Unreadable entry: drop it rather than block the queue.
-                self.data
-                    .gc_todo_done(&key, &raw)
-                    .map_err(|e| e.to_string())?;
+                self.data.gc_todo_done(&key, &raw)?;
                 continue;
             };
             if now.saturating_sub(todo.since_ms) < delay {
                 continue;
             }
-            let current = self.data.get_raw(&key).map_err(|e| e.to_string())?;
+            let current = self.data.get_raw(&key)?;
             match current {
                 Some(bytes) if Hash::of(&bytes) == todo.value_hash => {
                     let p = key.first().copied().unwrap_or(0) as usize;
@@ -87,10 +81,7 @@ impl<S: TableSchema> Table<S> {
                         .push((key, raw, bytes, todo.value_hash));
                 }
                 // Overwritten or already gone: nothing to collect here.
-                _ => self
-                    .data
-                    .gc_todo_done(&key, &raw)
-                    .map_err(|e| e.to_string())?,
+                _ => self.data.gc_todo_done(&key, &raw)?,
             }
         }
         let mut collected = 0;
@@ -113,7 +104,12 @@ impl<S: TableSchema> Table<S> {
             }
             let items: Vec<Vec<u8>> = batch.iter().map(|(_, _, b, _)| b.clone()).collect();
             let mut all_hold = true;
-            for n in &nodes {
+            let nodes_to_give: &[NodeId] = if self.has_bug(Bug::GcWithoutHandover) {
+                &[]
+            } else {
+                &nodes
+            };
+            for n in nodes_to_give {
                 if let Err(e) = self.call(*n, TableOp::Update(items.clone())).await {
                     debug!(
                         "{}: partition {p}: cannot give tombstones to {}: {e}",
@@ -139,7 +135,7 @@ impl<S: TableSchema> Table<S> {
                 }
             }
             for (k, raw, _, _) in &batch {
-                self.data.gc_todo_done(k, raw).map_err(|e| e.to_string())?;
+                self.data.gc_todo_done(k, raw)?;
             }
             collected += batch.len();
         }

@@ -28,6 +28,8 @@ pub mod gc;
 pub mod kv;
 pub mod merkle;
 pub mod paxos;
+#[cfg(test)]
+mod sim;
 pub mod sync;
 pub mod transition;
 
@@ -39,14 +41,14 @@ use hangar_common::NodeId;
 use hangar_common::crdt::Crdt;
 use hangar_common::hash::Hash;
 use hangar_common::layout::PARTITIONS;
-use hangar_common::rpc::{self, RpcError, TableOp, TableRequest, TableResponse, TableStats};
+use hangar_common::rpc::{RpcError, TableOp, TableRequest, TableResponse, TableStats};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use self::data::{DataError, TableData, storage_key};
 use crate::layout::LayoutManager;
-use crate::net::Net;
+use crate::net::{CallError, CallErrors, Channel, Net};
 
 /// An item of a replicated table.
 pub trait TableItem:
@@ -137,10 +139,11 @@ pub enum TableError {
         partition: usize,
         ok: usize,
         needed: usize,
-        errors: String,
+        errors: CallErrors,
     },
     #[error(transparent)]
     Data(#[from] DataError),
+
     #[error(
         "table {table}: {attempts} rounds of consensus were each overtaken by another writer of the same item: try again"
     )]
@@ -149,6 +152,12 @@ pub enum TableError {
         "table {table}: a round of consensus was refused after an earlier one may have left this write accepted by a minority: whether it takes effect is not known; read the item to see"
     )]
     Undecided { table: &'static str },
+}
+
+impl From<crate::db::DbError> for TableError {
+    fn from(e: crate::db::DbError) -> Self {
+        TableError::Data(DataError::Db(e))
+    }
 }
 
 pub use hangar_common::layout::cluster::{read_quorum, write_quorum};
@@ -164,12 +173,77 @@ pub struct SyncState {
     pub gc_collected: u64,
 }
 
+/// What a table needs of the network: which node this is, which peers
+/// are up and what protocol they speak, and a way to run an operation on a
+/// peer's replica. [`Net`] in the agent; an in-process network with
+/// injected loss, delays and partitions in the table simulation
+/// (`sim.rs`).
+pub trait TableNet: Send + Sync + 'static {
+    fn id(&self) -> NodeId;
+    fn is_up(&self, node: &NodeId) -> bool;
+    /// The protocol version a peer announced, if it is known.
+    fn protocol(&self, node: &NodeId) -> Option<u32>;
+    /// Announces every peer that (re)connects.
+    fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId>;
+    /// Run `req` on `node`'s replica, waiting at most `timeout`.
+    fn call_table(
+        &self,
+        node: NodeId,
+        req: TableRequest,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<TableResponse, CallError>> + Send + '_>>;
+}
+
+impl TableNet for Net {
+    fn id(&self) -> NodeId {
+        self.id
+    }
+    fn is_up(&self, node: &NodeId) -> bool {
+        Net::is_up(self, node)
+    }
+    fn protocol(&self, node: &NodeId) -> Option<u32> {
+        self.peer_protocol(node)
+    }
+    fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId> {
+        Net::subscribe_up(self)
+    }
+    fn call_table(
+        &self,
+        node: NodeId,
+        req: TableRequest,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<TableResponse, CallError>> + Send + '_>> {
+        Box::pin(
+            self.call(node, Channel::Peer, "table", timeout, |c, ctx| async move {
+                c.table(ctx, req).await
+            }),
+        )
+    }
+}
+
 pub struct Table<S: TableSchema> {
     pub data: Arc<TableData<S>>,
-    pub net: Arc<Net>,
+    pub net: Arc<dyn TableNet>,
     pub layout: Arc<LayoutManager>,
     pub cfg: TableConfig,
     pub sync_state: Mutex<SyncState>,
+    /// Bugs planted by a test ([`Bug`] bits).
+    #[cfg(test)]
+    planted: std::sync::atomic::AtomicU8,
+}
+
+/// Bugs a test can plant in a table, to show that it catches them (the
+/// table simulation, `sim.rs`). Never planted outside tests.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Bug {
+    /// Reads wait for one answer instead of a read quorum.
+    ReadFromOne = 1,
+    /// Anti-entropy finds differences but pushes nothing.
+    SyncPushesNothing = 2,
+    /// Tombstone collection deletes without first making sure every
+    /// replica holds the tombstone.
+    GcWithoutHandover = 4,
 }
 
 /// What the Peer service and the transition worker need of a table,
@@ -188,7 +262,7 @@ pub trait TableEndpoint: Send + Sync + 'static {
 impl<S: TableSchema> Table<S> {
     pub fn new(
         data: TableData<S>,
-        net: Arc<Net>,
+        net: Arc<dyn TableNet>,
         layout: Arc<LayoutManager>,
         cfg: TableConfig,
     ) -> Arc<Self> {
@@ -198,6 +272,8 @@ impl<S: TableSchema> Table<S> {
             layout,
             cfg,
             sync_state: Mutex::new(SyncState::default()),
+            #[cfg(test)]
+            planted: Default::default(),
         })
     }
 
@@ -247,56 +323,62 @@ impl<S: TableSchema> Table<S> {
         Ok(set)
     }
 
+    /// How many replicas a read waits for.
+    fn read_quorum(&self) -> usize {
+        if self.has_bug(Bug::ReadFromOne) {
+            return 1;
+        }
+        read_quorum(self.replication_factor())
+    }
+
+    /// Whether a test planted `bug` in this table (never outside tests).
+    pub(crate) fn has_bug(&self, bug: Bug) -> bool {
+        #[cfg(test)]
+        let planted = self.planted.load(std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(test))]
+        let planted = 0;
+        planted & bug as u8 != 0
+    }
+
+    /// Plant `bug` in this table.
+    #[cfg(test)]
+    pub(crate) fn plant(&self, bug: Bug) {
+        self.planted
+            .fetch_or(bug as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn replication_factor(&self) -> usize {
         self.layout.snapshot().replication_factor
     }
 
     /// Run `op` on one node's replica (this one directly, others by RPC).
-    pub async fn call(&self, node: NodeId, op: TableOp) -> Result<TableResponse, String> {
-        if node == self.net.id {
+    pub async fn call(&self, node: NodeId, op: TableOp) -> Result<TableResponse, CallError> {
+        if node == self.net.id() {
             // Storage work blocks: let the runtime move other tasks away.
-            return tokio::task::block_in_place(|| self.handle(op)).map_err(|e| e.to_string());
+            return crate::worker::blocking(|| self.handle(op))
+                .map_err(|error| CallError::Refused { node, error });
         }
-        let client = self
-            .net
-            .client(&node)
-            .ok_or_else(|| format!("node {} not connected", node.short()))?;
+        let protocol = self.net.protocol(&node).unwrap_or(0);
         // Consensus needs every acceptor to speak protocol 5.
-        if matches!(op, TableOp::Prepare { .. } | TableOp::Accept { .. })
-            && self.net.peer_protocol(&node).unwrap_or(0) < 5
-        {
-            return Err(format!(
-                "node {} runs an older version without per-item consensus",
-                node.short()
-            ));
+        if matches!(op, TableOp::Prepare { .. } | TableOp::Accept { .. }) && protocol < 5 {
+            return Err(CallError::Protocol {
+                node,
+                reason: "runs an older version without per-item consensus".into(),
+            });
         }
         // A node of an older version does not know `UpdateReturn`: it gets
         // a plain update, and its answer tells nothing of what it held.
         let (op, downgraded) = match op {
-            TableOp::UpdateReturn(items) if self.net.peer_protocol(&node).unwrap_or(0) < 5 => {
-                (TableOp::Update(items), true)
-            }
+            TableOp::UpdateReturn(items) if protocol < 5 => (TableOp::Update(items), true),
             op => (op, false),
         };
         let req = TableRequest {
             table: S::NAME.to_string(),
             op,
         };
-        let start = std::time::Instant::now();
-        let res = tokio::time::timeout(
-            self.cfg.op_timeout,
-            client.table(rpc::context_with_timeout(self.cfg.op_timeout), req),
-        )
-        .await;
-        self.net
-            .rpc_metrics
-            .record(node, "table", start.elapsed(), matches!(res, Ok(Ok(Ok(_)))));
-        match res {
-            Ok(Ok(Ok(_))) if downgraded => Ok(TableResponse::Items(Vec::new())),
-            Ok(Ok(Ok(resp))) => Ok(resp),
-            Ok(Ok(Err(e))) => Err(format!("node {}: {e}", node.short())),
-            Ok(Err(e)) => Err(format!("node {}: {e}", node.short())),
-            Err(_) => Err(format!("node {}: timed out", node.short())),
+        match self.net.call_table(node, req, self.cfg.op_timeout).await {
+            Ok(_) if downgraded => Ok(TableResponse::Items(Vec::new())),
+            r => r,
         }
     }
 
@@ -325,7 +407,7 @@ impl<S: TableSchema> Table<S> {
         }
         drop(tx);
         let mut ok: Vec<(NodeId, TableResponse)> = Vec::new();
-        let mut errors = Vec::new();
+        let mut errors: Vec<CallError> = Vec::new();
         let deadline = tokio::time::sleep(self.cfg.op_timeout);
         tokio::pin!(deadline);
         let satisfied = |ok: &[(NodeId, TableResponse)]| {
@@ -341,7 +423,17 @@ impl<S: TableSchema> Table<S> {
                     None => break,
                 },
                 _ = &mut deadline => {
-                    errors.push("deadline passed".into());
+                    // Those that have not answered yet: timed out.
+                    for &node in &nodes {
+                        if !ok.iter().any(|(n, _)| *n == node)
+                            && !errors.iter().any(|e| e.node() == node)
+                        {
+                            errors.push(CallError::Timeout {
+                                node,
+                                after: self.cfg.op_timeout,
+                            });
+                        }
+                    }
                     break;
                 }
             }
@@ -365,7 +457,7 @@ impl<S: TableSchema> Table<S> {
             partition,
             ok: got,
             needed: need,
-            errors: errors.join("; "),
+            errors: CallErrors(errors),
         })
     }
 
@@ -445,7 +537,7 @@ impl<S: TableSchema> Table<S> {
         let key = storage_key(partition_key, sort_key);
         let partition = key[0] as usize;
         let set = self.read_set(partition)?;
-        let r = read_quorum(self.replication_factor());
+        let r = self.read_quorum();
         let answers = self.quorum(partition, &[set], TableOp::Get(key), r).await?;
         let mut merged: Option<S::Item> = None;
         let mut seen = Vec::new();
@@ -533,7 +625,7 @@ impl<S: TableSchema> Table<S> {
     ) -> Result<Vec<S::Item>, TableError> {
         let partition = prefix[0] as usize;
         let set = self.read_set(partition)?;
-        let r = read_quorum(self.replication_factor());
+        let r = self.read_quorum();
         let op = TableOp::Range {
             prefix,
             after,
@@ -592,7 +684,7 @@ impl<S: TableSchema> Table<S> {
     pub fn held_partitions(&self) -> Vec<usize> {
         let layout = self.layout.snapshot();
         (0..PARTITIONS)
-            .filter(|p| layout.all_nodes_of(*p).contains(&self.net.id))
+            .filter(|p| layout.all_nodes_of(*p).contains(&self.net.id()))
             .collect()
     }
 }
@@ -706,7 +798,7 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
         }
         let mut dropped = 0;
         for p in 0..PARTITIONS {
-            if layout.all_nodes_of(p).contains(&self.net.id) {
+            if layout.all_nodes_of(p).contains(&self.net.id()) {
                 continue;
             }
             loop {

@@ -192,7 +192,7 @@ impl<S: TableSchema> Table<S> {
         let majority = write_quorum(self.layout.snapshot().replication_factor);
         let ballot = Ballot {
             round,
-            node: self.net.id,
+            node: self.net.id(),
         };
         let answers = self
             .quorum(

@@ -16,13 +16,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use hangar_common::NodeId;
-use hangar_common::crdt::now_msec;
 use hangar_common::hash::Hash;
 use hangar_common::rpc::{TableOp, TableResponse};
 use tracing::{debug, info};
 
 use super::merkle::{MerkleNode, root_key};
-use super::{Table, TableSchema};
+use super::{Bug, Table, TableSchema};
+use crate::net::CallError;
 
 /// Items pushed per call.
 const PUSH_BATCH: usize = 64;
@@ -54,13 +54,12 @@ impl<S: TableSchema> Table<S> {
         // Bring the local Merkle trees up to date first: a change not yet
         // in them would not be compared (bounded, in case of a flood).
         for _ in 0..256 {
-            let data = self.data.clone();
-            match tokio::task::spawn_blocking(move || data.update_merkle(256)).await {
-                Ok(Ok(n)) if n > 0 => continue,
+            match crate::worker::blocking(|| self.data.update_merkle(256)) {
+                Ok(n) if n > 0 => continue,
                 _ => break,
             }
         }
-        let me = self.net.id;
+        let me = self.net.id();
         let held = self.held_partitions();
         let peers: BTreeSet<NodeId> = held
             .iter()
@@ -117,7 +116,7 @@ impl<S: TableSchema> Table<S> {
                 }
             }
         }
-        let now = now_msec();
+        let now = (self.data.now_ms)();
         let mut st = self.sync_state.lock().unwrap_or_else(|p| p.into_inner());
         st.items_pushed += pushed_total as u64;
         // Complete, for a transition: every held partition reached a write
@@ -160,7 +159,7 @@ impl<S: TableSchema> Table<S> {
 
     /// Walk one partition's trees against `peer`'s and push what differs.
     /// Returns the number of items pushed.
-    async fn sync_partition(&self, partition: usize, peer: NodeId) -> Result<usize, String> {
+    async fn sync_partition(&self, partition: usize, peer: NodeId) -> Result<usize, CallError> {
         let mut todo = vec![root_key(partition as u8)];
         let mut to_push: Vec<Vec<u8>> = Vec::new();
         let mut pushed = 0;
@@ -169,10 +168,12 @@ impl<S: TableSchema> Table<S> {
                 .data
                 .merkle
                 .node(&self.data.db, &key)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| local_error(peer, e))?;
+            let unusable = |reason: String| CallError::Protocol { node: peer, reason };
             let remote = match self.call(peer, TableOp::MerkleNode(key.clone())).await? {
-                TableResponse::Node(b) => MerkleNode::decode(&b).map_err(|e| e.to_string())?,
-                _ => return Err("unexpected answer to MerkleNode".into()),
+                TableResponse::Node(b) => MerkleNode::decode(&b)
+                    .map_err(|e| unusable(format!("sent an undecodable Merkle node: {e}")))?,
+                _ => return Err(unusable("unexpected answer to MerkleNode".into())),
             };
             if local.hash() == remote.hash() {
                 continue;
@@ -204,17 +205,29 @@ impl<S: TableSchema> Table<S> {
         Ok(pushed)
     }
 
-    async fn push(&self, peer: NodeId, keys: Vec<Vec<u8>>) -> Result<usize, String> {
+    async fn push(&self, peer: NodeId, keys: Vec<Vec<u8>>) -> Result<usize, CallError> {
         let mut items = Vec::with_capacity(keys.len());
         for k in keys {
-            if let Some(b) = self.data.get_raw(&k).map_err(|e| e.to_string())? {
+            if let Some(b) = self.data.get_raw(&k).map_err(|e| local_error(peer, e))? {
                 items.push(b);
             }
+        }
+        if self.has_bug(Bug::SyncPushesNothing) {
+            items.clear();
         }
         let n = items.len();
         if n > 0 {
             self.call(peer, TableOp::Update(items)).await?;
         }
         Ok(n)
+    }
+}
+
+/// This node's own storage failed while syncing with `peer`: reported as
+/// a failed sync with that peer, naming the cause.
+fn local_error(peer: NodeId, e: impl std::fmt::Display) -> CallError {
+    CallError::Protocol {
+        node: peer,
+        reason: format!("this node's replica could not be read: {e}"),
     }
 }

@@ -30,6 +30,15 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The sum of every sample whose series starts with `prefix` (any value
+/// of the labels after it).
+fn sum_samples(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
 #[test]
 fn metrics_count_requests_and_bytes_and_health_follows_the_quorums() {
     let mut c = Cluster::start_formed(3, &AgentOpts::default());
@@ -103,21 +112,42 @@ fn metrics_count_requests_and_bytes_and_health_follows_the_quorums() {
         (st == 503).then_some(body)
     });
     assert!(body.contains("without a write quorum"), "{body}");
-    // Calls to the dead nodes fail, and /metrics counts it per peer.
+    // Calls to the dead nodes fail, and /metrics counts it per peer and
+    // per kind of failure.
     let dead = &c.agents[1].id[..16];
-    wait_for("RPC errors to a dead peer to be counted", DEADLINE, || {
+    let m = wait_for("RPC errors to a dead peer to be counted", DEADLINE, || {
         let (_, m) = scrape(&c.agents[0], "/metrics")?;
         let errors: f64 = ["ping", "connect"]
             .iter()
             .map(|method| {
-                sample(
+                sum_samples(
                     &m,
-                    &format!("hangar_rpc_errors_total{{peer=\"{dead}\",method=\"{method}\"}}"),
+                    &format!(
+                        "hangar_rpc_errors_total{{peer=\"{dead}\",method=\"{method}\",kind=\""
+                    ),
                 )
             })
             .sum();
-        (errors > 0.0).then_some(())
+        (errors > 0.0).then_some(m)
     });
+    let kinds = [
+        "unreachable",
+        "timeout",
+        "connection",
+        "refused",
+        "protocol",
+    ];
+    for line in m
+        .lines()
+        .filter(|l| l.starts_with("hangar_rpc_errors_total{"))
+    {
+        assert!(
+            kinds
+                .iter()
+                .any(|k| line.contains(&format!("kind=\"{k}\"}}"))),
+            "an error of no known kind: {line}"
+        );
+    }
     c.agents[1].start();
     c.agents[2].start();
     wait_for("/health to recover", DEADLINE, || {
