@@ -7,7 +7,9 @@
 //!   requests/s of 4 KiB objects, with 16 concurrent clients, on 1 node
 //!   (RF 1) and on 3 nodes (RF 3);
 //! - the agent's resident memory idle, and its peak while a 1 GiB object
-//!   is uploaded and downloaded (`HANGAR_BENCH_BIG_MIB` changes the size).
+//!   is uploaded and downloaded (`HANGAR_BENCH_BIG_MIB` changes the size);
+//! - its resident memory and threads idle, under the load, and idle
+//!   again after it.
 //!
 //! - the time to list a bucket of 100 folders of 50 objects: the folders
 //!   (with a delimiter), one folder, the first 1,000 keys.
@@ -31,6 +33,7 @@ use hangar_tests::{Agent, AgentOpts, Cluster, S3Key};
 mod client;
 use client::{Conn, MIB, throughput};
 
+/// A figure of `/proc/<pid>/status` (kB for sizes, a count for `Threads:`).
 fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -41,6 +44,27 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Wait until the agent is idle again: its thread count unchanged and its
+/// resident memory within 2 MiB for 12 s (idle threads of the blocking pool leave after
+/// 5 s, freed memory goes back every 10 s), 60 s at most. Returns how
+/// long it took.
+fn settle(pid: u32) -> std::time::Duration {
+    let start = Instant::now();
+    let figures = || (rss_kib(pid, "Threads:"), rss_kib(pid, "VmRSS:") / 1024);
+    let mut last = (figures(), Instant::now());
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = figures();
+        // Threads exactly, memory within 2 MiB.
+        if now.0 != last.0.0 || now.1.abs_diff(last.0.1) > 2 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() >= std::time::Duration::from_secs(12) {
+            break;
+        }
+    }
+    start.elapsed()
 }
 
 fn raw_limits() {
@@ -108,11 +132,13 @@ fn main() {
         let a = &c.agents[0];
         let key = setup(a);
         let pid = a.pid().expect("agent pid");
+        settle(pid);
         let idle = rss_kib(pid, "VmRSS:");
         // Most of an idle agent's RSS is its own code, mapped from the
         // binary (shared, and dropped first under memory pressure); the
         // anonymous part is what it allocated.
         let idle_anon = rss_kib(pid, "RssAnon:");
+        let idle_threads = rss_kib(pid, "Threads:");
         // `HANGAR_BENCH_ONLY=4096x16` runs one case (object size x
         // clients), without the big object nor the rebalance: for profiling.
         let only_case = std::env::var("HANGAR_BENCH_ONLY").ok();
@@ -175,11 +201,19 @@ fn main() {
             rt.block_on(listing(a.s3_port, &key, &format!("{nodes}n RF{rf}")));
         }
         let loaded = rss_kib(pid, "VmHWM:");
+        let loaded_threads = rss_kib(pid, "Threads:");
+        let settled = settle(pid);
         println!(
-            "{nodes} node(s): agent RSS idle {} MiB ({} MiB anonymous), peak under the load above {} MiB",
+            "{nodes} node(s): agent idle: RSS {} MiB ({} MiB anonymous), {idle_threads} threads; \
+             under the load above: peak RSS {} MiB, {loaded_threads} threads at its end; \
+             idle again after {:.0} s: RSS {} MiB ({} MiB anonymous), {} threads",
             idle / 1024,
             idle_anon / 1024,
-            loaded / 1024
+            loaded / 1024,
+            settled.as_secs_f64(),
+            rss_kib(pid, "VmRSS:") / 1024,
+            rss_kib(pid, "RssAnon:") / 1024,
+            rss_kib(pid, "Threads:")
         );
         if nodes == 3 && only_case.is_none() {
             rebalance(c);

@@ -69,6 +69,9 @@ pub struct TableData<S: TableSchema> {
     /// for collection, when a sync ran), in ms since the epoch: the wall
     /// clock; the simulation's paused clock in `sim.rs`.
     pub(crate) now_ms: fn() -> u64,
+    /// Told whenever an item joins the Merkle queue, so the updater sleeps
+    /// while there is nothing to do (an idle agent wakes no thread).
+    pub merkle_queued: tokio::sync::Notify,
 }
 
 /// How many locks the items' consensus state is striped over.
@@ -109,6 +112,7 @@ impl<S: TableSchema> TableData<S> {
             db,
             schema,
             now_ms: now_msec,
+            merkle_queued: tokio::sync::Notify::new(),
         })
     }
 
@@ -264,6 +268,9 @@ impl<S: TableSchema> TableData<S> {
                 },
                 None => DataError::Db(e),
             })?;
+        if changed.is_some() {
+            self.merkle_queued.notify_one();
+        }
         Ok(changed)
     }
 
@@ -316,6 +323,9 @@ impl<S: TableSchema> TableData<S> {
             removed = true;
             Ok(())
         })?;
+        if removed {
+            self.merkle_queued.notify_one();
+        }
         Ok(removed)
     }
 

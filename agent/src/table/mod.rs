@@ -294,6 +294,13 @@ impl<S: TableSchema> Table<S> {
                 Ok(Err(e)) => tracing::warn!("{}: Merkle update failed: {e}", S::NAME),
                 Err(e) => tracing::warn!("{}: Merkle updater panicked: {e}", S::NAME),
             }
+            // Nothing queued: sleep until an item is (a minute at most, in
+            // case of an error above), then let a burst of writes gather
+            // for a tenth of a second. Polling instead kept the blocking
+            // pool busy enough that its idle threads never retired.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(60), self.data.merkle_queued.notified())
+                    .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
