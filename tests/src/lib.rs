@@ -795,19 +795,31 @@ pub struct SmallDisk {
 }
 
 impl SmallDisk {
-    /// Mount one of `size` (`"6m"`), or None where that is not allowed
-    /// (not root): callers skip with a message.
-    pub fn mount(size: &str) -> Option<SmallDisk> {
-        let mnt = tempfile::tempdir().ok()?;
-        let ok = Command::new("mount")
+    /// Mount one of `size` (`"6m"`). Mounting needs root: where it is
+    /// refused this panics naming what the test needs, so a test that
+    /// could not run never counts as passed. Tests that use it are in the
+    /// full tier (`#[ignore]`d by a plain `cargo test`).
+    pub fn mount(size: &str) -> SmallDisk {
+        let mnt = tempfile::tempdir().expect("a mount point");
+        let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(mnt.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| SmallDisk {
-            path: mnt.path().to_path_buf(),
-            _mount_point: mnt,
-        })
+            .output();
+        match out {
+            Ok(o) if o.status.success() => SmallDisk {
+                path: mnt.path().to_path_buf(),
+                _mount_point: mnt,
+            },
+            Ok(o) => panic!(
+                "this test mounts a {size} tmpfs to fill it up, which needs root (run the full \
+                 tier as root, as CI does): mount said {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => panic!(
+                "this test mounts a {size} tmpfs and needs the mount command (Debian package \
+                 mount) and root: {e}"
+            ),
+        }
     }
 
     pub fn path(&self) -> &Path {

@@ -67,7 +67,7 @@ pub struct LastSnapshot {
 impl Services {
     /// Write a metadata snapshot (on the blocking pool: it copies the
     /// store), log it and remember it for `/metrics`.
-    pub async fn snapshot(&self) -> Result<std::path::PathBuf, String> {
+    pub async fn snapshot(&self) -> Result<std::path::PathBuf, crate::db::snapshot::SnapshotError> {
         let (dir, db, keep) = (
             self.metadata_dir.clone(),
             self.model.db.clone(),
@@ -77,7 +77,7 @@ impl Services {
         let (dir, stats) =
             tokio::task::spawn_blocking(move || crate::db::snapshot::snapshot(&dir, &db, keep))
                 .await
-                .map_err(|e| format!("snapshot task failed: {e}"))??;
+                .map_err(|e| crate::db::snapshot::SnapshotError::Task(e.to_string()))??;
         let took = start.elapsed();
         tracing::info!(
             "metadata snapshot written to {} ({} entries in {:.1} s; writes waited {:.2} s)",
@@ -603,7 +603,11 @@ impl Admin for AdminServer {
     }
 
     async fn snapshot(self, _: Context) -> Result<String, RpcError> {
-        let dir = self.s.snapshot().await.map_err(RpcError::BadRequest)?;
+        let dir = self
+            .s
+            .snapshot()
+            .await
+            .map_err(|e| RpcError::BadRequest(e.to_string()))?;
         Ok(dir.display().to_string())
     }
 

@@ -18,8 +18,8 @@ use hangar_common::crdt::Flag;
 use hangar_common::hash::Hash;
 use tracing::{debug, warn};
 
-use super::Model;
 use super::tables::{BlockRef, VersionId};
+use super::{Model, ModelError};
 
 const BATCH: usize = 32;
 
@@ -40,18 +40,15 @@ impl Model {
         }
     }
 
-    async fn gc_batch(&self) -> Result<usize, String> {
+    async fn gc_batch(&self) -> Result<usize, ModelError> {
         let mut done = 0;
-        let versions = self
-            .db
-            .range(
-                self.version_gc,
-                Bound::Unbounded,
-                Bound::Unbounded,
-                false,
-                BATCH,
-            )
-            .map_err(|e| e.to_string())?;
+        let versions = self.db.range(
+            self.version_gc,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            false,
+            BATCH,
+        )?;
         for (key, _) in versions {
             let Ok(uuid) = VersionId::try_from(key.as_slice()) else {
                 let _ = self.db.remove(self.version_gc, &key);
@@ -59,9 +56,7 @@ impl Model {
             };
             match self.delete_version(uuid).await {
                 Ok(()) => {
-                    self.db
-                        .remove(self.version_gc, &key)
-                        .map_err(|e| e.to_string())?;
+                    self.db.remove(self.version_gc, &key)?;
                     done += 1;
                 }
                 Err(e) => debug!(
@@ -70,16 +65,13 @@ impl Model {
                 ),
             }
         }
-        let refs = self
-            .db
-            .range(
-                self.ref_gc,
-                Bound::Unbounded,
-                Bound::Unbounded,
-                false,
-                BATCH,
-            )
-            .map_err(|e| e.to_string())?;
+        let refs = self.db.range(
+            self.ref_gc,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            false,
+            BATCH,
+        )?;
         for (key, value) in refs {
             let (Some(uuid), Ok(hashes)) = (
                 key.get(..16).and_then(|b| VersionId::try_from(b).ok()),
@@ -102,9 +94,7 @@ impl Model {
                 }
             }
             if ok {
-                self.db
-                    .remove(self.ref_gc, &key)
-                    .map_err(|e| e.to_string())?;
+                self.db.remove(self.ref_gc, &key)?;
                 done += 1;
             }
         }
@@ -130,7 +120,7 @@ impl Model {
                 deleted: Flag(true),
             };
             if let Err(e) = self.refs.insert(&r).await {
-                result = Err(e.to_string());
+                result = Err(e.into());
                 break;
             }
         }
@@ -142,20 +132,19 @@ impl Model {
         }
     }
 
-    async fn delete_version(&self, uuid: VersionId) -> Result<(), String> {
+    async fn delete_version(&self, uuid: VersionId) -> Result<(), ModelError> {
         let mut after: Option<Vec<u8>> = None;
         loop {
             let chunks = self
                 .versions
                 .get_range(&uuid, &[], after.as_deref(), 64)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let n = chunks.len();
             for mut c in chunks {
                 after = Some(c.index.to_vec());
                 if !c.deleted.0 {
                     c.deleted = Flag(true);
-                    self.versions.insert(&c).await.map_err(|e| e.to_string())?;
+                    self.versions.insert(&c).await?;
                 }
             }
             if n < 64 {

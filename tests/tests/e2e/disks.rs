@@ -190,10 +190,7 @@ fn a_data_disk_that_fills_up_stops_receiving_blocks_and_puts_go_on() {
     // A 4 MiB disk that something else already uses 3 MB of, next to a
     // directory of 4 MB: by size they would share the blocks equally, but
     // the small disk fills up first.
-    let Some(disk) = SmallDisk::mount("4m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here");
-        return;
-    };
+    let disk = SmallDisk::mount("4m");
     std::fs::write(disk.path().join("someone-else.bin"), vec![7u8; 3_000_000]).expect("fill");
     let root = tempfile::tempdir().expect("tempdir");
     let (tiny, other) = (disk.path().join("hangar"), root.path().join("other"));
