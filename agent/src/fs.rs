@@ -13,7 +13,7 @@ pub struct WriteError {
 }
 
 /// Write a file atomically: temporary file, fsync, rename.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let res = (|| {
@@ -39,7 +39,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
 pub const MARKER: &str = ".hangar-data-dir";
 /// What a data directory's marker says: a line for people and the
 /// directory's placement id.
-pub fn marker_text(id: u64) -> String {
+pub(crate) fn marker_text(id: u64) -> String {
     format!("This directory holds blocks of a Hangar node.\nid: {id:016x}\n")
 }
 
@@ -48,7 +48,7 @@ pub fn marker_text(id: u64) -> String {
 /// was placed by, so giving it one moves nothing). Being stored, the id
 /// stays when the disk is mounted somewhere else: its blocks stay where
 /// placement looks for them.
-pub fn data_dir_id(path: &Path) -> u64 {
+pub(crate) fn data_dir_id(path: &Path) -> u64 {
     std::fs::read_to_string(path.join(MARKER))
         .ok()
         .and_then(|t| {
@@ -74,17 +74,8 @@ pub struct FsStat {
     pub id: u64,
 }
 
-/// Size and free space (for unprivileged users) of the file system
-/// holding `path`.
-pub fn disk_usage(path: &Path) -> Option<hangar_common::rpc::DiskUsage> {
-    fs_stat(path).map(|s| hangar_common::rpc::DiskUsage {
-        total: s.total,
-        free: s.free,
-    })
-}
-
 /// [`FsStat`] of the file system holding `path`.
-pub fn fs_stat(path: &Path) -> Option<FsStat> {
+pub(crate) fn fs_stat(path: &Path) -> Option<FsStat> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
@@ -104,9 +95,4 @@ pub fn fs_stat(path: &Path) -> Option<FsStat> {
         free: st.f_bavail as u64 * st.f_frsize as u64,
         id: st.f_fsid as u64,
     })
-}
-
-/// Bytes available to unprivileged users on the filesystem holding `path`.
-pub fn available_space(path: &Path) -> Option<u64> {
-    disk_usage(path).map(|d| d.free)
 }

@@ -27,13 +27,15 @@ pub const LAYERS: &[&[&str]] = &[
 ];
 
 /// The layer of a top-level module.
-pub fn layer_of(module: &str) -> Option<usize> {
+#[cfg(test)]
+fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))
 }
 
 /// The top-level modules a source file names through `crate::` paths,
 /// grouped imports (`use crate::{a, b::c}`) included; comments skipped.
-pub fn crate_uses(source: &str) -> Vec<String> {
+#[cfg(test)]
+fn crate_uses(source: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in source.lines() {
         let code = line.trim_start();
@@ -75,6 +77,7 @@ pub fn crate_uses(source: &str) -> Vec<String> {
     out
 }
 
+#[cfg(test)]
 fn first_ident(s: &str) -> Option<String> {
     let id: String = s
         .trim_start()
@@ -85,7 +88,8 @@ fn first_ident(s: &str) -> Option<String> {
 }
 
 /// What is wrong with `module` (a top-level module) using `used`.
-pub fn violation(module: &str, used: &str) -> Option<String> {
+#[cfg(test)]
+fn violation(module: &str, used: &str) -> Option<String> {
     if module == used {
         return None;
     }

@@ -71,7 +71,7 @@ pub struct Identity {
 }
 
 /// Make sure a directory exists and we can write in it.
-pub fn ensure_dir(what: &'static str, path: &Path) -> Result<(), StartError> {
+fn ensure_dir(what: &'static str, path: &Path) -> Result<(), StartError> {
     std::fs::create_dir_all(path).map_err(|source| StartError::CreateDir {
         what,
         path: path.to_path_buf(),
@@ -94,7 +94,7 @@ fn restrict_permissions(path: &Path) {
 }
 
 /// Load the node keypair, creating it on first start.
-pub fn load_or_create_key(metadata_dir: &Path) -> Result<Keypair, StartError> {
+fn load_or_create_key(metadata_dir: &Path) -> Result<Keypair, StartError> {
     let path = metadata_dir.join(NODE_KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => Keypair::from_file_contents(&text).ok_or(StartError::BadKey { path }),
@@ -111,7 +111,7 @@ pub fn load_or_create_key(metadata_dir: &Path) -> Result<Keypair, StartError> {
 
 /// The configured secret, or the one generated in the metadata directory
 /// (created on first start).
-pub fn load_or_create_secret(config: &Config) -> Result<(RpcSecret, bool), StartError> {
+fn load_or_create_secret(config: &Config) -> Result<(RpcSecret, bool), StartError> {
     if let Some(s) = config.configured_secret()? {
         return Ok((s, false));
     }
@@ -177,7 +177,7 @@ const SEEN_FILE: &str = "data_dirs_seen";
 /// block again. With `mark`, a new directory gets its marker and is
 /// remembered (called again once the directories exist); without, nothing
 /// is written (called first, so nothing is created in an empty mount point).
-pub fn check_data_dir_markers(config: &Config, mark: bool) -> Result<(), StartError> {
+fn check_data_dir_markers(config: &Config, mark: bool) -> Result<(), StartError> {
     let seen_path = config.metadata_dir.join(SEEN_FILE);
     let mut seen: Vec<String> = std::fs::read_to_string(&seen_path)
         .map(|t| t.lines().map(str::to_string).collect())

@@ -42,14 +42,14 @@ impl Workers {
     }
 
     /// Wait while worker `name` is paused.
-    pub async fn gate(&self, name: &str) {
+    pub(crate) async fn gate(&self, name: &str) {
         let Some(tx) = self.sender(name) else { return };
         let mut rx = tx.subscribe();
         let _ = rx.wait_for(|paused| !paused).await;
     }
 
     /// Pause or resume a worker; false if there is no such worker.
-    pub fn set_paused(&self, name: &str, paused: bool) -> bool {
+    pub(crate) fn set_paused(&self, name: &str, paused: bool) -> bool {
         match self.sender(name) {
             Some(tx) => {
                 tx.send_replace(paused);
@@ -59,7 +59,7 @@ impl Workers {
         }
     }
 
-    pub fn is_paused(&self, name: &str) -> bool {
+    pub(crate) fn is_paused(&self, name: &str) -> bool {
         self.sender(name).is_some_and(|tx| *tx.borrow())
     }
 }
@@ -68,7 +68,7 @@ impl Workers {
 /// async code: on the multi-threaded runtime the worker thread hands its
 /// other tasks over first (`block_in_place`); on a current-thread runtime
 /// (the deterministic table simulation) it runs in place.
-pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

@@ -55,7 +55,7 @@ impl EventLog {
     }
 
     /// Record an event now (and in the agent's log).
-    pub fn record(&self, warn_: bool, text: impl Into<String>) {
+    pub(crate) fn record(&self, warn_: bool, text: impl Into<String>) {
         let event = ClusterEvent {
             at_ms: now_msec(),
             warn: warn_,
@@ -103,7 +103,7 @@ impl EventLog {
     }
 
     /// The newest `limit` events, newest first.
-    pub fn recent(&self, limit: usize) -> Vec<ClusterEvent> {
+    pub(crate) fn recent(&self, limit: usize) -> Vec<ClusterEvent> {
         match self.db.range(
             self.tree,
             Bound::Unbounded,

@@ -24,7 +24,7 @@ use crate::s3::server::{Body, serve_http};
 
 /// Whether every partition has a read and a write quorum among the nodes
 /// this node sees up; if not, why.
-pub fn health(s: &Services) -> Result<String, String> {
+fn health(s: &Services) -> Result<String, String> {
     let layout = s.layout.current();
     if layout.assignment.is_empty() {
         return Err("no layout has been applied yet".into());

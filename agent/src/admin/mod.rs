@@ -214,7 +214,7 @@ struct AdminServer {
 
 impl Services {
     /// Every node known here, as `status` shows it.
-    pub fn status_nodes(&self) -> Vec<NodeStatus> {
+    fn status_nodes(&self) -> Vec<NodeStatus> {
         let layout = self.layout.current();
         let staged = layout.effective_staged();
         let peers = self.net.peers();
@@ -283,14 +283,14 @@ impl Services {
         clock_offsets_from_median(nodes)
     }
 
-    pub fn status(&self) -> ClusterStatus {
+    fn status(&self) -> ClusterStatus {
         self.status_with(true)
     }
 
     /// `status`, with or without the tables' figures (which read every
     /// partition's Merkle root: the event watcher, every second, does not
     /// need them).
-    pub fn status_with(&self, tables: bool) -> ClusterStatus {
+    fn status_with(&self, tables: bool) -> ClusterStatus {
         let layout = self.layout.current();
         let nodes = self.status_nodes();
         ClusterStatus {
@@ -327,7 +327,7 @@ impl Services {
         }
     }
 
-    pub fn layout_view(&self) -> LayoutView {
+    fn layout_view(&self) -> LayoutView {
         let layout = self.layout.current();
         let preview = (!layout.effective_staged().is_empty()).then(|| layout.preview());
         LayoutView { layout, preview }

@@ -101,7 +101,7 @@ pub struct BlockManager {
 }
 
 /// Partition a block lives in.
-pub fn block_partition(hash: &Hash) -> usize {
+fn block_partition(hash: &Hash) -> usize {
     partition_of(hash.as_bytes())
 }
 
@@ -131,7 +131,7 @@ impl RcTrees {
     /// Change a block's reference count by `delta` inside `tx`, and queue
     /// the block for a resync check: after the arrival delay if it gained a
     /// reference, after the grace delay if it lost its last one.
-    pub fn add(&self, tx: &mut dyn Tx, hash: &Hash, delta: i64) -> TxResult<()> {
+    pub(crate) fn add(&self, tx: &mut dyn Tx, hash: &Hash, delta: i64) -> TxResult<()> {
         let cur = be(tx.get(self.rc, hash.as_bytes())?);
         let next = (cur as i64 + delta).max(0) as u64;
         if next == 0 {
@@ -179,18 +179,18 @@ impl BlockManager {
         }
     }
 
-    pub fn refcount(&self, hash: &Hash) -> u64 {
+    fn refcount(&self, hash: &Hash) -> u64 {
         be(self.db.get(self.rc, hash.as_bytes()).ok().flatten())
     }
 
     /// Queue a resync check of `hash` at `due_ms`.
-    pub fn enqueue(&self, hash: &Hash, due_ms: u64) {
+    pub(crate) fn enqueue(&self, hash: &Hash, due_ms: u64) {
         self.enqueue_attempt(hash, due_ms, 0)
     }
 
     /// Queue a check that already failed `attempts` times (kept in the
     /// entry, for backoff).
-    pub fn enqueue_attempt(&self, hash: &Hash, due_ms: u64, attempts: u32) {
+    fn enqueue_attempt(&self, hash: &Hash, due_ms: u64, attempts: u32) {
         if let Err(e) = self.db.insert(
             self.resync_queue,
             &queue_key(due_ms, hash),
@@ -201,7 +201,7 @@ impl BlockManager {
     }
 
     /// Store a block received from a peer or a local upload.
-    pub fn write_local(&self, hash: &Hash, data: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn write_local(&self, hash: &Hash, data: &[u8]) -> Result<(), StoreError> {
         let fresh = !self.store.has(hash);
         self.store.write(hash, data)?;
         if fresh && self.refcount(hash) == 0 {
@@ -237,7 +237,7 @@ impl BlockManager {
 
     /// Store a block on its replicas: returns once every live layout
     /// version has a write quorum of copies; the rest continue.
-    pub async fn put(self: &Arc<Self>, hash: Hash, data: Bytes) -> Result<(), BlockError> {
+    pub(crate) async fn put(self: &Arc<Self>, hash: Hash, data: Bytes) -> Result<(), BlockError> {
         let p = block_partition(&hash);
         let layout = self.layout.snapshot();
         let sets: Vec<Vec<NodeId>> = layout
@@ -343,7 +343,7 @@ impl BlockManager {
     /// Read a block, hedging across replicas: if the current attempt has
     /// not answered within a delay derived from that node's round-trip time,
     /// the next replica is asked too, and the first good answer wins.
-    pub async fn get(self: &Arc<Self>, hash: Hash) -> Result<Bytes, BlockError> {
+    pub(crate) async fn get(self: &Arc<Self>, hash: Hash) -> Result<Bytes, BlockError> {
         let order = self.read_order(&hash);
         if order.is_empty() {
             return Err(BlockError::NoLayout);
@@ -401,7 +401,7 @@ impl BlockManager {
 
     /// Ask every node that is up for a block, one after the other: the
     /// last resort of a resync when the listed replicas lack it.
-    pub async fn get_anywhere(&self, hash: Hash) -> Option<Bytes> {
+    async fn get_anywhere(&self, hash: Hash) -> Option<Bytes> {
         let me = self.net.id;
         for (id, info) in self.net.peers() {
             if id == me || !info.up {
@@ -414,7 +414,7 @@ impl BlockManager {
         None
     }
 
-    pub fn stats(&self) -> BlockStats {
+    pub(crate) fn stats(&self) -> BlockStats {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

@@ -102,7 +102,7 @@ impl BlockManager {
     }
 
     /// Handle due queue entries; returns how many.
-    pub async fn resync_batch(self: &Arc<Self>) -> Result<usize, BlockError> {
+    async fn resync_batch(self: &Arc<Self>) -> Result<usize, BlockError> {
         use std::ops::Bound;
         let now = now_msec();
         let end = now.saturating_add(1).to_be_bytes();

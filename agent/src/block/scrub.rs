@@ -27,7 +27,7 @@ const DIRS: &[u8] = b"data_dirs";
 
 impl BlockManager {
     /// Ask for a scrub pass now.
-    pub fn start_scrub(&self) {
+    pub(crate) fn start_scrub(&self) {
         self.scrub_now.notify_one();
     }
 

@@ -70,7 +70,7 @@ const FAILED_WRITE_PAUSE: Duration = Duration::from_secs(30);
 /// Space a data directory's file system keeps free: 1 GB, or 2 % of it if
 /// that is less, so the system and a metadata directory on the same disk
 /// never starve because blocks took the last bytes.
-pub fn min_free(fs_total: u64) -> u64 {
+fn min_free(fs_total: u64) -> u64 {
     (fs_total / 50).min(1_000_000_000)
 }
 
@@ -271,7 +271,7 @@ pub struct BlockStore {
 impl BlockStore {
     /// A store over `dirs`. Counting what each directory already holds
     /// happens in the background (`counted` in the status says when done).
-    pub fn new(dirs: &DataDirs, compression: Option<i32>) -> BlockStore {
+    pub(crate) fn new(dirs: &DataDirs, compression: Option<i32>) -> BlockStore {
         let dirs: Vec<Arc<Dir>> = dirs
             .0
             .iter()
@@ -319,14 +319,15 @@ impl BlockStore {
         BlockStore { dirs, compression }
     }
 
-    /// A store over one directory (tests and tools).
-    pub fn single(dir: &Path, compression: Option<i32>) -> BlockStore {
+    /// A store over one directory.
+    #[cfg(test)]
+    fn single(dir: &Path, compression: Option<i32>) -> BlockStore {
         BlockStore::new(&DataDirs::one(dir.to_path_buf()), compression)
     }
 
     /// The data directories as configured, in one line: a scrub pass
     /// starts when this changes.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         let mut parts: Vec<String> = self
             .dirs
             .iter()
@@ -363,7 +364,7 @@ impl BlockStore {
 
     /// Where a block's uncompressed form would be written now.
     #[cfg(test)]
-    pub fn path(&self, hash: &Hash) -> PathBuf {
+    fn path(&self, hash: &Hash) -> PathBuf {
         let order = self.write_order(hash);
         order
             .iter()
@@ -374,7 +375,7 @@ impl BlockStore {
     }
 
     /// The file holding a block, whichever directory and form it has.
-    pub fn file_of(&self, hash: &Hash) -> Option<PathBuf> {
+    pub(crate) fn file_of(&self, hash: &Hash) -> Option<PathBuf> {
         self.read_order(hash)
             .into_iter()
             .find_map(|d| d.file_of(hash))
@@ -386,12 +387,12 @@ impl BlockStore {
             .find_map(|d| d.file_of(hash).map(|f| (d, f)))
     }
 
-    pub fn has(&self, hash: &Hash) -> bool {
+    pub(crate) fn has(&self, hash: &Hash) -> bool {
         self.file_of(hash).is_some()
     }
 
     /// Store a block, checking that `data` hashes to `hash`.
-    pub fn write(&self, hash: &Hash, data: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn write(&self, hash: &Hash, data: &[u8]) -> Result<(), StoreError> {
         if Hash::of(data) != *hash {
             return Err(StoreError::HashMismatch(*hash));
         }
@@ -469,7 +470,7 @@ impl BlockStore {
 
     /// Read a block; `Ok(None)` if this node does not have it (or had a
     /// corrupted copy, now moved aside).
-    pub fn read(&self, hash: &Hash) -> Result<Option<Bytes>, StoreError> {
+    pub(crate) fn read(&self, hash: &Hash) -> Result<Option<Bytes>, StoreError> {
         let Some((dir, path)) = self.dir_holding(hash) else {
             return Ok(None);
         };
@@ -504,7 +505,7 @@ impl BlockStore {
 
     /// Check a block's content; moves a bad copy aside. Returns whether
     /// a good copy is present.
-    pub fn verify(&self, hash: &Hash) -> Result<bool, StoreError> {
+    pub(crate) fn verify(&self, hash: &Hash) -> Result<bool, StoreError> {
         match self.read(hash) {
             Ok(Some(_)) => Ok(true),
             Ok(None) | Err(StoreError::Corrupted(_)) => Ok(false),
@@ -518,7 +519,7 @@ impl BlockStore {
     /// there is room. Returns whether it moved. The file is copied as it is
     /// (compressed or not) and removed from its old place only once the
     /// copy is durable, so a crash leaves at worst two copies.
-    pub fn relocate(&self, hash: &Hash) -> Result<bool, StoreError> {
+    pub(crate) fn relocate(&self, hash: &Hash) -> Result<bool, StoreError> {
         let Some((from, path)) = self.dir_holding(hash) else {
             return Ok(false);
         };
@@ -565,7 +566,7 @@ impl BlockStore {
         Ok(true)
     }
 
-    pub fn delete(&self, hash: &Hash) -> std::io::Result<()> {
+    pub(crate) fn delete(&self, hash: &Hash) -> std::io::Result<()> {
         for d in &self.dirs {
             d.remove(hash)?;
         }
@@ -574,7 +575,7 @@ impl BlockStore {
 
     /// Every block present, for counting and scrubbing (walks the
     /// directories; not for hot paths).
-    pub fn list(&self) -> Vec<Hash> {
+    pub(crate) fn list(&self) -> Vec<Hash> {
         let mut out: Vec<Hash> = self
             .dirs
             .iter()
@@ -586,7 +587,7 @@ impl BlockStore {
     }
 
     /// What each data directory holds and whether it takes new blocks.
-    pub fn status(&self) -> Vec<DataDirStatus> {
+    pub(crate) fn status(&self) -> Vec<DataDirStatus> {
         self.dirs
             .iter()
             .map(|d| {

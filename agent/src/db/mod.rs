@@ -98,7 +98,7 @@ pub struct SnapshotStats {
 pub type Db = Arc<dyn Engine>;
 
 /// Bounds that select every key starting with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

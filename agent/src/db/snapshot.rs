@@ -28,7 +28,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
 /// layout, peers) to `<metadata_dir>/snapshots/<UTC date-time>`, then keep
 /// only the `keep` newest. Written under a temporary name and renamed, so
 /// a snapshot directory is always complete.
-pub fn snapshot(
+pub(crate) fn snapshot(
     metadata_dir: &Path,
     db: &super::Db,
     keep: usize,

@@ -89,7 +89,7 @@ impl LayoutManager {
     }
 
     /// The current layout, without copying it.
-    pub fn snapshot(&self) -> Arc<ClusterLayout> {
+    pub(crate) fn snapshot(&self) -> Arc<ClusterLayout> {
         self.layout
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -160,7 +160,7 @@ impl LayoutManager {
     }
 
     /// Merge a layout received from a peer.
-    pub fn merge_from(self: &Arc<Self>, other: &ClusterLayout, from: NodeId) {
+    pub(crate) fn merge_from(self: &Arc<Self>, other: &ClusterLayout, from: NodeId) {
         if other.replication_factor != self.snapshot().replication_factor {
             warn!(
                 "ignoring layout from {}: it uses replication factor {}, this node {}",
@@ -180,21 +180,21 @@ impl LayoutManager {
 
     /// How long this node has been writing with `version` (None if it
     /// writes with another one).
-    pub fn adopted_for(&self, version: u64) -> Option<std::time::Duration> {
+    pub(crate) fn adopted_for(&self, version: u64) -> Option<std::time::Duration> {
         let adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner());
         (adopted.0 == version).then(|| adopted.1.elapsed())
     }
 
     /// Record this node's transition progress (see `ClusterLayout::ack`
     /// and `ClusterLayout::sync`).
-    pub fn set_ack(self: &Arc<Self>, version: u64) {
+    pub(crate) fn set_ack(self: &Arc<Self>, version: u64) {
         let me = self.id;
         self.update(|l| l.set_ack(me, version));
     }
 
     /// Record `nodes` as having confirmed `version` (they are down: see
     /// `Admin::layout_skip_dead`).
-    pub fn skip_acks(self: &Arc<Self>, nodes: &[NodeId], version: u64) {
+    pub(crate) fn skip_acks(self: &Arc<Self>, nodes: &[NodeId], version: u64) {
         self.update(|l| {
             for n in nodes {
                 l.set_ack(*n, version);
@@ -202,7 +202,7 @@ impl LayoutManager {
         });
     }
 
-    pub fn set_sync(self: &Arc<Self>, version: u64) {
+    pub(crate) fn set_sync(self: &Arc<Self>, version: u64) {
         let me = self.id;
         self.update(|l| l.set_sync(me, version));
     }
@@ -221,7 +221,7 @@ impl LayoutManager {
         });
     }
 
-    pub fn revert(self: &Arc<Self>) {
+    pub(crate) fn revert(self: &Arc<Self>) {
         let now = timestamp_ms();
         let me = self.id;
         self.update(|l| l.revert(now, me));

@@ -107,7 +107,7 @@ impl Model {
     /// deleted at once (before the resync worker would look for a block
     /// that never arrived), and its chunks too, which the usual chain
     /// follows. Best effort: logged.
-    pub async fn release_version(&self, uuid: VersionId, blocks: &[Hash]) {
+    pub(crate) async fn release_version(&self, uuid: VersionId, blocks: &[Hash]) {
         let mut released = std::collections::BTreeSet::new();
         let mut result = Ok(());
         for block in blocks {

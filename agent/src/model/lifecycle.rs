@@ -71,7 +71,7 @@ impl Model {
 
     /// One pass over every bucket with rules; (objects expired, uploads
     /// aborted).
-    pub async fn lifecycle_pass(&self, day: Duration) -> Result<(u64, u64), ModelError> {
+    async fn lifecycle_pass(&self, day: Duration) -> Result<(u64, u64), ModelError> {
         let layout = self.buckets.layout.current();
         let buckets = self.buckets.scan(100_000).await?;
         let day_ms = day.as_millis() as u64;

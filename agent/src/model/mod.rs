@@ -47,7 +47,7 @@ pub enum ModelError {
 }
 
 /// Whether `name` is a valid S3 bucket name (the DNS-compatible rules).
-pub fn valid_bucket_name(name: &str) -> bool {
+fn valid_bucket_name(name: &str) -> bool {
     let b = name.as_bytes();
     (3..=63).contains(&b.len())
         && b.iter()
@@ -109,14 +109,14 @@ impl<T: Clone> LookupCache<T> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn get(&self, name: &str) -> Option<T> {
+    fn get(&self, name: &str) -> Option<T> {
         self.lock()
             .get(name)
             .filter(|(at, _)| at.elapsed() < LOOKUP_TTL)
             .map(|(_, v)| v.clone())
     }
 
-    pub fn put(&self, name: &str, v: T) {
+    fn put(&self, name: &str, v: T) {
         let mut m = self.lock();
         if m.len() >= LOOKUP_MAX {
             m.clear();
@@ -124,14 +124,14 @@ impl<T: Clone> LookupCache<T> {
         m.insert(name.to_string(), (std::time::Instant::now(), v));
     }
 
-    pub fn forget(&self, name: &str) {
+    fn forget(&self, name: &str) {
         self.lock().remove(name);
     }
 }
 
 impl Model {
     /// The live bucket called `name`, if any (possibly [`LOOKUP_TTL`] old).
-    pub async fn bucket_by_name(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
+    pub(crate) async fn bucket_by_name(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
         if let Some(b) = self.bucket_cache.get(name) {
             return Ok(Some(b));
         }
@@ -143,14 +143,14 @@ impl Model {
     }
 
     /// Write a bucket item (settings changed) and forget its cached copy.
-    pub async fn save_bucket(&self, b: &Bucket) -> Result<(), ModelError> {
+    pub(crate) async fn save_bucket(&self, b: &Bucket) -> Result<(), ModelError> {
         self.buckets.insert(b).await?;
         self.bucket_cache.forget(&b.name);
         Ok(())
     }
 
     /// The live bucket called `name`, read from the replicas now.
-    pub async fn bucket_by_name_fresh(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
+    async fn bucket_by_name_fresh(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
         let Some(alias) = self.aliases.get(name.as_bytes(), &[]).await? else {
             return Ok(None);
         };
@@ -164,7 +164,7 @@ impl Model {
             .filter(|b| !b.deleted.0))
     }
 
-    pub async fn require_bucket(&self, name: &str) -> Result<Bucket, ModelError> {
+    pub(crate) async fn require_bucket(&self, name: &str) -> Result<Bucket, ModelError> {
         self.bucket_by_name(name)
             .await?
             .ok_or_else(|| ModelError::NoSuchBucket(name.to_string()))
@@ -173,7 +173,7 @@ impl Model {
     /// Like [`Model::require_bucket`], read from the replicas now: for a
     /// change of its settings, whose registers must be timed above what
     /// they replace (a cached copy may be [`LOOKUP_TTL`] old).
-    pub async fn require_bucket_fresh(&self, name: &str) -> Result<Bucket, ModelError> {
+    pub(crate) async fn require_bucket_fresh(&self, name: &str) -> Result<Bucket, ModelError> {
         self.bucket_by_name_fresh(name)
             .await?
             .ok_or_else(|| ModelError::NoSuchBucket(name.to_string()))
@@ -184,7 +184,7 @@ impl Model {
     /// nodes' clocks (see [`Table::insert_latest`]). A version with blocks
     /// that a concurrent write replaced at once is queued for cleanup here,
     /// as a replica would queue it had it been current for a moment.
-    pub async fn commit_object(&self, object: &mut Object) -> Result<(), ModelError> {
+    pub(crate) async fn commit_object(&self, object: &mut Object) -> Result<(), ModelError> {
         let outcome = self.objects.insert_latest(object).await?;
         if outcome == Latest::Superseded && matches!(object.version.data, ObjectData::Blocks { .. })
         {
@@ -196,7 +196,7 @@ impl Model {
     /// Queue the cleanup of a version that no object refers to (a
     /// conditional write refused after its blocks were stored, or one a
     /// concurrent write replaced at once).
-    pub fn forget_version(&self, uuid: VersionId) {
+    pub(crate) fn forget_version(&self, uuid: VersionId) {
         if let Err(e) = self.db.insert(self.version_gc, &uuid, &[]) {
             tracing::warn!(
                 "version {}: its blocks stay referenced: {e}",
@@ -217,7 +217,7 @@ impl Model {
     }
 
     /// Create a bucket; `owner` (an access key id) gets every permission.
-    pub async fn create_bucket(
+    pub(crate) async fn create_bucket(
         &self,
         name: &str,
         owner: Option<&str>,
@@ -289,7 +289,7 @@ impl Model {
     }
 
     /// Delete an empty bucket.
-    pub async fn delete_bucket(&self, name: &str) -> Result<(), ModelError> {
+    pub(crate) async fn delete_bucket(&self, name: &str) -> Result<(), ModelError> {
         let mut bucket = self.require_bucket_fresh(name).await?;
         if !self.list_objects(&bucket, "", None, 1).await?.is_empty() {
             return Err(ModelError::BucketNotEmpty(name.to_string()));
@@ -301,7 +301,7 @@ impl Model {
     }
 
     /// A live access key (possibly [`LOOKUP_TTL`] old).
-    pub async fn get_key(&self, id: &str) -> Result<Option<Key>, ModelError> {
+    pub(crate) async fn get_key(&self, id: &str) -> Result<Option<Key>, ModelError> {
         if let Some(k) = self.key_cache.get(id) {
             return Ok(Some(k));
         }
@@ -317,7 +317,7 @@ impl Model {
     }
 
     /// Create an access key with a fresh id and secret.
-    pub async fn create_key(&self, name: &str) -> Result<Key, ModelError> {
+    pub(crate) async fn create_key(&self, name: &str) -> Result<Key, ModelError> {
         let id_bytes: [u8; 12] = rand::random();
         let secret: [u8; 32] = rand::random();
         let key = Key {
@@ -331,7 +331,7 @@ impl Model {
         Ok(key)
     }
 
-    pub async fn delete_key(&self, id: &str) -> Result<(), ModelError> {
+    pub(crate) async fn delete_key(&self, id: &str) -> Result<(), ModelError> {
         let mut key = self
             .get_key(id)
             .await?
@@ -342,7 +342,7 @@ impl Model {
         Ok(())
     }
 
-    pub async fn set_permission(
+    pub(crate) async fn set_permission(
         &self,
         key_id: &str,
         bucket: &Bucket,
@@ -368,7 +368,7 @@ impl Model {
     /// lists never change once written, so a local copy is as good as a
     /// quorum's and saves a round trip — else from a read quorum. `size`
     /// (the object's) tells a complete last page.
-    pub async fn version_page(
+    pub(crate) async fn version_page(
         &self,
         uuid: &VersionId,
         after: Option<&[u8]>,
@@ -411,7 +411,7 @@ impl Model {
     /// Objects of a bucket with keys starting with `prefix`, after `after`,
     /// in key order, at most `limit`, merged across the index shards.
     /// Deleted objects are skipped.
-    pub async fn list_objects(
+    async fn list_objects(
         &self,
         bucket: &Bucket,
         prefix: &str,
@@ -432,7 +432,7 @@ impl Model {
     /// A cursor over a bucket's objects with keys starting with `prefix`,
     /// after `after`, in key order; `expected` is about how many the caller
     /// will take (it sizes the first reads).
-    pub fn lister(
+    pub(crate) fn lister(
         &self,
         bucket: &Bucket,
         prefix: &str,
@@ -485,7 +485,7 @@ pub struct ObjectLister<'a> {
 
 impl ObjectLister<'_> {
     /// The next object (deleted ones skipped), or None at the end.
-    pub async fn next(&mut self) -> Result<Option<Object>, ModelError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Object>, ModelError> {
         loop {
             self.refill().await?;
             let best = self
@@ -506,7 +506,7 @@ impl ObjectLister<'_> {
     }
 
     /// Skip every object whose key is at most `key`.
-    pub fn skip_past(&mut self, key: &[u8]) {
+    pub(crate) fn skip_past(&mut self, key: &[u8]) {
         for c in &mut self.cursors {
             let had = !c.buf.is_empty();
             while c.buf.front().is_some_and(|o| o.key.as_bytes() <= key) {

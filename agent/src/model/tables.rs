@@ -199,7 +199,7 @@ pub struct Key {
 }
 
 impl Key {
-    pub fn permission(&self, bucket: &BucketId) -> Permission {
+    pub(crate) fn permission(&self, bucket: &BucketId) -> Permission {
         if self.deleted.0 {
             return Permission::default();
         }
@@ -280,7 +280,7 @@ pub struct ObjectVersion {
 
 impl ObjectVersion {
     /// A version written now, timestamped by the node's hybrid clock.
-    pub fn new(uuid: VersionId, data: ObjectData) -> ObjectVersion {
+    pub(crate) fn new(uuid: VersionId, data: ObjectData) -> ObjectVersion {
         let mut v = ObjectVersion {
             uuid,
             timestamp: 0,
@@ -292,17 +292,17 @@ impl ObjectVersion {
     }
 
     /// The version's timestamp in microseconds.
-    pub fn time_us(&self) -> u64 {
+    pub(crate) fn time_us(&self) -> u64 {
         self.timestamp * 1000 + u64::from(self.micros)
     }
 
-    pub fn set_time_us(&mut self, us: u64) {
+    pub(crate) fn set_time_us(&mut self, us: u64) {
         self.timestamp = us / 1000;
         self.micros = (us % 1000) as u16;
     }
 
     /// The order of versions: last writer wins.
-    pub fn order(&self) -> (u64, u16, VersionId) {
+    fn order(&self) -> (u64, u16, VersionId) {
         (self.timestamp, self.micros, self.uuid)
     }
 }
@@ -319,7 +319,7 @@ pub struct Object {
 }
 
 /// Partition key of an object's shard of a bucket's index.
-pub fn object_pk(bucket: &BucketId, shards: u8, key: &str) -> Vec<u8> {
+pub(crate) fn object_pk(bucket: &BucketId, shards: u8, key: &str) -> Vec<u8> {
     let shard = Hash::of(key.as_bytes()).0[0] % shards.max(1);
     let mut pk = bucket.as_bytes().to_vec();
     pk.push(shard);
@@ -371,7 +371,7 @@ fn live_size(o: Option<&Object>) -> (i64, i64) {
 }
 
 /// Decode a local usage counter.
-pub fn decode_usage(v: &[u8]) -> (u64, u64) {
+pub(crate) fn decode_usage(v: &[u8]) -> (u64, u64) {
     let n = |r: std::ops::Range<usize>| {
         v.get(r)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -490,7 +490,7 @@ pub struct Upload {
 }
 
 /// Sort key of an upload in its bucket's upload list.
-pub fn upload_sk(key: &str, id: &VersionId) -> Vec<u8> {
+pub(crate) fn upload_sk(key: &str, id: &VersionId) -> Vec<u8> {
     let mut sk = key.as_bytes().to_vec();
     sk.push(0);
     sk.extend_from_slice(id);
@@ -499,7 +499,7 @@ pub fn upload_sk(key: &str, id: &VersionId) -> Vec<u8> {
 
 impl Upload {
     /// The newest upload of each part number, in part order.
-    pub fn current_parts(&self) -> Vec<&Part> {
+    pub(crate) fn current_parts(&self) -> Vec<&Part> {
         let mut by_number: std::collections::BTreeMap<u32, &Part> = Default::default();
         for p in &self.parts {
             let newer = by_number
@@ -680,12 +680,12 @@ impl TableSchema for BlockRefTable {
 }
 
 /// A fresh random id for a version.
-pub fn new_version_id() -> VersionId {
+pub(crate) fn new_version_id() -> VersionId {
     rand::random()
 }
 
 /// A fresh random bucket id.
-pub fn new_bucket_id() -> BucketId {
+pub(crate) fn new_bucket_id() -> BucketId {
     Hash(rand::random())
 }
 

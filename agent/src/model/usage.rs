@@ -72,7 +72,7 @@ impl Model {
 
     /// Refuse a write that would take a bucket over its quotas: `new_object`
     /// when the key does not exist yet, `added` the bytes it adds.
-    pub async fn check_quotas(
+    pub(crate) async fn check_quotas(
         &self,
         bucket: &Bucket,
         new_object: bool,
@@ -105,7 +105,7 @@ impl Model {
     }
 
     /// A bucket's (objects, bytes), a few seconds behind writes.
-    pub async fn bucket_usage(&self, bucket: &Bucket) -> Result<(u64, u64), ModelError> {
+    pub(crate) async fn bucket_usage(&self, bucket: &Bucket) -> Result<(u64, u64), ModelError> {
         let reports = self
             .usage
             .get_range(bucket.id.as_bytes(), &[], None, 10_000)

@@ -45,7 +45,7 @@ fn reason_suffix(reason: &str) -> String {
 
 impl CallError {
     /// The label of this kind of failure in `hangar_rpc_errors_total`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             CallError::Unreachable { .. } => "unreachable",
             CallError::Timeout { .. } => "timeout",
@@ -56,7 +56,7 @@ impl CallError {
     }
 
     /// The node the call was made to.
-    pub fn node(&self) -> NodeId {
+    pub(crate) fn node(&self) -> NodeId {
         match self {
             CallError::Unreachable { node, .. }
             | CallError::Timeout { node, .. }
@@ -64,15 +64,6 @@ impl CallError {
             | CallError::Refused { node, .. }
             | CallError::Protocol { node, .. } => *node,
         }
-    }
-
-    /// Whether the request may have been carried out although no answer
-    /// came back (a time-out or a broken connection).
-    pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            CallError::Timeout { .. } | CallError::Connection { .. }
-        )
     }
 }
 
@@ -108,7 +99,7 @@ pub type Answer<T> = Result<Result<T, RpcError>, tarpc::client::RpcError>;
 /// For methods that cannot fail on the callee's side (`ping`,
 /// `pull_layout`, `push_layout`): their answer in the shape
 /// [`Net::call_on`] takes.
-pub fn infallible<T>(r: Result<T, tarpc::client::RpcError>) -> Answer<T> {
+pub(crate) fn infallible<T>(r: Result<T, tarpc::client::RpcError>) -> Answer<T> {
     r.map(Ok)
 }
 
@@ -116,7 +107,7 @@ impl Net {
     /// Call `peer` on `channel`: `f` gets the client and a context whose
     /// deadline is `timeout`. A broken bulk connection is forgotten, so the
     /// next call reconnects.
-    pub async fn call<T, Fut>(
+    pub(crate) async fn call<T, Fut>(
         &self,
         peer: NodeId,
         channel: Channel,
@@ -143,7 +134,7 @@ impl Net {
 
     /// Call `peer` through a client already in hand (the ping loop's, the
     /// gossip's).
-    pub async fn call_on<T, Fut>(
+    pub(crate) async fn call_on<T, Fut>(
         &self,
         client: PeerClient,
         peer: NodeId,
@@ -195,7 +186,6 @@ mod tests {
                     reason: String::new(),
                 },
                 "unreachable",
-                false,
             ),
             (
                 CallError::Timeout {
@@ -203,7 +193,6 @@ mod tests {
                     after: Duration::from_secs(2),
                 },
                 "timeout",
-                true,
             ),
             (
                 CallError::Connection {
@@ -211,7 +200,6 @@ mod tests {
                     reason: "reset".into(),
                 },
                 "connection",
-                true,
             ),
             (
                 CallError::Refused {
@@ -219,7 +207,6 @@ mod tests {
                     error: RpcError::Table("bad".into()),
                 },
                 "refused",
-                false,
             ),
             (
                 CallError::Protocol {
@@ -227,12 +214,10 @@ mod tests {
                     reason: "old".into(),
                 },
                 "protocol",
-                false,
             ),
         ];
-        for (e, kind, unknown) in cases {
+        for (e, kind) in cases {
             assert_eq!(e.kind(), kind);
-            assert_eq!(e.outcome_unknown(), unknown, "{kind}");
             assert_eq!(e.node(), node);
             assert!(e.to_string().contains(&node.short()), "{e}");
         }

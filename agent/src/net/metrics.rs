@@ -19,7 +19,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    pub fn observe(&mut self, took: Duration) {
+    pub(crate) fn observe(&mut self, took: Duration) {
         let secs = took.as_secs_f64();
         for (i, le) in BUCKETS.iter().enumerate() {
             if secs <= *le {
@@ -31,7 +31,7 @@ impl Histogram {
     }
 
     /// The `_bucket`, `_sum` and `_count` samples of `name{labels}`.
-    pub fn write(&self, out: &mut String, name: &str, labels: &str) {
+    pub(crate) fn write(&self, out: &mut String, name: &str, labels: &str) {
         for (i, le) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -64,7 +64,7 @@ pub struct RpcMetrics {
 impl RpcMetrics {
     /// Count one call; `failed`: how it failed (`CallError::kind`), if it
     /// did not get an answer that was not an error.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         peer: hangar_common::NodeId,
         method: &'static str,
@@ -80,7 +80,7 @@ impl RpcMetrics {
     }
 
     /// Its families, in the Prometheus text format.
-    pub fn write(&self, out: &mut String) {
+    pub(crate) fn write(&self, out: &mut String) {
         let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
         out.push_str("# HELP hangar_rpc_requests_total RPC calls made to a peer, by method.\n# TYPE hangar_rpc_requests_total counter\n");
         for ((peer, method), c) in calls.iter() {

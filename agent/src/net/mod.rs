@@ -146,7 +146,7 @@ impl Net {
         *lock(&self.gossip) = Some(g);
     }
 
-    pub fn public_addr(&self) -> &str {
+    pub(crate) fn public_addr(&self) -> &str {
         &self.cfg.public_addr
     }
 
@@ -252,7 +252,7 @@ impl Net {
     }
 
     /// Connect to a node now (for `hangar node connect`), checking its id.
-    pub async fn connect_now(self: &Arc<Self>, peer: &PeerAddr) -> Result<(), ConnectError> {
+    pub(crate) async fn connect_now(self: &Arc<Self>, peer: &PeerAddr) -> Result<(), ConnectError> {
         let client = self.open(&peer.addr, peer.id).await?;
         self.learn(peer.id, Some(peer.addr.clone()));
         if let Some(slot) = lock(&self.peers).get_mut(&peer.id) {
@@ -306,7 +306,7 @@ impl Net {
     }
 
     /// The protocol version agreed with a peer, if connected once.
-    pub fn peer_protocol(&self, id: &NodeId) -> Option<u32> {
+    pub(crate) fn peer_protocol(&self, id: &NodeId) -> Option<u32> {
         lock(&self.peers).get(id).and_then(|s| s.info.protocol)
     }
 
@@ -458,7 +458,7 @@ impl Net {
     }
 
     /// Nodes this node sees down, with when it first saw them down.
-    pub fn down_since(&self) -> Vec<(NodeId, u64)> {
+    pub(crate) fn down_since(&self) -> Vec<(NodeId, u64)> {
         lock(&self.peers)
             .iter()
             .filter(|(_, s)| !s.info.up)
@@ -513,7 +513,7 @@ impl Net {
     }
 
     /// A snapshot of every peer's state.
-    pub fn peers(&self) -> BTreeMap<NodeId, PeerInfo> {
+    pub(crate) fn peers(&self) -> BTreeMap<NodeId, PeerInfo> {
         lock(&self.peers)
             .iter()
             .map(|(k, v)| (*k, v.info.clone()))
@@ -521,13 +521,13 @@ impl Net {
     }
 
     /// Be told of every new connection to a peer from now on.
-    pub fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId> {
+    pub(crate) fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId> {
         self.up_events.subscribe()
     }
 
     /// The bulk-transfer client of a peer, connecting if needed (the
     /// connection attempt counted as a `connect_bulk` call).
-    pub async fn bulk_client(&self, id: &NodeId) -> Result<PeerClient, CallError> {
+    async fn bulk_client(&self, id: &NodeId) -> Result<PeerClient, CallError> {
         if let Some(c) = lock(&self.bulk).get(id) {
             return Ok(c.clone());
         }
@@ -566,12 +566,12 @@ impl Net {
     }
 
     /// Forget a bulk connection that failed, so the next call reconnects.
-    pub fn drop_bulk(&self, id: &NodeId) {
+    fn drop_bulk(&self, id: &NodeId) {
         lock(&self.bulk).remove(id);
     }
 
     /// Smoothed round-trip time to a peer, if known.
-    pub fn rtt(&self, id: &NodeId) -> Option<Duration> {
+    pub(crate) fn rtt(&self, id: &NodeId) -> Option<Duration> {
         lock(&self.peers)
             .get(id)
             .and_then(|s| s.info.rtt_ms)
@@ -579,16 +579,16 @@ impl Net {
     }
 
     /// The RPC client of a peer, if connected.
-    pub fn client(&self, id: &NodeId) -> Option<PeerClient> {
+    fn client(&self, id: &NodeId) -> Option<PeerClient> {
         lock(&self.peers).get(id).and_then(|s| s.client.clone())
     }
 
-    pub fn is_up(&self, id: &NodeId) -> bool {
+    pub(crate) fn is_up(&self, id: &NodeId) -> bool {
         *id == self.id || lock(&self.peers).get(id).is_some_and(|s| s.info.up)
     }
 
     /// Clients of peers currently up.
-    pub fn up_clients(&self) -> Vec<(NodeId, PeerClient)> {
+    pub(crate) fn up_clients(&self) -> Vec<(NodeId, PeerClient)> {
         lock(&self.peers)
             .iter()
             .filter(|(_, s)| s.info.up)
@@ -597,7 +597,7 @@ impl Net {
     }
 
     /// Every known peer with an address, for ping responses.
-    pub fn known_peers(&self) -> Vec<PeerAddr> {
+    pub(crate) fn known_peers(&self) -> Vec<PeerAddr> {
         let mut v: Vec<PeerAddr> = lock(&self.peers)
             .iter()
             .filter_map(|(id, s)| s.info.addr.clone().map(|addr| PeerAddr { id: *id, addr }))
@@ -650,6 +650,6 @@ struct Handshake {
 
 /// Lock a mutex, recovering the data if a panicking thread poisoned it:
 /// the state guarded here stays consistent between statements.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

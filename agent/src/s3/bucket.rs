@@ -8,7 +8,7 @@ use super::server::{Body, S3Request, S3Server, empty, xml_response};
 use super::xml::{Xml, iso8601};
 
 impl S3Server {
-    pub async fn list_buckets(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn list_buckets(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let mut buckets = Vec::new();
         for (id, perm) in r.api_key.buckets.iter() {
             if !(perm.read || perm.write || perm.owner) {
@@ -40,7 +40,7 @@ impl S3Server {
         ))
     }
 
-    pub async fn create_bucket(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn create_bucket(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let name = r.bucket.as_deref().unwrap_or_default();
         if let Some(existing) = self.model.bucket_by_name(name).await? {
             if r.permission(&existing).owner {
@@ -64,7 +64,7 @@ impl S3Server {
         Ok(resp)
     }
 
-    pub async fn delete_bucket(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn delete_bucket(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         if !r.permission(&bucket).owner {
             return Err(S3Error::access_denied(
@@ -77,7 +77,7 @@ impl S3Server {
         Ok(resp)
     }
 
-    pub async fn head_bucket(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn head_bucket(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         let p = r.permission(&bucket);
         if !(p.read || p.write || p.owner) {
@@ -94,7 +94,7 @@ impl S3Server {
 
     /// GetBucketVersioning: Hangar keeps one version per key, so buckets
     /// are never versioned (tools such as rclone and Terraform ask).
-    pub async fn bucket_versioning(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn bucket_versioning(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         let p = r.permission(&bucket);
         if !(p.read || p.write || p.owner) {
@@ -111,7 +111,7 @@ impl S3Server {
     /// GetBucketAcl / GetObjectAcl: permissions are per key (`hangar bucket
     /// allow`), not ACLs; the answer says the asking key has full control,
     /// which is what clients that check ACLs need to hear.
-    pub async fn acl(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn acl(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         let p = r.permission(&bucket);
         if !(p.read || p.write || p.owner) {
@@ -141,7 +141,7 @@ impl S3Server {
         ))
     }
 
-    pub async fn bucket_location(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn bucket_location(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         let p = r.permission(&bucket);
         if !(p.read || p.write || p.owner) {

@@ -186,7 +186,7 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, S3E
 }
 
 /// Parse and validate a WebsiteConfiguration document.
-pub fn parse_website(body: &[u8]) -> Result<WebsiteConfig, S3Error> {
+pub(crate) fn parse_website(body: &[u8]) -> Result<WebsiteConfig, S3Error> {
     let w: WebsiteXml = parse(body, "WebsiteConfiguration")?;
     let redirect_all = w.redirect_all.map(|r| (r.host, r.protocol));
     if redirect_all.is_none() && w.index.is_none() {
@@ -235,7 +235,7 @@ pub fn parse_website(body: &[u8]) -> Result<WebsiteConfig, S3Error> {
     })
 }
 
-pub fn website_xml(w: &WebsiteConfig) -> String {
+fn website_xml(w: &WebsiteConfig) -> String {
     let mut x = Xml::new("WebsiteConfiguration");
     if let Some((host, protocol)) = &w.redirect_all {
         x.open("RedirectAllRequestsTo").elem("HostName", host);
@@ -290,7 +290,7 @@ pub fn website_xml(w: &WebsiteConfig) -> String {
 
 const CORS_METHODS: &[&str] = &["GET", "PUT", "POST", "DELETE", "HEAD"];
 
-pub fn parse_cors(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
+pub(crate) fn parse_cors(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
     let c: CorsXml = parse(body, "CORSConfiguration")?;
     if c.rules.is_empty() || c.rules.len() > 100 {
         return Err(malformed("a CORS configuration has 1 to 100 rules"));
@@ -324,7 +324,7 @@ pub fn parse_cors(body: &[u8]) -> Result<Vec<CorsRule>, S3Error> {
         .collect()
 }
 
-pub fn cors_xml(rules: &[CorsRule]) -> String {
+fn cors_xml(rules: &[CorsRule]) -> String {
     let mut x = Xml::new("CORSConfiguration");
     for r in rules {
         x.open("CORSRule");
@@ -349,7 +349,7 @@ pub fn cors_xml(rules: &[CorsRule]) -> String {
     x.finish("CORSConfiguration")
 }
 
-pub fn parse_lifecycle(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
+pub(crate) fn parse_lifecycle(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
     let l: LifecycleXml = parse(body, "LifecycleConfiguration")?;
     if l.rules.is_empty() || l.rules.len() > 1000 {
         return Err(malformed("a lifecycle configuration has 1 to 1000 rules"));
@@ -414,7 +414,7 @@ pub fn parse_lifecycle(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error> {
         .collect()
 }
 
-pub fn lifecycle_xml(rules: &[LifecycleRule]) -> String {
+fn lifecycle_xml(rules: &[LifecycleRule]) -> String {
     let mut x = Xml::new("LifecycleConfiguration");
     for r in rules {
         x.open("Rule");
@@ -457,7 +457,7 @@ impl S3Server {
     /// Put, Get or Delete a bucket's website, CORS or lifecycle
     /// configuration. Changing one needs the owner permission; reading it,
     /// any permission on the bucket.
-    pub async fn bucket_config(
+    pub(crate) async fn bucket_config(
         &self,
         r: S3Request,
         which: SubResource,

@@ -86,7 +86,7 @@ pub enum ChunkedError {
 
 impl ChunkedError {
     /// The S3 error code (`<Code>` of the XML error) for this failure.
-    pub fn s3_code(&self) -> &'static str {
+    pub(crate) fn s3_code(&self) -> &'static str {
         match self {
             ChunkedError::SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
             ChunkedError::Truncated(_) => "IncompleteBody",
@@ -201,7 +201,7 @@ pub struct ChunkedDecoder {
 impl ChunkedDecoder {
     /// A decoder for a body in `mode`, which must be one of the STREAMING-*
     /// modes. Signed modes need the context [`sigv4::verify`] returned.
-    pub fn new(
+    pub(crate) fn new(
         mode: PayloadMode,
         signing: Option<ChunkSigningContext>,
     ) -> Result<Self, ChunkedError> {
@@ -236,7 +236,7 @@ impl ChunkedDecoder {
     /// Feeds raw body bytes as they arrive; returns the payload bytes now
     /// ready to use (slices of `input`, or of earlier input held for a chunk
     /// signature). After an error every call fails.
-    pub fn feed(&mut self, input: Bytes) -> Result<Vec<Bytes>, ChunkedError> {
+    pub(crate) fn feed(&mut self, input: Bytes) -> Result<Vec<Bytes>, ChunkedError> {
         if matches!(self.state, State::Failed) {
             return Err(ChunkedError::AlreadyFailed);
         }
@@ -254,7 +254,7 @@ impl ChunkedDecoder {
     /// Call at the end of the body: fails unless the final chunk (and, in
     /// trailer modes, the trailer section) was complete. Returns the
     /// trailers, which the caller checks against the data.
-    pub fn finish(&mut self) -> Result<Trailers, ChunkedError> {
+    pub(crate) fn finish(&mut self) -> Result<Trailers, ChunkedError> {
         let missing = match &self.state {
             State::Done => {
                 return Ok(Trailers {

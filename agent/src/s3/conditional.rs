@@ -32,7 +32,7 @@ impl Preconditions {
     /// Read them from `{prefix}if-match`... (`prefix` is empty, or
     /// `x-amz-copy-source-` for a copy's source). Unparseable dates are
     /// ignored, as HTTP requires.
-    pub fn from_headers(h: &HeaderMap, prefix: &str) -> Preconditions {
+    pub(crate) fn from_headers(h: &HeaderMap, prefix: &str) -> Preconditions {
         let get = |name: &str| {
             h.get(format!("{prefix}{name}"))
                 .and_then(|v| v.to_str().ok())
@@ -47,7 +47,7 @@ impl Preconditions {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.if_match.is_none()
             && self.if_none_match.is_none()
             && self.if_modified_since.is_none()
@@ -56,7 +56,7 @@ impl Preconditions {
 
     /// Evaluate against the current object (`None`: there is none).
     /// `read` is true for GET and HEAD (304 possible), false for writes.
-    pub fn evaluate(&self, current: Option<(&str, u64)>, read: bool) -> Outcome {
+    pub(crate) fn evaluate(&self, current: Option<(&str, u64)>, read: bool) -> Outcome {
         // HTTP dates have whole seconds.
         let modified = current.map(|(_, ms)| UNIX_EPOCH + Duration::from_secs(ms / 1000));
         let etag = current.map(|(e, _)| e);
@@ -97,7 +97,7 @@ fn matches(list: &str, etag: &str) -> bool {
     })
 }
 
-pub fn precondition_failed() -> S3Error {
+pub(crate) fn precondition_failed() -> S3Error {
     S3Error::new(
         "PreconditionFailed",
         StatusCode::PRECONDITION_FAILED,

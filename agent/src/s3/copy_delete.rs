@@ -36,7 +36,7 @@ fn malformed(msg: impl Into<String>) -> S3Error {
 }
 
 /// Parse a DeleteObjects request body.
-pub fn parse_delete(body: &[u8]) -> Result<(bool, Vec<String>), S3Error> {
+pub(crate) fn parse_delete(body: &[u8]) -> Result<(bool, Vec<String>), S3Error> {
     let text = std::str::from_utf8(body).map_err(|_| malformed("the request body is not UTF-8"))?;
     let req: DeleteRequest = quick_xml::de::from_str(text)
         .map_err(|e| malformed(format!("invalid Delete document: {e}")))?;
@@ -49,7 +49,7 @@ pub fn parse_delete(body: &[u8]) -> Result<(bool, Vec<String>), S3Error> {
 impl S3Server {
     /// Read a small request body whole, checking what the client promised
     /// about it (payload hash, Content-MD5).
-    pub async fn small_body(&self, r: S3Request) -> Result<Bytes, S3Error> {
+    pub(crate) async fn small_body(&self, r: S3Request) -> Result<Bytes, S3Error> {
         let payload = r.verified.payload;
         let content_md5 = r.header("content-md5").map(str::to_string);
         let mut decoder = if payload.is_chunked() {
@@ -111,7 +111,7 @@ impl S3Server {
         Ok(buf.freeze())
     }
 
-    pub async fn delete_objects(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn delete_objects(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(&r).await?;
         if !r.permission(&bucket).write {
             return Err(S3Error::access_denied(
@@ -145,7 +145,7 @@ impl S3Server {
         Ok(xml_response(StatusCode::OK, x.finish("DeleteResult")))
     }
 
-    pub async fn copy_object(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn copy_object(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
         let dest = self.bucket(&r).await?;
         if !r.permission(&dest).write {
             return Err(S3Error::access_denied(
@@ -210,7 +210,7 @@ impl S3Server {
 
     /// The live object named by `x-amz-copy-source` (`bucket/key`, URL
     /// encoded), which the request's key must be allowed to read.
-    pub async fn copy_source(&self, r: &S3Request) -> Result<Object, S3Error> {
+    pub(crate) async fn copy_source(&self, r: &S3Request) -> Result<Object, S3Error> {
         let source = r.header("x-amz-copy-source").unwrap_or_default();
         let source = source.split('?').next().unwrap_or_default();
         let source = percent_encoding::percent_decode_str(source)
@@ -250,7 +250,11 @@ impl S3Server {
 
     /// Give a version a copy of another's block list, referencing every
     /// block again: no data moves.
-    pub async fn copy_block_list(&self, from: VersionId, to: VersionId) -> Result<(), S3Error> {
+    pub(crate) async fn copy_block_list(
+        &self,
+        from: VersionId,
+        to: VersionId,
+    ) -> Result<(), S3Error> {
         let mut after: Option<Vec<u8>> = None;
         loop {
             let chunks = self

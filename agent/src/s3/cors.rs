@@ -21,7 +21,7 @@ fn wildcard_match(pattern: &str, value: &str) -> bool {
 }
 
 /// The first rule allowing `origin` to use `method` with `headers`.
-pub fn find_rule<'a>(
+pub(crate) fn find_rule<'a>(
     rules: &'a [CorsRule],
     origin: &str,
     method: &str,
@@ -37,7 +37,7 @@ pub fn find_rule<'a>(
 }
 
 /// Add the headers a matching rule grants to a response.
-pub fn add_headers(rule: &CorsRule, origin: &str, h: &mut HeaderMap) {
+pub(crate) fn add_headers(rule: &CorsRule, origin: &str, h: &mut HeaderMap) {
     let allow_origin = if rule.origins.iter().any(|o| o == "*") {
         "*"
     } else {
@@ -57,7 +57,10 @@ pub fn add_headers(rule: &CorsRule, origin: &str, h: &mut HeaderMap) {
 }
 
 /// Answer a preflight request for a bucket with these rules.
-pub fn preflight(rules: Option<&[CorsRule]>, req: &HeaderMap) -> Result<Response<Body>, S3Error> {
+pub(crate) fn preflight(
+    rules: Option<&[CorsRule]>,
+    req: &HeaderMap,
+) -> Result<Response<Body>, S3Error> {
     let get = |k: &str| req.get(k).and_then(|v| v.to_str().ok());
     let forbidden = || {
         S3Error::new(

@@ -95,19 +95,19 @@ const OBJECT_SUBRESOURCES: &[&str] = &[
 ];
 
 /// The first of `flags` the query has.
-pub fn subresource<'a>(flags: &[&'a str], q: &BTreeMap<String, String>) -> Option<&'a str> {
+fn subresource<'a>(flags: &[&'a str], q: &BTreeMap<String, String>) -> Option<&'a str> {
     flags.iter().find(|f| q.contains_key(**f)).copied()
 }
 
 /// The bucket sub-resource a query selects, if any.
-pub fn bucket_subresource(q: &BTreeMap<String, String>) -> Option<&'static str> {
+pub(crate) fn bucket_subresource(q: &BTreeMap<String, String>) -> Option<&'static str> {
     subresource(BUCKET_SUBRESOURCES, q)
 }
 
 impl Endpoint {
     /// The operation of a request. `query`: its parameters, without the
     /// `X-Amz-*` ones of a presigned URL (authentication, not the request).
-    pub fn of(
+    pub(crate) fn of(
         method: &Method,
         bucket: bool,
         key: bool,
@@ -181,7 +181,7 @@ impl Endpoint {
     }
 
     /// The operation's name, as AWS names it (the `op` label of metrics).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         use Endpoint as E;
         match self {
             E::ListBuckets => "ListBuckets",

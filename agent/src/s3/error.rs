@@ -15,7 +15,11 @@ pub struct S3Error {
 }
 
 impl S3Error {
-    pub fn new(code: &'static str, status: StatusCode, message: impl Into<String>) -> S3Error {
+    pub(crate) fn new(
+        code: &'static str,
+        status: StatusCode,
+        message: impl Into<String>,
+    ) -> S3Error {
         S3Error {
             code,
             status,
@@ -23,42 +27,42 @@ impl S3Error {
         }
     }
 
-    pub fn access_denied(msg: impl Into<String>) -> S3Error {
+    pub(crate) fn access_denied(msg: impl Into<String>) -> S3Error {
         S3Error::new("AccessDenied", StatusCode::FORBIDDEN, msg)
     }
-    pub fn no_such_key() -> S3Error {
+    pub(crate) fn no_such_key() -> S3Error {
         S3Error::new(
             "NoSuchKey",
             StatusCode::NOT_FOUND,
             "The specified key does not exist.",
         )
     }
-    pub fn no_such_bucket(name: &str) -> S3Error {
+    fn no_such_bucket(name: &str) -> S3Error {
         S3Error::new(
             "NoSuchBucket",
             StatusCode::NOT_FOUND,
             format!("The specified bucket {name:?} does not exist."),
         )
     }
-    pub fn not_implemented(what: &str) -> S3Error {
+    pub(crate) fn not_implemented(what: &str) -> S3Error {
         S3Error::new(
             "NotImplemented",
             StatusCode::NOT_IMPLEMENTED,
             format!("{what} is not implemented by Hangar yet."),
         )
     }
-    pub fn invalid_request(msg: impl Into<String>) -> S3Error {
+    pub(crate) fn invalid_request(msg: impl Into<String>) -> S3Error {
         S3Error::new("InvalidRequest", StatusCode::BAD_REQUEST, msg)
     }
-    pub fn internal(msg: impl Into<String>) -> S3Error {
+    pub(crate) fn internal(msg: impl Into<String>) -> S3Error {
         S3Error::new("InternalError", StatusCode::INTERNAL_SERVER_ERROR, msg)
     }
-    pub fn unavailable(msg: impl Into<String>) -> S3Error {
+    pub(crate) fn unavailable(msg: impl Into<String>) -> S3Error {
         S3Error::new("ServiceUnavailable", StatusCode::SERVICE_UNAVAILABLE, msg)
     }
 
     /// The XML body.
-    pub fn to_xml(&self, resource: &str, request_id: &str) -> String {
+    pub(crate) fn to_xml(&self, resource: &str, request_id: &str) -> String {
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
             self.code,

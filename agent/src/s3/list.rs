@@ -86,7 +86,7 @@ impl S3Server {
         }
     }
 
-    pub async fn list_objects_v2(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn list_objects_v2(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         self.check_read(r, &bucket)?;
         let q = &r.query;
@@ -150,7 +150,7 @@ impl S3Server {
         Ok(xml_response(StatusCode::OK, x.finish("ListBucketResult")))
     }
 
-    pub async fn list_objects_v1(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn list_objects_v1(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         self.check_read(r, &bucket)?;
         let q = &r.query;

@@ -26,7 +26,7 @@ pub struct S3Metrics {
 
 impl S3Metrics {
     /// Count one request.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         op: &'static str,
         status: u16,
@@ -44,7 +44,7 @@ impl S3Metrics {
     }
 
     /// Its families, in the Prometheus text format.
-    pub fn write(&self, out: &mut String) {
+    pub(crate) fn write(&self, out: &mut String) {
         use std::sync::atomic::Ordering::Relaxed;
         let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         out.push_str("# HELP hangar_s3_requests_total S3 requests served, by operation and status.\n# TYPE hangar_s3_requests_total counter\n");

@@ -45,7 +45,7 @@ struct CompletePart {
 }
 
 /// Parse a CompleteMultipartUpload body: (part number, ETag) in order.
-pub fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
+pub(crate) fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
     let text = std::str::from_utf8(body)
         .map_err(|_| S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, "not UTF-8"))?;
     let req: CompleteRequest = quick_xml::de::from_str(text).map_err(|e| {
@@ -78,7 +78,7 @@ fn parse_upload_id(s: &str) -> Result<VersionId, S3Error> {
 }
 
 /// The multipart ETag: MD5 of the parts' binary MD5s, then `-N`.
-pub fn multipart_etag(part_etags: &[&str]) -> String {
+fn multipart_etag(part_etags: &[&str]) -> String {
     let mut h = md5::Md5::new();
     for e in part_etags {
         if let Ok(b) = hex::decode(e) {
@@ -160,7 +160,10 @@ impl S3Server {
             .ok_or_else(no_such_upload)
     }
 
-    pub async fn create_multipart_upload(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn create_multipart_upload(
+        &self,
+        r: &S3Request,
+    ) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         self.writable(r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();
@@ -189,7 +192,7 @@ impl S3Server {
         ))
     }
 
-    pub async fn upload_part(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn upload_part(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(&r).await?;
         self.writable(&r, &bucket)?;
         let number: u32 = r
@@ -333,7 +336,10 @@ impl S3Server {
         })
     }
 
-    pub async fn complete_multipart_upload(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn complete_multipart_upload(
+        &self,
+        r: S3Request,
+    ) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(&r).await?;
         self.writable(&r, &bucket)?;
         let mut upload = self.upload(&r, &bucket).await?;
@@ -462,7 +468,10 @@ impl S3Server {
         ))
     }
 
-    pub async fn abort_multipart_upload(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn abort_multipart_upload(
+        &self,
+        r: &S3Request,
+    ) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         self.writable(r, &bucket)?;
         let mut upload = self.upload(r, &bucket).await?;
@@ -473,7 +482,7 @@ impl S3Server {
         Ok(resp)
     }
 
-    pub async fn list_parts(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn list_parts(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         if !r.permission(&bucket).read {
             return Err(S3Error::access_denied("this key may not read this bucket"));
@@ -520,7 +529,10 @@ impl S3Server {
         Ok(xml_response(StatusCode::OK, x.finish("ListPartsResult")))
     }
 
-    pub async fn list_multipart_uploads(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn list_multipart_uploads(
+        &self,
+        r: &S3Request,
+    ) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         if !r.permission(&bucket).read {
             return Err(S3Error::access_denied("this key may not read this bucket"));

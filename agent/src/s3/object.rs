@@ -35,7 +35,7 @@ pub struct Inflight {
 
 /// Wait for an in-flight block to be stored and record its hash in the
 /// block list.
-pub async fn settle(h: Inflight, blocks: &mut [BlockEntry]) -> Result<(), S3Error> {
+pub(crate) async fn settle(h: Inflight, blocks: &mut [BlockEntry]) -> Result<(), S3Error> {
     let (index, hash) = h
         .put
         .await
@@ -53,7 +53,7 @@ pub struct PendingPuts(Vec<Inflight>);
 
 impl PendingPuts {
     /// Wait until every block is stored.
-    pub async fn wait(self) -> Result<(), S3Error> {
+    async fn wait(self) -> Result<(), S3Error> {
         let mut first_err = None;
         for h in self.0 {
             let r = h
@@ -132,7 +132,7 @@ fn holds(pre: &Preconditions, cur: Option<&Object>) -> bool {
     pre.evaluate(live, false) == Outcome::Proceed
 }
 
-pub fn check_key(key: &str) -> Result<(), S3Error> {
+pub(crate) fn check_key(key: &str) -> Result<(), S3Error> {
     if key.len() > 1024 {
         return Err(S3Error::new(
             "KeyTooLongError",
@@ -169,7 +169,7 @@ impl S3Server {
         }
     }
 
-    pub async fn put_object(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn put_object(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(&r).await?;
         self.check_write(&r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();
@@ -269,7 +269,11 @@ impl S3Server {
     /// (payload hash, chunk signatures, Content-MD5, checksums), cut it
     /// into blocks and store them. A body that fits `inline_max` (when
     /// `allow_inline`) is returned in memory instead.
-    pub async fn receive(&self, r: S3Request, allow_inline: bool) -> Result<Received, S3Error> {
+    pub(crate) async fn receive(
+        &self,
+        r: S3Request,
+        allow_inline: bool,
+    ) -> Result<Received, S3Error> {
         let (received, pending) = self.receive_hashed(r, allow_inline).await?;
         pending.wait().await?;
         Ok(received)
@@ -277,7 +281,7 @@ impl S3Server {
 
     /// [`S3Server::receive`], returning as soon as every block's hash is
     /// known, with the blocks' stores still pending.
-    pub async fn receive_hashed(
+    async fn receive_hashed(
         &self,
         r: S3Request,
         allow_inline: bool,
@@ -444,7 +448,7 @@ impl S3Server {
 
     /// Send one block to its replicas in the background, keeping at most
     /// [`PUT_INFLIGHT`] in flight.
-    pub async fn ship(
+    pub(crate) async fn ship(
         &self,
         block: Bytes,
         blocks: &mut Vec<BlockEntry>,
@@ -493,7 +497,7 @@ impl S3Server {
     }
 
     /// Record a version's block list and its block references.
-    pub async fn commit_blocks(
+    pub(crate) async fn commit_blocks(
         &self,
         uuid: VersionId,
         blocks: &[BlockEntry],
@@ -558,7 +562,7 @@ impl S3Server {
     }
 
     /// Refuse to write `size` bytes at `key` if the bucket's quotas forbid.
-    pub async fn enforce_quotas(
+    pub(crate) async fn enforce_quotas(
         &self,
         bucket: &Bucket,
         key: &str,
@@ -582,7 +586,7 @@ impl S3Server {
     /// fails before its data is copied or assembled. Only a first look: the
     /// check that counts is made again, atomically, when the object is
     /// written ([`S3Server::commit_checked`]).
-    pub async fn precheck(
+    pub(crate) async fn precheck(
         &self,
         pre: &Preconditions,
         bucket: &Bucket,
@@ -606,7 +610,7 @@ impl S3Server {
     /// one whose condition holds wins, the others get 412, and the version
     /// a winner replaced is the one its condition named. A refused version's
     /// blocks are released. `object`'s time becomes the version's.
-    pub async fn commit_checked(
+    pub(crate) async fn commit_checked(
         &self,
         object: &mut Object,
         pre: &Preconditions,
@@ -649,7 +653,7 @@ impl S3Server {
         Err(refused)
     }
 
-    pub async fn current_meta(
+    async fn current_meta(
         &self,
         bucket: &Bucket,
         key: &str,
@@ -664,7 +668,11 @@ impl S3Server {
         }))
     }
 
-    pub async fn get_object(&self, r: &S3Request, head: bool) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn get_object(
+        &self,
+        r: &S3Request,
+        head: bool,
+    ) -> Result<Response<Body>, S3Error> {
         let (_, obj, meta) = self.load_object(r).await?;
         self.object_response(r.req.headers(), &r.query, &obj, &meta, head)
             .await
@@ -672,7 +680,7 @@ impl S3Server {
 
     /// The answer to a GET or HEAD of an object: preconditions, range,
     /// headers (with `response-*` overrides from the query), body.
-    pub async fn object_response(
+    pub(crate) async fn object_response(
         &self,
         headers: &http::HeaderMap,
         query: &std::collections::BTreeMap<String, String>,
@@ -760,7 +768,12 @@ impl S3Server {
     }
 
     /// The bytes `start..end` of an object, streamed block by block.
-    pub async fn object_body(&self, obj: &Object, start: u64, end: u64) -> Result<Body, S3Error> {
+    pub(crate) async fn object_body(
+        &self,
+        obj: &Object,
+        start: u64,
+        end: u64,
+    ) -> Result<Body, S3Error> {
         match &obj.version.data {
             ObjectData::Inline { bytes, .. } => {
                 let s = (start as usize).min(bytes.len());
@@ -795,7 +808,7 @@ impl S3Server {
         }
     }
 
-    pub async fn delete_object(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
+    pub(crate) async fn delete_object(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         self.check_write(r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();

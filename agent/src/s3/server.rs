@@ -68,17 +68,17 @@ impl S3Server {
 }
 
 /// A full (non-streaming) body.
-pub fn full(data: impl Into<Bytes>) -> Body {
+pub(crate) fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into())
         .map_err(|never| match never {})
         .boxed()
 }
 
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     full(Bytes::new())
 }
 
-pub fn xml_response(status: StatusCode, xml: String) -> Response<Body> {
+pub(crate) fn xml_response(status: StatusCode, xml: String) -> Response<Body> {
     let mut r = Response::new(full(xml));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -99,16 +99,16 @@ pub struct S3Request {
 }
 
 impl S3Request {
-    pub fn permission(&self, bucket: &Bucket) -> Permission {
+    pub(crate) fn permission(&self, bucket: &Bucket) -> Permission {
         self.api_key.permission(&bucket.id)
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.req.headers().get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The standard headers an object keeps from its upload.
-    pub fn stored_headers(&self) -> Vec<(String, String)> {
+    pub(crate) fn stored_headers(&self) -> Vec<(String, String)> {
         const KEPT: &[&str] = &[
             "cache-control",
             "content-disposition",
@@ -140,7 +140,7 @@ impl S3Request {
     }
 
     /// The `x-amz-meta-*` headers, names without the prefix.
-    pub fn user_meta(&self) -> Vec<(String, String)> {
+    pub(crate) fn user_meta(&self) -> Vec<(String, String)> {
         self.req
             .headers()
             .iter()
@@ -154,7 +154,7 @@ impl S3Request {
 
 /// Accept HTTP/1.1 connections forever and answer each request with
 /// `handle` (`name` is for logs).
-pub async fn serve_http<F, Fut>(listener: TcpListener, name: &'static str, handle: F)
+pub(crate) async fn serve_http<F, Fut>(listener: TcpListener, name: &'static str, handle: F)
 where
     F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
@@ -293,13 +293,7 @@ impl S3Server {
     }
 
     /// Add the CORS headers a bucket's rules grant to a response.
-    pub async fn add_cors(
-        &self,
-        bucket: &str,
-        origin: &str,
-        method: &Method,
-        h: &mut http::HeaderMap,
-    ) {
+    async fn add_cors(&self, bucket: &str, origin: &str, method: &Method, h: &mut http::HeaderMap) {
         if let Ok(Some(b)) = self.model.bucket_by_name(bucket).await
             && let Some(rules) = &b.cors.value
             && let Some(rule) = super::cors::find_rule(rules, origin, method.as_str(), &[])
@@ -442,7 +436,7 @@ impl S3Server {
     }
 
     /// The bucket of a request, which must exist.
-    pub async fn bucket(&self, r: &S3Request) -> Result<Bucket, S3Error> {
+    pub(crate) async fn bucket(&self, r: &S3Request) -> Result<Bucket, S3Error> {
         let name = r.bucket.as_deref().unwrap_or_default();
         Ok(self.model.require_bucket(name).await?)
     }

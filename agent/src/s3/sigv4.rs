@@ -126,7 +126,7 @@ pub enum AuthError {
 
 impl AuthError {
     /// The S3 error code (`<Code>` of the XML error) for this failure.
-    pub fn s3_code(&self) -> &'static str {
+    pub(crate) fn s3_code(&self) -> &'static str {
         match self {
             AuthError::AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
             AuthError::AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
@@ -144,7 +144,7 @@ impl AuthError {
     }
 
     /// The HTTP status S3 answers with for this failure.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             AuthError::AuthorizationHeaderMalformed(_)
             | AuthError::AuthorizationQueryParametersError(_)
@@ -171,7 +171,7 @@ pub struct Credential {
 
 impl Credential {
     /// `date/region/service/aws4_request`, the scope line of string-to-signs.
-    pub fn scope(&self) -> String {
+    fn scope(&self) -> String {
         format!(
             "{}/{}/{}/aws4_request",
             self.date, self.region, self.service
@@ -221,7 +221,7 @@ pub enum PayloadMode {
 
 impl PayloadMode {
     /// Parses an `x-amz-content-sha256` value.
-    pub fn parse(value: &[u8]) -> Result<PayloadMode, AuthError> {
+    pub(crate) fn parse(value: &[u8]) -> Result<PayloadMode, AuthError> {
         let mode = match value {
             b"UNSIGNED-PAYLOAD" => PayloadMode::Unsigned,
             b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD" => PayloadMode::StreamingSigned,
@@ -239,7 +239,7 @@ impl PayloadMode {
     }
 
     /// Whether the body is `aws-chunked` framed (must go through the chunked decoder).
-    pub fn is_chunked(&self) -> bool {
+    pub(crate) fn is_chunked(&self) -> bool {
         matches!(
             self,
             PayloadMode::StreamingSigned
@@ -249,7 +249,7 @@ impl PayloadMode {
     }
 
     /// Whether each chunk carries a signature chained from the seed.
-    pub fn has_chunk_signatures(&self) -> bool {
+    pub(crate) fn has_chunk_signatures(&self) -> bool {
         matches!(
             self,
             PayloadMode::StreamingSigned | PayloadMode::StreamingSignedTrailer
@@ -257,7 +257,7 @@ impl PayloadMode {
     }
 
     /// Whether trailing headers follow the final chunk.
-    pub fn has_trailer(&self) -> bool {
+    pub(crate) fn has_trailer(&self) -> bool {
         matches!(
             self,
             PayloadMode::StreamingSignedTrailer | PayloadMode::StreamingUnsignedTrailer
@@ -305,7 +305,7 @@ pub struct Verified {
 /// Reads how the request is authenticated, without checking anything that
 /// needs the secret. Header and query authentication together are refused,
 /// as S3 does.
-pub fn parse_auth(uri: &Uri, headers: &HeaderMap) -> Result<AuthKind, AuthError> {
+pub(crate) fn parse_auth(uri: &Uri, headers: &HeaderMap) -> Result<AuthKind, AuthError> {
     let query = parse_query(uri.query().unwrap_or(""));
     let presigned = query
         .iter()
@@ -500,7 +500,7 @@ fn parse_signature(value: &str) -> Result<String, String> {
 /// "wrong" region is served rather than refused. This is deliberate — Hangar
 /// is a single-region store and clients disagree on default regions
 /// (`us-east-1`, `auto`, ...); the secret still authenticates the request.
-pub fn verify(
+pub(crate) fn verify(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -778,7 +778,7 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 }
 
 /// HMAC-SHA256 of `data` under `key`.
-pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = new_mac(key);
     mac.update(data);
     mac.finalize().into_bytes().into()
@@ -787,7 +787,7 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 /// Whether `signature_hex` is HMAC-SHA256(`key`, `string_to_sign`). The
 /// comparison runs in constant time (through `Mac::verify_slice`) so timing
 /// does not reveal how many leading bytes of a forged signature were right.
-pub fn verify_signature(key: &[u8], string_to_sign: &[u8], signature_hex: &str) -> bool {
+pub(crate) fn verify_signature(key: &[u8], string_to_sign: &[u8], signature_hex: &str) -> bool {
     let mut expected = [0u8; 32];
     if hex::decode_to_slice(signature_hex, &mut expected).is_err() {
         return false;
@@ -803,7 +803,7 @@ fn new_mac(key: &[u8]) -> HmacSha256 {
 }
 
 /// Parses `YYYYMMDDTHHMMSSZ` (ISO 8601 basic, UTC) to Unix seconds.
-pub fn parse_amz_date(text: &str) -> Option<u64> {
+pub(crate) fn parse_amz_date(text: &str) -> Option<u64> {
     let b = text.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;

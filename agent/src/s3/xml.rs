@@ -2,7 +2,7 @@
 //! small, fixed shapes, written directly with escaping; nothing here parses.
 
 /// Escape text for an XML element.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -28,31 +28,31 @@ pub struct Xml {
 }
 
 impl Xml {
-    pub fn new(root: &str) -> Xml {
+    pub(crate) fn new(root: &str) -> Xml {
         Xml {
             buf: format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{root} xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
             ),
         }
     }
-    pub fn open(&mut self, name: &str) -> &mut Self {
+    pub(crate) fn open(&mut self, name: &str) -> &mut Self {
         self.buf.push('<');
         self.buf.push_str(name);
         self.buf.push('>');
         self
     }
-    pub fn close(&mut self, name: &str) -> &mut Self {
+    pub(crate) fn close(&mut self, name: &str) -> &mut Self {
         self.buf.push_str("</");
         self.buf.push_str(name);
         self.buf.push('>');
         self
     }
-    pub fn elem(&mut self, name: &str, value: &str) -> &mut Self {
+    pub(crate) fn elem(&mut self, name: &str, value: &str) -> &mut Self {
         self.open(name);
         self.buf.push_str(&escape(value));
         self.close(name)
     }
-    pub fn finish(mut self, root: &str) -> String {
+    pub(crate) fn finish(mut self, root: &str) -> String {
         self.close(root);
         self.buf
     }
@@ -61,7 +61,7 @@ impl Xml {
 pub use hangar_common::date::iso8601;
 
 /// `Wed, 25 Nov 2026 15:45:05 GMT`, as HTTP headers show dates.
-pub fn http_date(ms: u64) -> String {
+pub(crate) fn http_date(ms: u64) -> String {
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }
 

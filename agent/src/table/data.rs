@@ -78,7 +78,7 @@ pub struct TableData<S: TableSchema> {
 const PAXOS_LOCK_STRIPES: usize = 64;
 
 /// The storage key of an item.
-pub fn storage_key(partition_key: &[u8], sort_key: &[u8]) -> Vec<u8> {
+pub(crate) fn storage_key(partition_key: &[u8], sort_key: &[u8]) -> Vec<u8> {
     let mut k = Hash::of(partition_key).0.to_vec();
     k.extend_from_slice(sort_key);
     k
@@ -119,7 +119,7 @@ impl<S: TableSchema> TableData<S> {
     /// The lock of the stripe `key` falls in: held while an acceptor reads,
     /// checks and writes its state for the item, and while an ordered write
     /// checks that state and applies itself (see `paxos.rs`).
-    pub fn item_lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn item_lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
         // Storage keys start with a hash of the partition key; the sort key
         // (an object's name) follows.
         let h = key
@@ -132,7 +132,7 @@ impl<S: TableSchema> TableData<S> {
 
     /// Decode an item; a timestamped one moves the hybrid clock forward
     /// (every timestamp a node sees does: see [`hangar_common::clock`]).
-    pub fn decode(&self, bytes: &[u8]) -> Result<S::Item, DataError> {
+    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<S::Item, DataError> {
         use super::TableItem;
         let item: S::Item = rmp_serde::from_slice(bytes).map_err(|e| DataError::Decode {
             table: S::NAME,
@@ -144,32 +144,32 @@ impl<S: TableSchema> TableData<S> {
         Ok(item)
     }
 
-    pub fn encode(&self, item: &S::Item) -> Result<Vec<u8>, DataError> {
+    pub(crate) fn encode(&self, item: &S::Item) -> Result<Vec<u8>, DataError> {
         rmp_serde::to_vec_named(item).map_err(|e| DataError::Encode {
             table: S::NAME,
             reason: e.to_string(),
         })
     }
 
-    pub fn counter(&self, name: &[u8]) -> u64 {
+    fn counter(&self, name: &[u8]) -> u64 {
         read_u64(self.db.get(self.counters, name).ok().flatten())
     }
 
-    pub fn item_count(&self) -> u64 {
+    pub(crate) fn item_count(&self) -> u64 {
         self.counter(C_ITEMS)
     }
-    pub fn merkle_queue(&self) -> u64 {
+    pub(crate) fn merkle_queue(&self) -> u64 {
         self.counter(C_MERKLE)
     }
-    pub fn gc_queue(&self) -> u64 {
+    pub(crate) fn gc_queue(&self) -> u64 {
         self.counter(C_GC)
     }
 
-    pub fn get_raw(&self, key: &[u8]) -> DbResult<Option<Vec<u8>>> {
+    pub(crate) fn get_raw(&self, key: &[u8]) -> DbResult<Option<Vec<u8>>> {
         self.db.get(self.items, key)
     }
 
-    pub fn get(&self, key: &[u8]) -> Result<Option<S::Item>, DataError> {
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<S::Item>, DataError> {
         match self.get_raw(key)? {
             Some(b) => Ok(Some(self.decode(&b)?)),
             None => Ok(None),
@@ -177,7 +177,7 @@ impl<S: TableSchema> TableData<S> {
     }
 
     /// Items under `prefix` after `after`, at most `limit`, raw.
-    pub fn range_raw(
+    pub(crate) fn range_raw(
         &self,
         prefix: &[u8],
         after: Option<&[u8]>,
@@ -198,7 +198,7 @@ impl<S: TableSchema> TableData<S> {
 
     /// Merge an encoded item into the local replica. Returns the merged
     /// encoding when it changed what was stored.
-    pub fn update_raw(&self, bytes: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
+    pub(crate) fn update_raw(&self, bytes: &[u8]) -> Result<Option<Vec<u8>>, DataError> {
         let item = self.decode(bytes)?;
         self.update(&item)
     }
@@ -206,7 +206,7 @@ impl<S: TableSchema> TableData<S> {
     /// Merge an item into the local replica (one transaction: the item, the
     /// Merkle queue, the tombstone queue, the counters). Returns the merged
     /// encoding when it changed what was stored.
-    pub fn update(&self, item: &S::Item) -> Result<Option<Vec<u8>>, DataError> {
+    pub(crate) fn update(&self, item: &S::Item) -> Result<Option<Vec<u8>>, DataError> {
         use super::TableItem;
         let key = storage_key(item.partition_key(), item.sort_key());
         let mut decode_err = None;
@@ -277,7 +277,7 @@ impl<S: TableSchema> TableData<S> {
     /// Remove every item of partition `p` from this replica (this node no
     /// longer holds the partition, and its new owners have the data), at
     /// most `limit` per call. Returns how many were removed.
-    pub fn drop_partition(&self, p: u8, limit: usize) -> DbResult<usize> {
+    pub(crate) fn drop_partition(&self, p: u8, limit: usize) -> DbResult<usize> {
         let keys: Vec<Vec<u8>> = self
             .range_raw(&[p], None, limit)?
             .into_iter()
@@ -291,7 +291,7 @@ impl<S: TableSchema> TableData<S> {
 
     /// Remove an item if its stored encoding still hashes to `expected`.
     /// Returns whether it was removed.
-    pub fn delete_if_equal(&self, key: &[u8], expected: &Hash) -> DbResult<bool> {
+    pub(crate) fn delete_if_equal(&self, key: &[u8], expected: &Hash) -> DbResult<bool> {
         self.remove_local(key, Some(expected))
     }
 
@@ -330,7 +330,7 @@ impl<S: TableSchema> TableData<S> {
     }
 
     /// Drop a tombstone-queue entry if it is still the one we saw.
-    pub fn gc_todo_done(&self, key: &[u8], seen: &[u8]) -> DbResult<()> {
+    pub(crate) fn gc_todo_done(&self, key: &[u8], seen: &[u8]) -> DbResult<()> {
         self.db.transaction(&mut |tx| {
             if tx.get(self.gc_todo, key)?.as_deref() == Some(seen) {
                 tx.remove(self.gc_todo, key)?;
@@ -342,7 +342,7 @@ impl<S: TableSchema> TableData<S> {
 
     /// Fold up to `limit` queued changes into the Merkle trees. Returns how
     /// many were processed.
-    pub fn update_merkle(&self, limit: usize) -> DbResult<usize> {
+    pub(crate) fn update_merkle(&self, limit: usize) -> DbResult<usize> {
         use std::ops::Bound;
         let batch = self.db.range(
             self.merkle_todo,

@@ -27,14 +27,14 @@ pub struct KvItem {
 }
 
 impl KvItem {
-    pub fn new(key: &str, value: Option<String>, timestamp: u64, writer: NodeId) -> KvItem {
+    pub(crate) fn new(key: &str, value: Option<String>, timestamp: u64, writer: NodeId) -> KvItem {
         KvItem {
             key: key.to_string(),
             value: Lww::new(timestamp, writer, value),
         }
     }
 
-    pub fn value(&self) -> Option<&str> {
+    pub(crate) fn value(&self) -> Option<&str> {
         self.value.value.as_deref()
     }
 }

@@ -29,21 +29,21 @@ pub enum MerkleNode {
 }
 
 impl MerkleNode {
-    pub fn hash(&self) -> Hash {
+    pub(crate) fn hash(&self) -> Hash {
         match self {
             MerkleNode::Empty => Hash::default(),
             n => Hash::of(&rmp_serde::to_vec(n).unwrap_or_default()),
         }
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         match self {
             MerkleNode::Empty => Vec::new(),
             n => rmp_serde::to_vec(n).unwrap_or_default(),
         }
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<MerkleNode, DbError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<MerkleNode, DbError> {
         if bytes.is_empty() {
             return Ok(MerkleNode::Empty);
         }
@@ -57,18 +57,18 @@ pub struct MerkleTree {
 }
 
 /// Key of the root node of partition `p`.
-pub fn root_key(p: u8) -> Vec<u8> {
+pub(crate) fn root_key(p: u8) -> Vec<u8> {
     vec![p]
 }
 
 impl MerkleTree {
-    pub fn open(db: &Db, table: &str) -> DbResult<MerkleTree> {
+    pub(crate) fn open(db: &Db, table: &str) -> DbResult<MerkleTree> {
         Ok(MerkleTree {
             tree: db.open_tree(&format!("{table}:merkle"))?,
         })
     }
 
-    pub fn node(&self, db: &Db, key: &[u8]) -> DbResult<MerkleNode> {
+    pub(crate) fn node(&self, db: &Db, key: &[u8]) -> DbResult<MerkleNode> {
         match db.get(self.tree, key)? {
             Some(b) => MerkleNode::decode(&b),
             None => Ok(MerkleNode::Empty),
@@ -99,7 +99,12 @@ impl MerkleTree {
 
     /// Reflect that item `key` now has encoding hash `value` (None: it was
     /// removed).
-    pub fn update_item(&self, tx: &mut dyn Tx, key: &[u8], value: Option<Hash>) -> TxResult<()> {
+    pub(crate) fn update_item(
+        &self,
+        tx: &mut dyn Tx,
+        key: &[u8],
+        value: Option<Hash>,
+    ) -> TxResult<()> {
         let Some(&partition) = key.first() else {
             return Ok(());
         };

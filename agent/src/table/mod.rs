@@ -307,7 +307,7 @@ impl<S: TableSchema> Table<S> {
 
     /// The replica sets a write of `partition` must reach a quorum of:
     /// one per live layout version (two or more during a transition).
-    pub fn write_sets(&self, partition: usize) -> Result<Vec<Vec<NodeId>>, TableError> {
+    fn write_sets(&self, partition: usize) -> Result<Vec<Vec<NodeId>>, TableError> {
         let layout = self.layout.snapshot();
         let sets: Vec<Vec<NodeId>> = layout
             .write_sets(partition)
@@ -321,7 +321,7 @@ impl<S: TableSchema> Table<S> {
     }
 
     /// The replica set reads of `partition` use.
-    pub fn read_set(&self, partition: usize) -> Result<Vec<NodeId>, TableError> {
+    fn read_set(&self, partition: usize) -> Result<Vec<NodeId>, TableError> {
         let layout = self.layout.snapshot();
         let set = layout.read_set(partition).to_vec();
         if set.is_empty() {
@@ -359,7 +359,7 @@ impl<S: TableSchema> Table<S> {
     }
 
     /// Run `op` on one node's replica (this one directly, others by RPC).
-    pub async fn call(&self, node: NodeId, op: TableOp) -> Result<TableResponse, CallError> {
+    async fn call(&self, node: NodeId, op: TableOp) -> Result<TableResponse, CallError> {
         if node == self.net.id() {
             // Storage work blocks: let the runtime move other tasks away.
             return crate::worker::blocking(|| self.handle(op))
@@ -469,7 +469,7 @@ impl<S: TableSchema> Table<S> {
     }
 
     /// Write an item to a write quorum of its partition's replicas.
-    pub async fn insert(self: &Arc<Self>, item: &S::Item) -> Result<(), TableError> {
+    pub(crate) async fn insert(self: &Arc<Self>, item: &S::Item) -> Result<(), TableError> {
         let key = storage_key(item.partition_key(), item.sort_key());
         let partition = key[0] as usize;
         let sets = self.write_sets(partition)?;
@@ -493,7 +493,10 @@ impl<S: TableSchema> Table<S> {
     /// answers here share a node (`W + W > RF`), so the first round sees
     /// every such write, and the second is timed above them all. The
     /// second round is needed only when clocks disagree or writes race.
-    pub async fn insert_latest(self: &Arc<Self>, item: &mut S::Item) -> Result<Latest, TableError> {
+    pub(crate) async fn insert_latest(
+        self: &Arc<Self>,
+        item: &mut S::Item,
+    ) -> Result<Latest, TableError> {
         let key = storage_key(item.partition_key(), item.sort_key());
         let partition = key[0] as usize;
         let sets = self.write_sets(partition)?;
@@ -536,7 +539,7 @@ impl<S: TableSchema> Table<S> {
     }
 
     /// Read one item from a read quorum, repairing stale replicas.
-    pub async fn get(
+    pub(crate) async fn get(
         self: &Arc<Self>,
         partition_key: &[u8],
         sort_key: &[u8],
@@ -580,7 +583,7 @@ impl<S: TableSchema> Table<S> {
     /// starting with `sort_prefix` and greater than `after`, in sort-key
     /// order, from a read quorum, repairing stale
     /// replicas.
-    pub async fn get_range(
+    pub(crate) async fn get_range(
         self: &Arc<Self>,
         partition_key: &[u8],
         sort_prefix: &[u8],
@@ -596,7 +599,7 @@ impl<S: TableSchema> Table<S> {
     /// Every item of the table, up to `limit_per_partition` per partition,
     /// each partition read from a read quorum: for administrative listings
     /// (buckets, keys), not for hot paths.
-    pub async fn scan(
+    pub(crate) async fn scan(
         self: &Arc<Self>,
         limit_per_partition: usize,
     ) -> Result<Vec<S::Item>, TableError> {
@@ -688,7 +691,7 @@ impl<S: TableSchema> Table<S> {
     }
 
     /// Partitions this node holds in some live layout version.
-    pub fn held_partitions(&self) -> Vec<usize> {
+    fn held_partitions(&self) -> Vec<usize> {
         let layout = self.layout.snapshot();
         (0..PARTITIONS)
             .filter(|p| layout.all_nodes_of(*p).contains(&self.net.id()))

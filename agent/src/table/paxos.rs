@@ -73,7 +73,11 @@ impl<S: TableSchema> TableData<S> {
     }
 
     /// Phase 1 on this replica.
-    pub fn paxos_prepare(&self, key: &[u8], ballot: Ballot) -> Result<TableResponse, DataError> {
+    pub(crate) fn paxos_prepare(
+        &self,
+        key: &[u8],
+        ballot: Ballot,
+    ) -> Result<TableResponse, DataError> {
         let _guard = self.item_lock(key);
         let mut st = self.acceptor(key)?;
         if ballot <= st.promised() {
@@ -95,7 +99,7 @@ impl<S: TableSchema> TableData<S> {
     }
 
     /// Phase 2 on this replica.
-    pub fn paxos_accept(
+    pub(crate) fn paxos_accept(
         &self,
         key: &[u8],
         ballot: Ballot,
@@ -128,7 +132,11 @@ impl<S: TableSchema> TableData<S> {
     /// applied: the answer is the item timed just above the promise, so
     /// the writer times its write above it and writes again (after the
     /// round's value, never hidden by it).
-    pub fn promise_above(&self, key: &[u8], item: &S::Item) -> Result<Option<S::Item>, DataError> {
+    pub(crate) fn promise_above(
+        &self,
+        key: &[u8],
+        item: &S::Item,
+    ) -> Result<Option<S::Item>, DataError> {
         let Some(t) = item.write_time() else {
             return Ok(None);
         };
@@ -163,7 +171,7 @@ impl<T> Promises<T> {
     /// The state a change would see, if this round can go on to phase 2
     /// as it is (no replica refused, no earlier round's value to finish):
     /// a condition that fails on it fails for good.
-    pub fn settled_state(&self) -> Option<Option<&T>> {
+    pub(crate) fn settled_state(&self) -> Option<Option<&T>> {
         (self.refused == Ballot::ZERO && self.recovered.is_none()).then_some(self.state.as_ref())
     }
 }
@@ -172,7 +180,7 @@ impl<S: TableSchema> Table<S> {
     /// Phase 1 of a round for the item at (`partition_key`, `sort_key`),
     /// to pass to [`Table::cas`]: lets a caller gather promises while it
     /// does something else (a PUT receives its body), and refuse early.
-    pub async fn cas_prepare(
+    pub(crate) async fn cas_prepare(
         self: &Arc<Self>,
         partition_key: &[u8],
         sort_key: &[u8],
@@ -257,7 +265,7 @@ impl<S: TableSchema> Table<S> {
     /// it (see [`TableData::promise_above`]), so none can land between the
     /// state a round read and the value it chooses: a value chosen here
     /// replaces exactly what its change saw.
-    pub async fn cas<E>(
+    pub(crate) async fn cas<E>(
         self: &Arc<Self>,
         partition_key: &[u8],
         sort_key: &[u8],

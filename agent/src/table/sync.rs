@@ -46,7 +46,7 @@ impl<S: TableSchema> Table<S> {
     /// Compare every held partition with its other replicas (or only with
     /// `only`) and push differences. Returns whether a full round (not
     /// `only`) reached every current replica of every held partition.
-    pub async fn sync_round(&self, only: Option<NodeId>) -> bool {
+    pub(crate) async fn sync_round(&self, only: Option<NodeId>) -> bool {
         let layout = self.layout.snapshot();
         if layout.assignment.is_empty() {
             return false;
