@@ -64,19 +64,63 @@ pub fn console_bin() -> PathBuf {
 /// outside the kernel's ephemeral range (32768-60999 on Linux): between
 /// choosing a port and the agent binding it, an outgoing connection of
 /// any test could otherwise take it as its source port.
+/// Reserve `port` across test processes (a test runner may run each test
+/// in its own process): a file per port under the temporary directory,
+/// holding the reserving process's id; one whose process is gone is taken
+/// over. A port is free only if it binds *and* no other live test process
+/// handed it out (its agent may not have bound it yet).
+fn reserve_port(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("hangar-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true; // no registry: binding alone decides
+    }
+    let path = dir.join(port.to_string());
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                use std::io::Write;
+                return write!(f, "{}", std::process::id()).is_ok();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                let alive = match owner.trim().parse::<u32>() {
+                    Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+                    // Being written this instant, unless long abandoned.
+                    Err(_) => std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_none_or(|age| age < Duration::from_secs(10)),
+                };
+                if alive {
+                    return false;
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
 pub fn free_port() -> u16 {
     use std::sync::Mutex;
     static GIVEN: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
     let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     let given = given.get_or_insert_with(Default::default);
-    // Start somewhere different in each test process.
-    let mut port = 20_000 + (std::process::id() % 12_000) as u16;
+    // Start somewhere different in each test process (spread: processes
+    // started one after the other have consecutive ids).
+    let mut port = 20_000 + (std::process::id().wrapping_mul(7_919) % 12_000) as u16;
     for _ in 0..12_000 {
         port = if port >= 32_000 { 20_000 } else { port + 1 };
         if given.contains(&port) {
             continue;
         }
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && reserve_port(port) {
             given.insert(port);
             return port;
         }

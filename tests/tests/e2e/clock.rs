@@ -29,6 +29,7 @@ fn endpoints(c: &Cluster) -> String {
 }
 
 #[test]
+#[ignore = "full tier: skewed clocks, over a minute"]
 fn the_later_acknowledged_write_wins_whatever_the_nodes_clocks() {
     let c = skewed_cluster();
     let a = &c.agents[0];
@@ -45,6 +46,7 @@ fn the_later_acknowledged_write_wins_whatever_the_nodes_clocks() {
 }
 
 #[test]
+#[ignore = "full tier: waits for clock offsets to be measured, over a minute"]
 fn clock_skew_is_measured_and_shown_in_status_metrics_and_logs() {
     let c = skewed_cluster();
     let ids: Vec<String> = c.agents.iter().map(|a| a.id.clone()).collect();

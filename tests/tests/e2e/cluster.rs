@@ -427,6 +427,7 @@ fn objects_node_down_and_a_new_node() -> (Cluster, S3Key, Agent) {
 /// The move completes without the dead node, and every object is read
 /// through the new node, whose disk now holds their blocks.
 #[test]
+#[ignore = "full tier: a node replaced under data, about 25 s"]
 fn replacing_a_dead_node_completes_the_move_and_keeps_every_object() {
     let (c, key, d) = objects_node_down_and_a_new_node();
     let dead = c.agents[2].id.clone();

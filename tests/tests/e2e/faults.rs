@@ -50,6 +50,7 @@ fn digests(a: &Agent) -> Option<BTreeMap<String, String>> {
 const MIN: i64 = 60 * 1000;
 
 #[test]
+#[ignore = "full tier: kills, partitions and pauses, about 25 s"]
 fn no_acknowledged_write_is_lost_through_kills_partitions_pauses_and_skewed_clocks() {
     // The clocks disagree from the start (node 2 five minutes behind, node
     // 3 five minutes ahead), and node 3 comes back from its kill with its
@@ -194,6 +195,7 @@ fn no_acknowledged_write_is_lost_through_kills_partitions_pauses_and_skewed_cloc
 }
 
 #[test]
+#[ignore = "full tier: mounts a tmpfs, which needs root"]
 fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
     let disk = SmallDisk::mount("6m");
     let data = disk.path().join("data");

@@ -30,6 +30,7 @@ fn refused(a: &Agent, bytes: &[u8]) -> usize {
 }
 
 #[test]
+#[ignore = "full tier: hostile handshakes with time-outs, about 20 s"]
 fn bad_handshakes_and_wrong_secrets_are_refused_and_change_nothing() {
     let c = Cluster::start_formed(
         1,
