@@ -9,7 +9,10 @@
 //! - the agent's resident memory idle, and its peak while a 1 GiB object
 //!   is uploaded and downloaded (`HANGAR_BENCH_BIG_MIB` changes the size);
 //! - its resident memory and threads idle, under the load, and idle
-//!   again after it.
+//!   again after it;
+//! - with `HANGAR_BENCH_GARAGE=<path to a garage binary>`, the same cases
+//!   on a Garage cluster of the same size right after, and the ratios
+//!   (Hangar / Garage) of each row and of the peak RSS.
 //!
 //! - the time to list a bucket of 100 folders of 50 objects: the folders
 //!   (with a delimiter), one folder, the first 1,000 keys.
@@ -170,55 +173,97 @@ fn main() {
                 );
             });
         }
-        rt.block_on(async {
-            for (size, count, clients) in [
-                (4096usize, 4000usize, 16usize),
-                (MIB, 400, 16),
-                (64 * MIB, 8, 16),
-                (4096, 1000, 1),
-                (MIB, 100, 1),
-                (64 * MIB, 4, 1),
-            ] {
-                if only_case
-                    .as_ref()
-                    .is_some_and(|c| *c != format!("{size}x{clients}"))
-                {
-                    continue;
-                }
-                let (put, get, reqs, ttfb) =
-                    throughput(a.s3_port, &key, size, count, clients).await;
+        let label = format!("{nodes}n RF{rf}");
+        let ours = rt.block_on(cases(a.s3_port, &key, &label, only_case.as_deref()));
+        if only_case.is_none() || only_case.as_deref() == Some("list") {
+            rt.block_on(listing(a.s3_port, &key, &label));
+        }
+        let our_peak = memory("agent", nodes, pid, idle, idle_anon, idle_threads);
+        // The same cases on Garage, same machine, same client.
+        if let Ok(bin) = std::env::var("HANGAR_BENCH_GARAGE") {
+            let g = hangar_tests::garage::GarageCluster::start(bin.as_ref(), nodes, rf);
+            let gkey = g.bench_key();
+            let gpid = g.pid();
+            settle(gpid);
+            let (gidle, gidle_anon) = (rss_kib(gpid, "VmRSS:"), rss_kib(gpid, "RssAnon:"));
+            let gthreads = rss_kib(gpid, "Threads:");
+            let label = format!("Garage {nodes}n RF{rf}");
+            let theirs = rt.block_on(cases(g.s3_port(), &gkey, &label, only_case.as_deref()));
+            let their_peak = memory("Garage", nodes, gpid, gidle, gidle_anon, gthreads);
+            for ((case, o), (_, t)) in ours.iter().zip(&theirs) {
                 println!(
-                    "{:<26} {:>12.1} {:>12.1} {:>10.0} {:>10.1} ms",
-                    format!("{nodes}n RF{rf} {size} B x{clients}"),
-                    put,
-                    get,
-                    reqs,
-                    ttfb.as_secs_f64() * 1000.0
+                    "{nodes}n {case}: Hangar / Garage PUT {:.2}x, GET {:.2}x",
+                    o.0 / t.0,
+                    o.1 / t.1
                 );
             }
-        });
-        if only_case.is_none() || only_case.as_deref() == Some("list") {
-            rt.block_on(listing(a.s3_port, &key, &format!("{nodes}n RF{rf}")));
+            println!(
+                "{nodes}n peak RSS under load: Hangar {} MiB, Garage {} MiB ({:.2}x)",
+                our_peak / 1024,
+                their_peak / 1024,
+                our_peak as f64 / their_peak.max(1) as f64
+            );
         }
-        let loaded = rss_kib(pid, "VmHWM:");
-        let loaded_threads = rss_kib(pid, "Threads:");
-        let settled = settle(pid);
-        println!(
-            "{nodes} node(s): agent idle: RSS {} MiB ({} MiB anonymous), {idle_threads} threads; \
-             under the load above: peak RSS {} MiB, {loaded_threads} threads at its end; \
-             idle again after {:.0} s: RSS {} MiB ({} MiB anonymous), {} threads",
-            idle / 1024,
-            idle_anon / 1024,
-            loaded / 1024,
-            settled.as_secs_f64(),
-            rss_kib(pid, "VmRSS:") / 1024,
-            rss_kib(pid, "RssAnon:") / 1024,
-            rss_kib(pid, "Threads:")
-        );
         if nodes == 3 && only_case.is_none() {
             rebalance(c);
         }
     }
+}
+
+/// The throughput cases (object size x clients; `only`: one of them),
+/// each printed as a row; returns (case, (PUT MB/s, GET MB/s)) per case.
+async fn cases(
+    port: u16,
+    key: &S3Key,
+    label: &str,
+    only: Option<&str>,
+) -> Vec<(String, (f64, f64))> {
+    let mut out = Vec::new();
+    for (size, count, clients) in [
+        (4096usize, 4000usize, 16usize),
+        (MIB, 400, 16),
+        (64 * MIB, 8, 16),
+        (4096, 1000, 1),
+        (MIB, 100, 1),
+        (64 * MIB, 4, 1),
+    ] {
+        let case = format!("{size} B x{clients}");
+        if only.is_some_and(|c| c != format!("{size}x{clients}")) {
+            continue;
+        }
+        let (put, get, reqs, ttfb) = throughput(port, key, size, count, clients).await;
+        println!(
+            "{:<26} {:>12.1} {:>12.1} {:>10.0} {:>10.1} ms",
+            format!("{label} {case}"),
+            put,
+            get,
+            reqs,
+            ttfb.as_secs_f64() * 1000.0
+        );
+        out.push((case, (put, get)));
+    }
+    out
+}
+
+/// Print a process's memory and threads idle (given), at the end of the
+/// load and idle again after it; returns its peak RSS (KiB).
+fn memory(who: &str, nodes: usize, pid: u32, idle: u64, idle_anon: u64, idle_threads: u64) -> u64 {
+    let loaded = rss_kib(pid, "VmHWM:");
+    let loaded_threads = rss_kib(pid, "Threads:");
+    let settled = settle(pid);
+    println!(
+        "{nodes} node(s): {who} idle: RSS {} MiB ({} MiB anonymous), {idle_threads} threads; \
+         under the load above: peak RSS {} MiB, {loaded_threads} threads at its end; \
+         idle again after {:.0} s: RSS {} MiB ({} MiB anonymous), {} threads",
+        idle / 1024,
+        idle_anon / 1024,
+        loaded / 1024,
+        settled.as_secs_f64(),
+        rss_kib(pid, "VmRSS:") / 1024,
+        rss_kib(pid, "RssAnon:") / 1024,
+        rss_kib(pid, "Threads:")
+    );
+    loaded
 }
 
 /// Listing a bucket of 100 folders of 50 small objects each: the folders

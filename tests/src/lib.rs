@@ -8,6 +8,7 @@
 //! never runs stale binaries.
 
 pub mod faults;
+pub mod garage;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

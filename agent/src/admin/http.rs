@@ -1,16 +1,18 @@
 //! Metrics and health on `[admin] metrics_bind_addr`.
 //!
-//! `GET /metrics`: Prometheus text format, written by hand (a few counter
-//! families and one histogram need no library): S3 requests by operation
-//! and status with a latency histogram, bytes in and out, RPC calls to
-//! each peer by method with errors and a latency histogram, peers up and
-//! their round trip, table items and queues, block worker progress, disk
-//! size and free space, each data directory. `GET /health`: 200 when every partition has a read
+//! `GET /metrics`: the Prometheus text format, by `prometheus-client`
+//! (families, escaping, encoding). The counters that live in their layer
+//! (S3 requests by operation and status with a latency histogram, bytes in
+//! and out; RPC calls to each peer by method, errors by kind, latency) are
+//! registered as they are; what is read at scrape time (peers up and their
+//! round trip, clock offsets, table items and queues, block worker
+//! progress, layout, snapshot, disk and data directories, health) goes
+//! into the same registry, made anew at each scrape. `GET /health`: 200 when every partition has a read
 //! and a write quorum among the nodes this node sees up, 503 otherwise,
 //! with a line saying why.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -18,6 +20,10 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 
 use hangar_common::rpc::DataDirStatus;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use super::Services;
 use crate::s3::server::{Body, serve_http};
@@ -59,153 +65,252 @@ fn health(s: &Services) -> Result<String, String> {
     ))
 }
 
+/// A label set of one label.
+type Label = [(&'static str, String); 1];
+
+/// Values read at scrape time, registered into one registry.
+struct Scrape(Registry);
+
+impl Scrape {
+    fn gauge(&mut self, name: &str, help: &str, v: i64) {
+        let g = Gauge::<i64>::default();
+        g.set(v);
+        self.0.register(name, help, g);
+    }
+
+    fn gauge_f64(&mut self, name: &str, help: &str, v: f64) {
+        let g = Gauge::<f64, AtomicU64>::default();
+        g.set(v);
+        self.0.register(name, help, g);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        self.0.register(name, help, c);
+    }
+
+    /// One gauge per value of `label`.
+    fn gauges(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &'static str,
+        values: impl IntoIterator<Item = (String, i64)>,
+    ) {
+        let f = Family::<Label, Gauge<i64>>::default();
+        for (l, v) in values {
+            f.get_or_create(&[(label, l)]).set(v);
+        }
+        self.0.register(name, help, f);
+    }
+
+    fn gauges_f64(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &'static str,
+        values: impl IntoIterator<Item = (String, f64)>,
+    ) {
+        let f = Family::<Label, Gauge<f64, AtomicU64>>::default();
+        for (l, v) in values {
+            f.get_or_create(&[(label, l)]).set(v);
+        }
+        self.0.register(name, help, f);
+    }
+}
+
 fn metrics_text(s: &Services) -> String {
-    let mut out = String::new();
-    s.s3_metrics.write(&mut out);
-    s.net.rpc_metrics.write(&mut out);
+    let mut reg = Registry::default();
+    s.s3_metrics.register(&mut reg);
+    s.net.rpc_metrics.register(&mut reg);
+    let mut m = Scrape(reg);
     let peers = s.net.peers();
-    out.push_str("# HELP hangar_peer_up Whether a peer answers pings (1) or not (0).\n# TYPE hangar_peer_up gauge\n");
-    for (id, p) in &peers {
-        let _ = writeln!(
-            out,
-            "hangar_peer_up{{peer=\"{}\"}} {}",
-            id.short(),
-            u8::from(p.up)
-        );
-    }
-    out.push_str("# HELP hangar_peer_rtt_seconds Smoothed ping round trip to a peer.\n# TYPE hangar_peer_rtt_seconds gauge\n");
-    for (id, p) in &peers {
-        if let Some(rtt) = p.rtt_ms {
-            let _ = writeln!(
-                out,
-                "hangar_peer_rtt_seconds{{peer=\"{}\"}} {}",
-                id.short(),
-                rtt / 1000.0
-            );
-        }
-    }
-    out.push_str("# HELP hangar_node_clock_offset_seconds How far a node's wall clock is from the cluster's median clock (positive: ahead), measured by pings; above 1 s, set up NTP on it.\n# TYPE hangar_node_clock_offset_seconds gauge\n");
-    for n in s.status_nodes() {
-        if let Some(off) = n.clock_offset_ms {
-            let _ = writeln!(
-                out,
-                "hangar_node_clock_offset_seconds{{node=\"{}\"}} {}",
-                n.id.short(),
-                off as f64 / 1000.0
-            );
-        }
-    }
+    m.gauges(
+        "hangar_peer_up",
+        "Whether a peer answers pings (1) or not (0)",
+        "peer",
+        peers.iter().map(|(id, p)| (id.short(), i64::from(p.up))),
+    );
+    m.gauges_f64(
+        "hangar_peer_rtt_seconds",
+        "Smoothed ping round trip to a peer",
+        "peer",
+        peers
+            .iter()
+            .filter_map(|(id, p)| Some((id.short(), p.rtt_ms? / 1000.0))),
+    );
+    m.gauges_f64(
+        "hangar_node_clock_offset_seconds",
+        "How far a node's wall clock is from the cluster's median clock (positive: ahead), measured by pings; above 1 s, set up NTP on it",
+        "node",
+        s.status_nodes()
+            .into_iter()
+            .filter_map(|n| Some((n.id.short(), n.clock_offset_ms? as f64 / 1000.0))),
+    );
     let tables: Vec<_> = s.tables.values().map(|t| t.stats()).collect();
-    for (name, help, get) in [
-        (
-            "hangar_table_items",
-            "Items of a table on this node, tombstones included.",
-            (|t: &hangar_common::rpc::TableStats| t.items)
-                as fn(&hangar_common::rpc::TableStats) -> u64,
-        ),
-        (
-            "hangar_table_merkle_queue",
-            "Item changes not yet in the Merkle trees.",
-            |t| t.merkle_queue,
-        ),
-        (
-            "hangar_table_gc_queue",
-            "Tombstones waiting to be collected.",
-            |t| t.gc_queue,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for t in &tables {
-            let _ = writeln!(out, "{name}{{table=\"{}\"}} {}", t.table, get(t));
-        }
-    }
+    let per_table = |get: fn(&hangar_common::rpc::TableStats) -> u64| {
+        tables
+            .iter()
+            .map(|t| (t.table.clone(), get(t) as i64))
+            .collect::<Vec<_>>()
+    };
+    m.gauges(
+        "hangar_table_items",
+        "Items of a table on this node, tombstones included",
+        "table",
+        per_table(|t| t.items),
+    );
+    m.gauges(
+        "hangar_table_merkle_queue",
+        "Item changes not yet in the Merkle trees",
+        "table",
+        per_table(|t| t.merkle_queue),
+    );
+    m.gauges(
+        "hangar_table_gc_queue",
+        "Tombstones waiting to be collected",
+        "table",
+        per_table(|t| t.gc_queue),
+    );
     let b = s.model.blocks.stats();
-    let _ = writeln!(
-        out,
-        "# TYPE hangar_blocks_fetched_total counter\nhangar_blocks_fetched_total {}\n# TYPE hangar_blocks_deleted_total counter\nhangar_blocks_deleted_total {}\n# TYPE hangar_blocks_handed_over_total counter\nhangar_blocks_handed_over_total {}\n# TYPE hangar_resync_errors_total counter\nhangar_resync_errors_total {}\n# TYPE hangar_scrub_checked gauge\nhangar_scrub_checked {}\n# TYPE hangar_scrub_total gauge\nhangar_scrub_total {}\n# TYPE hangar_scrub_corrupted_total counter\nhangar_scrub_corrupted_total {}\n# HELP hangar_resync_queue Blocks waiting in the resync queue (due now or later).\n# TYPE hangar_resync_queue gauge\nhangar_resync_queue {}\n# HELP hangar_scrub_moved_total Blocks the scrub moved to the data directory they belong in.\n# TYPE hangar_scrub_moved_total counter\nhangar_scrub_moved_total {}",
+    m.counter(
+        "hangar_blocks_fetched",
+        "Blocks the resync fetched from other nodes",
         b.fetched,
+    );
+    m.counter(
+        "hangar_blocks_deleted",
+        "Unreferenced blocks the resync deleted",
         b.deleted,
+    );
+    m.counter(
+        "hangar_blocks_handed_over",
+        "Blocks handed over to their new holders after a layout change",
         b.handed_over,
+    );
+    m.counter(
+        "hangar_resync_errors",
+        "Resync attempts that failed",
         b.errors,
-        b.scrub_checked,
-        b.scrub_total,
+    );
+    m.gauge(
+        "hangar_scrub_checked",
+        "Blocks checked by the current or last scrub pass",
+        b.scrub_checked as i64,
+    );
+    m.gauge(
+        "hangar_scrub_total",
+        "Blocks the current or last scrub pass checks",
+        b.scrub_total as i64,
+    );
+    m.counter(
+        "hangar_scrub_corrupted",
+        "Corrupted blocks the scrub found (set aside and fetched again)",
         b.scrub_corrupted,
-        b.resync_queue,
-        b.scrub_moved
+    );
+    m.gauge(
+        "hangar_resync_queue",
+        "Blocks waiting in the resync queue (due now or later)",
+        b.resync_queue as i64,
+    );
+    m.counter(
+        "hangar_scrub_moved",
+        "Blocks the scrub moved to the data directory they belong in",
+        b.scrub_moved,
     );
     let layout = s.layout.current();
-    let _ = writeln!(
-        out,
-        "# HELP hangar_layout_version Applied layout version.\n# TYPE hangar_layout_version gauge\nhangar_layout_version {}\n# HELP hangar_layout_live_versions Layout versions still live (above 1: data is moving).\n# TYPE hangar_layout_live_versions gauge\nhangar_layout_live_versions {}",
-        layout.version,
-        layout.live_versions().len()
+    m.gauge(
+        "hangar_layout_version",
+        "Applied layout version",
+        layout.version as i64,
+    );
+    m.gauge(
+        "hangar_layout_live_versions",
+        "Layout versions still live (above 1: data is moving)",
+        layout.live_versions().len() as i64,
     );
     let last = *s.last_snapshot.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(l) = last {
-        let _ = writeln!(
-            out,
-            "# HELP hangar_snapshot_last_time_seconds When this agent last wrote a metadata snapshot (Unix time).\n# TYPE hangar_snapshot_last_time_seconds gauge\nhangar_snapshot_last_time_seconds {}\n# HELP hangar_snapshot_last_duration_seconds How long it took.\n# TYPE hangar_snapshot_last_duration_seconds gauge\nhangar_snapshot_last_duration_seconds {}\n# HELP hangar_snapshot_last_writes_paused_seconds How long writes on this node waited for it.\n# TYPE hangar_snapshot_last_writes_paused_seconds gauge\nhangar_snapshot_last_writes_paused_seconds {}\n# HELP hangar_snapshot_last_entries Metadata entries it holds.\n# TYPE hangar_snapshot_last_entries gauge\nhangar_snapshot_last_entries {}",
+        m.gauge_f64(
+            "hangar_snapshot_last_time_seconds",
+            "When this agent last wrote a metadata snapshot (Unix time)",
             l.at_ms as f64 / 1000.0,
+        );
+        m.gauge_f64(
+            "hangar_snapshot_last_duration_seconds",
+            "How long it took",
             l.took.as_secs_f64(),
+        );
+        m.gauge_f64(
+            "hangar_snapshot_last_writes_paused_seconds",
+            "How long writes on this node waited for it",
             l.stats.writes_paused.as_secs_f64(),
-            l.stats.entries
+        );
+        m.gauge(
+            "hangar_snapshot_last_entries",
+            "Metadata entries it holds",
+            l.stats.entries as i64,
         );
     }
     if let Some(d) = s.model.blocks.store.disk() {
-        let _ = writeln!(
-            out,
-            "# HELP hangar_data_disk_bytes Space for blocks: the data directories' capacities (or file system sizes).\n# TYPE hangar_data_disk_bytes gauge\nhangar_data_disk_bytes {}\n# HELP hangar_data_disk_free_bytes Room left there for blocks.\n# TYPE hangar_data_disk_free_bytes gauge\nhangar_data_disk_free_bytes {}",
-            d.total, d.free
+        m.gauge(
+            "hangar_data_disk_bytes",
+            "Space for blocks: the data directories' capacities (or file system sizes)",
+            d.total as i64,
+        );
+        m.gauge(
+            "hangar_data_disk_free_bytes",
+            "Room left there for blocks",
+            d.free as i64,
         );
     }
     let dirs = s.model.blocks.store.status();
-    for (name, help, value) in [
-        (
-            "hangar_data_dir_blocks",
-            "Block files in a data directory.",
-            &(|d: &DataDirStatus| d.blocks) as &dyn Fn(&DataDirStatus) -> u64,
-        ),
-        (
-            "hangar_data_dir_bytes",
-            "Bytes of blocks in a data directory.",
-            &|d| d.bytes,
-        ),
-        (
-            "hangar_data_dir_capacity_bytes",
-            "A data directory's capacity (its file system's size if none is configured).",
-            &|d| d.capacity.unwrap_or(d.fs_total),
-        ),
-        (
-            "hangar_data_dir_fs_free_bytes",
-            "Free space on a data directory's file system.",
-            &|d| d.fs_free,
-        ),
-        (
-            "hangar_data_dir_full",
-            "Whether a data directory takes no new blocks (1: full or failing) or does (0).",
-            &|d| u64::from(d.full.is_some()),
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for d in &dirs {
-            let _ = writeln!(out, "{name}{{dir=\"{}\"}} {}", label(&d.path), value(d));
-        }
-    }
-    let healthy = health(s).is_ok();
-    let _ = writeln!(
-        out,
-        "# HELP hangar_healthy Whether every partition has a read and write quorum (1) or not (0).\n# TYPE hangar_healthy gauge\nhangar_healthy {}",
-        u8::from(healthy)
+    let per_dir = |get: &dyn Fn(&DataDirStatus) -> u64| {
+        dirs.iter()
+            .map(|d| (d.path.clone(), get(d) as i64))
+            .collect::<Vec<_>>()
+    };
+    m.gauges(
+        "hangar_data_dir_blocks",
+        "Block files in a data directory",
+        "dir",
+        per_dir(&|d| d.blocks),
     );
+    m.gauges(
+        "hangar_data_dir_bytes",
+        "Bytes of blocks in a data directory",
+        "dir",
+        per_dir(&|d| d.bytes),
+    );
+    m.gauges(
+        "hangar_data_dir_capacity_bytes",
+        "A data directory's capacity (its file system's size if none is configured)",
+        "dir",
+        per_dir(&|d| d.capacity.unwrap_or(d.fs_total)),
+    );
+    m.gauges(
+        "hangar_data_dir_fs_free_bytes",
+        "Free space on a data directory's file system",
+        "dir",
+        per_dir(&|d| d.fs_free),
+    );
+    m.gauges(
+        "hangar_data_dir_full",
+        "Whether a data directory takes no new blocks (1: full or failing) or does (0)",
+        "dir",
+        per_dir(&|d| u64::from(d.full.is_some())),
+    );
+    m.gauge(
+        "hangar_healthy",
+        "Whether every partition has a read and write quorum (1) or not (0)",
+        i64::from(health(s).is_ok()),
+    );
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &m.0) {
+        tracing::warn!("cannot encode the metrics: {e}");
+    }
     out
-}
-
-/// A label value with `\\`, `"` and newlines escaped, as the text format
-/// requires.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Body> {
@@ -246,4 +351,58 @@ pub async fn serve(listener: TcpListener, s: Arc<Services>) {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(reg: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, reg).expect("encode");
+        out
+    }
+
+    #[test]
+    fn families_keep_their_names_labels_and_escaping() {
+        let mut reg = Registry::default();
+        let s3 = crate::s3::metrics::S3Metrics::default();
+        s3.record("PutObject", 200, std::time::Duration::from_millis(3), 10, 0);
+        s3.register(&mut reg);
+        let rpc = crate::net::metrics::RpcMetrics::default();
+        let peer = hangar_common::NodeId([9; 32]);
+        rpc.record(
+            peer,
+            "ping",
+            std::time::Duration::from_millis(2),
+            Some("timeout"),
+        );
+        rpc.register(&mut reg);
+        let mut m = Scrape(reg);
+        m.gauges(
+            "hangar_data_dir_full",
+            "full",
+            "dir",
+            [("/srv/a \"b\"\\c".to_string(), 1)],
+        );
+        m.gauge_f64("hangar_snapshot_last_duration_seconds", "took", 0.5);
+        let out = encoded(&m.0);
+        let p = peer.short();
+        for line in [
+            "hangar_s3_requests_total{op=\"PutObject\",status=\"200\"} 1",
+            "hangar_s3_bytes_in_total 10",
+            "hangar_s3_request_duration_seconds_count{op=\"PutObject\"} 1",
+            "hangar_s3_request_duration_seconds_bucket{op=\"PutObject\",le=\"0.005\"} 1",
+            &format!("hangar_rpc_requests_total{{peer=\"{p}\",method=\"ping\"}} 1"),
+            &format!("hangar_rpc_errors_total{{peer=\"{p}\",method=\"ping\",kind=\"timeout\"}} 1"),
+            "hangar_data_dir_full{dir=\"/srv/a \\\"b\\\"\\\\c\"} 1",
+            "hangar_snapshot_last_duration_seconds 0.5",
+            "# TYPE hangar_rpc_duration_seconds histogram",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "no line {line:?} in:\n{out}"
+            );
+        }
+    }
 }

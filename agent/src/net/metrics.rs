@@ -1,64 +1,57 @@
 //! What this node measures of its calls to peers (counted where they are
 //! made, written out by the metrics endpoint: `admin/http.rs`), and the
-//! latency histogram every layer's metrics use.
+//! latency buckets every layer's histograms use. Families, encoding and
+//! escaping are `prometheus-client`'s.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the request latency histogram buckets.
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
-/// A latency histogram: cumulative counts per bucket, count, sum.
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// A latency histogram with the buckets every layer uses.
+pub(crate) fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-impl Histogram {
-    pub(crate) fn observe(&mut self, took: Duration) {
-        let secs = took.as_secs_f64();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.buckets[i] += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += secs;
-    }
+/// A family of latency histograms, one per label set.
+pub(crate) type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
 
-    /// The `_bucket`, `_sum` and `_count` samples of `name{labels}`.
-    pub(crate) fn write(&self, out: &mut String, name: &str, labels: &str) {
-        for (i, le) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels},le=\"{le}\"}} {}",
-                self.buckets[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels},le=\"+Inf\"}} {}\n{name}_sum{{{labels}}} {}\n{name}_count{{{labels}}} {}",
-            self.count, self.sum, self.count
-        );
-    }
+/// One peer and one method.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Call {
+    peer: String,
+    method: &'static str,
 }
 
-/// Calls this node made to one peer with one method.
-#[derive(Default)]
-struct CallStats {
-    /// Failed calls by kind (`CallError::kind`).
-    errors: BTreeMap<&'static str, u64>,
-    latency: Histogram,
+/// A failed call, by kind (`CallError::kind`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Failure {
+    peer: String,
+    method: &'static str,
+    kind: &'static str,
 }
 
 /// RPC calls this node made to its peers, by peer and method.
-#[derive(Default)]
 pub struct RpcMetrics {
-    calls: Mutex<BTreeMap<(hangar_common::NodeId, &'static str), CallStats>>,
+    requests: Family<Call, Counter>,
+    errors: Family<Failure, Counter>,
+    duration: Latencies<Call>,
+}
+
+impl Default for RpcMetrics {
+    fn default() -> Self {
+        RpcMetrics {
+            requests: Family::default(),
+            errors: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 impl RpcMetrics {
@@ -71,43 +64,42 @@ impl RpcMetrics {
         took: Duration,
         failed: Option<&'static str>,
     ) {
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        let c = calls.entry((peer, method)).or_default();
-        c.latency.observe(took);
+        let call = Call {
+            peer: peer.short(),
+            method,
+        };
+        self.requests.get_or_create(&call).inc();
+        self.duration
+            .get_or_create(&call)
+            .observe(took.as_secs_f64());
         if let Some(kind) = failed {
-            *c.errors.entry(kind).or_default() += 1;
+            self.errors
+                .get_or_create(&Failure {
+                    peer: call.peer,
+                    method,
+                    kind,
+                })
+                .inc();
         }
     }
 
-    /// Its families, in the Prometheus text format.
-    pub(crate) fn write(&self, out: &mut String) {
-        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        out.push_str("# HELP hangar_rpc_requests_total RPC calls made to a peer, by method.\n# TYPE hangar_rpc_requests_total counter\n");
-        for ((peer, method), c) in calls.iter() {
-            let _ = writeln!(
-                out,
-                "hangar_rpc_requests_total{{peer=\"{}\",method=\"{method}\"}} {}",
-                peer.short(),
-                c.latency.count
-            );
-        }
-        out.push_str("# HELP hangar_rpc_errors_total RPC calls to a peer that failed, by kind: unreachable (not connected; connect: attempts that failed), timeout, connection (broke during the call), refused (the peer answered an error), protocol (unusable answer).\n# TYPE hangar_rpc_errors_total counter\n");
-        for ((peer, method), c) in calls.iter() {
-            for (kind, n) in &c.errors {
-                let _ = writeln!(
-                    out,
-                    "hangar_rpc_errors_total{{peer=\"{}\",method=\"{method}\",kind=\"{kind}\"}} {n}",
-                    peer.short(),
-                );
-            }
-        }
-        out.push_str("# HELP hangar_rpc_duration_seconds Time RPC calls to a peer took.\n# TYPE hangar_rpc_duration_seconds histogram\n");
-        for ((peer, method), c) in calls.iter() {
-            c.latency.write(
-                out,
-                "hangar_rpc_duration_seconds",
-                &format!("peer=\"{}\",method=\"{method}\"", peer.short()),
-            );
-        }
+    /// Add its families to `reg` (they stay shared: the registry is made
+    /// anew at each scrape).
+    pub(crate) fn register(&self, reg: &mut Registry) {
+        reg.register(
+            "hangar_rpc_requests",
+            "RPC calls made to a peer, by method",
+            self.requests.clone(),
+        );
+        reg.register(
+            "hangar_rpc_errors",
+            "RPC calls to a peer that failed, by kind: unreachable (not connected; connect: attempts that failed), timeout, connection (broke during the call), refused (the peer answered an error), protocol (unusable answer)",
+            self.errors.clone(),
+        );
+        reg.register(
+            "hangar_rpc_duration_seconds",
+            "Time RPC calls to a peer took",
+            self.duration.clone(),
+        );
     }
 }
