@@ -173,6 +173,10 @@ pub struct SyncState {
     pub gc_collected: u64,
 }
 
+/// What [`TableNet::call_table`] returns: the answer of one replica.
+pub type TableCall<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<TableResponse, CallError>> + Send + 'a>>;
+
 /// What a table needs of the network: which node this is, which peers
 /// are up and what protocol they speak, and a way to run an operation on a
 /// peer's replica. [`Net`] in the agent; an in-process network with
@@ -186,12 +190,7 @@ pub trait TableNet: Send + Sync + 'static {
     /// Announces every peer that (re)connects.
     fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId>;
     /// Run `req` on `node`'s replica, waiting at most `timeout`.
-    fn call_table(
-        &self,
-        node: NodeId,
-        req: TableRequest,
-        timeout: Duration,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<TableResponse, CallError>> + Send + '_>>;
+    fn call_table(&self, node: NodeId, req: TableRequest, timeout: Duration) -> TableCall<'_>;
 }
 
 impl TableNet for Net {
@@ -207,12 +206,7 @@ impl TableNet for Net {
     fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId> {
         Net::subscribe_up(self)
     }
-    fn call_table(
-        &self,
-        node: NodeId,
-        req: TableRequest,
-        timeout: Duration,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<TableResponse, CallError>> + Send + '_>> {
+    fn call_table(&self, node: NodeId, req: TableRequest, timeout: Duration) -> TableCall<'_> {
         Box::pin(
             self.call(node, Channel::Peer, "table", timeout, |c, ctx| async move {
                 c.table(ctx, req).await

@@ -27,14 +27,14 @@ use std::time::Duration;
 use hangar_common::NodeId;
 use hangar_common::layout::NodeRole;
 use hangar_common::layout::cluster::{ClusterLayout, StagedRole};
-use hangar_common::rpc::{TableRequest, TableResponse};
+use hangar_common::rpc::TableRequest;
 use hangar_common::transport::{Keypair, RpcSecret};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::data::{TableData, storage_key};
 use super::kv::{KvItem, KvTable};
-use super::{Bug, Table, TableConfig, TableEndpoint, TableNet};
+use super::{Bug, Table, TableCall, TableConfig, TableEndpoint, TableNet};
 use crate::db::mem::MemEngine;
 use crate::layout::LayoutManager;
 use crate::net::{CallError, Net, NetConfig};
@@ -131,12 +131,7 @@ impl TableNet for SimNet {
         self.world.up.subscribe()
     }
 
-    fn call_table(
-        &self,
-        node: NodeId,
-        req: TableRequest,
-        timeout: Duration,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<TableResponse, CallError>> + Send + '_>> {
+    fn call_table(&self, node: NodeId, req: TableRequest, timeout: Duration) -> TableCall<'_> {
         let world = self.world.clone();
         let me = self.me;
         Box::pin(async move {
