@@ -19,7 +19,8 @@
 //!
 //! `HANGAR_BENCH_NODES=1` runs only one cluster size and
 //! `HANGAR_BENCH_ONLY=4096x16` only one case (object size x clients;
-//! `list` for the listings).
+//! `list` for the listings); `HANGAR_BENCH_SCALE=10` runs ten times as
+//! many requests per case (long enough to profile).
 //!
 //! The client is a minimal HTTP/1.1 client signing with SigV4
 //! (`UNSIGNED-PAYLOAD`, hmac/sha2), so the client costs little next to
@@ -210,6 +211,15 @@ fn main() {
     }
 }
 
+/// `HANGAR_BENCH_SCALE=N` runs N times as many requests per case (a load
+/// long enough to profile).
+fn scale() -> usize {
+    std::env::var("HANGAR_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 /// The throughput cases (object size x clients; `only`: one of them),
 /// each printed as a row; returns (case, (PUT MB/s, GET MB/s)) per case.
 async fn cases(
@@ -231,7 +241,7 @@ async fn cases(
         if only.is_some_and(|c| c != format!("{size}x{clients}")) {
             continue;
         }
-        let (put, get, reqs, ttfb) = throughput(port, key, size, count, clients).await;
+        let (put, get, reqs, ttfb) = throughput(port, key, size, count * scale(), clients).await;
         println!(
             "{:<26} {:>12.1} {:>12.1} {:>10.0} {:>10.1} ms",
             format!("{label} {case}"),

@@ -173,6 +173,32 @@ fn metrics_text(s: &Services) -> String {
         "table",
         per_table(|t| t.gc_queue),
     );
+    m.counter(
+        "hangar_db_transactions",
+        "Storage transactions committed by the metadata engine since the agent started",
+        s.model.db.transactions(),
+    );
+    let costs: Vec<_> = s.tables.iter().map(|(n, t)| (*n, t.costs())).collect();
+    let tx = Family::<Label, Counter<u64>>::default();
+    let sent = Family::<[(&'static str, String); 2], Counter<u64>>::default();
+    for (table, c) in &costs {
+        tx.get_or_create(&[("table", table.to_string())])
+            .inc_by(c.transactions);
+        for (op, n) in &c.sent {
+            sent.get_or_create(&[("table", table.to_string()), ("op", op.to_string())])
+                .inc_by(*n);
+        }
+    }
+    m.0.register(
+        "hangar_table_transactions",
+        "Storage transactions of a table on this node: item writes (concurrent writes share one) and Merkle folds",
+        tx,
+    );
+    m.0.register(
+        "hangar_table_requests_sent",
+        "Requests of a table this node sent to other replicas, by operation",
+        sent,
+    );
     let b = s.model.blocks.stats();
     m.counter(
         "hangar_blocks_fetched",

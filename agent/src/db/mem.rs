@@ -17,6 +17,7 @@ pub struct MemEngine {
 struct Inner {
     names: Vec<String>,
     trees: Vec<Tree>,
+    transactions: u64,
 }
 
 impl MemEngine {
@@ -84,14 +85,20 @@ impl Engine for MemEngine {
         self.with(|i| Ok(tree(i, t)?.len()))
     }
 
-    fn transaction(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> DbResult<()> {
+    fn transaction(
+        &self,
+        trees: &[TreeId],
+        f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>,
+    ) -> DbResult<()> {
         self.with(|i| {
             let mut tx = MemTx {
                 inner: i,
+                trees,
                 writes: Vec::new(),
             };
             f(&mut tx)?;
             let writes = std::mem::take(&mut tx.writes);
+            i.transactions += 1;
             for (t, k, v) in writes {
                 let tr = tree(i, t)?;
                 match v {
@@ -101,6 +108,10 @@ impl Engine for MemEngine {
             }
             Ok(())
         })
+    }
+
+    fn transactions(&self) -> u64 {
+        self.with(|i| i.transactions)
     }
 
     fn snapshot(&self, _dir: &std::path::Path) -> DbResult<super::SnapshotStats> {
@@ -121,11 +132,24 @@ impl Engine for MemEngine {
 /// Writes are buffered and applied on commit; reads see them.
 struct MemTx<'a> {
     inner: &'a mut Inner,
+    /// The trees the transaction declared: like sled, no other.
+    trees: &'a [TreeId],
     writes: Vec<(TreeId, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl MemTx<'_> {
+    fn declared(&self, t: TreeId) -> TxResult<()> {
+        if self.trees.contains(&t) {
+            Ok(())
+        } else {
+            Err(DbError::Undeclared(t))
+        }
+    }
 }
 
 impl Tx for MemTx<'_> {
     fn get(&mut self, t: TreeId, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
+        self.declared(t)?;
         if let Some((_, _, v)) = self
             .writes
             .iter()
@@ -138,12 +162,14 @@ impl Tx for MemTx<'_> {
     }
 
     fn insert(&mut self, t: TreeId, key: &[u8], value: &[u8]) -> TxResult<()> {
+        self.declared(t)?;
         tree(self.inner, t)?;
         self.writes.push((t, key.to_vec(), Some(value.to_vec())));
         Ok(())
     }
 
     fn remove(&mut self, t: TreeId, key: &[u8]) -> TxResult<()> {
+        self.declared(t)?;
         tree(self.inner, t)?;
         self.writes.push((t, key.to_vec(), None));
         Ok(())

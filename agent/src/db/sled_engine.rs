@@ -24,6 +24,8 @@ pub struct SledEngine {
     /// trees, queues, counters and block reference counts, agrees with the
     /// items it derives from).
     writes: RwLock<()>,
+    /// Transactions committed.
+    transactions: std::sync::atomic::AtomicU64,
 }
 
 fn err(e: sled::Error) -> DbError {
@@ -44,6 +46,7 @@ impl SledEngine {
             db,
             trees: RwLock::new(Vec::new()),
             writes: RwLock::new(()),
+            transactions: Default::default(),
         })
     }
 
@@ -260,21 +263,30 @@ impl Engine for SledEngine {
         Ok(self.tree(t)?.len())
     }
 
-    fn transaction(&self, f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>) -> DbResult<()> {
+    fn transaction(
+        &self,
+        declared: &[TreeId],
+        f: &mut dyn FnMut(&mut dyn Tx) -> TxResult<()>,
+    ) -> DbResult<()> {
         use sled::Transactional;
         let _writing = self.writes.read().unwrap_or_else(|p| p.into_inner());
-        let trees: Vec<sled::Tree> = self
-            .trees
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(_, t)| t.clone())
-            .collect();
+        let trees: Vec<sled::Tree> = {
+            let all = self.trees.read().unwrap_or_else(|p| p.into_inner());
+            declared
+                .iter()
+                .map(|t| {
+                    all.get(t.0)
+                        .map(|(_, tr)| tr.clone())
+                        .ok_or(DbError::NoTree(*t))
+                })
+                .collect::<DbResult<_>>()?
+        };
         // sled wants an `Fn` (it may retry); the closure runs on this thread
         // only, one attempt at a time, so a RefCell is enough.
         let f = std::cell::RefCell::new(f);
         let res = trees[..].transaction(|views: &Vec<TransactionalTree>| {
             let mut tx = SledTx {
+                declared,
                 views,
                 conflict: None,
             };
@@ -289,7 +301,11 @@ impl Engine for SledEngine {
             }
         });
         match res {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.transactions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(err(e)),
         }
@@ -297,6 +313,10 @@ impl Engine for SledEngine {
 
     fn snapshot(&self, dir: &Path) -> DbResult<SnapshotStats> {
         self.copy_to(dir)
+    }
+
+    fn transactions(&self) -> u64 {
+        self.transactions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn flush(&self) -> DbResult<()> {
@@ -310,6 +330,8 @@ impl Engine for SledEngine {
 }
 
 struct SledTx<'a> {
+    /// The trees named by the caller, in the order of `views`.
+    declared: &'a [TreeId],
     views: &'a Vec<TransactionalTree>,
     /// A conflict or storage error sled reported, to hand back to sled.
     conflict: Option<UnabortableTransactionError>,
@@ -317,7 +339,11 @@ struct SledTx<'a> {
 
 impl SledTx<'_> {
     fn view(&self, t: TreeId) -> TxResult<&TransactionalTree> {
-        self.views.get(t.0).ok_or(DbError::NoTree(t))
+        self.declared
+            .iter()
+            .position(|d| *d == t)
+            .and_then(|i| self.views.get(i))
+            .ok_or(DbError::Undeclared(t))
     }
 
     fn fail(&mut self, e: UnabortableTransactionError) -> DbError {

@@ -385,6 +385,10 @@ impl TableSchema for ObjectTable {
     const NAME: &'static str = "object";
     type Item = Object;
 
+    fn hook_trees(&self) -> Vec<TreeId> {
+        vec![self.version_gc, self.usage]
+    }
+
     fn updated(&self, tx: &mut dyn Tx, old: Option<&Object>, new: Option<&Object>) -> TxResult<()> {
         // A version with blocks replaced by a newer one: queue its cleanup.
         // (No `new` means a local removal: tombstone collection or a
@@ -541,6 +545,10 @@ impl TableSchema for UploadTable {
     const NAME: &'static str = "upload";
     type Item = Upload;
 
+    fn hook_trees(&self) -> Vec<TreeId> {
+        vec![self.version_gc]
+    }
+
     fn updated(&self, tx: &mut dyn Tx, old: Option<&Upload>, new: Option<&Upload>) -> TxResult<()> {
         // Every part block list of an ended upload goes, once per replica:
         // those already queued when the old state had ended are skipped.
@@ -606,6 +614,10 @@ impl TableSchema for VersionTable {
     const NAME: &'static str = "version";
     type Item = VersionChunk;
 
+    fn hook_trees(&self) -> Vec<TreeId> {
+        vec![self.ref_gc]
+    }
+
     fn updated(
         &self,
         tx: &mut dyn Tx,
@@ -661,6 +673,10 @@ pub struct BlockRefTable {
 impl TableSchema for BlockRefTable {
     const NAME: &'static str = "block_ref";
     type Item = BlockRef;
+
+    fn hook_trees(&self) -> Vec<TreeId> {
+        vec![self.rc.rc, self.rc.queue]
+    }
 
     fn updated(
         &self,

@@ -33,6 +33,9 @@ pub struct Inflight {
     put: JoinHandle<Result<(usize, Hash), S3Error>>,
 }
 
+/// Blocks up to this size are hashed on the request's task.
+const INLINE_HASH_MAX: usize = 64 * 1024;
+
 /// Wait for an in-flight block to be stored and record its hash in the
 /// block list.
 pub(crate) async fn settle(h: Inflight, blocks: &mut [BlockEntry]) -> Result<(), S3Error> {
@@ -479,10 +482,16 @@ impl S3Server {
         let mgr = self.model.blocks.clone();
         let (hash_tx, hash_rx) = tokio::sync::oneshot::channel();
         let put = tokio::spawn(async move {
-            let hashed = block.clone();
-            let hash = tokio::task::spawn_blocking(move || Hash::of(&hashed))
-                .await
-                .map_err(|e| S3Error::internal(format!("hashing task failed: {e}")))?;
+            // A small block hashes in microseconds: handing it to another
+            // thread would cost more than hashing it here.
+            let hash = if block.len() <= INLINE_HASH_MAX {
+                Hash::of(&block)
+            } else {
+                let hashed = block.clone();
+                tokio::task::spawn_blocking(move || Hash::of(&hashed))
+                    .await
+                    .map_err(|e| S3Error::internal(format!("hashing task failed: {e}")))?
+            };
             let _ = hash_tx.send(hash);
             let r = mgr.put(hash, block).await.map_err(S3Error::from);
             drop(permit);

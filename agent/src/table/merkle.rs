@@ -210,8 +210,10 @@ mod tests {
         let db: Db = Arc::new(MemEngine::default());
         let t = MerkleTree::open(&db, "t").unwrap();
         for (k, v) in ops {
-            db.transaction(&mut |tx| t.update_item(tx, k, v.map(|b| Hash::of(&[b]))))
-                .unwrap();
+            db.transaction(&[t.tree], &mut |tx| {
+                t.update_item(tx, k, v.map(|b| Hash::of(&[b])))
+            })
+            .unwrap();
         }
         (db, t)
     }
@@ -275,7 +277,7 @@ mod tests {
         let (db, t) = apply(&ops);
         assert_ne!(t.node(&db, &root_key(0)).unwrap(), MerkleNode::Empty);
         for (k, _) in &ops {
-            db.transaction(&mut |tx| t.update_item(tx, k, None))
+            db.transaction(&[t.tree], &mut |tx| t.update_item(tx, k, None))
                 .unwrap();
         }
         assert!(all_nodes(&db, &t).is_empty());

@@ -317,3 +317,88 @@ fn a_snapshot_taken_under_load_restores_a_wiped_node() {
     // Every object, read through the restored node.
     c.agents[2].boto3_ok(&key, "test", &[], &["read", "snap", "300"]);
 }
+
+/// A regression guard on the cost of the most common write: one PUT of a
+/// 4 KiB object through node 1 of three (RF 3). Counted from the agents'
+/// own metrics once the cluster is quiet again, so it cannot flake: the
+/// requests node 1 sends (one block to each other replica, one write per
+/// table item to each) and the storage transactions each node commits per
+/// table (one item write, one Merkle fold). A change that adds a round
+/// trip or a transaction to this path fails here; one that removes some
+/// lowers the figures below.
+#[test]
+fn a_small_put_on_three_nodes_costs_no_more_requests_nor_transactions() {
+    let c = Cluster::start_formed(3, &AgentOpts::default());
+    let key = c.agents[0].bucket_with_key("test", "tester");
+    let a = &c.agents[0];
+    // Warm up: connections, the key and bucket lookups cached.
+    a.put_many(&key, "test", "warm", 1, 4096);
+    let tables = ["version", "block_ref", "object"];
+    // Every node's metrics once each holds `n` objects and has folded
+    // every change into its Merkle trees.
+    let quiet = |n: f64| -> Vec<String> {
+        wait_for(
+            "every node to hold the objects and drain its Merkle queues",
+            DEADLINE,
+            || {
+                let ms = c
+                    .agents
+                    .iter()
+                    .map(|a| scrape(a, "/metrics").map(|(_, m)| m))
+                    .collect::<Option<Vec<_>>>()?;
+                ms.iter()
+                    .all(|m| {
+                        sum_samples(m, "hangar_table_merkle_queue") == 0.0
+                            && tables.iter().all(|t| {
+                                sample(m, &format!("hangar_table_items{{table=\"{t}\"}}")) == n
+                            })
+                    })
+                    .then_some(ms)
+            },
+        )
+    };
+    let before = quiet(1.0);
+    a.put_many(&key, "test", "one", 1, 4096);
+    let after = quiet(2.0);
+    let delta =
+        |node: usize, series: &str| sample(&after[node], series) - sample(&before[node], series);
+
+    // Requests node 1 sent: the block to each other replica, and each
+    // table item (block list, block reference, object) to each.
+    for peer in [&c.agents[1], &c.agents[2]] {
+        let series = format!(
+            "hangar_rpc_requests_total{{peer=\"{}\",method=\"block_put\"}}",
+            &peer.id[..16]
+        );
+        assert_eq!(delta(0, &series), 1.0, "{series}");
+    }
+    for (table, op, n) in [
+        ("version", "update", 2.0),
+        ("block_ref", "update", 2.0),
+        ("object", "update_return", 2.0),
+    ] {
+        let series = format!("hangar_table_requests_sent_total{{table=\"{table}\",op=\"{op}\"}}");
+        assert_eq!(delta(0, &series), n, "{series}");
+        let all = sum_samples(
+            &after[0],
+            &format!("hangar_table_requests_sent_total{{table=\"{table}\""),
+        ) - sum_samples(
+            &before[0],
+            &format!("hangar_table_requests_sent_total{{table=\"{table}\""),
+        );
+        assert_eq!(all, n, "{table}: no other request than the write");
+    }
+    // Storage transactions on every node: per table, the item's write and
+    // the Merkle fold that takes it in.
+    for node in 0..3 {
+        for table in tables {
+            let series = format!("hangar_table_transactions_total{{table=\"{table}\"}}");
+            let n = delta(node, &series);
+            assert!(
+                (1.0..=2.0).contains(&n),
+                "node {}: {n} transactions for one {table} item (at most 2: the write, the Merkle fold)",
+                node + 1
+            );
+        }
+    }
+}
