@@ -148,6 +148,11 @@ impl GarageCluster {
     pub fn pid(&self) -> u32 {
         self.nodes[0].child.id()
     }
+
+    /// The first node's metadata directory.
+    pub fn meta_dir(&self) -> PathBuf {
+        self.nodes[0]._dir.path().join("meta")
+    }
 }
 
 fn cli_on(bin: &Path, config: &Path, args: &[&str]) -> Result<String, String> {
