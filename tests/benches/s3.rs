@@ -35,20 +35,7 @@ use hangar_tests::{Agent, AgentOpts, Cluster, S3Key};
 
 #[path = "client/mod.rs"]
 mod client;
-use client::{Conn, MIB, throughput};
-
-/// A figure of `/proc/<pid>/status` (kB for sizes, a count for `Threads:`).
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use client::{Conn, MIB, dir_bytes, rss_kib, throughput};
 
 /// Wait until the agent is idle again: its thread count unchanged and its
 /// resident memory within 2 MiB for 12 s (idle threads of the blocking pool leave after
@@ -368,21 +355,4 @@ fn rebalance(mut c: Cluster) {
         start.elapsed().as_secs_f64()
     );
     c.agents.push(fourth);
-}
-
-fn dir_bytes(p: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                dir_bytes(&path)
-            } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            }
-        })
-        .sum()
 }

@@ -19,39 +19,10 @@ use hangar_tests::{AgentOpts, Cluster, S3Key};
 
 #[path = "client/mod.rs"]
 mod client;
-use client::Conn;
+use client::{Conn, dir_bytes, rss_kib};
 
 const CLIENTS: usize = 16;
 const FOLDERS: usize = 100;
-
-fn rss_mib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        / 1024
-}
-
-fn dir_bytes(p: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(p) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                dir_bytes(&path)
-            } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            }
-        })
-        .sum()
-}
 
 /// PUT objects `from..to` (named into 100 folders) with 16 clients:
 /// requests per second.
@@ -116,7 +87,7 @@ async fn fill(
         println!(
             "{who}: {to:>9} objects: {rate:>7.0} PUT/s; LIST first 1,000 {first_keys:>7.1} ms, \
              100 folders {folders:>7.1} ms; metadata {per_object:>6.0} B/object; RSS {} MiB",
-            rss_mib(pid)
+            rss_kib(pid, "VmRSS:") / 1024
         );
         if s == 0 {
             first = rate;

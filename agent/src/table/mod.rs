@@ -230,8 +230,8 @@ pub struct Table<S: TableSchema> {
     pub layout: Arc<LayoutManager>,
     pub cfg: TableConfig,
     pub sync_state: Mutex<SyncState>,
-    /// Requests sent to other replicas, by operation.
-    sent: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests sent to other replicas, by operation ([`OP_NAMES`]).
+    sent: [std::sync::atomic::AtomicU64; OP_NAMES.len()],
     /// Bugs planted by a test ([`Bug`] bits).
     #[cfg(test)]
     planted: std::sync::atomic::AtomicU8,
@@ -277,18 +277,31 @@ pub struct TableCosts {
     pub sent: Vec<(&'static str, u64)>,
 }
 
-/// The name of an operation, for [`TableCosts::sent`].
-fn op_name(op: &TableOp) -> &'static str {
+/// Operation names, for [`TableCosts::sent`], in [`op_index`] order.
+const OP_NAMES: [&str; 9] = [
+    "update",
+    "update_return",
+    "get",
+    "range",
+    "merkle_roots",
+    "merkle_node",
+    "delete_if_equal",
+    "prepare",
+    "accept",
+];
+
+/// Where an operation is counted in [`OP_NAMES`].
+fn op_index(op: &TableOp) -> usize {
     match op {
-        TableOp::Update(_) => "update",
-        TableOp::UpdateReturn(_) => "update_return",
-        TableOp::Get(_) => "get",
-        TableOp::Range { .. } => "range",
-        TableOp::MerkleRoots => "merkle_roots",
-        TableOp::MerkleNode(_) => "merkle_node",
-        TableOp::DeleteIfEqual(_) => "delete_if_equal",
-        TableOp::Prepare { .. } => "prepare",
-        TableOp::Accept { .. } => "accept",
+        TableOp::Update(_) => 0,
+        TableOp::UpdateReturn(_) => 1,
+        TableOp::Get(_) => 2,
+        TableOp::Range { .. } => 3,
+        TableOp::MerkleRoots => 4,
+        TableOp::MerkleNode(_) => 5,
+        TableOp::DeleteIfEqual(_) => 6,
+        TableOp::Prepare { .. } => 7,
+        TableOp::Accept { .. } => 8,
     }
 }
 
@@ -417,12 +430,7 @@ impl<S: TableSchema> Table<S> {
             TableOp::UpdateReturn(items) if protocol < 5 => (TableOp::Update(items), true),
             op => (op, false),
         };
-        *self
-            .sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(op_name(&op))
-            .or_default() += 1;
+        self.sent[op_index(&op)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let req = TableRequest {
             table: S::NAME.to_string(),
             op,
@@ -855,10 +863,15 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
     }
 
     fn costs(&self) -> TableCosts {
-        let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = OP_NAMES
+            .iter()
+            .zip(&self.sent)
+            .map(|(op, n)| (*op, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
         TableCosts {
             transactions: self.data.transactions(),
-            sent: sent.iter().map(|(op, n)| (*op, *n)).collect(),
+            sent,
         }
     }
 

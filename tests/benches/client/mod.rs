@@ -15,6 +15,37 @@ use hangar_tests::S3Key;
 
 pub const MIB: usize = 1 << 20;
 
+/// A figure of `/proc/<pid>/status` (kB for sizes, a count for `Threads:`).
+pub fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Bytes of the files under `p`, recursively.
+pub fn dir_bytes(p: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                dir_bytes(&path)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
+}
+
 /// SigV4 headers for a request with an unsigned payload.
 pub fn sign(key: &S3Key, method: &str, host: &str, path: &str) -> Vec<(String, String)> {
     let now = std::time::SystemTime::now()
