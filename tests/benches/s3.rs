@@ -12,7 +12,9 @@
 //!   again after it;
 //! - with `HANGAR_BENCH_GARAGE=<path to a garage binary>`, the same cases
 //!   on a Garage cluster of the same size right after, and the ratios
-//!   (Hangar / Garage) of each row and of the peak RSS.
+//!   (Hangar / Garage) of each row and of the peak RSS
+//!   (`HANGAR_BENCH_GARAGE_FSYNC=1`: Garage with fsync on, as durable as
+//!   Hangar; its defaults do not fsync).
 //!
 //! - the time to list a bucket of 100 folders of 50 objects: the folders
 //!   (with a delimiter), one folder, the first 1,000 keys.
@@ -175,7 +177,12 @@ fn main() {
             settle(gpid);
             let (gidle, gidle_anon) = (rss_kib(gpid, "VmRSS:"), rss_kib(gpid, "RssAnon:"));
             let gthreads = rss_kib(gpid, "Threads:");
-            let label = format!("Garage {nodes}n RF{rf}");
+            let fsync = if hangar_tests::garage::durable() {
+                ", fsync"
+            } else {
+                ""
+            };
+            let label = format!("Garage {nodes}n RF{rf}{fsync}");
             let theirs = rt.block_on(cases(g.s3_port(), &gkey, &label, only_case.as_deref()));
             let their_peak = memory("Garage", nodes, gpid, gidle, gidle_anon, gthreads);
             for ((case, o), (_, t)) in ours.iter().zip(&theirs) {

@@ -131,8 +131,13 @@ fn main() {
     if let Ok(bin) = std::env::var("HANGAR_BENCH_GARAGE") {
         let g = hangar_tests::garage::GarageCluster::start(bin.as_ref(), 1, 1);
         let key = g.bench_key();
+        let label = if hangar_tests::garage::durable() {
+            "Garage (fsync)"
+        } else {
+            "Garage"
+        };
         let theirs = rt.block_on(fill(
-            "Garage",
+            label,
             g.s3_port(),
             &key,
             g.pid(),

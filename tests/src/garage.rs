@@ -6,6 +6,11 @@
 //! Each node gets its own temporary directory, loopback ports, LMDB
 //! metadata and the S3 region `hangar`, so the benches' SigV4 client signs
 //! for both systems alike.
+//!
+//! Garage's defaults do not fsync (`metadata_fsync = false`, `data_fsync =
+//! false`), where Hangar syncs every acknowledged write.
+//! `HANGAR_BENCH_GARAGE_FSYNC=1` turns both on, for a comparison at equal
+//! durability.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,6 +48,11 @@ impl GarageCluster {
     pub fn start(bin: &Path, n: usize, rf: usize) -> GarageCluster {
         // 32 random bytes in hex: Garage's secret has Hangar's format.
         let secret = hangar_common::transport::RpcSecret::generate().to_hex();
+        let fsync = if durable() {
+            "metadata_fsync = true\ndata_fsync = true\n"
+        } else {
+            ""
+        };
         let mut nodes = Vec::new();
         for _ in 0..n {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -52,7 +62,7 @@ impl GarageCluster {
                 &config,
                 format!(
                     "metadata_dir = {meta:?}\ndata_dir = {data:?}\ndb_engine = \"lmdb\"\n\
-                     replication_factor = {rf}\n\
+                     {fsync}replication_factor = {rf}\n\
                      rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\n\
                      rpc_secret = \"{secret}\"\n\
                      [s3_api]\ns3_region = \"hangar\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
@@ -153,6 +163,11 @@ impl GarageCluster {
     pub fn meta_dir(&self) -> PathBuf {
         self.nodes[0]._dir.path().join("meta")
     }
+}
+
+/// Whether Garage runs with fsync on (`HANGAR_BENCH_GARAGE_FSYNC=1`).
+pub fn durable() -> bool {
+    std::env::var("HANGAR_BENCH_GARAGE_FSYNC").is_ok_and(|v| v == "1")
 }
 
 fn cli_on(bin: &Path, config: &Path, args: &[&str]) -> Result<String, String> {

@@ -174,10 +174,12 @@ impl Peer for PeerServer {
 
     async fn block_put(self, _: Context, hash: Hash, data: bytes::Bytes) -> Result<(), RpcError> {
         let blocks = self.s.model.blocks.clone();
-        tokio::task::spawn_blocking(move || blocks.write_local(&hash, &data))
-            .await
-            .map_err(|e| RpcError::Block(format!("block write panicked: {e}")))?
-            .map_err(|e| RpcError::Block(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            blocks.write_local(&hash, &data, crate::block::store::Cache::Bypass)
+        })
+        .await
+        .map_err(|e| RpcError::Block(format!("block write panicked: {e}")))?
+        .map_err(|e| RpcError::Block(e.to_string()))
     }
 
     async fn block_get(self, _: Context, hash: Hash) -> Result<Option<bytes::Bytes>, RpcError> {

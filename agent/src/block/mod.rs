@@ -32,7 +32,7 @@ use hangar_common::layout::cluster::write_quorum;
 use hangar_common::rpc::RpcError;
 use tokio::sync::mpsc;
 
-use self::store::{BlockStore, StoreError};
+use self::store::{BlockStore, Cache, StoreError};
 use crate::db::{Db, DbResult, TreeId, Tx, TxResult};
 use crate::layout::LayoutManager;
 use crate::net::{CallError, CallErrors, Channel, Net};
@@ -200,10 +200,16 @@ impl BlockManager {
         }
     }
 
-    /// Store a block received from a peer or a local upload.
-    pub(crate) fn write_local(&self, hash: &Hash, data: &[u8]) -> Result<(), StoreError> {
+    /// Store a block received from a peer or a local upload (hashed by
+    /// this node or by the sending peer: see [`BlockStore::write_hashed`]).
+    pub(crate) fn write_local(
+        &self,
+        hash: &Hash,
+        data: &[u8],
+        cache: Cache,
+    ) -> Result<(), StoreError> {
         let fresh = !self.store.has(hash);
-        self.store.write(hash, data)?;
+        self.store.write_hashed(hash, data, cache)?;
         if fresh && self.refcount(hash) == 0 {
             // Uploads write blocks before their references: check back
             // after the grace delay, and delete it if still unreferenced.
@@ -217,12 +223,11 @@ impl BlockManager {
 
     async fn put_to(&self, node: NodeId, hash: Hash, data: Bytes) -> Result<(), CallError> {
         if node == self.net.id {
-            return crate::worker::blocking(|| self.write_local(&hash, &data)).map_err(|e| {
-                CallError::Refused {
+            return crate::worker::blocking(|| self.write_local(&hash, &data, Cache::Keep))
+                .map_err(|e| CallError::Refused {
                     node,
                     error: RpcError::Block(e.to_string()),
-                }
-            });
+                });
         }
         self.net
             .call(

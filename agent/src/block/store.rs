@@ -8,6 +8,10 @@
 //! does not match is moved aside (`.corrupted`) and reported as missing, so
 //! a bad block is never served and the resync worker fetches a good copy.
 //!
+//! Blocks this node stores for others (from 128 KiB) are written with
+//! direct I/O, its own uploads' blocks through the page cache: see
+//! [`Cache`].
+//!
 //! With compression on (`[blocks] compression_level`), a block that zstd
 //! makes smaller is stored as `<hash>.zst`; the hash is always that of the
 //! uncompressed content, checked after decompression. Blocks written with
@@ -98,6 +102,9 @@ struct Dir {
     /// again: it counts as full while that size still does not fit, and
     /// changes are logged.
     refused: AtomicU64,
+    /// Its file system refused direct I/O once: write through the page
+    /// cache from then on.
+    no_direct: AtomicBool,
 }
 
 impl Dir {
@@ -294,6 +301,7 @@ impl BlockStore {
                     counted: AtomicBool::new(false),
                     failed: Mutex::new(None),
                     refused: AtomicU64::new(0),
+                    no_direct: AtomicBool::new(false),
                 })
             })
             .collect();
@@ -396,6 +404,22 @@ impl BlockStore {
         if Hash::of(data) != *hash {
             return Err(StoreError::HashMismatch(*hash));
         }
+        self.write_hashed(hash, data, Cache::Bypass)
+    }
+
+    /// Store a block whose hash is known to be that of `data`: this node
+    /// just computed it, or the block came from a peer over the
+    /// authenticated transport, and that peer computed the hash or checked
+    /// it when it read the block. Hashing it again would cost a full pass
+    /// over every block on every replica (a sixth of the CPU of a
+    /// replicated upload); reads and the scrub check every block anyway.
+    pub(crate) fn write_hashed(
+        &self,
+        hash: &Hash,
+        data: &[u8],
+        cache: Cache,
+    ) -> Result<(), StoreError> {
+        debug_assert!(Hash::of(data) == *hash, "block {hash:?} mislabelled");
         if let Some(existing) = self.file_of(hash) {
             // Deduplicated: the upload writing it again will reference it
             // soon. Refresh its age so an unreferenced-block deletion due
@@ -413,11 +437,17 @@ impl BlockStore {
             Some(c) => (format!("{hash}.zst"), &c[..]),
             None => (hash.to_string(), data),
         };
-        self.write_file(hash, &name, data)
+        self.write_file(hash, &name, data, cache)
     }
 
     /// Write a block file named `name` into the first directory with room.
-    fn write_file(&self, hash: &Hash, name: &str, data: &[u8]) -> Result<(), StoreError> {
+    fn write_file(
+        &self,
+        hash: &Hash,
+        name: &str,
+        data: &[u8],
+        cache: Cache,
+    ) -> Result<(), StoreError> {
         let mut reasons = Vec::new();
         let mut failure = None;
         for d in self.write_order(hash) {
@@ -436,7 +466,8 @@ impl BlockStore {
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| d.root.clone());
-            match write_atomic(&dir, &dir.join(name), hash, data) {
+            let direct = cache == Cache::Bypass && !d.no_direct.load(Ordering::Relaxed);
+            match write_atomic(&dir, &dir.join(name), hash, data, direct, &d.no_direct) {
                 Ok(()) => {
                     d.blocks.fetch_add(1, Ordering::Relaxed);
                     d.note_refused(None);
@@ -549,7 +580,15 @@ impl BlockStore {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| target.root.clone());
-        if let Err(source) = write_atomic(&dir, &dir.join(&name), hash, &data) {
+        let direct = !target.no_direct.load(Ordering::Relaxed);
+        if let Err(source) = write_atomic(
+            &dir,
+            &dir.join(&name),
+            hash,
+            &data,
+            direct,
+            &target.no_direct,
+        ) {
             target.unreserve(data.len() as u64);
             return Err(StoreError::Write {
                 hash: *hash,
@@ -651,15 +690,69 @@ fn is_out_of_space(e: &std::io::Error) -> bool {
         || e.kind() == std::io::ErrorKind::StorageFull
 }
 
+/// Whether a block written now should stay in the page cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cache {
+    /// Written through the page cache: the node that received an upload
+    /// keeps its own copy there, since an object is often read back soon
+    /// after its upload and that node serves the read.
+    Keep,
+    /// Written with direct I/O if large (see [`write_atomic`]): copies
+    /// for other nodes, fetched or moved blocks.
+    Bypass,
+}
+
+/// Blocks from this size on may be written with direct I/O.
+const DIRECT_MIN: usize = 128 << 10;
+
+/// Alignment (address and length) direct I/O asks for: the largest
+/// logical block size of common disks.
+const DIRECT_ALIGN: usize = 4096;
+
 /// Write `data` to `path` in `dir`: temporary file, fsync, rename, fsync of
 /// the directory. Nothing is left behind on failure.
-fn write_atomic(dir: &Path, path: &Path, hash: &Hash, data: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+///
+/// With `direct`, a large block is written with direct I/O (`O_DIRECT`)
+/// where the file system takes it: the disk reads it from our buffer, so
+/// the kernel neither copies it into the page cache nor keeps a megabyte
+/// of data nobody reads soon there; under concurrent uploads that copy was
+/// the biggest single cost of a replicated write (doc/benchmarks.md). A
+/// file system that refuses direct I/O (some network and FUSE file
+/// systems) gets buffered writes, remembered in `no_direct`.
+fn write_atomic(
+    dir: &Path,
+    path: &Path,
+    hash: &Hash,
+    data: &[u8],
+    direct: bool,
+    no_direct: &AtomicBool,
+) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)?,
+        r => r?,
+    }
     let tmp = dir.join(format!(".{}.tmp{}", hash, rand::random::<u32>()));
     let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
+        let written = direct
+            && data.len() >= DIRECT_MIN
+            && match write_direct(&tmp, data) {
+                Ok(()) => true,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::info!(
+                        "{}: the file system refuses direct I/O; block files are written through the page cache",
+                        dir.display()
+                    );
+                    no_direct.store(true, Ordering::Relaxed);
+                    false
+                }
+                Err(e) => return Err(e),
+            };
+        if !written {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
@@ -670,6 +763,61 @@ fn write_atomic(dir: &Path, path: &Path, hash: &Hash, data: &[u8]) -> std::io::R
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Write `data` to a new file `path` with direct I/O and fsync it: copied
+/// into an aligned buffer, written padded to the alignment, then cut to
+/// its length.
+fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut buf = AlignedBuf::zeroed(data.len().div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN)?;
+    buf.as_mut()[..data.len()].copy_from_slice(data);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)?;
+    let res = (|| {
+        f.write_all(buf.as_mut())?;
+        f.set_len(data.len() as u64)?;
+        f.sync_all()
+    })();
+    if res.is_err() {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+    }
+    res
+}
+
+/// A zeroed heap buffer aligned for direct I/O.
+struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl AlignedBuf {
+    fn zeroed(len: usize) -> std::io::Result<AlignedBuf> {
+        let layout = std::alloc::Layout::from_size_align(len.max(DIRECT_ALIGN), DIRECT_ALIGN)
+            .map_err(|e| std::io::Error::other(format!("direct I/O buffer: {e}")))?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(ptr)
+            .ok_or_else(|| std::io::Error::other("out of memory for a direct I/O buffer"))?;
+        Ok(AlignedBuf { ptr, layout })
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` points to `layout.size()` initialised (zeroed)
+        // bytes that this buffer owns.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
 }
 
 /// Move a bad block file aside, out of the counts.
@@ -878,6 +1026,44 @@ mod tests {
         std::fs::write(&p, bytes).unwrap();
         assert!(matches!(s.read(&h), Err(StoreError::Corrupted(_))));
         assert_eq!(s.read(&h).unwrap(), None, "moved aside, now missing");
+    }
+
+    #[test]
+    fn large_blocks_written_directly_keep_their_exact_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlockStore::single(dir.path(), None);
+        // Not a multiple of the direct I/O alignment: padded, then cut.
+        for len in [DIRECT_MIN, DIRECT_MIN + 1, (1 << 20) - 7, 1 << 20] {
+            let data: Vec<u8> = (0..len as u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+                .collect();
+            let h = Hash::of(&data);
+            s.write_hashed(&h, &data, Cache::Bypass).unwrap();
+            let file = s.file_of(&h).unwrap();
+            assert_eq!(std::fs::metadata(&file).unwrap().len(), len as u64);
+            assert_eq!(s.read(&h).unwrap().as_deref(), Some(&data[..]));
+        }
+        let leftovers: Vec<_> = walkdir(dir.path())
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(".tmp"))
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+
+    fn walkdir(p: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walkdir(&path));
+            } else {
+                out.push(path);
+            }
+        }
+        out
     }
 
     #[test]
