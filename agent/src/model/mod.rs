@@ -471,6 +471,9 @@ impl Model {
 /// The most items one read of one index shard asks for.
 const LIST_MAX_PAGE: usize = 1000;
 
+/// Items one read of a shard asks for after a skip over a folder.
+const SKIP_PAGE: usize = 2;
+
 /// Objects of a bucket in key order, merged from its index shards (see
 /// [`Model::lister`]). Each shard is read in pages that double while the
 /// caller keeps taking objects from it; [`ObjectLister::skip_past`] jumps
@@ -513,13 +516,17 @@ impl ObjectLister<'_> {
                 c.buf.pop_front();
             }
             if c.buf.is_empty() && !c.done {
-                if c.after.as_deref().is_none_or(|a| a < key) {
+                let jumped = c.after.as_deref().is_none_or(|a| a < key);
+                if jumped {
                     c.after = Some(key.to_vec());
                 }
-                if had {
-                    // What follows is elsewhere in the key space: start
-                    // small again.
-                    c.page = self.first_page;
+                if had || jumped {
+                    // What follows is elsewhere in the key space, often
+                    // just the next folder of a delimiter listing: read a
+                    // few keys, and double while the caller keeps taking
+                    // them. Starting again at the first page's size read
+                    // a hundred objects per shard for every folder.
+                    c.page = SKIP_PAGE.min(self.first_page);
                 }
             }
         }
