@@ -415,10 +415,16 @@ impl<S: TableSchema> TableData<S> {
         let trees = [self.merkle.tree, self.merkle_todo, self.counters];
         for chunk in batch.chunks(MERKLE_TX_ITEMS) {
             self.db.transaction(&trees, &mut |tx| {
+                let changes: Vec<(&[u8], Option<Hash>)> = chunk
+                    .iter()
+                    .map(|(key, vh)| {
+                        let value_hash = <[u8; 32]>::try_from(vh.as_slice()).ok().map(Hash);
+                        (key.as_slice(), value_hash)
+                    })
+                    .collect();
+                self.merkle.update_items(tx, &changes)?;
                 let mut dequeued = 0;
                 for (key, vh) in chunk {
-                    let value_hash = <[u8; 32]>::try_from(vh.as_slice()).ok().map(Hash);
-                    self.merkle.update_item(tx, key, value_hash)?;
                     // Only dequeue if no newer change was queued meanwhile.
                     if tx.get(self.merkle_todo, key)?.as_deref() == Some(vh.as_slice()) {
                         tx.remove(self.merkle_todo, key)?;

@@ -11,8 +11,9 @@
 //! times the depth (about log256 of the partition's size), not to the size.
 //!
 //! Nodes are stored in the `t:merkle` tree under `[partition] ++ path`; the
-//! tree is updated incrementally, one item at a time, inside the same
-//! storage transaction that dequeues the item's change.
+//! tree is updated incrementally, a batch of items at a time, inside the
+//! same storage transaction that dequeues their changes; each node on the
+//! batch's paths is written once.
 
 use hangar_common::hash::Hash;
 use serde::{Deserialize, Serialize};
@@ -99,75 +100,74 @@ impl MerkleTree {
 
     /// Reflect that item `key` now has encoding hash `value` (None: it was
     /// removed).
+    #[cfg(test)]
     pub(crate) fn update_item(
         &self,
         tx: &mut dyn Tx,
         key: &[u8],
         value: Option<Hash>,
     ) -> TxResult<()> {
-        let Some(&partition) = key.first() else {
-            return Ok(());
-        };
-        let path = Hash::of(key);
-        self.update_rec(tx, &mut vec![partition], 0, &path, key, value)?;
+        self.update_items(tx, &[(key, value)])
+    }
+
+    /// Reflect several items' changes at once (each key at most once).
+    /// Every node on their paths is read and written once, however many of
+    /// the items pass through it: updating item by item rewrote (and
+    /// encoded and hashed) a partition's root, up to 256 children, once
+    /// per item.
+    pub(crate) fn update_items(
+        &self,
+        tx: &mut dyn Tx,
+        items: &[(&[u8], Option<Hash>)],
+    ) -> TxResult<()> {
+        let mut changes: Vec<Change> = items
+            .iter()
+            .filter(|(key, _)| !key.is_empty())
+            .map(|&(key, value)| Change {
+                path: Hash::of(key),
+                key,
+                value,
+            })
+            .collect();
+        // By partition, then by path: each node's changes are a run.
+        changes.sort_by(|a, b| (a.key[0], a.path).cmp(&(b.key[0], b.path)));
+        for run in changes.chunk_by(|a, b| a.key[0] == b.key[0]) {
+            self.update_rec(tx, &mut vec![run[0].key[0]], 0, run)?;
+        }
         Ok(())
     }
 
+    /// Apply `changes` (sorted by path, all under `node_key`) to the
+    /// subtree at `node_key`, `depth` bytes down; returns its new hash.
     fn update_rec(
         &self,
         tx: &mut dyn Tx,
         node_key: &mut Vec<u8>,
         depth: usize,
-        path: &Hash,
-        key: &[u8],
-        value: Option<Hash>,
+        changes: &[Change],
     ) -> TxResult<Hash> {
-        if depth >= path.0.len() {
+        if depth >= 32 {
             return Err(DbError::Engine(
                 "Merkle path exhausted (hash collision?)".into(),
             ));
         }
         let node = self.read(tx, node_key)?;
+        let original = node.clone();
         let new = match node {
-            MerkleNode::Empty => match value {
-                None => return Ok(Hash::default()),
-                Some(vh) => MerkleNode::Leaf(key.to_vec(), vh),
-            },
-            MerkleNode::Leaf(k, vh) if k == key => match value {
-                None => MerkleNode::Empty,
-                Some(nvh) if nvh == vh => return Ok(MerkleNode::Leaf(k, vh).hash()),
-                Some(nvh) => MerkleNode::Leaf(k, nvh),
-            },
-            MerkleNode::Leaf(k, vh) => match value {
-                None => return Ok(MerkleNode::Leaf(k, vh).hash()),
-                Some(_) => {
-                    // Two items under this prefix: push the existing leaf one
-                    // level down, then insert the new item beside it.
-                    let other = Hash::of(&k).0[depth];
-                    let leaf = MerkleNode::Leaf(k, vh);
-                    node_key.push(other);
-                    let h_other = self.write(tx, node_key, &leaf)?;
-                    node_key.pop();
-                    let mut children = vec![(other, h_other)];
-                    let mine = path.0[depth];
-                    node_key.push(mine);
-                    let h_mine = self.update_rec(tx, node_key, depth + 1, path, key, value)?;
-                    node_key.pop();
-                    set_child(&mut children, mine, h_mine);
-                    MerkleNode::Intermediate(children)
-                }
-            },
             MerkleNode::Intermediate(mut children) => {
-                let mine = path.0[depth];
-                node_key.push(mine);
-                let h = self.update_rec(tx, node_key, depth + 1, path, key, value)?;
-                node_key.pop();
-                set_child(&mut children, mine, h);
+                for run in changes.chunk_by(|a, b| a.path.0[depth] == b.path.0[depth]) {
+                    let byte = run[0].path.0[depth];
+                    node_key.push(byte);
+                    let h = self.update_rec(tx, node_key, depth + 1, run)?;
+                    node_key.pop();
+                    set_child(&mut children, byte, h);
+                }
                 match children.as_slice() {
                     [] => MerkleNode::Empty,
                     [(only, _)] => {
                         // One child left: if it is a leaf, it moves up here
-                        // (canonical shape).
+                        // (canonical shape). Children were updated first, so
+                        // a leaf left alone further down has moved up to it.
                         node_key.push(*only);
                         let child = self.read(tx, node_key)?;
                         let pulled = if let MerkleNode::Leaf(..) = child {
@@ -182,9 +182,63 @@ impl MerkleTree {
                     _ => MerkleNode::Intermediate(children),
                 }
             }
+            old => {
+                // Empty or one leaf: no node below. What the subtree holds
+                // after the changes decides its shape.
+                let mut items: Vec<(Hash, Vec<u8>, Hash)> = changes
+                    .iter()
+                    .filter_map(|c| c.value.map(|v| (c.path, c.key.to_vec(), v)))
+                    .collect();
+                if let MerkleNode::Leaf(k, vh) = &old
+                    && !changes.iter().any(|c| c.key == k.as_slice())
+                {
+                    let path = Hash::of(k);
+                    let at = items.partition_point(|(p, _, _)| *p < path);
+                    items.insert(at, (path, k.clone(), *vh));
+                }
+                match items.len() {
+                    0 => MerkleNode::Empty,
+                    1 => {
+                        let (_, k, vh) = items.remove(0);
+                        MerkleNode::Leaf(k, vh)
+                    }
+                    _ => {
+                        // Several: an intermediate node over new subtrees,
+                        // built from these items as insertions.
+                        let inserts: Vec<Change> = items
+                            .iter()
+                            .map(|(path, k, vh)| Change {
+                                path: *path,
+                                key: k,
+                                value: Some(*vh),
+                            })
+                            .collect();
+                        let mut children = Vec::new();
+                        for run in inserts.chunk_by(|a, b| a.path.0[depth] == b.path.0[depth]) {
+                            let byte = run[0].path.0[depth];
+                            node_key.push(byte);
+                            let h = self.update_rec(tx, node_key, depth + 1, run)?;
+                            node_key.pop();
+                            set_child(&mut children, byte, h);
+                        }
+                        MerkleNode::Intermediate(children)
+                    }
+                }
+            }
         };
-        self.write(tx, node_key, &new)
+        if new == original {
+            Ok(new.hash())
+        } else {
+            self.write(tx, node_key, &new)
+        }
     }
+}
+
+/// One item's change, with the path of its key.
+struct Change<'a> {
+    path: Hash,
+    key: &'a [u8],
+    value: Option<Hash>,
 }
 
 fn set_child(children: &mut Vec<(u8, Hash)>, byte: u8, h: Hash) {
@@ -266,6 +320,39 @@ mod tests {
                 fin.swap(i, (s >> 33) as usize % (i + 1));
             }
             let (db2, t2) = apply(&fin);
+            prop_assert_eq!(roots(&db1, &t1), roots(&db2, &t2));
+            prop_assert_eq!(all_nodes(&db1, &t1), all_nodes(&db2, &t2));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Applying changes in batches of any size builds the same nodes as
+        /// applying them one at a time.
+        #[test]
+        fn batched_updates_build_the_same_trees(
+            ops in proptest::collection::vec((key(), proptest::option::of(0u8..3)), 0..120),
+            cuts in proptest::collection::vec(1usize..40, 1..10),
+        ) {
+            let (db1, t1) = apply(&ops);
+            let db2: Db = Arc::new(MemEngine::default());
+            let t2 = MerkleTree::open(&db2, "t").unwrap();
+            let mut rest = &ops[..];
+            let mut sizes = cuts.iter().cycle();
+            while !rest.is_empty() {
+                let n = (*sizes.next().unwrap()).min(rest.len());
+                let (batch, tail) = rest.split_at(n);
+                rest = tail;
+                // Each key at most once per batch: its last change.
+                let mut last = std::collections::BTreeMap::new();
+                for (k, v) in batch {
+                    last.insert(k.clone(), v.map(|b| Hash::of(&[b])));
+                }
+                let changes: Vec<(&[u8], Option<Hash>)> =
+                    last.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+                db2.transaction(&[t2.tree], &mut |tx| t2.update_items(tx, &changes))
+                    .unwrap();
+            }
             prop_assert_eq!(roots(&db1, &t1), roots(&db2, &t2));
             prop_assert_eq!(all_nodes(&db1, &t1), all_nodes(&db2, &t2));
         }
