@@ -173,7 +173,17 @@ def check(history, final, listed):
         if o["op"] == "get" and o["status"] == "ok":
             reads += 1
             if not possible(o["key"], o["result"], o["start"], o["end"]):
-                anomalies.append({"kind": "impossible read", "op": o})
+                # The writes of that key around it, to see why at once
+                # (times relative to the read's start).
+                context = [
+                    f'{w["start"] - o["start"]:+.4f} {w["end"] - o["start"]:+.4f} '
+                    f'c{w["c"]} {w["op"]} {w.get("value")} '
+                    f'expects={w.get("expects", "")} {w["status"]}'
+                    for w in history
+                    if w.get("key") == o["key"] and w["op"] != "get"
+                    and abs(w["start"] - o["start"]) < 0.1
+                ]
+                anomalies.append({"kind": "impossible read", "op": o, "writes around": context})
     conditional = 0
     replaced = {}  # (key, value replaced) -> the write that replaced it
     for o in history:

@@ -578,6 +578,11 @@ impl<S: TableSchema> Table<S> {
                 return Ok(Latest::Written);
             };
             if round == LATEST_ROUNDS {
+                tracing::info!(
+                    "{}: after {LATEST_ROUNDS} rounds a replica still held a value written {} µs after this write's time: answered as overwritten by a concurrent write",
+                    S::NAME,
+                    newer - mine
+                );
                 break;
             }
             tracing::debug!(
