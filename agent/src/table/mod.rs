@@ -78,11 +78,6 @@ pub trait TableItem:
 /// try once more.
 const LATEST_ROUNDS: usize = 3;
 
-/// Rounds an ordered write may take while consensus rounds on its item
-/// keep refusing it (each promise a replica made to a conditional writer
-/// sends it above that promise); after that its outcome is not known.
-const LATEST_ROUNDS_PROMISED: usize = 8;
-
 /// What became of a write made with [`Table::insert_latest`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Latest {
@@ -166,10 +161,6 @@ pub enum TableError {
         "table {table}: a round of consensus was refused after an earlier one may have left this write accepted by a minority: whether it takes effect is not known; read the item to see"
     )]
     Undecided { table: &'static str },
-    #[error(
-        "table {table}: conditional writes of this item kept refusing this write; whether it takes effect is not known; try again"
-    )]
-    Unordered { table: &'static str },
 }
 
 impl From<crate::db::DbError> for TableError {
@@ -554,10 +545,6 @@ impl<S: TableSchema> Table<S> {
     /// answers here share a node (`W + W > RF`), so the first round sees
     /// every such write, and the second is timed above them all. The
     /// second round is needed only when clocks disagree or writes race.
-    /// After three rounds that each met a newer value, the write counts as
-    /// overwritten by a concurrent one ([`Latest::Superseded`]), unless a
-    /// replica refused it for a consensus promise: then it goes on (up to
-    /// [`LATEST_ROUNDS_PROMISED`]) and fails as [`TableError::Unordered`].
     pub(crate) async fn insert_latest(
         self: &Arc<Self>,
         item: &mut S::Item,
@@ -566,19 +553,13 @@ impl<S: TableSchema> Table<S> {
         let partition = key[0] as usize;
         let sets = self.write_sets(partition)?;
         let w = write_quorum(self.replication_factor());
-        let mut round = 0;
-        loop {
-            round += 1;
+        for round in 1..=LATEST_ROUNDS {
             let bytes = self.data.encode(item)?;
             let answers = self
                 .quorum(partition, &sets, TableOp::UpdateReturn(vec![bytes]), w)
                 .await?;
             let mine = item.write_time().unwrap_or(0);
             let mut newer: Option<u64> = None;
-            // A replica that refused the write for a consensus round's
-            // promise answers this very item timed above the promise
-            // (`TableData::promise_above`): there the write was not applied.
-            let mut refused = false;
             for (_, resp) in answers {
                 let TableResponse::Items(held) = resp else {
                     continue;
@@ -590,36 +571,19 @@ impl<S: TableSchema> Table<S> {
                         && t >= mine
                     {
                         newer = Some(newer.map_or(t, |n| n.max(t)));
-                        let mut same = held.clone();
-                        same.set_write_time(mine);
-                        refused |= same == *item;
                     }
                 }
             }
             let Some(newer) = newer else {
                 return Ok(Latest::Written);
             };
-            // Counting this write as overwritten by a concurrent one is
-            // sound only if every answering replica applied it: one that
-            // refused it for a promise may be where a conditional write
-            // read the state it replaced, and that write claims to replace
-            // what came before this one. A read after both would then show
-            // a value this acknowledged write should have replaced (the
-            // hot-keys history test found it).
-            if round >= LATEST_ROUNDS && !refused {
+            if round == LATEST_ROUNDS {
                 tracing::info!(
-                    "{}: after {round} rounds a replica still held a value written {} µs after this write's time: answered as overwritten by a concurrent write",
+                    "{}: after {LATEST_ROUNDS} rounds a replica still held a value written {} µs after this write's time: answered as overwritten by a concurrent write",
                     S::NAME,
                     newer - mine
                 );
-                return Ok(Latest::Superseded);
-            }
-            if round >= LATEST_ROUNDS_PROMISED {
-                tracing::info!(
-                    "{}: after {round} rounds consensus rounds still refused this write: its outcome is not known",
-                    S::NAME
-                );
-                return Err(TableError::Unordered { table: S::NAME });
+                break;
             }
             tracing::debug!(
                 "{}: a replica held a value written {} µs after this write's time: writing again above it",
@@ -628,6 +592,7 @@ impl<S: TableSchema> Table<S> {
             );
             item.set_write_time(hangar_common::clock::hlc().now_after(newer));
         }
+        Ok(Latest::Superseded)
     }
 
     /// Read one item from a read quorum, repairing stale replicas.
