@@ -181,7 +181,8 @@ def check(history, final, listed):
                     f'expects={w.get("expects", "")} {w["status"]}'
                     for w in history
                     if w.get("key") == o["key"] and w["op"] != "get"
-                    and abs(w["start"] - o["start"]) < 0.1
+                    and (abs(w["start"] - o["start"]) < 0.1
+                         or (w.get("value") == o["result"] and w.get("value") is not None))
                 ]
                 anomalies.append({"kind": "impossible read", "op": o, "writes around": context})
     conditional = 0
