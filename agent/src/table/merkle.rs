@@ -137,6 +137,26 @@ impl MerkleTree {
         Ok(())
     }
 
+    /// Apply `changes` (sorted by path) to the children of the node at
+    /// `node_key`, one subtree per next path byte, updating `children`.
+    fn update_children(
+        &self,
+        tx: &mut dyn Tx,
+        node_key: &mut Vec<u8>,
+        depth: usize,
+        changes: &[Change],
+        children: &mut Vec<(u8, Hash)>,
+    ) -> TxResult<()> {
+        for run in changes.chunk_by(|a, b| a.path.0[depth] == b.path.0[depth]) {
+            let byte = run[0].path.0[depth];
+            node_key.push(byte);
+            let h = self.update_rec(tx, node_key, depth + 1, run)?;
+            node_key.pop();
+            set_child(children, byte, h);
+        }
+        Ok(())
+    }
+
     /// Apply `changes` (sorted by path, all under `node_key`) to the
     /// subtree at `node_key`, `depth` bytes down; returns its new hash.
     fn update_rec(
@@ -155,13 +175,7 @@ impl MerkleTree {
         let original = node.clone();
         let new = match node {
             MerkleNode::Intermediate(mut children) => {
-                for run in changes.chunk_by(|a, b| a.path.0[depth] == b.path.0[depth]) {
-                    let byte = run[0].path.0[depth];
-                    node_key.push(byte);
-                    let h = self.update_rec(tx, node_key, depth + 1, run)?;
-                    node_key.pop();
-                    set_child(&mut children, byte, h);
-                }
+                self.update_children(tx, node_key, depth, changes, &mut children)?;
                 match children.as_slice() {
                     [] => MerkleNode::Empty,
                     [(only, _)] => {
@@ -214,13 +228,7 @@ impl MerkleTree {
                             })
                             .collect();
                         let mut children = Vec::new();
-                        for run in inserts.chunk_by(|a, b| a.path.0[depth] == b.path.0[depth]) {
-                            let byte = run[0].path.0[depth];
-                            node_key.push(byte);
-                            let h = self.update_rec(tx, node_key, depth + 1, run)?;
-                            node_key.pop();
-                            set_child(&mut children, byte, h);
-                        }
+                        self.update_children(tx, node_key, depth, &inserts, &mut children)?;
                         MerkleNode::Intermediate(children)
                     }
                 }
