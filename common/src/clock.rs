@@ -92,20 +92,35 @@ pub fn wall_time() -> std::time::SystemTime {
 pub struct Hlc {
     last: AtomicU64,
     physical: fn() -> u64,
+    /// Added to every reading of `physical`: a machine whose clock is off
+    /// (the simulation of the table layer gives each node its own).
+    offset_us: i64,
 }
 
 impl Hlc {
     /// A clock reading `physical` (microseconds) for real time.
     pub const fn new(physical: fn() -> u64) -> Hlc {
+        Hlc::skewed(physical, 0)
+    }
+
+    /// A clock reading `physical` shifted by `offset_us` (signed
+    /// microseconds): one node of a simulated cluster whose clocks
+    /// disagree.
+    pub const fn skewed(physical: fn() -> u64, offset_us: i64) -> Hlc {
         Hlc {
             last: AtomicU64::new(0),
             physical,
+            offset_us,
         }
+    }
+
+    fn physical(&self) -> u64 {
+        (self.physical)().saturating_add_signed(self.offset_us)
     }
 
     /// A new timestamp, greater than every one this clock gave or saw.
     pub fn now(&self) -> u64 {
-        let phys = (self.physical)();
+        let phys = self.physical();
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let next = phys.max(last.saturating_add(1));
@@ -135,7 +150,7 @@ impl Hlc {
         if t <= self.last.load(Ordering::Relaxed) {
             return true;
         }
-        if t > (self.physical)().saturating_add(MAX_FORWARD_US) {
+        if t > self.physical().saturating_add(MAX_FORWARD_US) {
             return false;
         }
         self.last.fetch_max(t, Ordering::AcqRel);
@@ -144,7 +159,7 @@ impl Hlc {
 
     /// The latest timestamp given or seen, without making a new one.
     pub fn peek(&self) -> u64 {
-        self.last.load(Ordering::Relaxed).max((self.physical)())
+        self.last.load(Ordering::Relaxed).max(self.physical())
     }
 }
 

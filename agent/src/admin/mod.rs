@@ -802,16 +802,17 @@ impl Admin for AdminServer {
         key: String,
         value: Option<String>,
     ) -> Result<(), RpcError> {
-        let item = KvItem::new(
+        let mut item = KvItem::new(
             &key,
             value,
-            hangar_common::clock::timestamp_ms(),
+            hangar_common::clock::timestamp_us(),
             self.s.net.id,
         );
         self.s
             .kv
-            .insert(&item)
+            .insert_latest(&mut item)
             .await
+            .map(|_| ())
             .map_err(|e| RpcError::Table(e.to_string()))
     }
 

@@ -69,6 +69,10 @@ pub struct TableData<S: TableSchema> {
     /// for collection, when a sync ran), in ms since the epoch: the wall
     /// clock; the simulation's paused clock in `sim.rs`.
     pub(crate) now_ms: fn() -> u64,
+    /// The hybrid clock that times this node's writes and observes every
+    /// timestamp decoded: the process's ([`hangar_common::clock::hlc`]);
+    /// one per simulated node in `sim.rs`, each with its own offset.
+    pub(crate) clock: &'static hangar_common::clock::Hlc,
     /// Told whenever an item joins the Merkle queue, so the updater sleeps
     /// while there is nothing to do (an idle agent wakes no thread).
     pub merkle_queued: tokio::sync::Notify,
@@ -132,6 +136,7 @@ impl<S: TableSchema> TableData<S> {
             db,
             schema,
             now_ms: now_msec,
+            clock: hangar_common::clock::hlc(),
             merkle_queued: tokio::sync::Notify::new(),
         })
     }
@@ -159,7 +164,7 @@ impl<S: TableSchema> TableData<S> {
             reason: e.to_string(),
         })?;
         if let Some(t) = item.write_time() {
-            hangar_common::clock::hlc().observe(t);
+            self.clock.observe(t);
         }
         Ok(item)
     }

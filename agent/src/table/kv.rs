@@ -20,6 +20,8 @@ impl TableSchema for KvTable {
 }
 
 /// A key and its last-writer-wins value; `None` is a deletion (tombstone).
+/// Timed in microseconds of the hybrid clock, and written in order
+/// ([`super::Table::insert_latest`]) as object versions are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvItem {
     pub key: String,
@@ -54,5 +56,11 @@ impl TableItem for KvItem {
     }
     fn is_tombstone(&self) -> bool {
         self.value.value.is_none()
+    }
+    fn write_time(&self) -> Option<u64> {
+        Some(self.value.timestamp)
+    }
+    fn set_write_time(&mut self, t: u64) {
+        self.value.timestamp = t;
     }
 }

@@ -200,6 +200,12 @@ pub trait TableNet: Send + Sync + 'static {
     fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId>;
     /// Run `req` on `node`'s replica, waiting at most `timeout`.
     fn call_table(&self, node: NodeId, req: TableRequest, timeout: Duration) -> TableCall<'_>;
+    /// A random number below `max` (at least 1), for the pauses of
+    /// retries; the simulation draws it from its seed, so a schedule
+    /// replays.
+    fn random_below(&self, max: u64) -> u64 {
+        rand::random::<u64>() % max.max(1)
+    }
 }
 
 impl TableNet for Net {
@@ -249,6 +255,12 @@ pub(crate) enum Bug {
     /// Tombstone collection deletes without first making sure every
     /// replica holds the tombstone.
     GcWithoutHandover = 4,
+    /// An ordered write that finds a newer value takes itself for
+    /// overwritten at once, without a second round.
+    OneRound = 8,
+    /// Ordered writes are applied even when timed below a consensus
+    /// round's promise.
+    PromisesIgnored = 16,
 }
 
 /// What the Peer service and the transition worker need of a table,
@@ -577,7 +589,7 @@ impl<S: TableSchema> Table<S> {
             let Some(newer) = newer else {
                 return Ok(Latest::Written);
             };
-            if round == LATEST_ROUNDS {
+            if round == LATEST_ROUNDS || self.has_bug(Bug::OneRound) {
                 tracing::info!(
                     "{}: after {LATEST_ROUNDS} rounds a replica still held a value written {} µs after this write's time: answered as overwritten by a concurrent write",
                     S::NAME,
@@ -590,7 +602,7 @@ impl<S: TableSchema> Table<S> {
                 S::NAME,
                 newer - mine
             );
-            item.set_write_time(hangar_common::clock::hlc().now_after(newer));
+            item.set_write_time(self.data.clock.now_after(newer));
         }
         Ok(Latest::Superseded)
     }
@@ -794,7 +806,12 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                     // write is timed below: not applied; the writer is told
                     // to time it above (see `paxos.rs`).
                     let _guard = self.data.item_lock(&key);
-                    if let Some(above) = self.data.promise_above(&key, &item).map_err(internal)? {
+                    let above = if self.has_bug(Bug::PromisesIgnored) {
+                        None
+                    } else {
+                        self.data.promise_above(&key, &item).map_err(internal)?
+                    };
+                    if let Some(above) = above {
                         held.push(self.data.encode(&above).map_err(internal)?);
                         continue;
                     }

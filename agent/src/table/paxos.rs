@@ -186,7 +186,7 @@ impl<S: TableSchema> Table<S> {
         sort_key: &[u8],
     ) -> Result<Promises<S::Item>, TableError> {
         let key = storage_key(partition_key, sort_key);
-        self.promise(&key, hangar_common::clock::hlc().now()).await
+        self.promise(&key, self.data.clock.now()).await
     }
 
     /// Phase 1 at `round`.
@@ -278,7 +278,7 @@ impl<S: TableSchema> Table<S> {
         let sets = self.write_sets(partition)?;
         // A majority of each replica set (what a write quorum is).
         let majority = write_quorum(self.layout.snapshot().replication_factor);
-        let clock = hangar_common::clock::hlc();
+        let clock = self.data.clock;
         let mut round = clock.now();
         // Whether our own value went out to be accepted in some round.
         let mut proposed = false;
@@ -293,7 +293,7 @@ impl<S: TableSchema> Table<S> {
             let mut state = p.state;
             if p.refused > Ballot::ZERO {
                 round = clock.now_after(round.max(p.refused.round));
-                backoff(attempt).await;
+                backoff(&*self.net, attempt).await;
                 continue;
             }
             let recovered = p.recovered;
@@ -385,7 +385,7 @@ impl<S: TableSchema> Table<S> {
             }
             if nacked > Ballot::ZERO {
                 round = clock.now_after(round.max(nacked.round));
-                backoff(attempt).await;
+                backoff(&*self.net, attempt).await;
                 continue;
             }
             // Chosen: now an ordinary write makes it readable.
@@ -414,9 +414,9 @@ fn merge_into<T: Crdt>(state: &mut Option<T>, item: T) {
 
 /// A random pause growing with the attempt, so duelling proposers stop
 /// duelling.
-async fn backoff(attempt: u32) {
+async fn backoff(net: &dyn super::TableNet, attempt: u32) {
     let max = 10 * u64::from(attempt.min(8));
-    let ms = rand::random::<u64>() % max.max(1) + 2;
+    let ms = net.random_below(max) + 2;
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 

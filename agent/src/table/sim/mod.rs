@@ -19,6 +19,8 @@
 //! answer, anti-entropy pushing nothing, tombstones collected too early)
 //! must each be caught.
 
+mod ordered;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,6 +133,10 @@ impl TableNet for SimNet {
         self.world.up.subscribe()
     }
 
+    fn random_below(&self, max: u64) -> u64 {
+        self.world.below(max)
+    }
+
     fn call_table(&self, node: NodeId, req: TableRequest, timeout: Duration) -> TableCall<'_> {
         let world = self.world.clone();
         let me = self.me;
@@ -241,64 +247,166 @@ fn node_id(i: usize) -> NodeId {
 }
 
 /// Run one schedule to the end; its history and final states.
-async fn run(s: &Schedule) -> Report {
-    let ids: Vec<NodeId> = (0..s.nodes).map(node_id).collect();
-    let world = Arc::new(World {
-        rng: Mutex::new(StdRng::seed_from_u64(s.seed)),
-        tables: Mutex::new(BTreeMap::new()),
-        down: Mutex::new(BTreeSet::new()),
-        cut: Mutex::new(BTreeSet::new()),
-        loss: Mutex::new(0.02),
-        max_delay_ms: 30,
-        next_ts: AtomicU64::new(1),
-        seq: AtomicU64::new(0),
-        up: tokio::sync::broadcast::channel(16).0,
-    });
-    // One layout manager for all: it only hands out the layout (its own
-    // network is never started).
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let net = Net::new(
-        Keypair::generate(),
-        RpcSecret::generate(),
-        NetConfig {
-            public_addr: "127.0.0.1:1".into(),
-            ping_interval: Duration::from_secs(1),
-            failures_before_down: 3,
-            metadata_dir: dir.path().to_path_buf(),
-            bind_outgoing: None,
-        },
-    );
-    let layout = LayoutManager::open(net, dir.path(), 3).expect("layout manager");
-    let mut l = ClusterLayout::new(3);
-    for (i, id) in ids.iter().enumerate() {
-        let role = NodeRole {
-            zone: format!("zone{i}"),
-            capacity: Some(1 << 30),
-        };
-        l.stage(*id, StagedRole::Set(role), 1, ids[0]);
-    }
-    let (l, _) = l.apply(1).expect("a layout of the simulated nodes");
-    layout.merge_from(&l, ids[0]);
-    let cfg = TableConfig {
-        op_timeout: OP_TIMEOUT,
-        sync_interval: Duration::from_secs(3600),
-        gc_delay: Duration::from_secs(2),
-        workers: Default::default(),
-    };
-    for id in &ids {
-        let mut data = TableData::open(Arc::new(MemEngine::default()), Arc::new(KvTable))
-            .expect("memory table");
-        data.now_ms = paused_now_ms;
-        let net = Arc::new(SimNet {
-            me: *id,
-            world: world.clone(),
+/// A simulated cluster: its network, its layout and a table on every node.
+struct SimCluster {
+    world: Arc<World>,
+    ids: Vec<NodeId>,
+    layout: Arc<LayoutManager>,
+    cfg: TableConfig,
+    _dir: tempfile::TempDir,
+}
+
+/// Microseconds of the runtime's (paused) clock on a date of today's
+/// order, so that a clock set minutes back stays far above zero.
+fn paused_now_us() -> u64 {
+    1_700_000_000_000_000 + (paused_now_ms() - 1_000_000) * 1000
+}
+
+impl SimCluster {
+    /// The nodes of `s`, each with its table. With `clock_offsets_us`,
+    /// node `i` times its writes by its own hybrid clock, that far off
+    /// the (paused) real time; without, they share the process's.
+    fn start(s: &Schedule, clock_offsets_us: Option<&[i64]>) -> SimCluster {
+        let ids: Vec<NodeId> = (0..s.nodes).map(node_id).collect();
+        let world = Arc::new(World {
+            rng: Mutex::new(StdRng::seed_from_u64(s.seed)),
+            tables: Mutex::new(BTreeMap::new()),
+            down: Mutex::new(BTreeSet::new()),
+            cut: Mutex::new(BTreeSet::new()),
+            loss: Mutex::new(0.02),
+            max_delay_ms: 30,
+            next_ts: AtomicU64::new(1),
+            seq: AtomicU64::new(0),
+            up: tokio::sync::broadcast::channel(16).0,
         });
-        let t = Table::new(data, net, layout.clone(), cfg.clone());
-        for bug in &s.bugs {
-            t.plant(*bug);
+        // One layout manager for all: it only hands out the layout (its
+        // own network is never started).
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let net = Net::new(
+            Keypair::generate(),
+            RpcSecret::generate(),
+            NetConfig {
+                public_addr: "127.0.0.1:1".into(),
+                ping_interval: Duration::from_secs(1),
+                failures_before_down: 3,
+                metadata_dir: dir.path().to_path_buf(),
+                bind_outgoing: None,
+            },
+        );
+        let layout = LayoutManager::open(net, dir.path(), 3).expect("layout manager");
+        let mut l = ClusterLayout::new(3);
+        for (i, id) in ids.iter().enumerate() {
+            let role = NodeRole {
+                zone: format!("zone{i}"),
+                capacity: Some(1 << 30),
+            };
+            l.stage(*id, StagedRole::Set(role), 1, ids[0]);
         }
-        lock(&world.tables).insert(*id, t);
+        let (l, _) = l.apply(1).expect("a layout of the simulated nodes");
+        layout.merge_from(&l, ids[0]);
+        let cfg = TableConfig {
+            op_timeout: OP_TIMEOUT,
+            sync_interval: Duration::from_secs(3600),
+            gc_delay: Duration::from_secs(2),
+            workers: Default::default(),
+        };
+        for (i, id) in ids.iter().enumerate() {
+            let mut data = TableData::open(Arc::new(MemEngine::default()), Arc::new(KvTable))
+                .expect("memory table");
+            data.now_ms = paused_now_ms;
+            if let Some(offsets) = clock_offsets_us {
+                // A few bytes per node and schedule, for the test's life.
+                data.clock = Box::leak(Box::new(hangar_common::clock::Hlc::skewed(
+                    paused_now_us,
+                    offsets[i],
+                )));
+            }
+            let net = Arc::new(SimNet {
+                me: *id,
+                world: world.clone(),
+            });
+            let t = Table::new(data, net, layout.clone(), cfg.clone());
+            for bug in &s.bugs {
+                t.plant(*bug);
+            }
+            lock(&world.tables).insert(*id, t);
+        }
+        SimCluster {
+            world,
+            ids,
+            layout,
+            cfg,
+            _dir: dir,
+        }
     }
+
+    fn table(&self, n: &NodeId) -> Arc<Table<KvTable>> {
+        self.world.table(n).expect("a table per node")
+    }
+
+    /// Stop and restart nodes, cut and mend links, lose messages, and run
+    /// one node's anti-entropy and tombstone collection now and then,
+    /// until `done` counts `clients`.
+    fn nemesis(
+        &self,
+        max_down: usize,
+        done: Arc<AtomicU64>,
+        clients: u64,
+    ) -> tokio::task::JoinHandle<()> {
+        let (world, ids) = (self.world.clone(), self.ids.clone());
+        tokio::spawn(async move {
+            while done.load(Ordering::SeqCst) < clients {
+                tokio::time::sleep(Duration::from_millis(100 + world.below(400))).await;
+                let n = ids[world.below(ids.len() as u64) as usize];
+                match world.below(6) {
+                    0 if lock(&world.down).len() < max_down => {
+                        lock(&world.down).insert(n);
+                    }
+                    1 => {
+                        lock(&world.down).remove(&n);
+                    }
+                    2 => {
+                        let m = ids[world.below(ids.len() as u64) as usize];
+                        if m != n {
+                            lock(&world.cut).insert(link(n, m));
+                        }
+                    }
+                    3 => lock(&world.cut).clear(),
+                    4 => *lock(&world.loss) = world.below(15) as f64 / 100.0,
+                    _ => {
+                        // Background work of one node that is running.
+                        if !world.is_down(&n) {
+                            let t = world.table(&n).expect("a table per node");
+                            t.sync_round(None).await;
+                            let _ = t.gc_round().await;
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Every node up, every link whole, no loss; then anti-entropy from
+    /// every node, twice (a node may learn from a later one). Returns the
+    /// tables.
+    async fn heal(&self) -> Vec<Arc<Table<KvTable>>> {
+        lock(&self.world.down).clear();
+        lock(&self.world.cut).clear();
+        *lock(&self.world.loss) = 0.0;
+        let tables: Vec<Arc<Table<KvTable>>> = lock(&self.world.tables).values().cloned().collect();
+        for _ in 0..2 {
+            for t in &tables {
+                t.sync_round(None).await;
+            }
+        }
+        tables
+    }
+}
+
+/// Run one schedule to the end; its history and final states.
+async fn run(s: &Schedule) -> Report {
+    let cluster = SimCluster::start(s, None);
+    let (world, ids, layout, cfg) = (&cluster.world, &cluster.ids, &cluster.layout, &cluster.cfg);
 
     let history = Arc::new(Mutex::new(Vec::new()));
     let done = Arc::new(AtomicU64::new(0));
@@ -349,41 +457,7 @@ async fn run(s: &Schedule) -> Report {
 
     // The faults, and the background work of the nodes, until the clients
     // are done.
-    let clients_n = s.clients as u64;
-    let nemesis = {
-        let (world, ids, done) = (world.clone(), ids.clone(), done.clone());
-        let max_down = s.max_down;
-        tokio::spawn(async move {
-            while done.load(Ordering::SeqCst) < clients_n {
-                tokio::time::sleep(Duration::from_millis(100 + world.below(400))).await;
-                let n = ids[world.below(ids.len() as u64) as usize];
-                match world.below(6) {
-                    0 if lock(&world.down).len() < max_down => {
-                        lock(&world.down).insert(n);
-                    }
-                    1 => {
-                        lock(&world.down).remove(&n);
-                    }
-                    2 => {
-                        let m = ids[world.below(ids.len() as u64) as usize];
-                        if m != n {
-                            lock(&world.cut).insert(link(n, m));
-                        }
-                    }
-                    3 => lock(&world.cut).clear(),
-                    4 => *lock(&world.loss) = world.below(15) as f64 / 100.0,
-                    _ => {
-                        // Background work of one node that is running.
-                        if !world.is_down(&n) {
-                            let t = world.table(&n).expect("a table per node");
-                            t.sync_round(None).await;
-                            let _ = t.gc_round().await;
-                        }
-                    }
-                }
-            }
-        })
-    };
+    let nemesis = cluster.nemesis(s.max_down, done.clone(), s.clients as u64);
     for c in clients {
         c.await.expect("a client task");
     }
@@ -392,24 +466,14 @@ async fn run(s: &Schedule) -> Report {
     // Tombstones old enough are collected while the faults last: a replica
     // that is away or missed one must hold the collection back.
     tokio::time::sleep(cfg.gc_delay * 2).await;
-    for id in &ids {
+    for id in ids {
         if !world.is_down(id) {
             let t = world.table(id).expect("a table per node");
             let _ = t.gc_round().await;
         }
     }
 
-    // Heal: every node up, every link whole, no loss; then anti-entropy
-    // from every node, twice (a node may learn from a later one).
-    lock(&world.down).clear();
-    lock(&world.cut).clear();
-    *lock(&world.loss) = 0.0;
-    let tables: Vec<Arc<Table<KvTable>>> = lock(&world.tables).values().cloned().collect();
-    for _ in 0..2 {
-        for t in &tables {
-            t.sync_round(None).await;
-        }
-    }
+    let tables = cluster.heal().await;
     let states = |tables: &[Arc<Table<KvTable>>]| {
         KEYS.iter()
             .map(|k| {
