@@ -276,6 +276,10 @@ pub struct ObjectVersion {
     /// one after the other within a millisecond must still be ordered.
     #[serde(default)]
     pub micros: u16,
+    /// Written by a conditional write: the digest of the version it
+    /// replaced (see [`crate::table::TableItem::replaced`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<u64>,
 }
 
 impl ObjectVersion {
@@ -286,6 +290,7 @@ impl ObjectVersion {
             timestamp: 0,
             data,
             micros: 0,
+            replaced: None,
         };
         v.set_time_us(hangar_common::clock::timestamp_us());
         v
@@ -349,6 +354,12 @@ impl TableItem for Object {
     }
     fn set_write_time(&mut self, t: u64) {
         self.version.set_time_us(t);
+    }
+    fn replaced(&self) -> Option<u64> {
+        self.version.replaced
+    }
+    fn set_replaced(&mut self, digest: Option<u64>) {
+        self.version.replaced = digest;
     }
 }
 

@@ -79,7 +79,8 @@ impl From<TableError> for S3Error {
             TableError::NoLayout
             | TableError::Quorum { .. }
             | TableError::Contended { .. }
-            | TableError::Undecided { .. } => S3Error::unavailable(e.to_string()),
+            | TableError::Undecided { .. }
+            | TableError::Unordered { .. } => S3Error::unavailable(e.to_string()),
             TableError::Data(_) => S3Error::internal(e.to_string()),
         }
     }

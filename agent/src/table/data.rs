@@ -63,6 +63,10 @@ pub struct TableData<S: TableSchema> {
     /// write's check of the promises against it, atomic per item (striped
     /// by key: see [`TableData::item_lock`]).
     paxos_locks: Vec<std::sync::Mutex<()>>,
+    /// When this node last promised or accepted a ballot per item, for
+    /// the lease of its promises (see `paxos.rs`).
+    pub(crate) promise_times:
+        std::sync::Mutex<std::collections::HashMap<Vec<u8>, tokio::time::Instant>>,
     pub merkle: MerkleTree,
     pub schema: Arc<S>,
     /// The clock of the table's bookkeeping (when a tombstone was queued
@@ -132,6 +136,7 @@ impl<S: TableSchema> TableData<S> {
             paxos_locks: (0..PAXOS_LOCK_STRIPES)
                 .map(|_| std::sync::Mutex::new(()))
                 .collect(),
+            promise_times: Default::default(),
             merkle: MerkleTree::open(&db, name)?,
             db,
             schema,

@@ -26,6 +26,10 @@ impl TableSchema for KvTable {
 pub struct KvItem {
     pub key: String,
     pub value: Lww<Option<String>>,
+    /// Written by a conditional write: the digest of the item it replaced
+    /// (see [`TableItem::replaced`]); goes with `value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<u64>,
 }
 
 impl KvItem {
@@ -33,6 +37,7 @@ impl KvItem {
         KvItem {
             key: key.to_string(),
             value: Lww::new(timestamp, writer, value),
+            replaced: None,
         }
     }
 
@@ -43,7 +48,11 @@ impl KvItem {
 
 impl Crdt for KvItem {
     fn merge(&mut self, other: &Self) {
+        let before = self.value.clone();
         self.value.merge(&other.value);
+        if self.value != before {
+            self.replaced = other.replaced;
+        }
     }
 }
 
@@ -62,5 +71,11 @@ impl TableItem for KvItem {
     }
     fn set_write_time(&mut self, t: u64) {
         self.value.timestamp = t;
+    }
+    fn replaced(&self) -> Option<u64> {
+        self.replaced
+    }
+    fn set_replaced(&mut self, digest: Option<u64>) {
+        self.replaced = digest;
     }
 }

@@ -70,22 +70,65 @@ pub trait TableItem:
     /// Give the current value a new write time (see
     /// [`Table::insert_latest`]).
     fn set_write_time(&mut self, _t: u64) {}
+    /// For a value written by [`Table::cas`]: the [`digest`] of the item
+    /// its change saw and replaced. An ordered write that finds its own
+    /// value replaced this way knows it took effect before that write
+    /// (see [`Table::insert_latest`]). Items that are never written by
+    /// both keep None.
+    fn replaced(&self) -> Option<u64> {
+        None
+    }
+    fn set_replaced(&mut self, _digest: Option<u64>) {}
 }
 
-/// How many rounds [`Table::insert_latest`] makes at most. The second is
-/// the one that matters (it is above every write acknowledged before the
-/// first started); a third only lets a write that lost to a concurrent one
-/// try once more.
-const LATEST_ROUNDS: usize = 3;
+/// Whether an answer to an ordered write says it was applied (nothing
+/// held that differs from it), without decoding anything.
+fn landed_plainly(resp: &TableResponse) -> bool {
+    !matches!(resp, TableResponse::Items(held) if !held.is_empty())
+}
+
+/// A short fingerprint of an encoded item (see [`TableItem::replaced`]).
+pub(crate) fn digest(encoded: &[u8]) -> u64 {
+    let h = Hash::of(encoded);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h.0[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// How many times [`Table::insert_latest`] times a write again above
+/// newer values before it gives up (its outcome is then not known). The
+/// second round is the one that matters (it is above every write
+/// acknowledged before the first started); more are needed only while
+/// concurrent writers keep landing above it.
+const LATEST_RETIMES: usize = 6;
+
+/// How long [`Table::insert_latest`] waits in all for consensus rounds on
+/// its item to finish (longer than a promise's lease, so that a round
+/// whose proposer vanished does not make the write fail).
+const LATEST_PROMISE_WAIT: Duration = Duration::from_secs(3);
 
 /// What became of a write made with [`Table::insert_latest`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Latest {
     /// Its value is the current one on a write quorum.
     Written,
-    /// A concurrent write, timed above it, replaced it (last writer wins):
-    /// the write happened, and was overwritten at once.
+    /// A conditional write replaced it (having read it): the write
+    /// happened, and was overwritten at once.
     Superseded,
+}
+
+/// What one replica did with a round of [`Table::insert_latest`].
+enum Landed {
+    /// Applied: the write's value is what the replica holds.
+    Applied,
+    /// Not applied: a consensus round promised a ballot this write is
+    /// timed below; the answer is the write timed above the promise.
+    Promised(u64),
+    /// Not applied: the replica holds a value timed at or above it.
+    Newer(u64),
+    /// The replica holds a conditional write's value that replaced one
+    /// of this write's rounds.
+    Replaced,
 }
 
 /// A table: its name (used on the wire and in storage), item type, and
@@ -161,6 +204,10 @@ pub enum TableError {
         "table {table}: a round of consensus was refused after an earlier one may have left this write accepted by a minority: whether it takes effect is not known; read the item to see"
     )]
     Undecided { table: &'static str },
+    #[error(
+        "table {table}: concurrent writes of this item kept landing above this one: whether it takes effect is not known; try again"
+    )]
+    Unordered { table: &'static str },
 }
 
 impl From<crate::db::DbError> for TableError {
@@ -463,6 +510,21 @@ impl<S: TableSchema> Table<S> {
         op: TableOp,
         needed: usize,
     ) -> Result<Vec<(NodeId, TableResponse)>, TableError> {
+        self.quorum_then(partition, sets, op, needed, |_| false)
+            .await
+    }
+
+    /// [`Table::quorum`], and once the quorum is there, if `more` says so
+    /// of its answers, the other replicas' answers too, for as long again
+    /// as the quorum took (at least 20 ms, within the operation's time).
+    async fn quorum_then(
+        self: &Arc<Self>,
+        partition: usize,
+        sets: &[Vec<NodeId>],
+        op: TableOp,
+        needed: usize,
+        more: impl Fn(&[(NodeId, TableResponse)]) -> bool,
+    ) -> Result<Vec<(NodeId, TableResponse)>, TableError> {
         let mut nodes: Vec<NodeId> = sets.iter().flatten().copied().collect();
         nodes.sort();
         nodes.dedup();
@@ -486,13 +548,30 @@ impl<S: TableSchema> Table<S> {
                 ok.iter().filter(|(n, _)| set.contains(n)).count() >= needed.min(set.len())
             })
         };
-        while !satisfied(&ok) {
+        let started = tokio::time::Instant::now();
+        let mut grace: Option<tokio::time::Instant> = None;
+        loop {
+            if satisfied(&ok) {
+                if grace.is_none() && more(&ok) {
+                    let took = started.elapsed();
+                    grace = Some(
+                        tokio::time::Instant::now() + (took * 2).max(Duration::from_millis(20)),
+                    );
+                }
+                let waiting = grace.is_some_and(|g| tokio::time::Instant::now() < g)
+                    && ok.len() + errors.len() < nodes.len();
+                if !waiting {
+                    break;
+                }
+            }
+            let until = grace.unwrap_or_else(|| deadline.deadline());
             tokio::select! {
                 r = rx.recv() => match r {
                     Some((n, Ok(resp))) => ok.push((n, resp)),
                     Some((_, Err(e))) => errors.push(e),
                     None => break,
                 },
+                _ = tokio::time::sleep_until(until), if grace.is_some() => continue,
                 _ = &mut deadline => {
                     // Those that have not answered yet: timed out.
                     for &node in &nodes {
@@ -549,14 +628,31 @@ impl<S: TableSchema> Table<S> {
     /// acknowledged before this one started, whatever the nodes' clocks.
     ///
     /// Like [`Table::insert`], one round trip to a write quorum, but each
-    /// replica answers what it holds after the merge. If one held a newer
-    /// value (written through a node whose clock is ahead, or acknowledged
-    /// a moment ago through a node this one has not heard from since), the
-    /// item is re-timed above it and written again. Why that is enough: the
-    /// write quorum that acknowledged any earlier write and the one that
-    /// answers here share a node (`W + W > RF`), so the first round sees
-    /// every such write, and the second is timed above them all. The
-    /// second round is needed only when clocks disagree or writes race.
+    /// replica answers what it holds after the merge ([`Landed`]). When a
+    /// write quorum applied it, it is written. Otherwise, in order:
+    /// - a replica holds a conditional write's value that names one of
+    ///   this write's rounds as what it replaced ([`TableItem::replaced`]):
+    ///   that round took effect and was replaced; done
+    ///   ([`Latest::Superseded`]);
+    /// - a replica refused it for a consensus round's promise, and another
+    ///   applied it (now or when this round was sent before): that round
+    ///   may have read it there. Writing it above
+    ///   the round could make it take effect twice (the round's value
+    ///   replacing it in between), so it waits for the round to finish
+    ///   and sends the same round again, which then shows the round's
+    ///   value (and whether it replaced this one), or is applied;
+    /// - else (replicas held newer values, or every replica refused it for
+    ///   a promise: no one can have read it) the item is timed above them
+    ///   and written again. Why that is enough: the write quorum that
+    ///   acknowledged any earlier write and the one that answers here
+    ///   share a node (`W + W > RF`), so the first round sees every such
+    ///   write, and the second is timed above them all. The second round
+    ///   is needed only when clocks disagree or writes race.
+    ///
+    /// When an answer is not "applied", the other replicas' answers are
+    /// awaited too, briefly. A write that keeps meeting newer values
+    /// ([`LATEST_RETIMES`]) or promises ([`LATEST_PROMISE_WAIT`]) fails
+    /// with [`TableError::Unordered`]: its outcome is not known.
     pub(crate) async fn insert_latest(
         self: &Arc<Self>,
         item: &mut S::Item,
@@ -564,47 +660,144 @@ impl<S: TableSchema> Table<S> {
         let key = storage_key(item.partition_key(), item.sort_key());
         let partition = key[0] as usize;
         let sets = self.write_sets(partition)?;
+        let replicas = {
+            let mut all: Vec<NodeId> = sets.iter().flatten().copied().collect();
+            all.sort();
+            all.dedup();
+            all.len()
+        };
         let w = write_quorum(self.replication_factor());
-        for round in 1..=LATEST_ROUNDS {
+        // Digests of the rounds written so far (a conditional write names
+        // what it replaced by digest).
+        let mut rounds: Vec<u64> = Vec::new();
+        let mut retimes = 0;
+        let mut waited = Duration::ZERO;
+        let mut pauses: u32 = 0;
+        // Whether some replica applied the round now being written (in
+        // any of its sendings): then someone may have read it.
+        let mut exposed = false;
+        loop {
             let bytes = self.data.encode(item)?;
-            let answers = self
-                .quorum(partition, &sets, TableOp::UpdateReturn(vec![bytes]), w)
-                .await?;
-            let mine = item.write_time().unwrap_or(0);
-            let mut newer: Option<u64> = None;
-            for (_, resp) in answers {
-                let TableResponse::Items(held) = resp else {
-                    continue;
-                };
-                for b in held {
-                    let held = self.data.decode(&b)?;
-                    if held != *item
-                        && let Some(t) = held.write_time()
-                        && t >= mine
-                    {
-                        newer = Some(newer.map_or(t, |n| n.max(t)));
-                    }
-                }
+            let this = digest(&bytes);
+            if rounds.last() != Some(&this) {
+                rounds.push(this);
             }
-            let Some(newer) = newer else {
-                return Ok(Latest::Written);
+            let mine = item.write_time().unwrap_or(0);
+            let not_applied =
+                |a: &[(NodeId, TableResponse)]| a.iter().any(|(_, r)| !landed_plainly(r));
+            let answers = self
+                .quorum_then(
+                    partition,
+                    &sets,
+                    TableOp::UpdateReturn(vec![bytes]),
+                    w,
+                    not_applied,
+                )
+                .await?;
+            let mut landed = Vec::with_capacity(answers.len());
+            for (node, resp) in &answers {
+                landed.push((*node, self.landed(item, mine, &rounds, resp)?));
+            }
+            let applied_in = |set: &Vec<NodeId>| {
+                landed
+                    .iter()
+                    .filter(|(n, l)| set.contains(n) && matches!(l, Landed::Applied))
+                    .count()
             };
-            if round == LATEST_ROUNDS || self.has_bug(Bug::OneRound) {
+            if sets.iter().all(|set| applied_in(set) >= w.min(set.len())) {
+                return Ok(Latest::Written);
+            }
+            if landed.iter().any(|(_, l)| matches!(l, Landed::Replaced)) {
+                return Ok(Latest::Superseded);
+            }
+            exposed |= landed.iter().any(|(_, l)| matches!(l, Landed::Applied));
+            let promised = landed
+                .iter()
+                .filter_map(|(_, l)| match l {
+                    Landed::Promised(t) => Some(*t),
+                    _ => None,
+                })
+                .max();
+            let newer = landed
+                .iter()
+                .filter_map(|(_, l)| match l {
+                    Landed::Newer(t) => Some(*t),
+                    _ => None,
+                })
+                .max();
+            if promised.is_some() && (exposed || landed.len() < replicas) {
+                // A conditional write may have read this round where it was
+                // applied (or where no answer came from): wait for it.
+                pauses += 1;
+                let pause =
+                    Duration::from_millis(2 + self.net.random_below(10 * u64::from(pauses.min(8))));
+                waited += pause;
+                if waited > LATEST_PROMISE_WAIT {
+                    tracing::info!(
+                        "{}: consensus rounds on this item did not finish in {LATEST_PROMISE_WAIT:?}: the outcome of an ordered write is not known",
+                        S::NAME
+                    );
+                    return Err(TableError::Unordered { table: S::NAME });
+                }
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            let above = promised.max(newer).unwrap_or(mine);
+            retimes += 1;
+            if self.has_bug(Bug::OneRound) {
+                return Ok(Latest::Superseded);
+            }
+            if retimes > LATEST_RETIMES {
                 tracing::info!(
-                    "{}: after {LATEST_ROUNDS} rounds a replica still held a value written {} µs after this write's time: answered as overwritten by a concurrent write",
-                    S::NAME,
-                    newer - mine
+                    "{}: after {LATEST_RETIMES} rounds replicas still held values written after this write's time: its outcome is not known",
+                    S::NAME
                 );
-                break;
+                return Err(TableError::Unordered { table: S::NAME });
             }
             tracing::debug!(
                 "{}: a replica held a value written {} µs after this write's time: writing again above it",
                 S::NAME,
-                newer - mine
+                above.saturating_sub(mine)
             );
-            item.set_write_time(self.data.clock.now_after(newer));
+            item.set_write_time(self.data.clock.now_after(above));
+            exposed = false;
         }
-        Ok(Latest::Superseded)
+    }
+
+    /// What one replica's answer to a round of [`Table::insert_latest`]
+    /// says (`mine`: the round's time; `rounds`: digests of every round
+    /// written so far).
+    fn landed(
+        &self,
+        item: &S::Item,
+        mine: u64,
+        rounds: &[u64],
+        resp: &TableResponse,
+    ) -> Result<Landed, TableError> {
+        // A replica of an older version (a plain update) answers nothing:
+        // applied, as far as anyone can tell.
+        let TableResponse::Items(held) = resp else {
+            return Ok(Landed::Applied);
+        };
+        let Some(held) = held.first() else {
+            return Ok(Landed::Applied);
+        };
+        let held = self.data.decode(held)?;
+        let t = held.write_time().unwrap_or(0);
+        // Refused for a promise: the answer is this very item, timed
+        // above the promise (`TableData::ordered_check`).
+        let mut same = held.clone();
+        same.set_write_time(mine);
+        if same == *item && t > mine {
+            return Ok(Landed::Promised(t));
+        }
+        if held.replaced().is_some_and(|d| rounds.contains(&d)) {
+            return Ok(Landed::Replaced);
+        }
+        if held != *item && t >= mine {
+            return Ok(Landed::Newer(t));
+        }
+        Ok(Landed::Applied)
     }
 
     /// Read one item from a read quorum, repairing stale replicas.
@@ -803,13 +996,14 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                     let item = self.data.decode(&b).map_err(internal)?;
                     let key = storage_key(item.partition_key(), item.sort_key());
                     // A consensus round on this item promised a ballot this
-                    // write is timed below: not applied; the writer is told
-                    // to time it above (see `paxos.rs`).
+                    // write is timed below, or chose a value that replaced
+                    // this very write: not applied; the writer is told
+                    // (see `TableData::ordered_check`).
                     let _guard = self.data.item_lock(&key);
                     let above = if self.has_bug(Bug::PromisesIgnored) {
                         None
                     } else {
-                        self.data.promise_above(&key, &item).map_err(internal)?
+                        self.data.ordered_check(&key, &item, &b).map_err(internal)?
                     };
                     if let Some(above) = above {
                         held.push(self.data.encode(&above).map_err(internal)?);

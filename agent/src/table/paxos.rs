@@ -37,12 +37,29 @@ use super::{Table, TableError, TableItem, TableSchema, write_quorum};
 /// Rounds a proposer tries before giving up (the caller answers 503).
 const MAX_ATTEMPTS: u32 = 12;
 
+/// How long an acceptor's promise holds ordered writes back (see
+/// [`TableData::ordered_check`]); an `Accept` of that ballot after it is
+/// refused too, so a round slower than this starts again and reads what
+/// was written meanwhile. Measured on this node's monotonic clock, in
+/// memory: after a restart no promise holds anything back, and no
+/// `Accept` of a ballot promised before it is taken.
+pub(crate) const PROMISE_LEASE: Duration = Duration::from_secs(2);
+
 /// What an acceptor keeps for one item.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct AcceptorState {
     promised: Option<Ballot>,
     accepted: Option<(Ballot, Vec<u8>)>,
+    /// Digests of the items the last values accepted here replaced
+    /// ([`crate::table::TableItem::replaced`]), newest last: an ordered
+    /// write that one of them replaced is told so even after later writes
+    /// replaced that value in turn (see [`TableData::ordered_check`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    replaced: Vec<u64>,
 }
+
+/// How many digests of replaced items an acceptor keeps per item.
+const REPLACED_KEPT: usize = 8;
 
 impl AcceptorState {
     fn promised(&self) -> Ballot {
@@ -90,6 +107,7 @@ impl<S: TableSchema> TableData<S> {
         }
         st.promised = Some(ballot);
         self.save_acceptor(key, &st)?;
+        self.promise_made(key);
         Ok(TableResponse::Promise {
             ok: true,
             promised: ballot,
@@ -107,15 +125,27 @@ impl<S: TableSchema> TableData<S> {
     ) -> Result<TableResponse, DataError> {
         let _guard = self.item_lock(key);
         let mut st = self.acceptor(key)?;
-        if ballot < st.promised() {
+        // Below the promise; or the promise of this very ballot is older
+        // than its lease, and ordered writes below it may have been
+        // applied since the round read the item.
+        if ballot < st.promised() || (ballot == st.promised() && !self.promise_holds(key)) {
             return Ok(TableResponse::Accepted {
                 ok: false,
                 promised: st.promised(),
             });
         }
+        if let Some(d) = self.decode(&value)?.replaced()
+            && !st.replaced.contains(&d)
+        {
+            st.replaced.push(d);
+            if st.replaced.len() > REPLACED_KEPT {
+                st.replaced.remove(0);
+            }
+        }
         st.promised = Some(ballot);
         st.accepted = Some((ballot, value));
         self.save_acceptor(key, &st)?;
+        self.promise_made(key);
         Ok(TableResponse::Accepted {
             ok: true,
             promised: ballot,
@@ -132,17 +162,50 @@ impl<S: TableSchema> TableData<S> {
     /// applied: the answer is the item timed just above the promise, so
     /// the writer times its write above it and writes again (after the
     /// round's value, never hidden by it).
-    pub(crate) fn promise_above(
+    ///
+    /// A promise holds writes back only while its round may still choose a
+    /// value below them: not once the item held here is timed at or above
+    /// the promise (the round's value, or a later write, is here: the
+    /// write is ordered by the merge like any other), nor after
+    /// [`PROMISE_LEASE`] (the round's `Accept` is refused here from then
+    /// on).
+    ///
+    /// And a write (`encoded`: as it came) that a value accepted here
+    /// replaced is not applied again: the answer is the write itself,
+    /// marked as replaced ([`crate::table::TableItem::replaced`]), so its
+    /// writer stops.
+    pub(crate) fn ordered_check(
         &self,
         key: &[u8],
         item: &S::Item,
+        encoded: &[u8],
     ) -> Result<Option<S::Item>, DataError> {
         let Some(t) = item.write_time() else {
             return Ok(None);
         };
-        let Some(promised) = self.acceptor(key)?.promised else {
+        let st = self.acceptor(key)?;
+        if !st.replaced.is_empty() {
+            let d = super::digest(encoded);
+            if st.replaced.contains(&d) {
+                let mut marked = item.clone();
+                marked.set_replaced(Some(d));
+                return Ok(Some(marked));
+            }
+        }
+        let Some(promised) = st.promised else {
             return Ok(None);
         };
+        if !self.promise_holds(key) {
+            return Ok(None);
+        }
+        if let Some(held) = self.get_raw(key)?
+            && self
+                .decode(&held)?
+                .write_time()
+                .is_some_and(|h| h >= promised.round)
+        {
+            return Ok(None);
+        }
         // The value's time as the proposer gives it (items whose clock is
         // coarser than a microsecond round it up).
         let mut probe = item.clone();
@@ -153,6 +216,26 @@ impl<S: TableSchema> TableData<S> {
         }
         probe.set_write_time(bound.saturating_add(1));
         Ok(Some(probe))
+    }
+}
+
+impl<S: TableSchema> TableData<S> {
+    /// Note that this node promised (or accepted) a ballot for `key` now.
+    fn promise_made(&self, key: &[u8]) {
+        let now = tokio::time::Instant::now();
+        let mut times = self.promise_times.lock().unwrap_or_else(|p| p.into_inner());
+        if times.len() >= 4096 {
+            times.retain(|_, at| now.duration_since(*at) < PROMISE_LEASE);
+        }
+        times.insert(key.to_vec(), now);
+    }
+
+    /// Whether this node's promise for `key` is within its lease.
+    fn promise_holds(&self, key: &[u8]) -> bool {
+        let times = self.promise_times.lock().unwrap_or_else(|p| p.into_inner());
+        times
+            .get(key)
+            .is_some_and(|at| at.elapsed() < PROMISE_LEASE)
     }
 }
 
@@ -262,7 +345,7 @@ impl<S: TableSchema> Table<S> {
     /// The new item is timed at its ballot's round, above everything the
     /// promises showed. Ordered writes ([`Table::insert_latest`]) timed at
     /// or below a promise are not applied by that acceptor but timed above
-    /// it (see [`TableData::promise_above`]), so none can land between the
+    /// it (see [`TableData::ordered_check`]), so none can land between the
     /// state a round read and the value it chooses: a value chosen here
     /// replaces exactly what its change saw.
     pub(crate) async fn cas<E>(
@@ -323,6 +406,14 @@ impl<S: TableSchema> Table<S> {
                         state => match change(state.as_ref()) {
                             Ok(mut new) => {
                                 new.set_write_time(round);
+                                // What it replaces: an ordered write that
+                                // finds its own value named here knows it
+                                // took effect (see `insert_latest`).
+                                let replaced = match &state {
+                                    Some(s) => Some(super::digest(&self.data.encode(s)?)),
+                                    None => None,
+                                };
+                                new.set_replaced(replaced);
                                 // Timed at the round, which must be above
                                 // what it replaces: a value written through
                                 // a node whose clock is ahead needs a higher

@@ -158,7 +158,17 @@ impl TableNet for SimNet {
                 let Some(table) = world.table(&node) else {
                     return std::future::pending().await;
                 };
+                let traced = trace_on().then(|| describe_op(&table, &req.op));
                 let answer = table.handle(req.op);
+                if let Some(op) = traced {
+                    eprintln!(
+                        "[{}] n{} -> n{}: {op} => {}",
+                        world.seq.load(Ordering::SeqCst),
+                        me.0[0] - 1,
+                        node.0[0] - 1,
+                        describe_answer(&table, &answer)
+                    );
+                }
                 tokio::time::sleep(world.delay()).await;
                 if !world.open(me, node) || world.lost() {
                     // Carried out, but the answer never comes back.
@@ -175,6 +185,100 @@ impl TableNet for SimNet {
                 }),
             }
         })
+    }
+}
+
+/// Whether `HANGAR_SIM_TRACE` asks for every message delivered to be
+/// printed (with `HANGAR_SIM_SEED`, to see how one schedule went wrong).
+fn trace_on() -> bool {
+    std::env::var_os("HANGAR_SIM_TRACE").is_some()
+}
+
+/// An item as the trace shows it: value @ time (ms.µs since the
+/// simulation's epoch).
+fn describe_item(_table: &Table<KvTable>, bytes: &[u8]) -> String {
+    // Not `TableData::decode`: that moves the node's clock, and the trace
+    // must not change the schedule.
+    match rmp_serde::from_slice::<KvItem>(bytes) {
+        Ok(i) => format!(
+            "{}={:?}@{}",
+            i.key,
+            i.value(),
+            describe_time(i.value.timestamp)
+        ),
+        Err(e) => format!("<{e}>"),
+    }
+}
+
+fn describe_time(t: u64) -> String {
+    let rel = t as i64 - 1_700_000_000_000_000;
+    format!("{}.{:03}", rel / 1000, (rel % 1000).abs())
+}
+
+fn describe_ballot(b: &hangar_common::rpc::Ballot) -> String {
+    format!(
+        "{}/n{}",
+        describe_time(b.round),
+        b.node.0[0].wrapping_sub(1)
+    )
+}
+
+fn describe_op(table: &Table<KvTable>, op: &hangar_common::rpc::TableOp) -> String {
+    use hangar_common::rpc::TableOp;
+    let items = |v: &[Vec<u8>]| {
+        v.iter()
+            .map(|b| describe_item(table, b))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match op {
+        TableOp::Update(v) => format!("update [{}]", items(v)),
+        TableOp::UpdateReturn(v) => format!("ordered [{}]", items(v)),
+        TableOp::Get(_) => "get".into(),
+        TableOp::Prepare { ballot, .. } => format!("prepare {}", describe_ballot(ballot)),
+        TableOp::Accept { ballot, value, .. } => format!(
+            "accept {} {}",
+            describe_ballot(ballot),
+            describe_item(table, value)
+        ),
+        other => format!("{other:?}").chars().take(40).collect(),
+    }
+}
+
+fn describe_answer(
+    table: &Table<KvTable>,
+    answer: &Result<hangar_common::rpc::TableResponse, hangar_common::rpc::RpcError>,
+) -> String {
+    use hangar_common::rpc::TableResponse;
+    match answer {
+        Ok(TableResponse::Item(Some(b))) => describe_item(table, b),
+        Ok(TableResponse::Items(v)) => format!(
+            "[{}]",
+            v.iter()
+                .map(|b| describe_item(table, b))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Ok(TableResponse::Promise {
+            ok,
+            promised,
+            accepted,
+            current,
+        }) => format!(
+            "promise ok={ok} {} accepted={:?} current={:?}",
+            describe_ballot(promised),
+            accepted.as_ref().map(|(b, v)| format!(
+                "{} {}",
+                describe_ballot(b),
+                describe_item(table, v)
+            )),
+            current.as_ref().map(|b| describe_item(table, b))
+        ),
+        Ok(TableResponse::Accepted { ok, promised }) => {
+            format!("accepted ok={ok} {}", describe_ballot(promised))
+        }
+        Ok(other) => format!("{other:?}").chars().take(40).collect(),
+        Err(e) => format!("error {e}"),
     }
 }
 

@@ -137,6 +137,14 @@ async fn run(s: &Schedule) -> (Vec<Op>, BTreeMap<&'static str, Option<String>>) 
                     end: 0,
                     status: Status::Failed,
                 };
+                if super::trace_on() {
+                    eprintln!(
+                        "[{}] c{c} via n{via}: {kind:?} {key} {:?} expects {:?}",
+                        op.start,
+                        op.value,
+                        last_read.get(key)
+                    );
+                }
                 match kind {
                     Kind::Put | Kind::Delete => {
                         let now = table.data.clock.now();
@@ -201,6 +209,12 @@ async fn run(s: &Schedule) -> (Vec<Op>, BTreeMap<&'static str, Option<String>>) 
                     }
                 }
                 op.end = world.tick() as i64;
+                if super::trace_on() {
+                    eprintln!(
+                        "[{}] c{c}: {kind:?} {key} {:?} -> {:?} {:?}",
+                        op.end, op.value, op.status, op.result
+                    );
+                }
                 lock(&history).push(op);
                 tokio::time::sleep(Duration::from_millis(world.below(60))).await;
             }
