@@ -136,9 +136,9 @@ def check(history, final, listed):
     ABSENT after healing; `listed`: keys LIST returned after healing.
     Returns the report (anomalies listed under "anomalies")."""
     writes = {}  # key -> [(start, end, value, acked, since)]
-    ended = {}  # (key, value) -> when its write ended
+    ended = {}  # (key, value) -> when its write ended, if acknowledged
     for o in history:
-        if o["op"] in ("put", "swap", "create") and o["status"] != "refused":
+        if o["op"] in ("put", "swap", "create") and o["status"] == "ok":
             ended[(o["key"], o["value"])] = o["end"]
     for o in history:
         # A conditional write refused with 412 wrote nothing.
@@ -146,8 +146,10 @@ def check(history, final, listed):
             # From when a later write supersedes this one: the end of this
             # write; for a conditional write told 200, the end of the write
             # it replaced, if earlier (an acknowledged write that began
-            # after that cannot come between the two, so comes after).
-            since = o["end"]
+            # after that cannot come between the two, so comes after); for
+            # a write that failed, never (a copy it left on one replica may
+            # be taken up later, as if it were still going on).
+            since = o["end"] if o["status"] == "ok" else INF
             if o["op"] in ("swap", "create") and o["status"] == "ok":
                 since = min(since, -INF if o["expects"] is ABSENT
                             else ended.get((o["key"], o["expects"]), since))
@@ -271,10 +273,13 @@ def selftest():
     # An older value overwriting a newer acknowledged one is a lost write too.
     h = [op("put", "a", "1", 0, 1), op("put", "a", "2", 2, 3)]
     assert kinds(check(h, {"a": "1"}, ["a"])) == ["lost write"]
-    # A failed write may or may not have taken effect.
+    # A failed write may or may not have taken effect, even later.
     h = [op("put", "a", "1", 0, 1), op("put", "a", "2", 2, 3, status="unknown")]
     assert kinds(check(h, {"a": "2"}, ["a"])) == []
     assert kinds(check(h, {"a": "1"}, ["a"])) == []
+    h = [op("put", "a", "1", 0, 1, status="fail"), op("put", "a", "2", 2, 3),
+         op("get", "a", None, 4, 5, result="1")]
+    assert kinds(check(h, {"a": "2"}, ["a"])) == []
     # A stale read: older than a write acknowledged before the read began.
     h = [op("put", "a", "1", 0, 1), op("put", "a", "2", 2, 3), op("get", "a", None, 4, 5, result="1")]
     assert kinds(check(h, {"a": "2"}, ["a"])) == ["impossible read"]

@@ -20,8 +20,8 @@ use hangar_common::crdt::{Crdt, now_msec};
 use hangar_common::hash::Hash;
 use serde::{Deserialize, Serialize};
 
-use super::TableSchema;
 use super::merkle::MerkleTree;
+use super::{TableItem, TableSchema};
 use crate::db::{Db, DbError, DbResult, TreeId, Tx, TxResult};
 
 const C_ITEMS: &[u8] = b"items";
@@ -365,7 +365,11 @@ impl<S: TableSchema> TableData<S> {
     /// Remove an item (if `expected` is given, only if its encoding still
     /// hashes to it), keeping the queues and counters right.
     fn remove_local(&self, key: &[u8], expected: Option<&Hash>) -> DbResult<bool> {
+        // With the item's consensus state: what a round accepted before
+        // this item's time goes with it (see below).
+        let _guard = self.item_lock(key);
         let mut removed = false;
+        let mut removed_time = None;
         self.db.transaction(&self.write_trees, &mut |tx| {
             removed = false;
             let Some(cur) = tx.get(self.items, key)? else {
@@ -377,6 +381,7 @@ impl<S: TableSchema> TableData<S> {
             tx.remove(self.items, key)?;
             if let Ok(old) = self.decode(&cur) {
                 self.schema.updated(tx, Some(&old), None)?;
+                removed_time = old.write_time();
             }
             add_counter(tx, self.counters, C_ITEMS, -1)?;
             if tx.get(self.merkle_todo, key)?.is_none() {
@@ -392,6 +397,15 @@ impl<S: TableSchema> TableData<S> {
         })?;
         if removed {
             self.merkle_queued.notify_one();
+            // A value a consensus round accepted here, timed at or below
+            // the item removed (a tombstone every replica held), lost to
+            // it; were it kept, the next round would find it and write it
+            // again, above nothing any more: a deleted value back.
+            if let Some(t) = removed_time
+                && let Err(e) = self.forget_accepted_below(key, t)
+            {
+                tracing::warn!("{}: consensus state of a removed item: {e}", S::NAME);
+            }
         }
         Ok(removed)
     }

@@ -163,12 +163,11 @@ impl<S: TableSchema> TableData<S> {
     /// the writer times its write above it and writes again (after the
     /// round's value, never hidden by it).
     ///
-    /// A promise holds writes back only while its round may still choose a
-    /// value below them: not once the item held here is timed at or above
-    /// the promise (the round's value, or a later write, is here: the
-    /// write is ordered by the merge like any other), nor after
-    /// [`PROMISE_LEASE`] (the round's `Accept` is refused here from then
-    /// on).
+    /// A promise holds writes back only for [`PROMISE_LEASE`] (the round's
+    /// `Accept` is refused here from then on). Not "until the item is
+    /// timed above the promise": a later write landing here does not end
+    /// the round, which may still choose a value that replaces this write
+    /// where another replica applied it (the simulation found that).
     ///
     /// And a write (`encoded`: as it came) that a value accepted here
     /// replaced is not applied again: the answer is the write itself,
@@ -198,14 +197,7 @@ impl<S: TableSchema> TableData<S> {
         if !self.promise_holds(key) {
             return Ok(None);
         }
-        if let Some(held) = self.get_raw(key)?
-            && self
-                .decode(&held)?
-                .write_time()
-                .is_some_and(|h| h >= promised.round)
-        {
-            return Ok(None);
-        }
+
         // The value's time as the proposer gives it (items whose clock is
         // coarser than a microsecond round it up).
         let mut probe = item.clone();
@@ -220,6 +212,20 @@ impl<S: TableSchema> TableData<S> {
 }
 
 impl<S: TableSchema> TableData<S> {
+    /// Forget the value accepted for `key` if it is timed at or below `t`
+    /// (the caller holds [`TableData::item_lock`]).
+    pub(crate) fn forget_accepted_below(&self, key: &[u8], t: u64) -> Result<(), DataError> {
+        let mut st = self.acceptor(key)?;
+        let Some((_, v)) = &st.accepted else {
+            return Ok(());
+        };
+        if self.decode(v)?.write_time().is_some_and(|a| a <= t) {
+            st.accepted = None;
+            self.save_acceptor(key, &st)?;
+        }
+        Ok(())
+    }
+
     /// Note that this node promised (or accepted) a ballot for `key` now.
     fn promise_made(&self, key: &[u8]) {
         let now = tokio::time::Instant::now();

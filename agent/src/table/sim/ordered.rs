@@ -272,8 +272,13 @@ struct Write {
 /// required.
 fn check(ops: &[Op], last: &BTreeMap<&'static str, Option<String>>) -> Vec<String> {
     let writes_value = |o: &Op| o.kind != Kind::Get && o.status != Status::Refused;
+    // When each acknowledged write ended (a failed one may take effect
+    // later than its end).
     let mut ended: BTreeMap<(&str, Option<&str>), i64> = BTreeMap::new();
-    for o in ops.iter().filter(|o| writes_value(o)) {
+    for o in ops
+        .iter()
+        .filter(|o| writes_value(o) && o.status == Status::Ok)
+    {
         ended.insert((o.key, o.value.as_deref()), o.end);
     }
     let mut writes: BTreeMap<&str, Vec<Write>> = BTreeMap::new();
