@@ -54,7 +54,11 @@ def s3_client(endpoint):
         "s3", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id=os.environ["HANGAR_KEY_ID"],
         aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+        # One attempt, no retry: botocore's `max_attempts` counts retries,
+        # and a conditional PUT retried after a 503 (its outcome not known)
+        # is refused by its own first attempt's value, which then looks
+        # like a 412 whose value was written.
+        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1},
                       connect_timeout=2, read_timeout=6, signature_version="s3v4"))
 
 

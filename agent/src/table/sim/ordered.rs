@@ -412,7 +412,7 @@ fn ordered_writes_and_compare_and_set_stay_linearizable_whatever_the_clocks() {
         simulate(seed, &[]).unwrap_or_else(|e| panic!("{e}"));
         return;
     }
-    let failed: Vec<String> = (0..schedules(200))
+    let failed: Vec<String> = (0..schedules(1000))
         .filter_map(|seed| simulate(seed, &[]).err())
         .collect();
     assert!(
