@@ -520,6 +520,7 @@ async fn backoff(net: &dyn super::TableNet, attempt: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::TableItem;
     use crate::table::kv::{KvItem, KvTable};
     use hangar_common::NodeId;
 
@@ -547,6 +548,88 @@ mod tests {
         };
         let db: crate::db::Db = Arc::new(engine);
         TableData::open(db, Arc::new(KvTable)).expect("table")
+    }
+
+    fn kv(v: &str, t: u64) -> KvItem {
+        KvItem::new("k", Some(v.into()), t, NodeId([2; 32]))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promise_holds_ordered_writes_back_for_its_lease_only() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let d = open(dir.path());
+        let key = storage_key(b"k", b"");
+        assert!(matches!(
+            d.paxos_prepare(&key, ballot(5, 1)).expect("prepare"),
+            TableResponse::Promise { ok: true, .. }
+        ));
+        // Timed at or below the promised round: held back, and told to
+        // go above it; above it: applied.
+        let below = kv("w", 5);
+        let enc = d.encode(&below).expect("encode");
+        let probe = d.ordered_check(&key, &below, &enc).expect("check");
+        assert_eq!(probe.and_then(|p| p.write_time()), Some(6));
+        let above = kv("w", 6);
+        let enc_above = d.encode(&above).expect("encode");
+        assert!(
+            d.ordered_check(&key, &above, &enc_above)
+                .expect("check")
+                .is_none()
+        );
+        // After the lease the write passes, and the round's Accept of that
+        // ballot is refused (it must start again and read what was
+        // written).
+        tokio::time::advance(PROMISE_LEASE + Duration::from_millis(1)).await;
+        assert!(
+            d.ordered_check(&key, &below, &enc)
+                .expect("check")
+                .is_none()
+        );
+        let value = d.encode(&kv("cas", 5)).expect("encode");
+        assert!(matches!(
+            d.paxos_accept(&key, ballot(5, 1), value.clone())
+                .expect("accept"),
+            TableResponse::Accepted { ok: false, .. }
+        ));
+        // A new round gets both through.
+        assert!(matches!(
+            d.paxos_prepare(&key, ballot(7, 1)).expect("prepare"),
+            TableResponse::Promise { ok: true, .. }
+        ));
+        assert!(matches!(
+            d.paxos_accept(&key, ballot(7, 1), value).expect("accept"),
+            TableResponse::Accepted { ok: true, .. }
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_a_chosen_value_replaced_is_told_so_and_not_applied_again() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let d = open(dir.path());
+        let key = storage_key(b"k", b"");
+        let write = kv("w", 3);
+        let enc = d.encode(&write).expect("encode");
+        // A round read that write and chose a value replacing it.
+        let mut chosen = kv("cas", 10);
+        chosen.set_replaced(Some(super::super::digest(&enc)));
+        d.paxos_prepare(&key, ballot(10, 1)).expect("prepare");
+        d.paxos_accept(&key, ballot(10, 1), d.encode(&chosen).expect("encode"))
+            .expect("accept");
+        // Long after (the lease is over), the same write comes again: it
+        // is told it was replaced; another write is not.
+        tokio::time::advance(PROMISE_LEASE * 2).await;
+        let told = d.ordered_check(&key, &write, &enc).expect("check");
+        assert_eq!(
+            told.and_then(|t| t.replaced()),
+            Some(super::super::digest(&enc))
+        );
+        let other = kv("x", 3);
+        let enc_other = d.encode(&other).expect("encode");
+        assert!(
+            d.ordered_check(&key, &other, &enc_other)
+                .expect("check")
+                .is_none()
+        );
     }
 
     #[test]

@@ -176,7 +176,14 @@ async fn run(s: &Schedule) -> (Vec<Op>, BTreeMap<&'static str, Option<String>>) 
                         if op.early {
                             match table.cas_prepare(key.as_bytes(), &[]).await {
                                 Ok(p) => {
-                                    let body = world.below(80);
+                                    // Now and then a body slower than a
+                                    // promise's lease: the round's Accept
+                                    // is refused and it starts again.
+                                    let body = if world.roll(0.1) {
+                                        2_000 + world.below(1_000)
+                                    } else {
+                                        world.below(80)
+                                    };
                                     tokio::time::sleep(Duration::from_millis(body)).await;
                                     refused_early =
                                         p.settled_state().is_some_and(|state| !holds(state));
