@@ -969,15 +969,19 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
     fn handle(&self, op: TableOp) -> Result<TableResponse, RpcError> {
         match op {
             TableOp::Update(items) => {
-                // Every item of one request in one transaction
-                // (anti-entropy and a transition's copy send many).
-                let items = items
-                    .iter()
-                    .map(|b| self.data.decode(b))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(internal)?;
-                let items: Vec<&S::Item> = items.iter().collect();
-                self.data.update_batch(&items).map_err(internal)?;
+                // One item joins the group commit; several (anti-entropy,
+                // a transition's copy) are one transaction already.
+                if let [b] = items.as_slice() {
+                    self.data.update_raw(b).map_err(internal)?;
+                } else {
+                    let items = items
+                        .iter()
+                        .map(|b| self.data.decode(b))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(internal)?;
+                    let items: Vec<&S::Item> = items.iter().collect();
+                    self.data.update_batch(&items).map_err(internal)?;
+                }
                 Ok(TableResponse::Ok)
             }
             TableOp::Prepare { key, ballot } => {
