@@ -308,6 +308,9 @@ pub(crate) enum Bug {
     /// Ordered writes are applied even when timed below a consensus
     /// round's promise.
     PromisesIgnored = 16,
+    /// An ordered write told that a conditional write replaced it goes on
+    /// as if it had met a newer value.
+    ReplacedUnheeded = 32,
 }
 
 /// What the Peer service and the transition worker need of a table,
@@ -710,21 +713,15 @@ impl<S: TableSchema> Table<S> {
             if landed.iter().any(|(_, l)| matches!(l, Landed::Replaced)) {
                 return Ok(Latest::Superseded);
             }
-            exposed |= landed.iter().any(|(_, l)| matches!(l, Landed::Applied));
-            let promised = landed
-                .iter()
-                .filter_map(|(_, l)| match l {
-                    Landed::Promised(t) => Some(*t),
-                    _ => None,
-                })
-                .max();
-            let newer = landed
-                .iter()
-                .filter_map(|(_, l)| match l {
-                    Landed::Newer(t) => Some(*t),
-                    _ => None,
-                })
-                .max();
+            let (mut promised, mut newer) = (None::<u64>, None::<u64>);
+            for (_, l) in &landed {
+                match l {
+                    Landed::Applied => exposed = true,
+                    Landed::Promised(t) => promised = promised.max(Some(*t)),
+                    Landed::Newer(t) => newer = newer.max(Some(*t)),
+                    Landed::Replaced => {}
+                }
+            }
             if promised.is_some() && (exposed || landed.len() < replicas) {
                 // A conditional write may have read this round where it was
                 // applied (or where no answer came from): wait for it.
@@ -791,7 +788,9 @@ impl<S: TableSchema> Table<S> {
         if same == *item && t > mine {
             return Ok(Landed::Promised(t));
         }
-        if held.replaced().is_some_and(|d| rounds.contains(&d)) {
+        if held.replaced().is_some_and(|d| rounds.contains(&d))
+            && !self.has_bug(Bug::ReplacedUnheeded)
+        {
             return Ok(Landed::Replaced);
         }
         if held != *item && t >= mine {

@@ -632,6 +632,37 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_value_accepted_before_a_collected_tombstone_is_forgotten_with_it() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let d = open(dir.path());
+        let key = storage_key(b"k", b"");
+        d.paxos_prepare(&key, ballot(5, 1)).expect("prepare");
+        d.paxos_accept(&key, ballot(5, 1), d.encode(&kv("old", 5)).expect("encode"))
+            .expect("accept");
+        // Deleted later; the tombstone collected from every replica.
+        let tombstone = KvItem::new("k", None, 9, NodeId([2; 32]));
+        d.update(&tombstone).expect("update");
+        let held = d.get_raw(&key).expect("read").expect("the tombstone");
+        assert!(
+            d.delete_if_equal(&key, &hangar_common::hash::Hash::of(&held))
+                .expect("collect")
+        );
+        // The next round must not find the old value to write back.
+        match d.paxos_prepare(&key, ballot(7, 1)).expect("prepare") {
+            TableResponse::Promise {
+                ok: true,
+                accepted,
+                current,
+                ..
+            } => {
+                assert_eq!(accepted, None);
+                assert_eq!(current, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_restarted_acceptor_keeps_its_promises_and_what_it_accepted() {
         let dir = tempfile::tempdir().expect("temporary directory");

@@ -706,24 +706,35 @@ fn simulate(seed: u64, bugs: &[Bug]) -> Result<(), String> {
     })
 }
 
+/// A number from the environment, if set and a number.
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 /// How many schedules to run: `HANGAR_SIM_SCHEDULES`, or `default`.
 fn schedules(default: u64) -> u64 {
-    std::env::var("HANGAR_SIM_SCHEDULES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    env_u64("HANGAR_SIM_SCHEDULES").unwrap_or(default)
+}
+
+/// The seeds a test runs: `schedules(default)` of them from
+/// `HANGAR_SIM_FIRST_SEED` (to try schedules no run has tried), or 0.
+fn seeds(default: u64) -> std::ops::Range<u64> {
+    let first = env_u64("HANGAR_SIM_FIRST_SEED").unwrap_or(0);
+    first..first + schedules(default)
+}
+
+/// The one seed `HANGAR_SIM_SEED` asks to replay, if any.
+fn replay_seed() -> Option<u64> {
+    env_u64("HANGAR_SIM_SEED")
 }
 
 #[test]
 fn random_schedules_keep_read_your_writes_and_converge() {
-    if let Some(seed) = std::env::var("HANGAR_SIM_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(seed) = replay_seed() {
         simulate(seed, &[]).unwrap_or_else(|e| panic!("{e}"));
         return;
     }
-    for seed in 0..schedules(200) {
+    for seed in seeds(200) {
         simulate(seed, &[]).unwrap_or_else(|e| panic!("{e}\nreplay: HANGAR_SIM_SEED={seed}"));
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Schedule, SimCluster, lock, schedules};
+use super::{Schedule, SimCluster, lock, replay_seed, schedules, seeds};
 use crate::table::Bug;
 use crate::table::kv::KvItem;
 
@@ -384,7 +384,7 @@ fn simulate(seed: u64, bugs: &[Bug]) -> Result<(), String> {
         report.push_str("\n  ");
         report.push_str(a);
     }
-    if std::env::var_os("HANGAR_SIM_SEED").is_some() {
+    if replay_seed().is_some() {
         // Replaying one seed: the whole history, in order of start.
         let mut ops = ops;
         ops.sort_by_key(|o| o.start);
@@ -412,20 +412,11 @@ fn simulate(seed: u64, bugs: &[Bug]) -> Result<(), String> {
 
 #[test]
 fn ordered_writes_and_compare_and_set_stay_linearizable_whatever_the_clocks() {
-    if let Some(seed) = std::env::var("HANGAR_SIM_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(seed) = replay_seed() {
         simulate(seed, &[]).unwrap_or_else(|e| panic!("{e}"));
         return;
     }
-    // `HANGAR_SIM_FIRST_SEED` starts elsewhere, to try schedules no run
-    // has tried.
-    let first: u64 = std::env::var("HANGAR_SIM_FIRST_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let failed: Vec<String> = (first..first + schedules(1000))
+    let failed: Vec<String> = seeds(1000)
         .filter_map(|seed| simulate(seed, &[]).err())
         .collect();
     assert!(
@@ -443,11 +434,12 @@ fn ordered_writes_and_compare_and_set_stay_linearizable_whatever_the_clocks() {
 
 /// The checker is worth something only if it catches broken ordering: a
 /// write that stops at its first round (lost behind a clock that runs
-/// ahead), ordered writes that ignore the promises of a consensus round.
+/// ahead), ordered writes that ignore the promises of a consensus round,
+/// or that go on after a conditional write replaced them.
 #[test]
 fn planted_ordering_bugs_are_caught() {
-    for bug in [Bug::OneRound, Bug::PromisesIgnored] {
-        let caught = (0..schedules(200)).find_map(|seed| simulate(seed, &[bug]).err());
+    for bug in [Bug::OneRound, Bug::PromisesIgnored, Bug::ReplacedUnheeded] {
+        let caught = (0..schedules(1000)).find_map(|seed| simulate(seed, &[bug]).err());
         assert!(caught.is_some(), "no schedule caught the planted {bug:?}");
     }
 }
