@@ -2,6 +2,35 @@
 //! aligned tables with sizes in decimal units; `--json` prints the RPC
 //! results as they are, for scripts.
 
+/// Write to standard output; when the reader has gone (`hangar ... | head`)
+/// exit quietly with the status a shell gives a process ended by SIGPIPE
+/// (141), as `ls | head` does, instead of `print!`'s panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// What [`out!`] calls.
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("hangar: error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
 use anyhow::{Context as _, anyhow, bail};
 use hangar_common::NodeId;
 use hangar_common::layout::cluster::StagedRole;
@@ -25,7 +54,7 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
             if json {
                 print_json(&st)
             } else {
-                print!("{}", render_status(&st));
+                out!("{}", render_status(&st));
                 Ok(())
             }
         }
@@ -35,8 +64,8 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
             if json {
                 print_json(&serde_json::json!({"connected": peer.id, "addr": peer.addr}))
             } else {
-                println!("Connected to node {} at {}.", peer.id.short(), peer.addr);
-                println!(
+                outln!("Connected to node {} at {}.", peer.id.short(), peer.addr);
+                outln!(
                     "Next: give it a zone and capacity with `hangar layout assign {} --zone ZONE --capacity SIZE`.",
                     peer.id.short()
                 );
@@ -73,7 +102,7 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
                     ]
                 })
                 .collect();
-            print!("{}", table(&["WORKER", "STATE", "PROGRESS"], &rows));
+            out!("{}", table(&["WORKER", "STATE", "PROGRESS"], &rows));
             Ok(())
         }
         Command::Repair(cmd) => {
@@ -86,7 +115,7 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
             if json {
                 print_json(&serde_json::json!({ "started": msg }))
             } else {
-                println!("{msg}");
+                outln!("{msg}");
                 Ok(())
             }
         }
@@ -97,10 +126,10 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
                 return print_json(&events);
             }
             if events.is_empty() {
-                println!("No events recorded on this node yet.");
+                outln!("No events recorded on this node yet.");
             }
             for e in &events {
-                println!(
+                outln!(
                     "{:>10}  {} {}",
                     ago(e.at_ms),
                     if e.warn { "!" } else { " " },
@@ -114,8 +143,8 @@ pub async fn run(target: &Target, cmd: &Command, json: bool) -> anyhow::Result<(
             if json {
                 print_json(&serde_json::json!({ "snapshot": dir }))
             } else {
-                println!("Metadata snapshot written to {dir}");
-                println!(
+                outln!("Metadata snapshot written to {dir}");
+                outln!(
                     "To restore: stop the agent, put its files in metadata_dir (its db/ as db/), start it."
                 );
                 Ok(())
@@ -146,14 +175,14 @@ fn grants_table(grants: &[KeyGrant]) -> String {
 }
 
 fn print_bucket(b: &BucketInfo) {
-    println!(
+    outln!(
         "Bucket {} (id {}, created {})",
         b.name,
         &b.id[..16.min(b.id.len())],
         ago(b.created_ms)
     );
     let limit = |v: Option<String>| v.unwrap_or_else(|| "no limit".into());
-    println!(
+    outln!(
         "Holds {} objects ({}); quotas: size {}, objects {}{}",
         b.objects,
         format_bytes(b.bytes),
@@ -166,12 +195,12 @@ fn print_bucket(b: &BucketInfo) {
         }
     );
     if b.keys.is_empty() {
-        println!(
+        outln!(
             "No key may use it yet: hangar bucket allow {} --key KEY --read --write",
             b.name
         );
     } else {
-        print!("{}", grants_table(&b.keys));
+        out!("{}", grants_table(&b.keys));
     }
 }
 
@@ -182,15 +211,15 @@ async fn bucket(client: &AdminClient, cmd: &BucketCmd, json: bool) -> anyhow::Re
             if json {
                 return print_json(&b);
             }
-            println!("Bucket {name} created.");
-            println!("Give a key access with: hangar bucket allow {name} --key KEY --read --write");
+            outln!("Bucket {name} created.");
+            outln!("Give a key access with: hangar bucket allow {name} --key KEY --read --write");
         }
         BucketCmd::Delete { name } => {
             client.bucket_delete(ctx(), name.clone()).await??;
             if json {
                 return print_json(&serde_json::json!({"deleted": name}));
             }
-            println!("Bucket {name} deleted.");
+            outln!("Bucket {name} deleted.");
         }
         BucketCmd::List => {
             let list = client.bucket_list(ctx()).await??;
@@ -210,7 +239,7 @@ async fn bucket(client: &AdminClient, cmd: &BucketCmd, json: bool) -> anyhow::Re
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table(
                     &["NAME", "CREATED", "OBJECTS", "SIZE", "KEYS", "WEBSITE"],
@@ -302,10 +331,10 @@ async fn key(client: &AdminClient, cmd: &KeyCmd, json: bool) -> anyhow::Result<(
                     "name": k.name,
                 }));
             }
-            println!("Key {} created.", k.name);
-            println!("  access key id      {}", k.access_key_id);
-            println!("  secret access key  {secret}");
-            println!("The secret is shown only now: store it in your S3 client's configuration.");
+            outln!("Key {} created.", k.name);
+            outln!("  access key id      {}", k.access_key_id);
+            outln!("  secret access key  {secret}");
+            outln!("The secret is shown only now: store it in your S3 client's configuration.");
         }
         KeyCmd::List => {
             let keys = client.key_list(ctx()).await??;
@@ -322,7 +351,7 @@ async fn key(client: &AdminClient, cmd: &KeyCmd, json: bool) -> anyhow::Result<(
                     ]
                 })
                 .collect();
-            print!("{}", table(&["KEY ID", "NAME", "BUCKETS"], &rows));
+            out!("{}", table(&["KEY ID", "NAME", "BUCKETS"], &rows));
         }
         KeyCmd::Info { key, show_secret } => {
             let k = if *show_secret {
@@ -333,18 +362,18 @@ async fn key(client: &AdminClient, cmd: &KeyCmd, json: bool) -> anyhow::Result<(
             if json {
                 return print_json(&k);
             }
-            println!("Key {} ({})", k.access_key_id, k.name);
+            outln!("Key {} ({})", k.access_key_id, k.name);
             if let Some(s) = &k.secret_access_key {
-                println!("  secret access key  {s}");
+                outln!("  secret access key  {s}");
             }
-            print!("{}", grants_table(&k.buckets));
+            out!("{}", grants_table(&k.buckets));
         }
         KeyCmd::Delete { key } => {
             client.key_delete(ctx(), key.clone()).await??;
             if json {
                 return print_json(&serde_json::json!({"deleted": key}));
             }
-            println!("Key {key} deleted.");
+            outln!("Key {key} deleted.");
         }
     }
     Ok(())
@@ -359,14 +388,14 @@ async fn debug_kv(client: &AdminClient, cmd: &KvCmd, json: bool) -> anyhow::Resu
             if json {
                 return print_json(&serde_json::json!({"written": key}));
             }
-            println!("{key} written to a write quorum.");
+            outln!("{key} written to a write quorum.");
         }
         KvCmd::Delete { key } => {
             client.debug_kv_put(ctx(), key.clone(), None).await??;
             if json {
                 return print_json(&serde_json::json!({"deleted": key}));
             }
-            println!("{key} deleted.");
+            outln!("{key} deleted.");
         }
         KvCmd::Get { key } => {
             let v = client.debug_kv_get(ctx(), key.clone()).await??;
@@ -374,7 +403,7 @@ async fn debug_kv(client: &AdminClient, cmd: &KvCmd, json: bool) -> anyhow::Resu
                 return print_json(&serde_json::json!({"key": key, "value": v}));
             }
             match v {
-                Some(v) => println!("{v}"),
+                Some(v) => outln!("{v}"),
                 None => bail!("{key}: no such key"),
             }
         }
@@ -389,7 +418,7 @@ async fn debug_kv(client: &AdminClient, cmd: &KvCmd, json: bool) -> anyhow::Resu
                     hangar_common::rpc::LocalValue::Tombstone => "(deleted, tombstone)".to_string(),
                     hangar_common::rpc::LocalValue::Value(v) => v,
                 };
-                println!("{k}\t{shown}");
+                outln!("{k}\t{shown}");
             }
         }
     }
@@ -404,7 +433,7 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd, json: bool) -> anyhow::Re
             if json {
                 return print_json(&view);
             }
-            print!("{}", render_layout(&view, &st));
+            out!("{}", render_layout(&view, &st));
         }
         LayoutCmd::Assign {
             node,
@@ -450,8 +479,8 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd, json: bool) -> anyhow::Re
                 return print_json(&report);
             }
             let st = client.status(ctx()).await?;
-            println!("Layout version {version} applied.");
-            print!("{}", render_report(&report, &st));
+            outln!("Layout version {version} applied.");
+            out!("{}", render_report(&report, &st));
         }
         LayoutCmd::SkipDead { version } => {
             let skipped = client.layout_skip_dead(ctx(), *version).await??;
@@ -459,11 +488,11 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd, json: bool) -> anyhow::Re
                 return print_json(&skipped);
             }
             if skipped.is_empty() {
-                println!(
+                outln!(
                     "No node that is down still has to confirm layout version {version}: nothing skipped."
                 );
             } else {
-                println!(
+                outln!(
                     "Node(s) {} now count as having confirmed layout version {version}; the move completes with the others.",
                     skipped
                         .iter()
@@ -478,7 +507,7 @@ async fn layout(client: &AdminClient, cmd: &LayoutCmd, json: bool) -> anyhow::Re
             if json {
                 return print_json(&view);
             }
-            println!(
+            outln!(
                 "Staged changes dropped; layout stays at version {}.",
                 view.layout.version
             );
@@ -491,12 +520,12 @@ fn finish_stage(view: &LayoutView, st: &ClusterStatus, json: bool) -> anyhow::Re
     if json {
         return print_json(view);
     }
-    print!("{}", render_layout(view, st));
+    out!("{}", render_layout(view, st));
     Ok(())
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 

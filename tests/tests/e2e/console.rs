@@ -323,3 +323,46 @@ fn hangar_demo_starts_a_cluster_with_data_and_removes_it_on_quit() {
         (dirs() == 0).then_some(())
     });
 }
+
+/// `hangar ... | head -1`: the reader goes away before the output is
+/// written. The CLI must end as `ls | head` does: no panic, no backtrace,
+/// status 0 or 141 (what a shell reports for SIGPIPE). The read end of the
+/// pipe is closed before the program starts, so every write meets a
+/// closed pipe whatever the output's size and the timing.
+#[test]
+fn the_cli_ends_quietly_when_its_reader_goes_away() {
+    let opts = AgentOpts {
+        replication_factor: 1,
+        ..AgentOpts::default()
+    };
+    let c = Cluster::start_formed(1, &opts);
+    let a = &c.agents[0];
+    for args in [
+        &["--json", "layout", "show"][..],
+        &["layout", "show"],
+        &["status"],
+        &["--json", "bucket", "list"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(console_bin())
+            .args(["--rpc-host", &a.addr(), "--rpc-secret", &a.secret.to_hex()])
+            .args(args)
+            .env_remove("HANGAR_CONFIG")
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run hangar");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.is_empty(),
+            "hangar {args:?} wrote to stderr: {stderr}"
+        );
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(141)),
+            "hangar {args:?} ended with {:?}",
+            out.status
+        );
+    }
+}
