@@ -20,7 +20,7 @@ use hangar_tests::{AgentOpts, S3Key};
 
 #[path = "client/mod.rs"]
 mod client;
-use client::{Conn, MIB, throughput};
+use client::{Conn, MIB, incompressible, throughput};
 
 const REPS: usize = 25;
 
@@ -99,7 +99,8 @@ async fn ops(port: u16, key: &S3Key, tag: &str) -> Vec<(&'static str, Duration)>
 
 async fn big_ttfb(port: u16, key: &S3Key) -> (Duration, Duration) {
     let mut c = Conn::open(port, key).await;
-    let data: Vec<u8> = (0..64 * MIB).map(|i| (i * 31 % 251) as u8).collect();
+    let mut data = incompressible(64 * MIB, 2);
+    client::stamp(&mut data, 0);
     let t = std::time::Instant::now();
     assert_eq!(c.put("/bench/big", &data).await, 200);
     let put = t.elapsed();

@@ -37,7 +37,7 @@ use hangar_tests::{Agent, AgentOpts, Cluster, S3Key};
 
 #[path = "client/mod.rs"]
 mod client;
-use client::{Conn, MIB, dir_bytes, rss_kib, throughput};
+use client::{Conn, MIB, dir_bytes, incompressible, rss_kib, stamp, throughput};
 
 /// Wait until the agent is idle again: its thread count unchanged and its
 /// resident memory within 2 MiB for 12 s (idle threads of the blocking pool leave after
@@ -144,10 +144,10 @@ fn main() {
                 let mut conn = Conn::open(a.s3_port, &key).await;
                 let start = Instant::now();
                 conn.send_head("PUT", "/bench/big", big_mib * MIB).await;
-                let chunk = vec![0x3cu8; MIB];
+                let chunk = incompressible(MIB, 3);
                 for i in 0..big_mib {
                     let mut c = chunk.clone();
-                    c[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                    stamp(&mut c, i as u64);
                     conn.stream.get_mut().write_all(&c).await.expect("send body");
                 }
                 let (st, _, _) = conn.response(start).await;

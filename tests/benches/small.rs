@@ -19,7 +19,7 @@ use hangar_tests::{AgentOpts, Cluster, S3Key};
 
 #[path = "client/mod.rs"]
 mod client;
-use client::{Conn, dir_bytes, rss_kib};
+use client::{Conn, dir_bytes, incompressible, rss_kib, stamp};
 
 const CLIENTS: usize = 16;
 const FOLDERS: usize = 100;
@@ -34,13 +34,13 @@ async fn put_range(port: u16, key: &S3Key, from: usize, to: usize) -> f64 {
         let (key, next) = (key.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut c = Conn::open(port, &key).await;
-            let mut body = vec![0x5au8; 1024];
+            let mut body = incompressible(1024, 1);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= to {
                     break;
                 }
-                body[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                stamp(&mut body, i as u64);
                 let path = format!("/bench/d{:03}/o{i:09}", i % FOLDERS);
                 assert_eq!(c.put(&path, &body).await, 200, "PUT {path}");
             }

@@ -15,6 +15,36 @@ use hangar_tests::S3Key;
 
 pub const MIB: usize = 1 << 20;
 
+/// `len` bytes that no compressor shrinks (splitmix64 from `seed`): what
+/// photos, videos and encrypted backups look like to a store. Garage
+/// compresses blocks with zstd by default, so a body of one repeated byte
+/// measured its compressor, not its write path, and deduplication made
+/// most blocks of a big object free for both stores.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Make `body` unique to object `n`: its number written at the start of
+/// every 4 KiB, so no block of it (whatever the block size) equals a
+/// block of another object or another block of the same one.
+pub fn stamp(body: &mut [u8], n: u64) {
+    for (j, piece) in body.chunks_mut(4096).enumerate() {
+        let tag = (n << 20 | j as u64).to_le_bytes();
+        let k = piece.len().min(8);
+        piece[..k].copy_from_slice(&tag[..k]);
+    }
+}
+
 /// A figure of `/proc/<pid>/status` (kB for sizes, a count for `Threads:`).
 pub fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -194,8 +224,9 @@ pub async fn throughput(
     count: usize,
     clients: usize,
 ) -> (f64, f64, f64, Duration) {
-    let data = Arc::new(vec![0xa5u8; size]);
-    // Distinct content per object, so blocks are not deduplicated.
+    let data = Arc::new(incompressible(size, size as u64));
+    // Distinct content per object and per block, so nothing is
+    // deduplicated or compressed away.
     let run = |get: bool| {
         let data = data.clone();
         let key = key.clone();
@@ -220,7 +251,7 @@ pub async fn throughput(
                             assert_eq!(st, 200, "GET {path}");
                             ttfb.push(t);
                         } else {
-                            body[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                            stamp(&mut body, i as u64);
                             let st = c.put(&path, &body).await;
                             assert_eq!(st, 200, "PUT {path}");
                         }
