@@ -17,6 +17,7 @@
 //! blocks this node should have and lacks, delete blocks nobody references
 //! any more, and hand blocks over to their new nodes after a layout change.
 
+mod group_sync;
 pub mod resync;
 pub mod scrub;
 pub mod store;

@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::group_sync::GroupSync;
 use bytes::Bytes;
 use hangar_common::config::DataDirs;
 use hangar_common::hash::Hash;
@@ -105,9 +106,29 @@ struct Dir {
     /// Its file system refused direct I/O once: write through the page
     /// cache from then on.
     no_direct: AtomicBool,
+    /// Shared `syncfs` rounds for the block files written here, opened at
+    /// the first write (`None`: the directory could not be opened for it,
+    /// each file and its directory are fsynced).
+    group: std::sync::OnceLock<Option<GroupSync>>,
 }
 
 impl Dir {
+    /// The group sync of this directory's file system, once `root` exists.
+    fn group(&self) -> Option<&GroupSync> {
+        self.group
+            .get_or_init(|| match GroupSync::open(&self.root) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: cannot open for syncing ({e}); each block file is fsynced on its own",
+                        self.root.display()
+                    );
+                    None
+                }
+            })
+            .as_ref()
+    }
+
     fn path_of(&self, hash: &Hash) -> PathBuf {
         let hex = hash.to_string();
         self.root.join(&hex[0..2]).join(&hex[2..4]).join(hex)
@@ -302,6 +323,7 @@ impl BlockStore {
                     failed: Mutex::new(None),
                     refused: AtomicU64::new(0),
                     no_direct: AtomicBool::new(false),
+                    group: std::sync::OnceLock::new(),
                 })
             })
             .collect();
@@ -420,12 +442,20 @@ impl BlockStore {
         cache: Cache,
     ) -> Result<(), StoreError> {
         debug_assert!(Hash::of(data) == *hash, "block {hash:?} mislabelled");
-        if let Some(existing) = self.file_of(hash) {
+        if let Some((d, existing)) = self.dir_holding(hash) {
             // Deduplicated: the upload writing it again will reference it
             // soon. Refresh its age so an unreferenced-block deletion due
             // meanwhile waits another grace delay.
             if let Ok(f) = std::fs::File::options().append(true).open(&existing) {
                 let _ = f.set_modified(std::time::SystemTime::now());
+            }
+            // It may be another writer's, in place but not yet on disk.
+            if let Some(g) = d.group() {
+                g.sync().map_err(|source| StoreError::Write {
+                    hash: *hash,
+                    dir: d.path.clone(),
+                    source,
+                })?;
             }
             return Ok(());
         }
@@ -467,7 +497,7 @@ impl BlockStore {
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| d.root.clone());
             let direct = cache == Cache::Bypass && !d.no_direct.load(Ordering::Relaxed);
-            match write_atomic(&dir, &dir.join(name), hash, data, direct, &d.no_direct) {
+            match write_atomic(&dir, &dir.join(name), hash, data, direct, d) {
                 Ok(()) => {
                     d.blocks.fetch_add(1, Ordering::Relaxed);
                     d.note_refused(None);
@@ -581,14 +611,7 @@ impl BlockStore {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| target.root.clone());
         let direct = !target.no_direct.load(Ordering::Relaxed);
-        if let Err(source) = write_atomic(
-            &dir,
-            &dir.join(&name),
-            hash,
-            &data,
-            direct,
-            &target.no_direct,
-        ) {
+        if let Err(source) = write_atomic(&dir, &dir.join(&name), hash, &data, direct, target) {
             target.unreserve(data.len() as u64);
             return Err(StoreError::Write {
                 hash: *hash,
@@ -709,8 +732,12 @@ const DIRECT_MIN: usize = 128 << 10;
 /// logical block size of common disks.
 const DIRECT_ALIGN: usize = 4096;
 
-/// Write `data` to `path` in `dir`: temporary file, fsync, rename, fsync of
-/// the directory. Nothing is left behind on failure.
+/// Write `data` to `path` in `dir` (a directory of data directory `d`)
+/// durably: temporary file, rename, then a group sync of the file system
+/// shared with the writers of the moment ([`GroupSync`]); where the
+/// directory could not be opened for that, fsync of the file before the
+/// rename and of the directory after. Nothing is left behind on a failure
+/// before the rename.
 ///
 /// With `direct`, a large block is written with direct I/O (`O_DIRECT`)
 /// where the file system takes it: the disk reads it from our buffer, so
@@ -718,32 +745,34 @@ const DIRECT_ALIGN: usize = 4096;
 /// of data nobody reads soon there; under concurrent uploads that copy was
 /// the biggest single cost of a replicated write (doc/benchmarks.md). A
 /// file system that refuses direct I/O (some network and FUSE file
-/// systems) gets buffered writes, remembered in `no_direct`.
+/// systems) gets buffered writes, remembered in `d.no_direct`.
 fn write_atomic(
     dir: &Path,
     path: &Path,
     hash: &Hash,
     data: &[u8],
     direct: bool,
-    no_direct: &AtomicBool,
+    d: &Dir,
 ) -> std::io::Result<()> {
     match std::fs::create_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)?,
         r => r?,
     }
+    let group = d.group();
+    let each = group.is_none();
     let tmp = dir.join(format!(".{}.tmp{}", hash, rand::random::<u32>()));
     let res = (|| {
         let written = direct
             && data.len() >= DIRECT_MIN
-            && match write_direct(&tmp, data) {
+            && match write_direct(&tmp, data, each) {
                 Ok(()) => true,
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     tracing::info!(
                         "{}: the file system refuses direct I/O; block files are written through the page cache",
                         dir.display()
                     );
-                    no_direct.store(true, Ordering::Relaxed);
+                    d.no_direct.store(true, Ordering::Relaxed);
                     false
                 }
                 Err(e) => return Err(e),
@@ -751,24 +780,33 @@ fn write_atomic(
         if !written {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(data)?;
-            f.sync_all()?;
+            if each {
+                f.sync_all()?;
+            }
         }
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        std::fs::rename(&tmp, path)
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
+        return res;
     }
-    res
+    match group {
+        // The file is in place: readers may use it at once (its content
+        // is whole in memory); it is acknowledged once on disk.
+        Some(g) => g.sync(),
+        None => {
+            if let Ok(f) = std::fs::File::open(dir) {
+                let _ = f.sync_all();
+            }
+            Ok(())
+        }
+    }
 }
 
-/// Write `data` to a new file `path` with direct I/O and fsync it: copied
-/// into an aligned buffer, written padded to the alignment, then cut to
-/// its length.
-fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Write `data` to a new file `path` with direct I/O (and fsync it if
+/// `fsync`): copied into an aligned buffer, written padded to the
+/// alignment, then cut to its length.
+fn write_direct(path: &Path, data: &[u8], fsync: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut buf = AlignedBuf::zeroed(data.len().div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN)?;
     buf.as_mut()[..data.len()].copy_from_slice(data);
@@ -780,7 +818,7 @@ fn write_direct(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let res = (|| {
         f.write_all(buf.as_mut())?;
         f.set_len(data.len() as u64)?;
-        f.sync_all()
+        if fsync { f.sync_all() } else { Ok(()) }
     })();
     if res.is_err() {
         drop(f);

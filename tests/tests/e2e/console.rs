@@ -16,6 +16,7 @@ static SESSIONS: AtomicU32 = AtomicU32::new(0);
 
 impl Tmux {
     fn start(program: &[String], width: u16, height: u16) -> Tmux {
+        tools::require_tool("tmux", "tmux");
         let name = format!(
             "hangar-test-{}-{}",
             std::process::id(),
@@ -27,7 +28,7 @@ impl Tmux {
             .args(program)
             .env("TERM", "xterm-256color")
             .status()
-            .expect("run tmux (the console test needs tmux: see .ci/run)");
+            .expect("run tmux");
         assert!(status.success(), "tmux new-session failed");
         Tmux { name }
     }

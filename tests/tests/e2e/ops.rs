@@ -162,11 +162,12 @@ fn verify_unit(unit: &str, agent: &str) -> (bool, String) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("hangar-agent.service");
     std::fs::write(&path, unit.replace("/usr/local/bin/hangar-agent", agent)).expect("write unit");
+    tools::require_tool("systemd-analyze", "systemd");
     let out = std::process::Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
         .output()
-        .expect("run systemd-analyze (installed by .ci/run)");
+        .expect("run systemd-analyze");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
