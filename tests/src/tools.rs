@@ -171,3 +171,21 @@ fn on_path(program: &str) -> bool {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// A tool that is missing and cannot be installed fails the test with
+    /// the package's name, never a silent skip (as root the install is
+    /// tried first and fails: no such package).
+    #[test]
+    #[should_panic(expected = "hangar-test-no-such-package")]
+    fn a_missing_tool_fails_naming_its_package() {
+        super::require_tool("hangar-test-no-such-program", "hangar-test-no-such-package");
+    }
+
+    #[test]
+    fn a_present_tool_is_found() {
+        assert!(super::on_path("sh"));
+        assert!(!super::on_path("hangar-test-no-such-program"));
+    }
+}

@@ -69,7 +69,8 @@ impl GroupSync {
         })))
     }
 
-    fn with_round(round: Round) -> GroupSync {
+    /// With a stand-in for `syncfs` (tests).
+    pub(crate) fn with_round(round: Round) -> GroupSync {
         GroupSync {
             round,
             state: Mutex::new(State::default()),

@@ -736,8 +736,8 @@ const DIRECT_ALIGN: usize = 4096;
 /// durably: temporary file, rename, then a group sync of the file system
 /// shared with the writers of the moment ([`GroupSync`]); where the
 /// directory could not be opened for that, fsync of the file before the
-/// rename and of the directory after. Nothing is left behind on a failure
-/// before the rename.
+/// rename and of the directory after. Nothing is left behind on a
+/// failure.
 ///
 /// With `direct`, a large block is written with direct I/O (`O_DIRECT`)
 /// where the file system takes it: the disk reads it from our buffer, so
@@ -792,8 +792,14 @@ fn write_atomic(
     }
     match group {
         // The file is in place: readers may use it at once (its content
-        // is whole in memory); it is acknowledged once on disk.
-        Some(g) => g.sync(),
+        // is whole in memory); it is acknowledged once on disk. A failed
+        // round (a write-back error: its data may never reach the disk)
+        // takes it away again, as a failed fsync before the rename left
+        // nothing: a missing block is fetched again by the resync, where
+        // a bad one would wait for a read or the scrub to be found.
+        Some(g) => g.sync().inspect_err(|_| {
+            let _ = std::fs::remove_file(path);
+        }),
         None => {
             if let Ok(f) = std::fs::File::open(dir) {
                 let _ = f.sync_all();
@@ -892,6 +898,43 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         s
+    }
+
+    /// A write returns only after a sync round that began after it
+    /// (`group_sync.rs` tests the rounds); a deduplicated write too, since
+    /// the file it found may be another writer's, not yet on disk.
+    #[test]
+    fn writes_and_deduplicated_writes_wait_for_a_sync_round() {
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let s = open(&[(tmp.path(), None, false)]);
+        let (h, data) = block(1, 4096);
+        s.write_hashed(&h, &data, Cache::Keep).expect("write");
+        let rounds = || s.dirs[0].group().expect("group sync").rounds();
+        assert_eq!(rounds(), 1, "the write was not synced");
+        s.write_hashed(&h, &data, Cache::Keep)
+            .expect("deduplicated write");
+        assert_eq!(rounds(), 2, "the deduplicated write was not synced");
+    }
+
+    /// A failed round (a write-back error) fails the write and leaves no
+    /// block file whose data may not be on disk.
+    #[test]
+    fn a_failed_sync_round_fails_the_write_and_leaves_no_file() {
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let s = open(&[(tmp.path(), None, false)]);
+        let failing =
+            GroupSync::with_round(Box::new(|| Err(std::io::Error::other("EIO on write-back"))));
+        assert!(
+            s.dirs[0].group.set(Some(failing)).is_ok(),
+            "group sync opened already"
+        );
+        let (h, data) = block(2, 4096);
+        let e = s
+            .write_hashed(&h, &data, Cache::Keep)
+            .expect_err("the sync failed");
+        assert!(e.to_string().contains("EIO on write-back"), "{e}");
+        assert!(!s.has(&h), "a block whose sync failed was left in place");
+        assert_eq!(s.read(&h).expect("read"), None);
     }
 
     fn block(i: u32, len: usize) -> (Hash, Vec<u8>) {
