@@ -141,14 +141,13 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     );
     let layout = LayoutManager::open(net.clone(), &config.metadata_dir, config.replication_factor)?;
     net.set_gossip(layout.clone());
-    let db: db::Db = Arc::new(
-        db::sled_engine::SledEngine::open(&config.metadata_dir.join("db"), config.tables.db_cache_bytes).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open the metadata store in {}: {e} (is another agent using this metadata_dir?)",
-                config.metadata_dir.join("db").display()
-            )
-        })?,
-    );
+    let db_dir = config.metadata_dir.join("db");
+    let db = db::open(config.tables.engine, &db_dir, config.tables.db_cache_bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the metadata store in {}: {e} (is another agent using this metadata_dir?)",
+            db_dir.display()
+        )
+    })?;
     let workers = Arc::new(worker::Workers::default());
     let table_cfg: TableConfig = TableConfig {
         workers: workers.clone(),

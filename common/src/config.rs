@@ -244,7 +244,11 @@ fn default_scrub_pause() -> u64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TablesConfig {
-    /// Page cache of the metadata store (sled), in bytes.
+    /// The embedded engine of the metadata store. Chosen when the node is
+    /// set up: an agent refuses to open a store written by the other one.
+    #[serde(default)]
+    pub engine: MetadataEngine,
+    /// Page cache of the metadata store, in bytes.
     #[serde(default = "default_db_cache")]
     pub db_cache_bytes: u64,
     /// Time a quorum has to answer a table read or write.
@@ -263,12 +267,24 @@ pub struct TablesConfig {
 impl Default for TablesConfig {
     fn default() -> Self {
         TablesConfig {
+            engine: MetadataEngine::default(),
             db_cache_bytes: default_db_cache(),
             op_timeout_ms: default_op_timeout(),
             sync_interval_ms: default_sync_interval(),
             gc_delay_ms: default_gc_delay(),
         }
     }
+}
+
+/// The embedded key-value engine under the metadata tables.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataEngine {
+    /// sled 0.34: log-structured, the default.
+    #[default]
+    Sled,
+    /// redb: a copy-on-write B-tree in one file.
+    Redb,
 }
 
 fn default_db_cache() -> u64 {

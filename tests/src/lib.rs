@@ -193,6 +193,10 @@ pub struct AgentOpts {
     /// Clock offsets in milliseconds, by agent index in a cluster (see
     /// [`Agent::clock_offset_ms`]); agents beyond the list have none.
     pub clock_offsets_ms: Vec<i64>,
+    /// The metadata engine (`[tables] engine`); by default the one named
+    /// by `HANGAR_TEST_ENGINE`, else the agent's default (sled). Running
+    /// the suite with `HANGAR_TEST_ENGINE=redb` tries every test on redb.
+    pub engine: Option<String>,
 }
 
 impl Default for AgentOpts {
@@ -208,7 +212,24 @@ impl Default for AgentOpts {
             data_dir: None,
             data_dir_toml: None,
             clock_offsets_ms: Vec::new(),
+            engine: None,
         }
+    }
+}
+
+/// `extra` (config lines before `[s3_api]`) with `[tables] engine` set
+/// to `engine`, if any.
+fn with_engine(extra: &str, engine: Option<String>) -> String {
+    let Some(e) = engine.or_else(|| std::env::var("HANGAR_TEST_ENGINE").ok()) else {
+        return extra.to_string();
+    };
+    let line = format!("engine = {e:?}\n");
+    match extra.find("[tables]\n") {
+        Some(i) => {
+            let at = i + "[tables]\n".len();
+            format!("{}{line}{}", &extra[..at], &extra[at..])
+        }
+        None => format!("{extra}\n[tables]\n{line}"),
     }
 }
 
@@ -279,7 +300,7 @@ impl Agent {
             outgoing = self.rpc_ip != "127.0.0.1",
             secret = self.secret.to_hex(),
             peers = peers.join(", "),
-            extra = opts.extra,
+            extra = with_engine(&opts.extra, opts.engine.clone()),
             s3 = self.s3_port,
             s3_extra = opts.s3_extra,
             web_extra = opts.web_extra,
@@ -481,6 +502,28 @@ impl Agent {
             .success()
             .then(|| serde_json::from_slice(&out.stdout).ok())
             .flatten()
+    }
+}
+
+impl Agent {
+    /// The Merkle digest of each table on this agent, once its Merkle
+    /// queues are empty (None before): replicas holding the same items
+    /// have the same digests.
+    pub fn merkle_digests(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        let st = self.status()?;
+        st["tables"]
+            .as_array()?
+            .iter()
+            .map(|t| {
+                let queue = t["merkle_queue"].as_u64()?;
+                (queue == 0).then(|| {
+                    (
+                        t["table"].as_str().unwrap_or_default().to_string(),
+                        t["merkle_digest"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+            })
+            .collect()
     }
 }
 

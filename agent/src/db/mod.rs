@@ -1,6 +1,7 @@
 //! The storage-engine boundary: a small, synchronous, ordered key-value
-//! interface that the tables use, with sled as the embedded engine and an
-//! in-memory engine for unit tests.
+//! interface that the tables use, with sled as the default embedded engine,
+//! redb as the other (`[tables] engine`), and an in-memory engine for unit
+//! tests.
 //!
 //! Tables never see an engine's types. An engine holds named trees (opened
 //! once, then addressed by [`TreeId`]), each an ordered map of byte strings,
@@ -15,6 +16,7 @@
 
 #[cfg(test)]
 pub mod mem;
+pub mod redb_engine;
 pub mod sled_engine;
 pub mod snapshot;
 
@@ -111,6 +113,52 @@ pub struct SnapshotStats {
 /// A shared handle on an engine.
 pub type Db = Arc<dyn Engine>;
 
+/// Open the metadata store in `dir` with the configured engine. A store
+/// written by the other engine is refused, naming both: opening it with
+/// the wrong one would start an empty store beside the node's metadata.
+pub fn open(
+    engine: hangar_common::config::MetadataEngine,
+    dir: &std::path::Path,
+    cache_bytes: u64,
+) -> DbResult<Db> {
+    use hangar_common::config::MetadataEngine;
+    let has_redb = dir.join(redb_engine::FILE).exists();
+    // sled keeps its settings in `conf` beside its log `db`.
+    let has_sled = dir.join("conf").exists();
+    let refuse = |found: &str, configured: &str| {
+        Err(DbError::Engine(format!(
+            "{} holds a {found} store but [tables] engine is \"{configured}\"; set engine = \"{found}\" (switching engines needs a new metadata_dir, refilled from the other replicas)",
+            dir.display()
+        )))
+    };
+    match engine {
+        MetadataEngine::Sled if has_redb => refuse("redb", "sled"),
+        MetadataEngine::Redb if has_sled => refuse("sled", "redb"),
+        MetadataEngine::Sled => Ok(Arc::new(sled_engine::SledEngine::open(dir, cache_bytes)?)),
+        MetadataEngine::Redb => Ok(Arc::new(redb_engine::RedbEngine::open(dir, cache_bytes)?)),
+    }
+}
+
+/// The first `limit` entries of a range, from its start or (`reverse`)
+/// from its end: what both disk engines do with their iterators.
+pub(crate) fn take_range<I>(
+    range: I,
+    reverse: bool,
+    limit: usize,
+) -> DbResult<Vec<(Vec<u8>, Vec<u8>)>>
+where
+    I: DoubleEndedIterator<Item = DbResult<(Vec<u8>, Vec<u8>)>>,
+{
+    let take = |it: &mut dyn Iterator<Item = DbResult<(Vec<u8>, Vec<u8>)>>| {
+        it.take(limit).collect::<DbResult<Vec<_>>>()
+    };
+    if reverse {
+        take(&mut range.rev())
+    } else {
+        take(&mut { range })
+    }
+}
+
 /// Bounds that select every key starting with `prefix`.
 pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -131,9 +179,12 @@ mod conformance {
     fn engines() -> Vec<(Db, Option<tempfile::TempDir>)> {
         let dir = tempfile::tempdir().expect("tempdir");
         let sled = sled_engine::SledEngine::open(dir.path(), 16 << 20).expect("open sled");
+        let redb_dir = tempfile::tempdir().expect("tempdir");
+        let redb = redb_engine::RedbEngine::open(redb_dir.path(), 16 << 20).expect("open redb");
         vec![
             (Arc::new(mem::MemEngine::default()), None),
             (Arc::new(sled), Some(dir)),
+            (Arc::new(redb), Some(redb_dir)),
         ]
     }
 
@@ -293,6 +344,18 @@ mod conformance {
         let dir = tempfile::tempdir().unwrap();
         let db: Db =
             Arc::new(sled_engine::SledEngine::open(&dir.path().join("db"), 16 << 20).unwrap());
+        snapshot_under_writes(&db, dir.path(), |p| {
+            Arc::new(sled_engine::SledEngine::open(p, 16 << 20).unwrap())
+        });
+    }
+
+    /// Snapshot `db` three times while a writer keeps an item tree and its
+    /// counter in step; reopen each copy with `reopen` and check both agree.
+    fn snapshot_under_writes(
+        db: &Db,
+        dir: &std::path::Path,
+        reopen: impl Fn(&std::path::Path) -> Db,
+    ) {
         let (items, count) = (
             db.open_tree("items").unwrap(),
             db.open_tree("count").unwrap(),
@@ -322,13 +385,13 @@ mod conformance {
             std::thread::yield_now();
         }
         for k in 0..3 {
-            let copy = dir.path().join(format!("copy{k}"));
+            let copy = dir.join(format!("copy{k}"));
             let stats = db.snapshot(&copy).unwrap();
             assert!(
                 !copy.with_extension("dump").exists(),
                 "the dump is removed once loaded"
             );
-            let snap = sled_engine::SledEngine::open(&copy, 16 << 20).unwrap();
+            let snap = reopen(&copy);
             let (si, sc) = (
                 snap.open_tree("items").unwrap(),
                 snap.open_tree("count").unwrap(),
@@ -343,12 +406,75 @@ mod conformance {
                 .range(si, Bound::Unbounded, Bound::Unbounded, false, usize::MAX)
                 .unwrap()
                 .len() as u64;
-            assert_eq!(held, n, "snapshot {k}: items and their counter agree");
+            assert_eq!(
+                held,
+                n,
+                "{} snapshot {k}: items and their counter agree",
+                db.name()
+            );
             // Every entry of every tree: the items, the counter, nothing else.
-            assert_eq!(stats.entries, n + 1, "snapshot {k}: entries copied");
+            assert_eq!(
+                stats.entries,
+                n + 1,
+                "{} snapshot {k}: entries copied",
+                db.name()
+            );
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(writer.join().unwrap() > 2000);
+    }
+
+    #[test]
+    fn redb_data_survives_reopening_and_flushes_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = redb_engine::RedbEngine::open(dir.path(), 16 << 20).unwrap();
+            let t = db.open_tree("t").unwrap();
+            db.insert(t, b"k", b"v").unwrap();
+            // No explicit flush: dropping the engine flushes, as the
+            // flusher thread does every half second.
+        }
+        let db = redb_engine::RedbEngine::open(dir.path(), 16 << 20).unwrap();
+        let t = db.open_tree("t").unwrap();
+        assert_eq!(db.get(t, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    /// A store is opened by the engine that wrote it, or refused.
+    #[test]
+    fn a_store_of_the_other_engine_is_refused() {
+        use hangar_common::config::MetadataEngine;
+        for (wrote, other) in [
+            (MetadataEngine::Sled, MetadataEngine::Redb),
+            (MetadataEngine::Redb, MetadataEngine::Sled),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let db = open(wrote, dir.path(), 8 << 20).unwrap();
+                let t = db.open_tree("t").unwrap();
+                db.insert(t, b"k", b"v").unwrap();
+                db.flush().unwrap();
+            }
+            let e = match open(other, dir.path(), 8 << 20) {
+                Ok(db) => panic!("{wrote:?} store opened as {}", db.name()),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains("engine"), "{e}");
+            let db = open(wrote, dir.path(), 8 << 20).unwrap();
+            let t = db.open_tree("t").unwrap();
+            assert_eq!(db.get(t, b"k").unwrap(), Some(b"v".to_vec()));
+        }
+    }
+
+    /// Snapshots of both engines: taken under writes, each holds one
+    /// consistent state (items and their counter agree).
+    #[test]
+    fn a_redb_snapshot_under_writes_is_one_consistent_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let db: Db =
+            Arc::new(redb_engine::RedbEngine::open(&dir.path().join("db"), 16 << 20).unwrap());
+        snapshot_under_writes(&db, dir.path(), |p| {
+            Arc::new(redb_engine::RedbEngine::open(p, 16 << 20).unwrap())
+        });
     }
 
     #[test]

@@ -233,30 +233,14 @@ impl Engine for SledEngine {
             Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
             Bound::Unbounded => Bound::Unbounded,
         };
-        let range = tree.range::<Vec<u8>, _>((own(start), own(end)));
-        let mut out = Vec::new();
-        let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| -> DbResult<bool> {
-            let (k, v) = item.map_err(err)?;
-            out.push((k.to_vec(), v.to_vec()));
-            Ok(out.len() < limit)
-        };
         if limit == 0 {
             return Ok(Vec::new());
         }
-        if reverse {
-            for item in range.rev() {
-                if !push(item)? {
-                    break;
-                }
-            }
-        } else {
-            for item in range {
-                if !push(item)? {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        let entries = tree.range::<Vec<u8>, _>((own(start), own(end))).map(|kv| {
+            let (k, v) = kv.map_err(err)?;
+            Ok((k.to_vec(), v.to_vec()))
+        });
+        super::take_range(entries, reverse, limit)
     }
 
     fn len(&self, t: TreeId) -> DbResult<usize> {

@@ -589,41 +589,48 @@ mod tests {
                 })
                 .collect(),
         ];
-        // The batched side on sled (a transaction reads its own writes
-        // there too), the reference in memory.
-        let dir = tempfile::tempdir().unwrap();
-        let sled = crate::db::sled_engine::SledEngine::open(dir.path(), 16 << 20).unwrap();
-        let batched = TableData::open(Arc::new(sled), Arc::new(KvTable)).unwrap();
-        let single = data();
-        for items in &rounds {
-            for it in items {
-                batched.update(it).unwrap();
-                single.update(it).unwrap();
-                single.update_merkle(1).unwrap();
+        // The batched side on sled and on redb (a transaction reads its
+        // own writes there too), the reference in memory.
+        let (dir, redb_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let engines: [crate::db::Db; 2] = [
+            Arc::new(crate::db::sled_engine::SledEngine::open(dir.path(), 16 << 20).unwrap()),
+            Arc::new(crate::db::redb_engine::RedbEngine::open(redb_dir.path(), 16 << 20).unwrap()),
+        ];
+        for db in engines {
+            let batched = TableData::open(db, Arc::new(KvTable)).unwrap();
+            let single = data();
+            for items in &rounds {
+                for it in items {
+                    batched.update(it).unwrap();
+                    single.update(it).unwrap();
+                    single.update_merkle(1).unwrap();
+                }
+                while batched.update_merkle(256).unwrap() > 0 {}
+                assert_eq!(batched.merkle_queue(), 0);
+                assert_eq!(single.merkle_queue(), 0);
+                let (rb, rs) = (roots(&batched), roots(&single));
+                assert!(
+                    rb.iter()
+                        .any(|r| *r != crate::table::merkle::MerkleNode::Empty),
+                    "the trees are not empty"
+                );
+                assert_eq!(rb, rs, "same items, same Merkle trees");
             }
-            while batched.update_merkle(256).unwrap() > 0 {}
-            assert_eq!(batched.merkle_queue(), 0);
-            assert_eq!(single.merkle_queue(), 0);
-            let (rb, rs) = (roots(&batched), roots(&single));
-            assert!(
-                rb.iter()
-                    .any(|r| *r != crate::table::merkle::MerkleNode::Empty),
-                "the trees are not empty"
-            );
-            assert_eq!(rb, rs, "same items, same Merkle trees");
         }
     }
 
     /// Writers that arrive while a transaction commits are committed
     /// together by the next of them, each told its own outcome: here every
     /// writer queues behind a held commit lock, then one transaction
-    /// writes them all, on both engines.
+    /// writes them all, on every engine.
     #[test]
     fn writers_queued_behind_a_commit_share_one_transaction() {
         let dir = tempfile::tempdir().unwrap();
+        let redb_dir = tempfile::tempdir().unwrap();
         let engines: Vec<crate::db::Db> = vec![
             Arc::new(crate::db::mem::MemEngine::default()),
             Arc::new(crate::db::sled_engine::SledEngine::open(dir.path(), 8 << 20).unwrap()),
+            Arc::new(crate::db::redb_engine::RedbEngine::open(redb_dir.path(), 8 << 20).unwrap()),
         ];
         let n = hangar_common::NodeId([1; 32]);
         for db in engines {

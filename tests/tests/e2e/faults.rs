@@ -4,7 +4,6 @@
 //! (`tests/s3/history.py`) verifies that no acknowledged write was lost, no
 //! read saw an impossible value, listings agree, and the replicas converged.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,24 +25,6 @@ fn ops_pass(path: &Path, more: usize) {
         Duration::from_secs(60),
         || (lines(path) >= target).then_some(()),
     );
-}
-
-/// Each agent's Merkle digest per table.
-fn digests(a: &Agent) -> Option<BTreeMap<String, String>> {
-    let st = a.status()?;
-    st["tables"]
-        .as_array()?
-        .iter()
-        .map(|t| {
-            let queue = t["merkle_queue"].as_u64()?;
-            (queue == 0).then(|| {
-                (
-                    t["table"].as_str().unwrap_or_default().to_string(),
-                    t["merkle_digest"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-        })
-        .collect()
 }
 
 /// Minutes, in milliseconds.
@@ -148,7 +129,7 @@ fn no_acknowledged_write_is_lost_through_kills_partitions_pauses_and_skewed_cloc
         "the replicas' metadata to converge (same Merkle roots)",
         Duration::from_secs(90),
         || {
-            let d: Vec<_> = c.agents.iter().map(digests).collect();
+            let d: Vec<_> = c.agents.iter().map(Agent::merkle_digests).collect();
             (d[0].is_some() && d.iter().all(|x| *x == d[0])).then_some(())
         },
     );
