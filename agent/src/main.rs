@@ -218,6 +218,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         kv,
         model: model.clone(),
         metadata_dir: config.metadata_dir.clone(),
+        metadata_engine: db.name(),
         snapshot_keep: config.snapshots.keep,
         last_snapshot: Default::default(),
         events: Arc::new(hangar_agent::admin::events::EventLog::open(&db)?),

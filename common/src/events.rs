@@ -211,6 +211,7 @@ mod tests {
             blocks: Default::default(),
             last_snapshot: None,
             endpoints: None,
+            metadata_engine: None,
         }
     }
 

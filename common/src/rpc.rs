@@ -445,6 +445,9 @@ pub struct ClusterStatus {
     /// Where S3 clients and browsers reach the answering node.
     #[serde(default)]
     pub endpoints: Option<Endpoints>,
+    /// The answering node's metadata engine (`[tables] engine`).
+    #[serde(default)]
+    pub metadata_engine: Option<String>,
 }
 
 /// A node's client-facing addresses.

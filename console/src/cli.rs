@@ -733,6 +733,9 @@ pub fn render_status(st: &ClusterStatus) -> String {
             st.blocks.scrub_moved
         ));
     }
+    if let Some(e) = &st.metadata_engine {
+        out.push_str(&format!("Metadata store: {e} (`[tables] engine`)\n"));
+    }
     out.push_str(&match &st.last_snapshot {
         Some(s) => format!(
             "Metadata snapshot: last {} ({} entries in {:.1} s, writes waited {:.2} s)\n",

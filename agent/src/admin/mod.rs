@@ -41,8 +41,10 @@ pub struct Services {
     pub tables: Arc<BTreeMap<&'static str, Arc<dyn TableEndpoint>>>,
     pub kv: Arc<Table<KvTable>>,
     pub model: Arc<Model>,
-    /// Where the metadata lives, and how many snapshots to keep.
+    /// Where the metadata lives, in which engine, and how many snapshots
+    /// to keep.
     pub metadata_dir: std::path::PathBuf,
+    pub metadata_engine: &'static str,
     pub snapshot_keep: usize,
     /// The last snapshot this agent wrote, for `/metrics`.
     pub last_snapshot: Arc<std::sync::Mutex<Option<LastSnapshot>>>,
@@ -326,6 +328,7 @@ impl Services {
                     writes_paused_ms: l.stats.writes_paused.as_millis() as u64,
                 }),
             endpoints: Some(self.endpoints.clone()),
+            metadata_engine: Some(self.metadata_engine.to_string()),
         }
     }
 

@@ -138,6 +138,7 @@ fn app(scene: Scene) -> App {
             web: "http://10.0.0.1:3902".into(),
             region: "hangar".into(),
         }),
+        metadata_engine: Some("sled".into()),
     };
     let grant = |bucket: &str| KeyGrant {
         key_id: "GK0123456789abcdef01234567".into(),

@@ -105,6 +105,11 @@ fn a_cluster_on_redb_serves_survives_a_killed_node_and_refuses_the_wrong_engine(
         ..AgentOpts::default()
     };
     let mut c = Cluster::start_formed(3, &opts);
+    // The operator sees which engine a node runs.
+    let st = c.agents[0].status().expect("status");
+    assert_eq!(st["metadata_engine"], "redb", "{st}");
+    let text = String::from_utf8_lossy(&c.agents[0].hangar(&["status"]).stdout).to_string();
+    assert!(text.contains("Metadata store: redb"), "{text}");
     let key = c.agents[0].bucket_with_key("test", "tester");
     c.agents[0].boto3_ok(&key, "test", &[], &["write", "before", "20"]);
     c.agents[2].kill();
