@@ -14,7 +14,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
@@ -39,8 +39,12 @@ fn err(e: impl std::fmt::Display) -> DbError {
 
 struct Shared {
     db: redb::Database,
-    /// A commit since the last durable one.
-    dirty: AtomicBool,
+    /// Non-durable commits so far (a sequence number).
+    committed: AtomicU64,
+    /// The sequence number up to which commits are durable. Held while
+    /// a durable commit runs, so a flush that finds its writes covered by
+    /// another's commit waits for that commit to finish.
+    durable: Mutex<u64>,
     /// Set when the engine is dropped: the flusher makes a last flush and
     /// ends.
     closing: Mutex<bool>,
@@ -48,19 +52,21 @@ struct Shared {
 }
 
 impl Shared {
+    /// Make every commit made before this call durable.
     fn flush(&self) -> DbResult<()> {
-        if !self.dirty.swap(false, Ordering::AcqRel) {
+        let target = self.committed.load(Ordering::Acquire);
+        let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        if *durable >= target {
             return Ok(());
         }
-        let res = (|| {
-            let mut tx = self.db.begin_write().map_err(err)?;
-            tx.set_durability(Durability::Immediate).map_err(err)?;
-            tx.commit().map_err(err)
-        })();
-        if res.is_err() {
-            self.dirty.store(true, Ordering::Release);
-        }
-        res
+        // Read before the commit begins: commits that land after it may
+        // or may not be in it, and count as not durable yet.
+        let covered = self.committed.load(Ordering::Acquire);
+        let mut tx = self.db.begin_write().map_err(err)?;
+        tx.set_durability(Durability::Immediate).map_err(err)?;
+        tx.commit().map_err(err)?;
+        *durable = covered;
+        Ok(())
     }
 }
 
@@ -85,7 +91,8 @@ impl RedbEngine {
             .map_err(|e| err(format!("{}: {e}", path.display())))?;
         let shared = Arc::new(Shared {
             db,
-            dirty: AtomicBool::new(false),
+            committed: AtomicU64::new(0),
+            durable: Mutex::new(0),
             closing: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -117,7 +124,7 @@ impl RedbEngine {
         match f(&tx) {
             Ok(()) => {
                 tx.commit().map_err(err)?;
-                self.shared.dirty.store(true, Ordering::Release);
+                self.shared.committed.fetch_add(1, Ordering::AcqRel);
                 Ok(())
             }
             Err(e) => {
@@ -369,5 +376,38 @@ impl Tx for RedbTx<'_, '_> {
 
     fn remove(&mut self, t: TreeId, key: &[u8]) -> TxResult<()> {
         self.table(t)?.remove(key).map(drop).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flush returns only once every commit made before it is covered
+    /// by a durable commit that has finished, also when another thread's
+    /// flush is the one committing (a consensus promise must be on disk
+    /// before it is answered).
+    #[test]
+    fn a_flush_waits_for_the_durable_commit_that_covers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(RedbEngine::open(dir.path(), 8 << 20).unwrap());
+        let t = db.open_tree("t").unwrap();
+        let threads: Vec<_> = (0..4u8)
+            .map(|i| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    for j in 0..50u8 {
+                        db.insert(t, &[i, j], b"v").unwrap();
+                        let mine = db.shared.committed.load(Ordering::Acquire);
+                        db.flush().unwrap();
+                        let durable = *db.shared.durable.lock().unwrap();
+                        assert!(durable >= mine, "flush returned at {durable} before {mine}");
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
     }
 }
