@@ -14,6 +14,9 @@
 //! version first). Version 2 wrote structs as arrays; version 3 reads those
 //! (the fields added since default) and version 2 reads version 3's maps.
 //! Version 4 added `Admin::layout_skip_dead` (the Peer service is as in 3).
+//! Version 6 replaced anti-entropy's radix Merkle trees by hash-sum trees
+//! (`TableOp::MerkleChildren`): a node syncs only with nodes of 6 or more,
+//! everything else works across 5 and 6.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -68,9 +71,12 @@ pub enum TableOp {
         after: Option<Vec<u8>>,
         limit: usize,
     },
-    /// The root hash of each of the 256 partitions' Merkle trees.
+    /// The root of each of the 256 partitions' Merkle trees (since
+    /// protocol 6 the partitions' hash sums: not comparable with the radix
+    /// trees' roots of earlier versions).
     MerkleRoots,
-    /// One Merkle tree node, by its key.
+    /// One node of a protocol 5 radix Merkle tree, by its key. Refused
+    /// since protocol 6.
     MerkleNode(Vec<u8>),
     /// Delete each item whose encoding still hashes to the given value
     /// (garbage collection of tombstones every replica holds).
@@ -91,6 +97,10 @@ pub enum TableOp {
         ballot: Ballot,
         value: Vec<u8>,
     },
+    /// The children of a node of the hash-sum trees (`[partition]`,
+    /// `[partition, group]` or `[partition, group, bucket]`), answered as
+    /// an encoded node in `TableResponse::Node`. Since protocol 6.
+    MerkleChildren(Vec<u8>),
 }
 
 /// A Paxos ballot: a round number, the proposer's node id breaking ties.

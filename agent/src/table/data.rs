@@ -27,6 +27,12 @@ use crate::db::{Db, DbError, DbResult, TreeId, Tx, TxResult};
 const C_ITEMS: &[u8] = b"items";
 const C_MERKLE: &[u8] = b"merkle_todo";
 const C_GC: &[u8] = b"gc_todo";
+/// Which Merkle trees the store holds: absent for the radix trees of
+/// protocol 5 and before, [`MERKLE_FORMAT`] for hash-sum trees.
+const C_MERKLE_FORMAT: &[u8] = b"merkle_format";
+const MERKLE_FORMAT: u64 = 2;
+/// Entries per transaction when a store's Merkle trees are rebuilt.
+const REBUILD_BATCH: usize = 10_000;
 
 /// Queued items folded into the Merkle trees per storage transaction.
 const MERKLE_TX_ITEMS: usize = 16;
@@ -139,7 +145,7 @@ impl<S: TableSchema> TableData<S> {
         let counters = db.open_tree(&format!("{name}:counters"))?;
         let mut write_trees = vec![items, merkle_todo, gc_todo, counters];
         write_trees.extend(schema.hook_trees());
-        Ok(TableData {
+        TableData {
             items,
             merkle_todo,
             gc_todo,
@@ -159,7 +165,83 @@ impl<S: TableSchema> TableData<S> {
             now_ms: now_msec,
             clock: hangar_common::clock::hlc(),
             merkle_queued: tokio::sync::Notify::new(),
-        })
+        }
+        .upgraded()
+    }
+
+    /// A store written by protocol 5 or before holds radix Merkle trees
+    /// (`t:merkle`): drop them and queue every item for the Merkle
+    /// updater, which builds the hash-sum trees in the background (the
+    /// queue's length, in `hangar status --json` and the metrics, is the
+    /// progress). Anti-entropy with this node compares trees that are
+    /// still filling until then, which costs pushes, never data.
+    /// Idempotent: a crash halfway redoes it at the next start.
+    fn upgraded(self) -> DbResult<Self> {
+        if self.counter(C_MERKLE_FORMAT) >= MERKLE_FORMAT {
+            return Ok(self);
+        }
+        use std::ops::Bound;
+        let mut queued = 0u64;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let start = match &after {
+                Some(a) => Bound::Excluded(a.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let batch = self
+                .db
+                .range(self.items, start, Bound::Unbounded, false, REBUILD_BATCH)?;
+            let Some((last, _)) = batch.last() else { break };
+            after = Some(last.clone());
+            self.db
+                .transaction(&[self.merkle_todo, self.counters], &mut |tx| {
+                    let mut added = 0;
+                    for (k, v) in &batch {
+                        if tx.get(self.merkle_todo, k)?.is_none() {
+                            added += 1;
+                        }
+                        tx.insert(self.merkle_todo, k, &Hash::of(v).0)?;
+                    }
+                    add_counter(tx, self.counters, C_MERKLE, added)
+                })?;
+            queued += batch.len() as u64;
+            if queued.is_multiple_of(100 * REBUILD_BATCH as u64) {
+                tracing::info!(
+                    "{}: upgrading the Merkle trees: {queued} of {} items queued",
+                    S::NAME,
+                    self.item_count()
+                );
+            }
+        }
+        let old = self.db.open_tree(&format!("{}:merkle", S::NAME))?;
+        let mut dropped = 0u64;
+        loop {
+            let batch = self.db.range(
+                old,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                false,
+                REBUILD_BATCH,
+            )?;
+            if batch.is_empty() {
+                break;
+            }
+            self.db.transaction(&[old], &mut |tx| {
+                batch.iter().try_for_each(|(k, _)| tx.remove(old, k))
+            })?;
+            dropped += batch.len() as u64;
+        }
+        self.db.transaction(&[self.counters], &mut |tx| {
+            tx.insert(self.counters, C_MERKLE_FORMAT, &MERKLE_FORMAT.to_be_bytes())
+        })?;
+        if queued + dropped > 0 {
+            tracing::info!(
+                "{}: Merkle trees upgraded to hash sums: {dropped} old nodes dropped, \
+                 {queued} items queued for the Merkle updater",
+                S::NAME
+            );
+        }
+        Ok(self)
     }
 
     /// The lock of the stripe `key` falls in: held while an acceptor reads,
@@ -489,7 +571,8 @@ impl<S: TableSchema> TableData<S> {
         // One transaction per chunk of items: a storage transaction costs
         // far more than the few node writes of one item, but a long one
         // holds up the table's writers.
-        let trees = [self.merkle.tree, self.merkle_todo, self.counters];
+        let [sums, leaves] = self.merkle.trees();
+        let trees = [sums, leaves, self.merkle_todo, self.counters];
         for chunk in batch.chunks(MERKLE_TX_ITEMS) {
             self.db.transaction(&trees, &mut |tx| {
                 let changes: Vec<(&[u8], Option<Hash>)> = chunk
@@ -562,13 +645,9 @@ mod tests {
     }
 
     /// Every partition's Merkle root, read from the store.
-    fn roots(d: &TableData<KvTable>) -> Vec<crate::table::merkle::MerkleNode> {
+    fn roots(d: &TableData<KvTable>) -> Vec<Hash> {
         (0..=255u8)
-            .map(|p| {
-                d.merkle
-                    .node(&d.db, &crate::table::merkle::root_key(p))
-                    .unwrap()
-            })
+            .map(|p| d.merkle.root(&d.db, p).unwrap())
             .collect()
     }
 
@@ -610,13 +689,56 @@ mod tests {
                 assert_eq!(single.merkle_queue(), 0);
                 let (rb, rs) = (roots(&batched), roots(&single));
                 assert!(
-                    rb.iter()
-                        .any(|r| *r != crate::table::merkle::MerkleNode::Empty),
+                    rb.iter().any(|r| *r != Hash::default()),
                     "the trees are not empty"
                 );
                 assert_eq!(rb, rs, "same items, same Merkle trees");
             }
         }
+    }
+
+    /// A store of protocol 5 (radix Merkle trees in `t:merkle`, no format
+    /// mark) opens with its old trees dropped and every item queued; the
+    /// updater then builds the same sums as a store that always had them.
+    #[test]
+    fn a_store_with_radix_merkle_trees_is_upgraded_to_hash_sums() {
+        use std::ops::Bound;
+        let n = hangar_common::NodeId([1; 32]);
+        let db: crate::db::Db = Arc::new(crate::db::mem::MemEngine::default());
+        let d = TableData::open(db.clone(), Arc::new(KvTable)).unwrap();
+        for i in 0..500 {
+            d.update(&KvItem::new(&format!("k{i}"), Some("v".into()), 1, n))
+                .unwrap();
+        }
+        while d.update_merkle(256).unwrap() > 0 {}
+        let want = roots(&d);
+        // Make it look like the old version's store.
+        let old = db.open_tree("debug_kv:merkle").unwrap();
+        let [sums, leaves] = d.merkle.trees();
+        let built: Vec<(crate::db::TreeId, Vec<u8>)> = [sums, leaves]
+            .into_iter()
+            .flat_map(|t| {
+                let all = db.range(t, Bound::Unbounded, Bound::Unbounded, false, usize::MAX);
+                all.unwrap().into_iter().map(move |(k, _)| (t, k))
+            })
+            .collect();
+        assert!(!built.is_empty());
+        db.transaction(&[old, sums, leaves, d.counters], &mut |tx| {
+            tx.insert(old, &[7], b"radix node")?;
+            tx.remove(d.counters, C_MERKLE_FORMAT)?;
+            built.iter().try_for_each(|(t, k)| tx.remove(*t, k))
+        })
+        .unwrap();
+        drop(d);
+        let d = TableData::open(db.clone(), Arc::new(KvTable)).unwrap();
+        assert_eq!(d.merkle_queue(), 500, "every item queued");
+        assert_eq!(db.len(old).unwrap(), 0, "the radix trees are gone");
+        while d.update_merkle(256).unwrap() > 0 {}
+        assert_eq!(roots(&d), want);
+        // Marked: the next start queues nothing.
+        drop(d);
+        let d = TableData::open(db, Arc::new(KvTable)).unwrap();
+        assert_eq!(d.merkle_queue(), 0);
     }
 
     /// Writers that arrive while a transaction commits are committed

@@ -340,7 +340,7 @@ pub struct TableCosts {
 }
 
 /// Operation names, for [`TableCosts::sent`], in [`op_index`] order.
-const OP_NAMES: [&str; 9] = [
+const OP_NAMES: [&str; 10] = [
     "update",
     "update_return",
     "get",
@@ -350,6 +350,7 @@ const OP_NAMES: [&str; 9] = [
     "delete_if_equal",
     "prepare",
     "accept",
+    "merkle_children",
 ];
 
 /// Where an operation is counted in [`OP_NAMES`].
@@ -364,6 +365,7 @@ fn op_index(op: &TableOp) -> usize {
         TableOp::DeleteIfEqual(_) => 6,
         TableOp::Prepare { .. } => 7,
         TableOp::Accept { .. } => 8,
+        TableOp::MerkleChildren(_) => 9,
     }
 }
 
@@ -484,6 +486,14 @@ impl<S: TableSchema> Table<S> {
             return Err(CallError::Protocol {
                 node,
                 reason: "runs an older version without per-item consensus".into(),
+            });
+        }
+        // Merkle trees of protocol 6 are hash sums: an older node's trees
+        // cannot be compared with them.
+        if matches!(op, TableOp::MerkleRoots | TableOp::MerkleChildren(_)) && protocol < 6 {
+            return Err(CallError::Protocol {
+                node,
+                reason: "runs an older version whose Merkle trees differ (anti-entropy resumes once it is upgraded)".into(),
             });
         }
         // A node of an older version does not know `UpdateReturn`: it gets
@@ -1046,24 +1056,22 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
             }
             TableOp::MerkleRoots => {
                 let roots = (0..PARTITIONS)
-                    .map(|p| {
-                        self.data
-                            .merkle
-                            .node(&self.data.db, &merkle::root_key(p as u8))
-                            .map(|n| n.hash())
-                    })
+                    .map(|p| self.data.merkle.root(&self.data.db, p as u8))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(internal)?;
                 Ok(TableResponse::Roots(roots))
             }
-            TableOp::MerkleNode(key) => {
+            TableOp::MerkleChildren(path) => {
                 let node = self
                     .data
                     .merkle
-                    .node(&self.data.db, &key)
+                    .children(&self.data.db, &path)
                     .map_err(internal)?;
                 Ok(TableResponse::Node(node.encode()))
             }
+            TableOp::MerkleNode(_) => Err(RpcError::BadRequest(
+                "this node keeps hash-sum Merkle trees (protocol 6): it syncs with nodes of version 6 or later".into(),
+            )),
             TableOp::DeleteIfEqual(entries) => {
                 for (k, h) in entries {
                     self.data.delete_if_equal(&k, &h).map_err(internal)?;
@@ -1125,12 +1133,8 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
         let merkle_digest = {
             let mut all = Vec::with_capacity(PARTITIONS * 32);
             for p in 0..PARTITIONS {
-                if let Ok(n) = self
-                    .data
-                    .merkle
-                    .node(&self.data.db, &merkle::root_key(p as u8))
-                {
-                    all.extend_from_slice(n.hash().as_bytes());
+                if let Ok(root) = self.data.merkle.root(&self.data.db, p as u8) {
+                    all.extend_from_slice(root.as_bytes());
                 }
             }
             Hash::of(&all).to_string()

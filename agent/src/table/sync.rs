@@ -1,13 +1,15 @@
 //! Anti-entropy: make every replica of a partition hold every item.
 //!
 //! Each node, for each partition it holds and each other replica of it:
-//! fetches the other's 256 Merkle roots in one call, and for partitions whose
-//! roots differ walks both trees from the root, descending only where child
-//! hashes differ, and pushes the local items the other side lacks or holds
-//! in another version. Each side pushes what it has, so after both have run
-//! (or after one has run twice, as items pushed to it come back in its own
-//! Merkle tree), the replicas are equal. The walk costs round trips
-//! proportional to the number of differing items times the tree depth.
+//! fetches the other's 256 Merkle roots (hash sums, see `merkle.rs`) in one
+//! call, and for partitions whose roots differ walks both trees from the
+//! root, descending only into groups and buckets whose sums differ, and
+//! pushes the local items the other side lacks or holds in another
+//! version. Each side pushes what it has, so after both have run (or after
+//! one has run twice, as items pushed to it come back in its own Merkle
+//! tree), the replicas are equal. The walk costs a request for the
+//! partition's groups, then one per differing group and one per differing
+//! bucket.
 //!
 //! Runs every `sync_interval`, and right away when a peer comes up (it may
 //! have missed writes while it was away).
@@ -20,7 +22,7 @@ use hangar_common::hash::Hash;
 use hangar_common::rpc::{TableOp, TableResponse};
 use tracing::{debug, info};
 
-use super::merkle::{MerkleNode, root_key};
+use super::merkle::MerkleNode;
 use super::{Bug, Table, TableSchema};
 use crate::net::CallError;
 
@@ -97,8 +99,7 @@ impl<S: TableSchema> Table<S> {
                 let local_root = self
                     .data
                     .merkle
-                    .node(&self.data.db, &root_key(p as u8))
-                    .map(|n| n.hash())
+                    .root(&self.data.db, p as u8)
                     .unwrap_or_default();
                 if local_root == remote_roots[p] {
                     continue;
@@ -160,40 +161,48 @@ impl<S: TableSchema> Table<S> {
     /// Walk one partition's trees against `peer`'s and push what differs.
     /// Returns the number of items pushed.
     async fn sync_partition(&self, partition: usize, peer: NodeId) -> Result<usize, CallError> {
-        let mut todo = vec![root_key(partition as u8)];
+        let mut todo = vec![vec![partition as u8]];
         let mut to_push: Vec<Vec<u8>> = Vec::new();
         let mut pushed = 0;
-        while let Some(key) = todo.pop() {
+        while let Some(path) = todo.pop() {
             let local = self
                 .data
                 .merkle
-                .node(&self.data.db, &key)
+                .children(&self.data.db, &path)
                 .map_err(|e| local_error(peer, e))?;
             let unusable = |reason: String| CallError::Protocol { node: peer, reason };
-            let remote = match self.call(peer, TableOp::MerkleNode(key.clone())).await? {
+            let remote = match self
+                .call(peer, TableOp::MerkleChildren(path.clone()))
+                .await?
+            {
                 TableResponse::Node(b) => MerkleNode::decode(&b)
                     .map_err(|e| unusable(format!("sent an undecodable Merkle node: {e}")))?,
-                _ => return Err(unusable("unexpected answer to MerkleNode".into())),
+                _ => return Err(unusable("unexpected answer to MerkleChildren".into())),
             };
-            if local.hash() == remote.hash() {
-                continue;
-            }
-            match local {
-                MerkleNode::Empty => {}
-                MerkleNode::Leaf(k, _) => to_push.push(k),
-                MerkleNode::Intermediate(children) => {
-                    let theirs: &[(u8, Hash)] = match &remote {
-                        MerkleNode::Intermediate(c) => c,
-                        _ => &[],
-                    };
-                    for (byte, h) in children {
-                        if !theirs.contains(&(byte, h)) {
-                            let mut child = key.clone();
+            match (local, remote) {
+                (MerkleNode::Sums(mine), MerkleNode::Sums(theirs)) => {
+                    // Both sorted by byte.
+                    for (byte, sum) in mine {
+                        let same = theirs
+                            .binary_search_by_key(&byte, |(b, _)| *b)
+                            .is_ok_and(|i| theirs[i].1 == sum);
+                        if !same {
+                            let mut child = path.clone();
                             child.push(byte);
                             todo.push(child);
                         }
                     }
                 }
+                (MerkleNode::Leaves(mine), MerkleNode::Leaves(theirs)) => {
+                    let theirs: std::collections::HashSet<(Vec<u8>, Hash)> =
+                        theirs.into_iter().collect();
+                    to_push.extend(
+                        mine.into_iter()
+                            .filter(|leaf| !theirs.contains(leaf))
+                            .map(|(key, _)| key),
+                    );
+                }
+                _ => return Err(unusable(format!("sent a node of another kind at {path:?}"))),
             }
             if to_push.len() >= PUSH_BATCH {
                 pushed += self.push(peer, std::mem::take(&mut to_push)).await?;
