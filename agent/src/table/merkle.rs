@@ -74,10 +74,21 @@ impl Sum {
         Sum(limbs)
     }
 
-    fn from_bytes(b: Option<Vec<u8>>) -> Sum {
-        b.and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .map(|b| Sum::from_hash(&Hash(b)))
-            .unwrap_or_default()
+    /// A stored sum (absent: zero). A value of another length is a
+    /// damaged store: an error naming the entry, as for any corrupt
+    /// Merkle entry, rather than a sum that silently stays wrong.
+    fn from_bytes(key: &[u8], b: Option<Vec<u8>>) -> Result<Sum, DbError> {
+        match b {
+            None => Ok(Sum::default()),
+            Some(b) => <[u8; 32]>::try_from(b.as_slice())
+                .map(|b| Sum::from_hash(&Hash(b)))
+                .map_err(|_| {
+                    DbError::Engine(format!(
+                        "corrupt Merkle sum at {key:?}: {} bytes instead of 32",
+                        b.len()
+                    ))
+                }),
+        }
     }
 
     fn to_hash(self) -> Hash {
@@ -156,7 +167,7 @@ impl MerkleTree {
 
     /// Partition `p`'s sum (zero when it holds nothing).
     pub(crate) fn root(&self, db: &Db, p: u8) -> DbResult<Hash> {
-        Ok(Sum::from_bytes(db.get(self.sums, &[0, p])?).to_hash())
+        Ok(Sum::from_bytes(&[0, p], db.get(self.sums, &[0, p])?)?.to_hash())
     }
 
     /// The children of the node at `path`: `[p]` (a partition: its groups'
@@ -195,11 +206,11 @@ impl MerkleTree {
         }
         let sums = entries
             .into_iter()
-            .filter_map(|(k, v)| {
-                let byte = *k.last()?;
-                Some((byte, Sum::from_bytes(Some(v)).to_hash()))
+            .map(|(k, v)| {
+                let sum = Sum::from_bytes(&k, Some(v))?;
+                Ok((k.last().copied().unwrap_or_default(), sum.to_hash()))
             })
-            .collect();
+            .collect::<DbResult<_>>()?;
         Ok(MerkleNode::Sums(sums))
     }
 
@@ -257,7 +268,7 @@ impl MerkleTree {
             if delta.is_zero() {
                 continue;
             }
-            let sum = Sum::from_bytes(tx.get(self.sums, &k)?).add(delta);
+            let sum = Sum::from_bytes(&k, tx.get(self.sums, &k)?)?.add(delta);
             if sum.is_zero() {
                 tx.remove(self.sums, &k)?;
             } else {
@@ -389,6 +400,35 @@ mod tests {
         }
         assert!(all_nodes(&db, &t).is_empty());
         assert_eq!(t.root(&db, 0).unwrap(), Hash::default());
+    }
+
+    /// A peer asking for a node of no level, or a damaged sum in the
+    /// store, gets an error naming it, not a panic nor a sum that stays
+    /// silently wrong.
+    #[test]
+    fn bad_paths_and_damaged_sums_are_errors() {
+        let (db, t) = apply(&[(vec![5, 1], Some(1))]);
+        for path in [vec![], vec![5, 1, 2, 3], vec![0; 40]] {
+            let e = t.children(&db, &path).unwrap_err().to_string();
+            assert!(e.contains("no Merkle node"), "{path:?}: {e}");
+        }
+        db.insert(t.sums, &[0, 5], b"short").unwrap();
+        assert!(
+            t.root(&db, 5)
+                .unwrap_err()
+                .to_string()
+                .contains("corrupt Merkle sum")
+        );
+        let e = db
+            .transaction(&t.trees(), &mut |tx| {
+                t.update_item(tx, &[5, 2], Some(Hash::of(b"x")))
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("corrupt Merkle sum"), "{e}");
+        db.insert(t.sums, &[1, 5, 9], b"").unwrap();
+        let e = t.children(&db, &[5]).unwrap_err().to_string();
+        assert!(e.contains("corrupt Merkle sum"), "{e}");
     }
 
     /// Sums carry across limbs and wrap at 2^256; adding a number's
