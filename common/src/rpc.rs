@@ -15,8 +15,9 @@
 //! (the fields added since default) and version 2 reads version 3's maps.
 //! Version 4 added `Admin::layout_skip_dead` (the Peer service is as in 3).
 //! Version 6 replaced anti-entropy's radix Merkle trees by hash-sum trees
-//! (`TableOp::MerkleChildren`): a node syncs only with nodes of 6 or more,
-//! everything else works across 5 and 6.
+//! (`TableOp::MerkleChildren`); version 7 dropped their per-bucket sums and
+//! leaves (items are listed by group): a node syncs only with nodes of its
+//! own Merkle version; everything else works across 5, 6 and 7.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -97,9 +98,11 @@ pub enum TableOp {
         ballot: Ballot,
         value: Vec<u8>,
     },
-    /// The children of a node of the hash-sum trees (`[partition]`,
-    /// `[partition, group]` or `[partition, group, bucket]`), answered as
-    /// an encoded node in `TableResponse::Node`. Since protocol 6.
+    /// Anti-entropy's view of a partition: `[partition]` asks for its
+    /// group sums, `[partition, group, ...]` for the (key, value hash) of
+    /// its items in those groups; answered as an encoded node in
+    /// `TableResponse::Node`. Since protocol 6; protocol 7 dropped the
+    /// bucket level of 6, whose nodes answer these paths otherwise.
     MerkleChildren(Vec<u8>),
 }
 

@@ -115,6 +115,11 @@ fn main() {
             1,
             &AgentOpts {
                 replication_factor: 1,
+                // `HANGAR_BENCH_DB_CACHE` (bytes): the metadata engine's
+                // page cache, to see what the default costs at size.
+                extra: std::env::var("HANGAR_BENCH_DB_CACHE")
+                    .map(|b| format!("[tables]\ndb_cache_bytes = {b}\n"))
+                    .unwrap_or_default(),
                 ..AgentOpts::default()
             },
         );

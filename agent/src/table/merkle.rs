@@ -1,34 +1,37 @@
-//! Per-partition hash-sum trees over a table's items, for anti-entropy.
+//! Per-partition hash sums over a table's items, for anti-entropy.
 //!
 //! Every item contributes `BLAKE2b(storage key ++ hash of its encoding)`,
-//! read as a 256-bit number. A partition is cut by the first two bytes of
-//! `BLAKE2b(storage key)` (its path) into 256 groups of 256 buckets, and
-//! the tree keeps, for the partition, each group and each bucket, the sum
-//! (modulo 2^256) of the contributions under it; below a bucket it keeps
-//! the items' own (storage key, value hash) leaves. A sum does not depend
-//! on the order of the updates that made it, so two replicas holding the
-//! same items hold the same tree, entry for entry (property-tested); two
-//! that differ find where by descending only into groups and buckets
-//! whose sums differ: three requests per differing region, whatever the
-//! partition's size.
+//! read as a 256-bit number. A partition is cut by the first byte of
+//! `BLAKE2b(storage key)` into 256 groups, and the store keeps, for each
+//! partition and each group, the sum (modulo 2^256) of the contributions
+//! under it. A sum does not depend on the order of the updates that made
+//! it, so two replicas holding the same items hold the same sums, entry
+//! for entry (property-tested). Two that differ compare the partition's
+//! 256 group sums, then list the items of the groups whose sums differ:
+//! their (storage key, value hash) pairs, read from the items themselves
+//! by one pass over the partition (a repair, which is rare, pays the
+//! reading; the writes, which are constant, pay nothing for it).
 //!
-//! What an update costs does not grow with the table: an item's change
-//! rewrites its leaf and adds the difference of its contributions to
-//! three 32-byte sums (a batch touches each sum once). The radix tree this
-//! replaced (protocol 5 and before) stored in each inner node the hashes
-//! of up to 256 children, so each change re-encoded and re-hashed nodes of
-//! up to 8 KiB that grew with the table: a 1 KiB PUT's Merkle work grew
-//! about tenfold between 20,000 and 1,000,000 objects in a bucket.
+//! What an update costs does not grow with the table: an item's change adds
+//! the difference of its contributions to two 32-byte sums (a batch
+//! touches each sum once), in a tree of at most 65,792 entries that stays
+//! in the cache. What the sums hold for an item (its "folded" value hash)
+//! travels in the item's entry of the work queue (see `data.rs`), so the
+//! fold reads nothing per item. Protocol 6 also kept a sum per bucket of
+//! 256 per group and a leaf per item, keyed by the key's hash: two more
+//! entries per item in trees as big as the table, written at random
+//! places; dropping them made 1 KiB PUTs 40-60 % faster and kept their rate
+//! at 1,000,000 objects within 12 % of the start (doc/benchmarks.md). The
+//! radix trees before (protocol 5) re-encoded and re-hashed inner nodes of
+//! up to 8 KiB that grew with the table.
 //!
 //! The sums detect differences between honest replicas; they are not an
 //! authenticator (sums of hashes can be made to collide by someone who
 //! chooses the contributions, and the contributions here are hashes of
 //! encodings that carry the agent's own timestamps and ids).
 //!
-//! Storage:
-//! - `t:merkle_sums`: `[0, p]` -> the partition's sum, `[1, p, g]` -> a
-//!   group's, `[2, p, g, b]` -> a bucket's (absent: zero);
-//! - `t:merkle_leaves`: `[p] ++ path` -> value hash ++ storage key.
+//! Storage: `t:merkle_sums`: `[0, p]` -> the partition's sum, `[1, p, g]`
+//! -> a group's (absent: zero).
 
 use std::collections::BTreeMap;
 
@@ -37,14 +40,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::{Db, DbError, DbResult, TreeId, Tx, TxResult};
 
+/// Items read per storage read while listing a partition's leaves.
+const LEAF_PAGE: usize = 1024;
+
 /// What one node of the tree holds, as sent to a peer comparing trees.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MerkleNode {
-    /// A partition's groups or a group's buckets: (next path byte, sum),
-    /// sorted, zero sums left out.
+    /// A partition's groups: (group, sum), sorted, zero sums left out.
     Sums(Vec<(u8, Hash)>),
-    /// A bucket's items: (storage key, hash of the item's encoding), in
-    /// path order.
+    /// Some groups' items: (storage key, hash of the item's encoding), in
+    /// key order.
     Leaves(Vec<(Vec<u8>, Hash)>),
 }
 
@@ -56,6 +61,48 @@ impl MerkleNode {
     pub(crate) fn decode(bytes: &[u8]) -> Result<MerkleNode, DbError> {
         rmp_serde::from_slice(bytes)
             .map_err(|e| DbError::Engine(format!("corrupt Merkle node: {e}")))
+    }
+}
+
+/// An item's entry in the Merkle work queue: the value hash the sums hold
+/// for it (`folded`; none if they hold nothing) and the one it has now
+/// (none: removed). A write that finds no entry takes `folded` from the
+/// item it replaces (with no entry queued, the sums hold exactly that); a
+/// write that finds one keeps its `folded`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub folded: Option<Hash>,
+    pub now: Option<Hash>,
+}
+
+impl Pending {
+    /// One flag byte (bit 0: `folded` follows, bit 1: `now` follows), then
+    /// the hashes present, in that order.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(65);
+        out.push(u8::from(self.folded.is_some()) | (u8::from(self.now.is_some()) << 1));
+        for h in [&self.folded, &self.now].into_iter().flatten() {
+            out.extend_from_slice(&h.0);
+        }
+        out
+    }
+
+    pub(crate) fn decode(key: &[u8], b: &[u8]) -> Result<Pending, DbError> {
+        let bad = || DbError::Engine(format!("corrupt Merkle queue entry at {key:?}"));
+        let (&flags, mut rest) = b.split_first().ok_or_else(bad)?;
+        if flags > 3 || rest.len() != 32 * flags.count_ones() as usize {
+            return Err(bad());
+        }
+        let mut take = |present: bool| {
+            present.then(|| {
+                let (h, tail) = rest.split_at(32);
+                rest = tail;
+                Hash(<[u8; 32]>::try_from(h).unwrap_or_default())
+            })
+        };
+        let folded = take(flags & 1 != 0);
+        let now = take(flags & 2 != 0);
+        Ok(Pending { folded, now })
     }
 }
 
@@ -75,8 +122,8 @@ impl Sum {
     }
 
     /// A stored sum (absent: zero). A value of another length is a
-    /// damaged store: an error naming the entry, as for any corrupt
-    /// Merkle entry, rather than a sum that silently stays wrong.
+    /// damaged store: an error naming the entry, rather than a sum that
+    /// silently stays wrong.
     fn from_bytes(key: &[u8], b: Option<Vec<u8>>) -> Result<Sum, DbError> {
         match b {
             None => Ok(Sum::default()),
@@ -130,39 +177,23 @@ fn contribution(key: &[u8], value: &Hash) -> Sum {
     Sum::from_hash(&Hash::of(&buf))
 }
 
-/// The keys of the sums on an item's way: its partition's, group's and
-/// bucket's.
-fn sum_keys(p: u8, path: &Hash) -> [Vec<u8>; 3] {
-    [
-        vec![0, p],
-        vec![1, p, path.0[0]],
-        vec![2, p, path.0[0], path.0[1]],
-    ]
-}
-
-fn leaf_key(p: u8, path: &Hash) -> Vec<u8> {
-    let mut k = Vec::with_capacity(33);
-    k.push(p);
-    k.extend_from_slice(&path.0);
-    k
+/// The group of an item: the first byte of its storage key's hash.
+fn group_of(key: &[u8]) -> u8 {
+    Hash::of(key).0[0]
 }
 
 pub struct MerkleTree {
     pub sums: TreeId,
-    pub leaves: TreeId,
+    /// The table's items, listed for the leaves of differing groups.
+    items: TreeId,
 }
 
 impl MerkleTree {
-    pub(crate) fn open(db: &Db, table: &str) -> DbResult<MerkleTree> {
+    pub(crate) fn open(db: &Db, table: &str, items: TreeId) -> DbResult<MerkleTree> {
         Ok(MerkleTree {
             sums: db.open_tree(&format!("{table}:merkle_sums"))?,
-            leaves: db.open_tree(&format!("{table}:merkle_leaves"))?,
+            items,
         })
-    }
-
-    /// The trees a fold writes.
-    pub(crate) fn trees(&self) -> [TreeId; 2] {
-        [self.sums, self.leaves]
     }
 
     /// Partition `p`'s sum (zero when it holds nothing).
@@ -171,95 +202,88 @@ impl MerkleTree {
     }
 
     /// The children of the node at `path`: `[p]` (a partition: its groups'
-    /// sums), `[p, g]` (a group: its buckets' sums) or `[p, g, b]` (a
-    /// bucket: its leaves).
+    /// sums) or `[p, g1, g2, ...]` (the items of partition `p` in those
+    /// groups, read from the items themselves).
     pub(crate) fn children(&self, db: &Db, path: &[u8]) -> DbResult<MerkleNode> {
         use std::ops::Bound;
-        let (tree, prefix) = match path.len() {
-            1 | 2 => {
-                let mut prefix = vec![path.len() as u8];
-                prefix.extend_from_slice(path);
-                (self.sums, prefix)
-            }
-            3 => (self.leaves, path.to_vec()),
-            n => {
-                return Err(DbError::Engine(format!(
-                    "no Merkle node has a path of {n} bytes"
-                )));
-            }
+        let Some((&p, groups)) = path.split_first().filter(|(_, g)| g.len() <= 256) else {
+            return Err(DbError::Engine(format!(
+                "no Merkle node has a path of {} bytes",
+                path.len()
+            )));
         };
-        let end = crate::db::prefix_end(&prefix);
-        let end = match &end {
-            Some(e) => Bound::Excluded(e.as_slice()),
-            None => Bound::Unbounded,
-        };
-        let entries = db.range(tree, Bound::Included(&prefix), end, false, usize::MAX)?;
-        if tree == self.leaves {
-            let leaves = entries
+        if groups.is_empty() {
+            let prefix = [1, p];
+            let end = crate::db::prefix_end(&prefix);
+            let end = match &end {
+                Some(e) => Bound::Excluded(e.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let sums = db
+                .range(
+                    self.sums,
+                    Bound::Included(&prefix[..]),
+                    end,
+                    false,
+                    usize::MAX,
+                )?
                 .into_iter()
-                .filter_map(|(_, v)| {
-                    let (vh, key) = v.split_at_checked(32)?;
-                    Some((key.to_vec(), Hash(<[u8; 32]>::try_from(vh).ok()?)))
+                .map(|(k, v)| {
+                    let sum = Sum::from_bytes(&k, Some(v))?;
+                    Ok((k.last().copied().unwrap_or_default(), sum.to_hash()))
                 })
-                .collect();
-            return Ok(MerkleNode::Leaves(leaves));
+                .collect::<DbResult<_>>()?;
+            return Ok(MerkleNode::Sums(sums));
         }
-        let sums = entries
-            .into_iter()
-            .map(|(k, v)| {
-                let sum = Sum::from_bytes(&k, Some(v))?;
-                Ok((k.last().copied().unwrap_or_default(), sum.to_hash()))
-            })
-            .collect::<DbResult<_>>()?;
-        Ok(MerkleNode::Sums(sums))
+        let mut wanted = [false; 256];
+        groups.iter().for_each(|g| wanted[usize::from(*g)] = true);
+        let end = crate::db::prefix_end(&[p]);
+        let mut after: Option<Vec<u8>> = None;
+        let mut leaves = Vec::new();
+        loop {
+            let start = match &after {
+                Some(a) => Bound::Excluded(a.as_slice()),
+                None => Bound::Included(&[p][..]),
+            };
+            let end = match &end {
+                Some(e) => Bound::Excluded(e.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let page = db.range(self.items, start, end, false, LEAF_PAGE)?;
+            let full = page.len() == LEAF_PAGE;
+            after = page.last().map(|(k, _)| k.clone());
+            leaves.extend(
+                page.into_iter()
+                    .filter(|(k, _)| wanted[usize::from(group_of(k))])
+                    .map(|(k, v)| {
+                        let vh = Hash::of(&v);
+                        (k, vh)
+                    }),
+            );
+            if !full {
+                return Ok(MerkleNode::Leaves(leaves));
+            }
+        }
     }
 
-    /// Reflect that item `key` now has encoding hash `value` (None: it was
-    /// removed).
-    #[cfg(test)]
-    pub(crate) fn update_item(
-        &self,
-        tx: &mut dyn Tx,
-        key: &[u8],
-        value: Option<Hash>,
-    ) -> TxResult<()> {
-        self.update_items(tx, &[(key, value)])
-    }
-
-    /// Reflect several items' changes at once: each item's leaf, then each
-    /// sum on their ways once, by the total of its items' changes.
-    pub(crate) fn update_items(
-        &self,
-        tx: &mut dyn Tx,
-        items: &[(&[u8], Option<Hash>)],
-    ) -> TxResult<()> {
-        let mut deltas: BTreeMap<Vec<u8>, Sum> = BTreeMap::new();
-        for &(key, value) in items {
+    /// Fold queued changes into the sums: each `(key, pending)` moves the
+    /// item's contribution from `pending.folded` to `pending.now`; each
+    /// sum on their ways changes once, by the total.
+    pub(crate) fn update_items(&self, tx: &mut dyn Tx, items: &[(&[u8], Pending)]) -> TxResult<()> {
+        let mut deltas: BTreeMap<[u8; 3], Sum> = BTreeMap::new();
+        for &(key, pending) in items {
             let Some(&p) = key.first() else { continue };
-            let path = Hash::of(key);
-            let leaf = leaf_key(p, &path);
-            let old = tx
-                .get(self.leaves, &leaf)?
-                .and_then(|v| <[u8; 32]>::try_from(v.get(..32)?).ok())
-                .map(Hash);
-            if old == value {
+            if pending.folded == pending.now {
                 continue;
             }
             let mut delta = Sum::default();
-            if let Some(old) = &old {
+            if let Some(old) = &pending.folded {
                 delta = delta.add(contribution(key, old).neg());
             }
-            match &value {
-                Some(vh) => {
-                    let mut v = Vec::with_capacity(32 + key.len());
-                    v.extend_from_slice(&vh.0);
-                    v.extend_from_slice(key);
-                    tx.insert(self.leaves, &leaf, &v)?;
-                    delta = delta.add(contribution(key, vh));
-                }
-                None => tx.remove(self.leaves, &leaf)?,
+            if let Some(now) = &pending.now {
+                delta = delta.add(contribution(key, now));
             }
-            for k in sum_keys(p, &path) {
+            for k in [[0, p, 0], [1, p, group_of(key)]] {
                 let d = deltas.entry(k).or_default();
                 *d = d.add(delta);
             }
@@ -268,11 +292,13 @@ impl MerkleTree {
             if delta.is_zero() {
                 continue;
             }
-            let sum = Sum::from_bytes(&k, tx.get(self.sums, &k)?)?.add(delta);
+            // `[0, p]` for a partition, `[1, p, g]` for a group.
+            let k = if k[0] == 0 { &k[..2] } else { &k[..] };
+            let sum = Sum::from_bytes(k, tx.get(self.sums, k)?)?.add(delta);
             if sum.is_zero() {
-                tx.remove(self.sums, &k)?;
+                tx.remove(self.sums, k)?;
             } else {
-                tx.insert(self.sums, &k, &sum.to_hash().0)?;
+                tx.insert(self.sums, k, &sum.to_hash().0)?;
             }
         }
         Ok(())
@@ -286,37 +312,79 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::Arc;
 
-    fn apply(ops: &[(Vec<u8>, Option<u8>)]) -> (Db, MerkleTree) {
-        let db: Db = Arc::new(MemEngine::default());
-        let t = MerkleTree::open(&db, "t").unwrap();
-        for (k, v) in ops {
-            db.transaction(&t.trees(), &mut |tx| {
-                t.update_item(tx, k, v.map(|b| Hash::of(&[b])))
-            })
-            .unwrap();
+    /// A table's items and sums, kept as `data.rs` keeps them.
+    struct Store {
+        db: Db,
+        t: MerkleTree,
+        items: TreeId,
+        /// What the sums hold per key.
+        folded: BTreeMap<Vec<u8>, Hash>,
+    }
+
+    impl Store {
+        fn new() -> Store {
+            let db: Db = Arc::new(MemEngine::default());
+            let items = db.open_tree("t:items").unwrap();
+            let t = MerkleTree::open(&db, "t", items).unwrap();
+            Store {
+                db,
+                t,
+                items,
+                folded: BTreeMap::new(),
+            }
         }
-        (db, t)
+
+        /// Write each item (`Some(b)`: value `[b]`; None: removed), then
+        /// fold the batch's last change per key in one transaction.
+        fn batch(&mut self, ops: &[(Vec<u8>, Option<u8>)]) {
+            let mut last = BTreeMap::new();
+            for (k, v) in ops {
+                match v {
+                    Some(b) => self.db.insert(self.items, k, &[*b]).unwrap(),
+                    None => self.db.remove(self.items, k).unwrap(),
+                }
+                last.insert(k.clone(), v.map(|b| Hash::of(&[b])));
+            }
+            let changes: Vec<(&[u8], Pending)> = last
+                .iter()
+                .map(|(k, now)| {
+                    let folded = self.folded.get(k).copied();
+                    (k.as_slice(), Pending { folded, now: *now })
+                })
+                .collect();
+            let t = &self.t;
+            self.db
+                .transaction(&[t.sums], &mut |tx| t.update_items(tx, &changes))
+                .unwrap();
+            for (k, now) in last {
+                match now {
+                    Some(h) => self.folded.insert(k, h),
+                    None => self.folded.remove(&k),
+                };
+            }
+        }
+
+        fn roots(&self) -> Vec<Hash> {
+            (0..=255u8)
+                .map(|p| self.t.root(&self.db, p).unwrap())
+                .collect()
+        }
+
+        /// Every stored sum.
+        fn sums(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+            use std::ops::Bound::Unbounded;
+            self.db
+                .range(self.t.sums, Unbounded, Unbounded, false, usize::MAX)
+                .unwrap()
+        }
     }
 
-    fn roots(db: &Db, t: &MerkleTree) -> Vec<Hash> {
-        (0..=255u8).map(|p| t.root(db, p).unwrap()).collect()
-    }
-
-    /// Every entry of both trees.
-    fn all_nodes(db: &Db, t: &MerkleTree) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let all = |tree| {
-            db.range(
-                tree,
-                std::ops::Bound::Unbounded,
-                std::ops::Bound::Unbounded,
-                false,
-                usize::MAX,
-            )
-            .unwrap()
-        };
-        let mut v = all(t.sums);
-        v.extend(all(t.leaves));
-        v
+    fn apply(ops: &[(Vec<u8>, Option<u8>)]) -> Store {
+        let mut s = Store::new();
+        for op in ops {
+            s.batch(std::slice::from_ref(op));
+        }
+        s
     }
 
     fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -330,76 +398,87 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
-        /// The same final set of items gives the same trees, entry for
+        /// The same final set of items gives the same sums, entry for
         /// entry, whatever the order and whatever was inserted and removed
         /// before.
         #[test]
-        fn merkle_trees_are_equal_for_equal_contents(
+        fn merkle_sums_are_equal_for_equal_contents(
             ops in proptest::collection::vec((key(), proptest::option::of(0u8..3)), 0..80),
             seed in any::<u64>(),
         ) {
-            let (db1, t1) = apply(&ops);
+            let s1 = apply(&ops);
             // Final state per key, then applied in a shuffled order, fresh.
-            let mut last = std::collections::BTreeMap::new();
+            let mut last = BTreeMap::new();
             for (k, v) in &ops {
                 last.insert(k.clone(), *v);
             }
             let mut fin: Vec<(Vec<u8>, Option<u8>)> = last.into_iter().filter(|(_, v)| v.is_some()).collect();
-            let mut s = seed;
+            let mut r = seed;
             for i in (1..fin.len()).rev() {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                fin.swap(i, (s >> 33) as usize % (i + 1));
+                r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                fin.swap(i, (r >> 33) as usize % (i + 1));
             }
-            let (db2, t2) = apply(&fin);
-            prop_assert_eq!(roots(&db1, &t1), roots(&db2, &t2));
-            prop_assert_eq!(all_nodes(&db1, &t1), all_nodes(&db2, &t2));
+            let s2 = apply(&fin);
+            prop_assert_eq!(s1.roots(), s2.roots());
+            prop_assert_eq!(s1.sums(), s2.sums());
         }
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
-        /// Applying changes in batches of any size builds the same trees as
-        /// applying them one at a time.
+        /// Folding changes in batches of any size (a key changed several
+        /// times in a batch folds once, from what the sums held to its
+        /// last value) gives the same sums as folding them one at a time.
         #[test]
-        fn batched_updates_build_the_same_trees(
+        fn batched_updates_build_the_same_sums(
             ops in proptest::collection::vec((key(), proptest::option::of(0u8..3)), 0..120),
             cuts in proptest::collection::vec(1usize..40, 1..10),
         ) {
-            let (db1, t1) = apply(&ops);
-            let db2: Db = Arc::new(MemEngine::default());
-            let t2 = MerkleTree::open(&db2, "t").unwrap();
+            let s1 = apply(&ops);
+            let mut s2 = Store::new();
             let mut rest = &ops[..];
             let mut sizes = cuts.iter().cycle();
             while !rest.is_empty() {
                 let n = (*sizes.next().unwrap()).min(rest.len());
                 let (batch, tail) = rest.split_at(n);
                 rest = tail;
-                // Each key at most once per batch: its last change.
-                let mut last = std::collections::BTreeMap::new();
-                for (k, v) in batch {
-                    last.insert(k.clone(), v.map(|b| Hash::of(&[b])));
-                }
-                let changes: Vec<(&[u8], Option<Hash>)> =
-                    last.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
-                db2.transaction(&t2.trees(), &mut |tx| t2.update_items(tx, &changes))
-                    .unwrap();
+                s2.batch(batch);
             }
-            prop_assert_eq!(roots(&db1, &t1), roots(&db2, &t2));
-            prop_assert_eq!(all_nodes(&db1, &t1), all_nodes(&db2, &t2));
+            prop_assert_eq!(s1.roots(), s2.roots());
+            prop_assert_eq!(s1.sums(), s2.sums());
         }
     }
 
     #[test]
-    fn removing_every_item_leaves_no_node() {
+    fn removing_every_item_leaves_no_sum() {
         let ops: Vec<(Vec<u8>, Option<u8>)> = (0..50u8).map(|i| (vec![0, i], Some(1))).collect();
-        let (db, t) = apply(&ops);
-        assert_ne!(t.root(&db, 0).unwrap(), Hash::default());
-        for (k, _) in &ops {
-            db.transaction(&t.trees(), &mut |tx| t.update_item(tx, k, None))
-                .unwrap();
+        let mut s = apply(&ops);
+        assert_ne!(s.t.root(&s.db, 0).unwrap(), Hash::default());
+        let removals: Vec<_> = ops.iter().map(|(k, _)| (k.clone(), None)).collect();
+        s.batch(&removals);
+        assert!(s.sums().is_empty());
+        assert_eq!(s.t.root(&s.db, 0).unwrap(), Hash::default());
+    }
+
+    /// A queue entry reads back as written; a damaged one is an error
+    /// naming it, not a guess.
+    #[test]
+    fn queue_entries_round_trip_and_damaged_ones_are_errors() {
+        let h = |b: u8| Some(Hash::of(&[b]));
+        for (folded, now) in [(None, None), (h(1), None), (None, h(2)), (h(1), h(2))] {
+            let e = Pending { folded, now };
+            assert_eq!(Pending::decode(b"k", &e.encode()).unwrap(), e);
         }
-        assert!(all_nodes(&db, &t).is_empty());
-        assert_eq!(t.root(&db, 0).unwrap(), Hash::default());
+        let mut both = Pending {
+            folded: h(1),
+            now: h(2),
+        }
+        .encode();
+        both.pop();
+        for bad in [&[][..], &[4][..], &[1, 0, 0][..], &both[..], &[2; 34][..]] {
+            let e = Pending::decode(b"k", bad).unwrap_err().to_string();
+            assert!(e.contains("corrupt Merkle queue entry"), "{bad:?}: {e}");
+        }
     }
 
     /// A peer asking for a node of no level, or a damaged sum in the
@@ -407,28 +486,34 @@ mod tests {
     /// silently wrong.
     #[test]
     fn bad_paths_and_damaged_sums_are_errors() {
-        let (db, t) = apply(&[(vec![5, 1], Some(1))]);
-        for path in [vec![], vec![5, 1, 2, 3], vec![0; 40]] {
-            let e = t.children(&db, &path).unwrap_err().to_string();
+        let mut s = apply(&[(vec![5, 1], Some(1))]);
+        for path in [vec![], vec![0; 300]] {
+            let e = s.t.children(&s.db, &path).unwrap_err().to_string();
             assert!(e.contains("no Merkle node"), "{path:?}: {e}");
         }
-        db.insert(t.sums, &[0, 5], b"short").unwrap();
+        s.db.insert(s.t.sums, &[0, 5], b"short").unwrap();
         assert!(
-            t.root(&db, 5)
+            s.t.root(&s.db, 5)
                 .unwrap_err()
                 .to_string()
                 .contains("corrupt Merkle sum")
         );
-        let e = db
-            .transaction(&t.trees(), &mut |tx| {
-                t.update_item(tx, &[5, 2], Some(Hash::of(b"x")))
+        let t = &s.t;
+        let e =
+            s.db.transaction(&[t.sums], &mut |tx| {
+                let now = Some(Hash::of(b"x"));
+                t.update_items(tx, &[(&[5, 2], Pending { folded: None, now })])
             })
             .unwrap_err()
             .to_string();
         assert!(e.contains("corrupt Merkle sum"), "{e}");
-        db.insert(t.sums, &[1, 5, 9], b"").unwrap();
-        let e = t.children(&db, &[5]).unwrap_err().to_string();
+        s.db.insert(s.t.sums, &[1, 5, 9], b"").unwrap();
+        let e = s.t.children(&s.db, &[5]).unwrap_err().to_string();
         assert!(e.contains("corrupt Merkle sum"), "{e}");
+        // The test store itself still works after the damage is repaired.
+        s.db.remove(s.t.sums, &[1, 5, 9]).unwrap();
+        s.db.remove(s.t.sums, &[0, 5]).unwrap();
+        s.batch(&[(vec![5, 1], None)]);
     }
 
     /// Sums carry across limbs and wrap at 2^256; adding a number's
@@ -448,45 +533,56 @@ mod tests {
         }
     }
 
-    /// Descending from a partition through the group and bucket whose sums
-    /// differ leads to the one item that differs.
+    /// From a partition, the one group whose sum differs, then that
+    /// group's leaves, lead to the one item that differs; other
+    /// partitions' items are never listed. More items than one page of
+    /// the partition's listing.
     #[test]
     fn children_lead_from_a_partition_to_the_item_that_differs() {
-        let ops: Vec<(Vec<u8>, Option<u8>)> = (0..200u16)
+        let mut ops: Vec<(Vec<u8>, Option<u8>)> = (0..3000u16)
             .map(|i| ([vec![3], i.to_be_bytes().to_vec()].concat(), Some(1)))
             .collect();
-        let (a, ta) = apply(&ops);
+        ops.extend((0..50u16).map(|i| ([vec![4], i.to_be_bytes().to_vec()].concat(), Some(1))));
+        let a = apply(&ops);
         let mut changed = ops.clone();
-        changed[77].1 = Some(2);
-        let (b, tb) = apply(&changed);
-        assert_ne!(ta.root(&a, 3).unwrap(), tb.root(&b, 3).unwrap());
-        let mut path = vec![3u8];
-        for _ in 0..2 {
-            let (MerkleNode::Sums(x), MerkleNode::Sums(y)) = (
-                ta.children(&a, &path).unwrap(),
-                tb.children(&b, &path).unwrap(),
-            ) else {
-                panic!("sums expected at {path:?}");
-            };
-            let differing: Vec<u8> = x
-                .iter()
-                .filter(|c| !y.contains(c))
-                .map(|(byte, _)| *byte)
-                .collect();
-            assert_eq!(differing.len(), 1, "one child differs at {path:?}");
-            path.push(differing[0]);
-        }
+        changed[2077].1 = Some(2);
+        let b = apply(&changed);
+        assert_ne!(a.t.root(&a.db, 3).unwrap(), b.t.root(&b.db, 3).unwrap());
+        assert_eq!(a.t.root(&a.db, 4).unwrap(), b.t.root(&b.db, 4).unwrap());
+        let (MerkleNode::Sums(x), MerkleNode::Sums(y)) = (
+            a.t.children(&a.db, &[3]).unwrap(),
+            b.t.children(&b.db, &[3]).unwrap(),
+        ) else {
+            panic!("sums expected");
+        };
+        assert_eq!(x.len(), 256, "3,000 items fill every group");
+        let differing: Vec<u8> = x
+            .iter()
+            .filter(|c| !y.contains(c))
+            .map(|(g, _)| *g)
+            .collect();
+        assert_eq!(differing.len(), 1, "one group differs");
+        let path = [3, differing[0]];
         let (MerkleNode::Leaves(x), MerkleNode::Leaves(y)) = (
-            ta.children(&a, &path).unwrap(),
-            tb.children(&b, &path).unwrap(),
+            a.t.children(&a.db, &path).unwrap(),
+            b.t.children(&b.db, &path).unwrap(),
         ) else {
             panic!("leaves expected");
         };
+        assert!(x.iter().all(|(k, _)| k[0] == 3 && group_of(k) == path[1]));
         let differing: Vec<&Vec<u8>> = x
             .iter()
             .filter(|l| !y.contains(l))
             .map(|(k, _)| k)
             .collect();
-        assert_eq!(differing, vec![&changed[77].0]);
+        assert_eq!(differing, vec![&changed[2077].0]);
+        // Every group at once lists the whole partition, in key order.
+        let all: Vec<u8> = std::iter::once(3).chain(0..=255).collect();
+        let MerkleNode::Leaves(every) = a.t.children(&a.db, &all).unwrap() else {
+            panic!("leaves expected");
+        };
+        let keys: Vec<&Vec<u8>> = every.iter().map(|(k, _)| k).collect();
+        let expected: Vec<&Vec<u8>> = ops.iter().take(3000).map(|(k, _)| k).collect();
+        assert_eq!(keys, expected);
     }
 }

@@ -488,9 +488,9 @@ impl<S: TableSchema> Table<S> {
                 reason: "runs an older version without per-item consensus".into(),
             });
         }
-        // Merkle trees of protocol 6 are hash sums: an older node's trees
-        // cannot be compared with them.
-        if matches!(op, TableOp::MerkleRoots | TableOp::MerkleChildren(_)) && protocol < 6 {
+        // Merkle sums of protocol 7 have no bucket level and list items by
+        // group: an older node's trees cannot be compared with them.
+        if matches!(op, TableOp::MerkleRoots | TableOp::MerkleChildren(_)) && protocol < 7 {
             return Err(CallError::Protocol {
                 node,
                 reason: "runs an older version whose Merkle trees differ (anti-entropy resumes once it is upgraded)".into(),
@@ -1062,15 +1062,13 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                 Ok(TableResponse::Roots(roots))
             }
             TableOp::MerkleChildren(path) => {
-                let node = self
-                    .data
-                    .merkle
-                    .children(&self.data.db, &path)
+                // Listing items reads the whole partition.
+                let node = crate::worker::blocking(|| self.data.merkle.children(&self.data.db, &path))
                     .map_err(internal)?;
                 Ok(TableResponse::Node(node.encode()))
             }
             TableOp::MerkleNode(_) => Err(RpcError::BadRequest(
-                "this node keeps hash-sum Merkle trees (protocol 6): it syncs with nodes of version 6 or later".into(),
+                "this node keeps hash-sum Merkle trees (protocol 7): it syncs with nodes of version 7 or later".into(),
             )),
             TableOp::DeleteIfEqual(entries) => {
                 for (k, h) in entries {

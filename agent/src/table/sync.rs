@@ -1,15 +1,14 @@
 //! Anti-entropy: make every replica of a partition hold every item.
 //!
 //! Each node, for each partition it holds and each other replica of it:
-//! fetches the other's 256 Merkle roots (hash sums, see `merkle.rs`) in one
-//! call, and for partitions whose roots differ walks both trees from the
-//! root, descending only into groups and buckets whose sums differ, and
-//! pushes the local items the other side lacks or holds in another
-//! version. Each side pushes what it has, so after both have run (or after
-//! one has run twice, as items pushed to it come back in its own Merkle
-//! tree), the replicas are equal. The walk costs a request for the
-//! partition's groups, then one per differing group and one per differing
-//! bucket.
+//! fetches the other's 256 partition sums (see `merkle.rs`) in one call;
+//! for a partition whose sums differ, fetches its 256 group sums, then the
+//! items (key, value hash) of the groups whose sums differ, up to 32
+//! groups per call, and pushes the local items the other side lacks or
+//! holds in another version. Each side pushes what it has, so after both
+//! have run (or after one has run twice, as items pushed to it come back
+//! in its own sums), the replicas are equal. A differing partition costs
+//! one request for its groups and one per 32 differing groups.
 //!
 //! Runs every `sync_interval`, and right away when a peer comes up (it may
 //! have missed writes while it was away).
@@ -28,6 +27,12 @@ use crate::net::CallError;
 
 /// Items pushed per call.
 const PUSH_BATCH: usize = 64;
+
+/// Groups whose items are listed per call: one listing reads the whole
+/// partition on each side, so a partition that differs everywhere (a node
+/// back after a long absence) costs 8 passes, each answer about 1/8 of
+/// the partition's keys.
+const GROUPS_PER_LISTING: usize = 32;
 
 impl<S: TableSchema> Table<S> {
     pub(super) async fn sync_loop(self: Arc<Self>) {
@@ -158,60 +163,68 @@ impl<S: TableSchema> Table<S> {
         complete
     }
 
-    /// Walk one partition's trees against `peer`'s and push what differs.
+    /// Compare one partition's group sums with `peer`'s, list the items of
+    /// the groups that differ on both sides, and push what differs.
     /// Returns the number of items pushed.
     async fn sync_partition(&self, partition: usize, peer: NodeId) -> Result<usize, CallError> {
-        let mut todo = vec![vec![partition as u8]];
-        let mut to_push: Vec<Vec<u8>> = Vec::new();
+        let p = partition as u8;
+        let unusable = |reason: String| CallError::Protocol { node: peer, reason };
+        let (MerkleNode::Sums(mine), MerkleNode::Sums(theirs)) = (
+            self.local_children(peer, vec![p])?,
+            self.remote_children(peer, vec![p]).await?,
+        ) else {
+            return Err(unusable(format!(
+                "sent leaves for partition {p}'s group sums"
+            )));
+        };
+        // Both sorted by group. Groups only the peer has hold nothing to
+        // push from here (the peer's own sync pushes them).
+        let differing: Vec<u8> = mine
+            .into_iter()
+            .filter(|(g, sum)| {
+                theirs
+                    .binary_search_by_key(g, |(b, _)| *b)
+                    .map_or(true, |i| theirs[i].1 != *sum)
+            })
+            .map(|(g, _)| g)
+            .collect();
         let mut pushed = 0;
-        while let Some(path) = todo.pop() {
-            let local = self
-                .data
-                .merkle
-                .children(&self.data.db, &path)
-                .map_err(|e| local_error(peer, e))?;
-            let unusable = |reason: String| CallError::Protocol { node: peer, reason };
-            let remote = match self
-                .call(peer, TableOp::MerkleChildren(path.clone()))
-                .await?
-            {
-                TableResponse::Node(b) => MerkleNode::decode(&b)
-                    .map_err(|e| unusable(format!("sent an undecodable Merkle node: {e}")))?,
-                _ => return Err(unusable("unexpected answer to MerkleChildren".into())),
+        for groups in differing.chunks(GROUPS_PER_LISTING) {
+            let path: Vec<u8> = std::iter::once(p).chain(groups.iter().copied()).collect();
+            let (MerkleNode::Leaves(mine), MerkleNode::Leaves(theirs)) = (
+                self.local_children(peer, path.clone())?,
+                self.remote_children(peer, path).await?,
+            ) else {
+                return Err(unusable(format!(
+                    "sent sums for the items of partition {p}'s groups"
+                )));
             };
-            match (local, remote) {
-                (MerkleNode::Sums(mine), MerkleNode::Sums(theirs)) => {
-                    // Both sorted by byte.
-                    for (byte, sum) in mine {
-                        let same = theirs
-                            .binary_search_by_key(&byte, |(b, _)| *b)
-                            .is_ok_and(|i| theirs[i].1 == sum);
-                        if !same {
-                            let mut child = path.clone();
-                            child.push(byte);
-                            todo.push(child);
-                        }
-                    }
-                }
-                (MerkleNode::Leaves(mine), MerkleNode::Leaves(theirs)) => {
-                    let theirs: std::collections::HashSet<(Vec<u8>, Hash)> =
-                        theirs.into_iter().collect();
-                    to_push.extend(
-                        mine.into_iter()
-                            .filter(|leaf| !theirs.contains(leaf))
-                            .map(|(key, _)| key),
-                    );
-                }
-                _ => return Err(unusable(format!("sent a node of another kind at {path:?}"))),
+            let theirs: std::collections::HashSet<(Vec<u8>, Hash)> = theirs.into_iter().collect();
+            let to_push: Vec<Vec<u8>> = mine
+                .into_iter()
+                .filter(|leaf| !theirs.contains(leaf))
+                .map(|(key, _)| key)
+                .collect();
+            for keys in to_push.chunks(PUSH_BATCH) {
+                pushed += self.push(peer, keys.to_vec()).await?;
             }
-            if to_push.len() >= PUSH_BATCH {
-                pushed += self.push(peer, std::mem::take(&mut to_push)).await?;
-            }
-        }
-        if !to_push.is_empty() {
-            pushed += self.push(peer, to_push).await?;
         }
         Ok(pushed)
+    }
+
+    fn local_children(&self, peer: NodeId, path: Vec<u8>) -> Result<MerkleNode, CallError> {
+        let data = &self.data;
+        crate::worker::blocking(|| data.merkle.children(&data.db, &path))
+            .map_err(|e| local_error(peer, e))
+    }
+
+    async fn remote_children(&self, peer: NodeId, path: Vec<u8>) -> Result<MerkleNode, CallError> {
+        let unusable = |reason: String| CallError::Protocol { node: peer, reason };
+        match self.call(peer, TableOp::MerkleChildren(path)).await? {
+            TableResponse::Node(b) => MerkleNode::decode(&b)
+                .map_err(|e| unusable(format!("sent an undecodable Merkle node: {e}"))),
+            _ => Err(unusable("unexpected answer to MerkleChildren".into())),
+        }
     }
 
     async fn push(&self, peer: NodeId, keys: Vec<Vec<u8>>) -> Result<usize, CallError> {

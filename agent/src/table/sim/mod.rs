@@ -130,7 +130,7 @@ impl TableNet for SimNet {
 
     fn protocol(&self, node: &NodeId) -> Option<u32> {
         if lock(&self.world.old).contains(node) {
-            return Some(5);
+            return Some(6);
         }
         Some(hangar_common::transport::PROTOCOL)
     }
@@ -778,11 +778,11 @@ fn a_seed_replays_the_same_schedule() {
     }
 }
 
-/// During a rolling upgrade from protocol 5, anti-entropy skips the nodes
-/// of 5 (their Merkle trees cannot be compared with hash sums) and still
-/// repairs the others; once the old node is upgraded it is repaired too.
+/// During a rolling upgrade from protocol 6, anti-entropy skips the nodes
+/// of 6 (their Merkle trees have another shape) and still repairs the
+/// others; once the old node is upgraded it is repaired too.
 #[test]
-fn anti_entropy_skips_a_node_of_protocol_5_and_repairs_it_once_upgraded() {
+fn anti_entropy_skips_a_node_of_protocol_6_and_repairs_it_once_upgraded() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -803,7 +803,7 @@ fn anti_entropy_skips_a_node_of_protocol_5_and_repairs_it_once_upgraded() {
         let holds = |n: &NodeId| c.table(n).data.get(&key).expect("read").is_some();
         c.table(&a).sync_round(None).await;
         assert!(holds(&b), "a node of the same protocol is repaired");
-        assert!(!holds(&old), "a node of protocol 5 is not synced with");
+        assert!(!holds(&old), "a node of protocol 6 is not synced with");
         lock(&c.world.old).clear();
         c.table(&a).sync_round(None).await;
         assert!(holds(&old), "once upgraded, it is repaired");
