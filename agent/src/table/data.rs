@@ -804,6 +804,32 @@ mod tests {
         }
     }
 
+    /// A damaged Merkle queue entry never costs the user the item: the
+    /// next write of that key succeeds, the updater drops the entry with a
+    /// warning instead of stalling, and the queue empties.
+    #[test]
+    fn a_damaged_merkle_queue_entry_does_not_block_writes_nor_the_updater() {
+        let n = hangar_common::NodeId([1; 32]);
+        let d = data();
+        for i in 0..3 {
+            d.update(&KvItem::new(&format!("k{i}"), Some("v".into()), 1, n))
+                .unwrap();
+        }
+        let key = storage_key(b"k1", b"");
+        d.db.insert(d.merkle_todo, &key, b"\x07garbage").unwrap();
+        let later = KvItem::new("k1", Some("w".into()), 2, n);
+        assert!(d.update(&later).unwrap().is_some(), "the write lands");
+        assert_eq!(
+            d.get(&key).unwrap().unwrap().value(),
+            Some("w"),
+            "and is read back"
+        );
+        d.db.insert(d.merkle_todo, &key, b"\x07garbage").unwrap();
+        while d.update_merkle(256).unwrap() > 0 {}
+        assert_eq!(d.merkle_queue(), 0, "the updater went past it");
+        assert_eq!(d.db.len(d.merkle_todo).unwrap(), 0);
+    }
+
     /// A store on each engine (in memory, sled, redb), and the
     /// directories to keep while they are used.
     fn every_engine() -> (Vec<crate::db::Db>, [tempfile::TempDir; 2]) {
