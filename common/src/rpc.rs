@@ -173,6 +173,14 @@ pub struct BucketInfo {
     /// Served as a static website.
     #[serde(default)]
     pub website: bool,
+    /// S3 versioning: None (never enabled), "Enabled" or "Suspended".
+    #[serde(default)]
+    pub versioning: Option<String>,
+    /// Of `objects` and `bytes`: the versions kept that are not current.
+    #[serde(default)]
+    pub noncurrent_objects: u64,
+    #[serde(default)]
+    pub noncurrent_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +278,8 @@ pub trait Admin {
         max_size: Option<u64>,
         max_objects: Option<u64>,
     ) -> Result<BucketInfo, RpcError>;
+    /// Enable (true) or suspend (false) a bucket's S3 versioning.
+    async fn bucket_set_versioning(name: String, enabled: bool) -> Result<BucketInfo, RpcError>;
     /// Grant (`allow`) or revoke permissions of a key on a bucket; the
     /// permissions not named are left as they are.
     async fn bucket_allow(

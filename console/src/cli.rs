@@ -194,6 +194,18 @@ fn print_bucket(b: &BucketInfo) {
             ""
         }
     );
+    match &b.versioning {
+        Some(state) => outln!(
+            "Versioning: {} ({} older versions kept, {})",
+            state.to_lowercase(),
+            b.noncurrent_objects,
+            format_bytes(b.noncurrent_bytes)
+        ),
+        None => outln!(
+            "Versioning: off (hangar bucket versioning {} enable)",
+            b.name
+        ),
+    }
     if b.keys.is_empty() {
         outln!(
             "No key may use it yet: hangar bucket allow {} --key KEY --read --write",
@@ -271,6 +283,16 @@ async fn bucket(client: &AdminClient, cmd: &BucketCmd, json: bool) -> anyhow::Re
             };
             let b = client
                 .bucket_set_quotas(ctx(), name.clone(), size, objects)
+                .await??;
+            if json {
+                return print_json(&b);
+            }
+            print_bucket(&b);
+        }
+        BucketCmd::Versioning { name, state } => {
+            let enabled = matches!(state, crate::VersioningState::Enable);
+            let b = client
+                .bucket_set_versioning(ctx(), name.clone(), enabled)
                 .await??;
             if json {
                 return print_json(&b);

@@ -39,6 +39,13 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// What `hangar bucket versioning` sets.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum VersioningState {
+    Enable,
+    Suspend,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Start a throwaway 3-node cluster on this machine (a bucket, a key
@@ -137,6 +144,14 @@ pub enum BucketCmd {
         /// Remove both limits.
         #[arg(long)]
         clear: bool,
+    },
+    /// Turn S3 versioning on (every write keeps the versions before it)
+    /// or suspend it (versions kept stay; new writes replace the "null"
+    /// version). A bucket never goes back to unversioned.
+    Versioning {
+        name: String,
+        #[arg(value_enum)]
+        state: VersioningState,
     },
     /// Revoke a key's permissions on a bucket.
     Deny {

@@ -251,8 +251,7 @@ def regions_and_unsupported():
     for name, fn in [
         ("GetBucketPolicy", lambda: s3.get_bucket_policy(Bucket=BUCKET)),
         ("GetObjectTagging", lambda: s3.get_object_tagging(Bucket=BUCKET, Key="region/garage")),
-        ("PutBucketVersioning", lambda: s3.put_bucket_versioning(
-            Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})),
+        ("GetBucketReplication", lambda: s3.get_bucket_replication(Bucket=BUCKET)),
     ]:
         try:
             fn()

@@ -577,6 +577,19 @@ pub fn sees_up(status: &Value, id: &str) -> bool {
     node_in(status, id).is_some_and(|n| n["up"] == true)
 }
 
+/// Wait until every agent's replicas hold the same metadata (the same
+/// Merkle roots for every table, nothing left to fold).
+pub fn wait_for_same_metadata(agents: &[Agent], deadline: Duration) {
+    wait_for(
+        "the replicas' metadata to converge (same Merkle roots)",
+        deadline,
+        || {
+            let d: Vec<_> = agents.iter().map(Agent::merkle_digests).collect();
+            (d[0].is_some() && d.iter().all(|x| *x == d[0])).then_some(())
+        },
+    );
+}
+
 /// Whether `status` shows node `id` marked down (not merely never seen).
 pub fn sees_down(status: &Value, id: &str) -> bool {
     node_in(status, id).is_some_and(|n| n["up"] == false && !n["down_since_ms"].is_null())

@@ -449,17 +449,20 @@ impl Services {
     }
 
     async fn bucket_info_with(&self, b: &Bucket, keys: &[Key]) -> Result<BucketInfo, RpcError> {
-        let (objects, bytes) = self.model.bucket_usage(b).await.map_err(model_err)?;
+        let usage = self.model.bucket_usage(b).await.map_err(model_err)?;
         Ok(BucketInfo {
             name: b.name.clone(),
             id: b.id.to_string(),
             created_ms: b.created_ms,
             keys: keys.iter().filter_map(|k| grant(k, b)).collect(),
-            objects,
-            bytes,
+            objects: usage.objects,
+            bytes: usage.bytes,
             quota_max_size: b.quotas.value.max_size,
             quota_max_objects: b.quotas.value.max_objects,
             website: b.website.value.is_some(),
+            versioning: b.versioning.value.s3_status().map(str::to_string),
+            noncurrent_objects: usage.noncurrent_objects,
+            noncurrent_bytes: usage.noncurrent_bytes,
         })
     }
 
@@ -721,6 +724,27 @@ impl Admin for AdminServer {
             },
         );
         self.s.model.save_bucket(&b).await.map_err(model_err)?;
+        self.s.bucket_info(&b).await
+    }
+
+    async fn bucket_set_versioning(
+        self,
+        _: Context,
+        name: String,
+        enabled: bool,
+    ) -> Result<BucketInfo, RpcError> {
+        use crate::model::tables::Versioning;
+        let state = if enabled {
+            Versioning::Enabled
+        } else {
+            Versioning::Suspended
+        };
+        let b = self
+            .s
+            .model
+            .set_versioning(&name, state)
+            .await
+            .map_err(model_err)?;
         self.s.bucket_info(&b).await
     }
 

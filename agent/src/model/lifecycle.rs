@@ -126,19 +126,24 @@ impl Model {
                 if !due(&o) {
                     continue;
                 }
-                let gone = Object {
-                    pk: o.pk.clone(),
-                    key: o.key.clone(),
-                    version: {
-                        // Timed just after the version it expires: it
-                        // replaces that version, never one written after
-                        // it (a later write is timed above what it
-                        // replaces, so above this marker's time too).
-                        let mut v = ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker);
-                        v.set_time_us(o.version.time_us() + 1);
-                        v
-                    },
-                };
+                let gone = Object::new(o.pk.clone(), o.key.clone(), {
+                    // Timed just after the version it expires: it replaces
+                    // that version (or, with versioning, is the delete
+                    // marker above it), never one written after it (a
+                    // later write is timed above what it replaces, so above
+                    // this one's time too).
+                    let mut v = ObjectVersion::in_bucket(
+                        new_version_id(),
+                        if bucket.versioning.value == Versioning::Unversioned {
+                            ObjectData::Removed
+                        } else {
+                            ObjectData::DeleteMarker
+                        },
+                        bucket,
+                    );
+                    v.set_time_us(o.version.time_us() + 1);
+                    v
+                });
                 self.objects.insert(&gone).await?;
                 n += 1;
             }

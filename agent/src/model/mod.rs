@@ -20,6 +20,9 @@ use crate::db::{Db, TreeId};
 use crate::net::Net;
 use crate::table::{Latest, Table, TableError};
 
+/// The protocol version from which nodes keep object versions.
+const VERSIONING_PROTOCOL: u32 = 8;
+
 /// Default number of shards of a new bucket's object index.
 pub const DEFAULT_SHARDS: u8 = 16;
 
@@ -44,6 +47,8 @@ pub enum ModelError {
     InvalidBucketName(String),
     #[error("access key {0:?} does not exist")]
     NoSuchKey(String),
+    #[error("{0}")]
+    InvalidBucketState(String),
 }
 
 /// Whether `name` is a valid S3 bucket name (the DNS-compatible rules).
@@ -181,12 +186,15 @@ impl Model {
 
     /// Make `object`'s version the current one of its key, ordered after
     /// every write of the key acknowledged before this call, whatever the
-    /// nodes' clocks (see [`Table::insert_latest`]). A version with blocks
-    /// that a concurrent write replaced at once is queued for cleanup here,
-    /// as a replica would queue it had it been current for a moment.
+    /// nodes' clocks (see [`Table::insert_latest`]). A `null` version with
+    /// blocks that a concurrent write replaced at once is queued for
+    /// cleanup here, as a replica would queue it had it been current for a
+    /// moment (a version of a versioned bucket stays, no longer current).
     pub(crate) async fn commit_object(&self, object: &mut Object) -> Result<(), ModelError> {
         let outcome = self.objects.insert_latest(object).await?;
-        if outcome == Latest::Superseded && matches!(object.version.data, ObjectData::Blocks { .. })
+        if outcome == Latest::Superseded
+            && !object.version.versioned
+            && matches!(object.version.data, ObjectData::Blocks { .. })
         {
             self.forget_version(object.version.uuid);
         }
@@ -238,6 +246,7 @@ impl Model {
             cors: Default::default(),
             lifecycle: Default::default(),
             quotas: Default::default(),
+            versioning: Default::default(),
         };
         self.buckets.insert(&bucket).await?;
         // The name by consensus: of several creators racing through several
@@ -291,13 +300,44 @@ impl Model {
     /// Delete an empty bucket.
     pub(crate) async fn delete_bucket(&self, name: &str) -> Result<(), ModelError> {
         let mut bucket = self.require_bucket_fresh(name).await?;
-        if !self.list_objects(&bucket, "", None, 1).await?.is_empty() {
+        // Any version kept, delete markers too, makes a bucket not empty.
+        if self
+            .lister(&bucket, "", None, 1)
+            .next_any()
+            .await?
+            .is_some()
+        {
             return Err(ModelError::BucketNotEmpty(name.to_string()));
         }
         self.set_alias(name, None).await?;
         bucket.deleted = Flag(true);
         self.save_bucket(&bucket).await?;
         Ok(())
+    }
+
+    /// Enable or suspend a bucket's versioning (a bucket never goes back
+    /// to unversioned). Refused while a node of protocol 7 or older is
+    /// connected: it could not decode a versioned bucket's items.
+    pub(crate) async fn set_versioning(
+        &self,
+        name: &str,
+        state: Versioning,
+    ) -> Result<Bucket, ModelError> {
+        // Read from the replicas, not the cache: the register must be
+        // timed above the one it replaces.
+        let mut bucket = self.require_bucket_fresh(name).await?;
+        let old = self.net.peers_below(VERSIONING_PROTOCOL);
+        if !old.is_empty() && bucket.versioning.value == Versioning::Unversioned {
+            return Err(ModelError::InvalidBucketState(format!(
+                "{} node(s) run a version of Hangar without versioning: upgrade every node first",
+                old.len()
+            )));
+        }
+        if bucket.versioning.value != state {
+            bucket.versioning.update(timestamp_ms(), self.net.id, state);
+            self.save_bucket(&bucket).await?;
+        }
+        Ok(bucket)
     }
 
     /// A live access key (possibly [`LOOKUP_TTL`] old).
@@ -487,8 +527,20 @@ pub struct ObjectLister<'a> {
 }
 
 impl ObjectLister<'_> {
-    /// The next object (deleted ones skipped), or None at the end.
+    /// The next object whose current version holds data (deleted ones
+    /// and those under a delete marker skipped), or None at the end.
     pub(crate) async fn next(&mut self) -> Result<Option<Object>, ModelError> {
+        loop {
+            match self.next_any().await? {
+                Some(o) if o.live().is_none() => continue,
+                next => return Ok(next),
+            }
+        }
+    }
+
+    /// The next object with any version kept (a delete marker too), or
+    /// None at the end.
+    pub(crate) async fn next_any(&mut self) -> Result<Option<Object>, ModelError> {
         loop {
             self.refill().await?;
             let best = self
@@ -502,7 +554,7 @@ impl ObjectLister<'_> {
             let Some(obj) = self.cursors[i].buf.pop_front() else {
                 return Ok(None);
             };
-            if obj.version.data != ObjectData::DeleteMarker {
+            if !obj.version.is_removed() {
                 return Ok(Some(obj));
             }
         }

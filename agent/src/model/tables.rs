@@ -52,6 +52,32 @@ pub struct Bucket {
     pub lifecycle: Lww<Option<Vec<LifecycleRule>>>,
     #[serde(default)]
     pub quotas: Lww<Quotas>,
+    /// S3 versioning: never back to `Unversioned` once set.
+    #[serde(default)]
+    pub versioning: Lww<Versioning>,
+}
+
+/// A bucket's versioning state, as S3 has it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Versioning {
+    /// Never enabled: one (`null`) version per key.
+    #[default]
+    Unversioned,
+    /// Every write makes a new version; deletes add delete markers.
+    Enabled,
+    /// Versions kept stay; new writes replace the `null` version.
+    Suspended,
+}
+
+impl Versioning {
+    /// As `GetBucketVersioning` spells it (None: never enabled).
+    pub fn s3_status(self) -> Option<&'static str> {
+        match self {
+            Versioning::Unversioned => None,
+            Versioning::Enabled => Some("Enabled"),
+            Versioning::Suspended => Some("Suspended"),
+        }
+    }
 }
 
 impl Crdt for Bucket {
@@ -61,6 +87,7 @@ impl Crdt for Bucket {
         self.cors.merge(&other.cors);
         self.lifecycle.merge(&other.lifecycle);
         self.quotas.merge(&other.quotas);
+        self.versioning.merge(&other.versioning);
         // Immutable fields: keep a deterministic choice.
         if (other.created_ms, &other.name) < (self.created_ms, &self.name) {
             self.created_ms = other.created_ms;
@@ -254,8 +281,12 @@ pub struct ObjectMeta {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ObjectData {
-    /// The object was deleted.
-    DeleteMarker,
+    /// Nothing here: the object was deleted in a bucket without
+    /// versioning, or this version was deleted for good (by version id).
+    /// Kept as a tombstone so that a replica that missed the deletion
+    /// cannot bring the version back.
+    #[serde(rename = "DeleteMarker")]
+    Removed,
     /// Small objects live in the object table itself.
     Inline {
         meta: ObjectMeta,
@@ -264,6 +295,21 @@ pub enum ObjectData {
     },
     /// Larger ones in blocks, listed in the version table.
     Blocks { meta: ObjectMeta },
+    /// An S3 delete marker: a DELETE without version id in a bucket with
+    /// versioning. It is a version (listed, with an id) and makes GETs of
+    /// the key answer 404 while it is the latest.
+    #[serde(rename = "Marker")]
+    DeleteMarker,
+}
+
+impl ObjectData {
+    /// The object's metadata, for a version that holds data.
+    pub(crate) fn meta(&self) -> Option<&ObjectMeta> {
+        match self {
+            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => Some(meta),
+            ObjectData::Removed | ObjectData::DeleteMarker => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,6 +326,11 @@ pub struct ObjectVersion {
     /// replaced (see [`crate::table::TableItem::replaced`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<u64>,
+    /// Written while the bucket's versioning was enabled: the version's S3
+    /// id is its uuid, and it is kept beside the others. Otherwise it is
+    /// the key's `null` version, which a later `null` write replaces.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub versioned: bool,
 }
 
 impl ObjectVersion {
@@ -291,8 +342,16 @@ impl ObjectVersion {
             data,
             micros: 0,
             replaced: None,
+            versioned: false,
         };
         v.set_time_us(hangar_common::clock::timestamp_us());
+        v
+    }
+
+    /// The same, with the S3 id the bucket's versioning gives it.
+    pub(crate) fn in_bucket(uuid: VersionId, data: ObjectData, bucket: &Bucket) -> ObjectVersion {
+        let mut v = ObjectVersion::new(uuid, data);
+        v.versioned = bucket.versioning.value == Versioning::Enabled;
         v
     }
 
@@ -310,17 +369,122 @@ impl ObjectVersion {
     fn order(&self) -> (u64, u16, VersionId) {
         (self.timestamp, self.micros, self.uuid)
     }
+
+    /// Where the version is kept in its object: its uuid, or None for the
+    /// `null` version.
+    pub(crate) fn slot(&self) -> Option<VersionId> {
+        self.versioned.then_some(self.uuid)
+    }
+
+    /// The version's id as S3 clients see it (`null` for the null version).
+    pub(crate) fn s3_id(&self) -> String {
+        match self.slot() {
+            Some(u) => hex::encode(u),
+            None => "null".to_string(),
+        }
+    }
+
+    /// Deleted for good (see [`ObjectData::Removed`]).
+    pub(crate) fn is_removed(&self) -> bool {
+        self.data == ObjectData::Removed
+    }
+
+    /// Merge two states of the version in one slot: the later write wins;
+    /// of two states of one version, the deleted one.
+    fn merge(&mut self, other: &ObjectVersion) {
+        match other.order().cmp(&self.order()) {
+            std::cmp::Ordering::Greater => *self = other.clone(),
+            std::cmp::Ordering::Less => {}
+            // Two states of one version: deleted wins (in one canonical
+            // form, so replicas that saw them in either order agree).
+            std::cmp::Ordering::Equal => {
+                if other.is_removed() || self.is_removed() {
+                    *self = self.removed();
+                } else if other.replaced > self.replaced {
+                    self.replaced = other.replaced;
+                }
+            }
+        }
+    }
+
+    /// This version, deleted for good (same order: it wins the merge with
+    /// the version's other states, and loses against a later `null` write).
+    pub(crate) fn removed(&self) -> ObjectVersion {
+        let mut v = self.clone();
+        v.data = ObjectData::Removed;
+        v.replaced = None;
+        v
+    }
 }
 
-/// One object key of a bucket: its current version.
+/// Parse an S3 version id (`null` or what [`ObjectVersion::s3_id`] gave):
+/// the slot it names. None: not an id Hangar gives.
+pub(crate) fn parse_version_id(id: &str) -> Option<Option<VersionId>> {
+    if id == "null" {
+        return Some(None);
+    }
+    let bytes = hex::decode(id).ok()?;
+    Some(Some(<VersionId>::try_from(bytes.as_slice()).ok()?))
+}
+
+/// One object key of a bucket: its versions. Without versioning there is
+/// one (the `null` version); with it, every version kept and every one
+/// deleted for good (as [`ObjectData::Removed`], so a replica that was
+/// away cannot bring it back).
+///
+/// Merge is a union by slot (uuid, or `null`), the later write winning
+/// within a slot: every replica that has seen the same writes holds the
+/// same versions in the same order, whatever order they came in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Object {
     /// `bucket id ++ shard`.
     #[serde(with = "serde_bytes")]
     pub pk: Vec<u8>,
     pub key: String,
-    /// The newest version (last writer wins, by timestamp then uuid).
+    /// The current version: the newest that is not [`ObjectData::Removed`]
+    /// (else the newest of all). A write's item carries only its version.
     pub version: ObjectVersion,
+    /// The other versions, newest first (empty without versioning).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub older: Vec<ObjectVersion>,
+}
+
+impl Object {
+    /// An item holding one version (what a write sends).
+    pub(crate) fn new(pk: Vec<u8>, key: String, version: ObjectVersion) -> Object {
+        Object {
+            pk,
+            key,
+            version,
+            older: Vec::new(),
+        }
+    }
+
+    /// Every version not deleted for good, newest first: what
+    /// ListObjectVersions shows. The first is the latest.
+    pub(crate) fn versions(&self) -> impl Iterator<Item = &ObjectVersion> {
+        std::iter::once(&self.version)
+            .chain(&self.older)
+            .filter(|v| !v.is_removed())
+    }
+
+    /// The version in `slot`, unless deleted for good.
+    pub(crate) fn find(&self, slot: Option<VersionId>) -> Option<&ObjectVersion> {
+        self.versions().find(|v| v.slot() == slot)
+    }
+
+    /// The current version, if it holds data (not a delete marker).
+    pub(crate) fn live(&self) -> Option<&ObjectVersion> {
+        Some(&self.version).filter(|v| v.data.meta().is_some())
+    }
+
+    /// Put the versions in canonical order (see [`Object::version`]).
+    fn normalise(&mut self, mut all: Vec<ObjectVersion>) {
+        all.sort_by_key(|v| std::cmp::Reverse((v.order(), v.versioned)));
+        let current = all.iter().position(|v| !v.is_removed()).unwrap_or(0);
+        self.version = all.remove(current);
+        self.older = all;
+    }
 }
 
 /// Partition key of an object's shard of a bucket's index.
@@ -333,9 +497,26 @@ pub(crate) fn object_pk(bucket: &BucketId, shards: u8, key: &str) -> Vec<u8> {
 
 impl Crdt for Object {
     fn merge(&mut self, other: &Self) {
-        if other.version.order() > self.version.order() {
-            self.version = other.version.clone();
+        // Without versioning (the common case): one slot, one version.
+        if self.older.is_empty()
+            && other.older.is_empty()
+            && self.version.slot() == other.version.slot()
+        {
+            self.version.merge(&other.version);
+            return;
         }
+        let mut all: Vec<ObjectVersion> = Vec::with_capacity(self.older.len() + 2);
+        for v in std::iter::once(&self.version)
+            .chain(&self.older)
+            .chain(std::iter::once(&other.version))
+            .chain(&other.older)
+        {
+            match all.iter_mut().find(|a| a.slot() == v.slot()) {
+                Some(a) => a.merge(v),
+                None => all.push(v.clone()),
+            }
+        }
+        self.normalise(all);
     }
 }
 
@@ -347,7 +528,7 @@ impl TableItem for Object {
         self.key.as_bytes()
     }
     fn is_tombstone(&self) -> bool {
-        self.version.data == ObjectData::DeleteMarker
+        self.version.is_removed()
     }
     fn write_time(&self) -> Option<u64> {
         Some(self.version.time_us())
@@ -361,6 +542,9 @@ impl TableItem for Object {
     fn set_replaced(&mut self, digest: Option<u64>) {
         self.version.replaced = digest;
     }
+    fn same_current(&self, other: &Self) -> bool {
+        self.version == other.version
+    }
 }
 
 pub struct ObjectTable {
@@ -371,25 +555,40 @@ pub struct ObjectTable {
     pub usage: TreeId,
 }
 
-/// Live objects and bytes an object item stands for.
-fn live_size(o: Option<&Object>) -> (i64, i64) {
-    match o.map(|o| &o.version.data) {
-        Some(ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta }) => {
-            (1, meta.size as i64)
+/// What an object item counts for in usage: versions holding data and
+/// their bytes (every kept version counts), then those of them that are
+/// not current.
+fn live_size(o: Option<&Object>) -> [i64; USAGE_COUNTS] {
+    let mut n = [0; USAGE_COUNTS];
+    let Some(o) = o else { return n };
+    for v in o.versions() {
+        let Some(meta) = v.data.meta() else { continue };
+        n[0] += 1;
+        n[1] += meta.size as i64;
+        if !std::ptr::eq(v, &o.version) {
+            n[2] += 1;
+            n[3] += meta.size as i64;
         }
-        _ => (0, 0),
     }
+    n
 }
 
-/// Decode a local usage counter.
-pub(crate) fn decode_usage(v: &[u8]) -> (u64, u64) {
-    let n = |r: std::ops::Range<usize>| {
-        v.get(r)
+/// Counts in a local usage counter: objects, bytes, non-current objects,
+/// non-current bytes.
+pub const USAGE_COUNTS: usize = 4;
+
+/// Decode a local usage counter (big-endian u64s; counters written before
+/// the non-current counts have two).
+pub(crate) fn decode_usage(v: &[u8]) -> [u64; USAGE_COUNTS] {
+    let mut out = [0; USAGE_COUNTS];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = v
+            .get(i * 8..i * 8 + 8)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map(u64::from_be_bytes)
-            .unwrap_or(0)
-    };
-    (n(0..8), n(8..16))
+            .unwrap_or(0);
+    }
+    out
 }
 
 impl TableSchema for ObjectTable {
@@ -401,27 +600,38 @@ impl TableSchema for ObjectTable {
     }
 
     fn updated(&self, tx: &mut dyn Tx, old: Option<&Object>, new: Option<&Object>) -> TxResult<()> {
-        // A version with blocks replaced by a newer one: queue its cleanup.
-        // (No `new` means a local removal: tombstone collection or a
-        // partition handed over, never a reason to delete data.)
-        if let (Some(old), Some(new)) = (old, new)
-            && old.version.uuid != new.version.uuid
-            && matches!(old.version.data, ObjectData::Blocks { .. })
-        {
-            tx.insert(self.version_gc, &old.version.uuid, &[])?;
+        // A version with blocks gone from the object (replaced in its slot
+        // or deleted for good): queue its cleanup. (No `new` means a local
+        // removal: tombstone collection or a partition handed over, never
+        // a reason to delete data.)
+        if let (Some(old), Some(new)) = (old, new) {
+            for v in old.versions() {
+                if matches!(v.data, ObjectData::Blocks { .. })
+                    && !new.versions().any(|n| n.uuid == v.uuid)
+                {
+                    tx.insert(self.version_gc, &v.uuid, &[])?;
+                }
+            }
         }
         // Usage: a removal (tombstone collected, partition handed over)
         // or an arrival counts like any other change.
-        let (o1, b1) = live_size(old);
-        let (o2, b2) = live_size(new);
-        if (o1, b1) != (o2, b2)
+        let before = live_size(old);
+        let after = live_size(new);
+        if before != after
             && let Some(pk) = new.or(old).map(|o| o.pk.as_slice())
         {
-            let (objects, bytes) = decode_usage(&tx.get(self.usage, pk)?.unwrap_or_default());
-            let objects = (objects as i64 + o2 - o1).max(0) as u64;
-            let bytes = (bytes as i64 + b2 - b1).max(0) as u64;
-            let mut v = objects.to_be_bytes().to_vec();
-            v.extend_from_slice(&bytes.to_be_bytes());
+            let counts = decode_usage(&tx.get(self.usage, pk)?.unwrap_or_default());
+            // Two counts while nothing is versioned: the counter's old form.
+            let len = if counts[2..].iter().all(|c| *c == 0) && after[2..] == before[2..] {
+                2
+            } else {
+                USAGE_COUNTS
+            };
+            let mut v = Vec::with_capacity(len * 8);
+            for i in 0..len {
+                let n = (counts[i] as i64 + after[i] - before[i]).max(0) as u64;
+                v.extend_from_slice(&n.to_be_bytes());
+            }
             tx.insert(self.usage, pk, &v)?;
         }
         Ok(())
@@ -438,13 +648,19 @@ pub struct BucketUsage {
     pub timestamp: u64,
     /// shard -> (objects, bytes).
     pub shards: std::collections::BTreeMap<u8, (u64, u64)>,
+    /// shard -> (non-current versions, their bytes), where any.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub noncurrent: std::collections::BTreeMap<u8, (u64, u64)>,
 }
 
 impl Crdt for BucketUsage {
     fn merge(&mut self, other: &Self) {
-        if (other.timestamp, &other.shards) > (self.timestamp, &self.shards) {
+        if (other.timestamp, &other.shards, &other.noncurrent)
+            > (self.timestamp, &self.shards, &self.noncurrent)
+        {
             self.timestamp = other.timestamp;
             self.shards = other.shards.clone();
+            self.noncurrent = other.noncurrent.clone();
         }
     }
 }
@@ -804,6 +1020,143 @@ mod tests {
             }
             d => panic!("decoded as {d:?}"),
         }
+    }
+
+    /// A version of key "k" in `slot` (None: the null version), written
+    /// at `t`, holding data or (`marker`) a delete marker.
+    fn ver(uuid: u8, t: u64, versioned: bool, marker: bool) -> ObjectVersion {
+        ObjectVersion {
+            uuid: [uuid; 16],
+            timestamp: t,
+            data: if marker {
+                ObjectData::DeleteMarker
+            } else {
+                ObjectData::Inline {
+                    meta: ObjectMeta {
+                        size: 1,
+                        etag: format!("e{uuid}"),
+                        content_type: None,
+                        user_meta: Vec::new(),
+                        headers: Vec::new(),
+                    },
+                    bytes: vec![uuid],
+                }
+            },
+            micros: 0,
+            replaced: None,
+            versioned,
+        }
+    }
+
+    fn obj(v: ObjectVersion) -> Object {
+        Object::new(vec![1], "k".into(), v)
+    }
+
+    fn merged(items: &[Object]) -> Object {
+        let mut m = items[0].clone();
+        for i in &items[1..] {
+            m.merge(i);
+        }
+        m
+    }
+
+    fn ids(o: &Object) -> Vec<String> {
+        o.versions().map(|v| v.s3_id()[..2].to_string()).collect()
+    }
+
+    #[test]
+    fn versioned_writes_are_all_kept_newest_first_in_any_order_of_arrival() {
+        let writes = [
+            obj(ver(1, 10, false, false)), // the null version, before versioning
+            obj(ver(2, 20, true, false)),
+            obj(ver(3, 30, true, true)), // a delete marker
+            obj(ver(4, 40, true, false)),
+        ];
+        let expected = merged(&writes);
+        assert_eq!(ids(&expected), ["04", "03", "02", "nu"]);
+        assert_eq!(expected.version.uuid, [4; 16], "the newest is current");
+        // Every order of arrival, and duplicates, give the same item.
+        let orders = [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 3, 0, 2]];
+        for order in orders {
+            let items: Vec<Object> = order.iter().map(|&i| writes[i].clone()).collect();
+            let mut m = merged(&items);
+            assert_eq!(m, expected, "order {order:?}");
+            m.merge(&writes[order[0]]);
+            m.merge(&expected);
+            assert_eq!(m, expected, "idempotent");
+        }
+    }
+
+    #[test]
+    fn a_null_write_replaces_the_null_version_wherever_it_is() {
+        // Suspended versioning: a new null version replaces the old one
+        // (older than a kept version) and is current.
+        let m = merged(&[
+            obj(ver(1, 10, false, false)),
+            obj(ver(2, 20, true, false)),
+            obj(ver(5, 50, false, false)),
+        ]);
+        assert_eq!(ids(&m), ["nu", "02"]);
+        assert_eq!(m.version.uuid, [5; 16]);
+        // Without versioning the item stays one version: the last write.
+        let m = merged(&[obj(ver(7, 70, false, false)), obj(ver(6, 60, false, false))]);
+        assert_eq!(m.older, Vec::new());
+        assert_eq!(m.version.uuid, [7; 16]);
+    }
+
+    #[test]
+    fn a_version_deleted_for_good_stays_deleted_and_the_next_is_current() {
+        let v2 = ver(2, 20, true, false);
+        let v3 = ver(3, 30, true, false);
+        let gone = obj(v3.removed());
+        let m = merged(&[obj(v2.clone()), obj(v3.clone()), gone.clone()]);
+        assert_eq!(ids(&m), ["02"]);
+        assert_eq!(m.version.uuid, [2; 16], "the next newest is current");
+        assert!(!m.is_tombstone());
+        // A replica that missed the deletion cannot bring it back, in
+        // whichever order the states meet.
+        let other = merged(&[gone, obj(v3.clone()), obj(v2.clone())]);
+        assert_eq!(other, m);
+        let mut again = m.clone();
+        again.merge(&obj(v3));
+        assert_eq!(again, m);
+        // Every version gone: a tombstone.
+        let all_gone = merged(&[m, obj(v2.removed())]);
+        assert!(all_gone.is_tombstone());
+        assert_eq!(all_gone.versions().count(), 0);
+    }
+
+    #[test]
+    fn object_merge_is_a_crdt() {
+        use proptest::prelude::*;
+        // A uuid is one write: its slot and data are its own (0 and 1 are
+        // null versions, 3 a delete marker); its time may differ (a write
+        // timed again above a newer one), and it may be deleted.
+        let version = (0u8..4, 0u64..4, any::<bool>()).prop_map(|(u, t, removed)| {
+            let v = ver(u, t + u64::from(u) * 2, u >= 2, u == 3);
+            if removed { v.removed() } else { v }
+        });
+        let item = proptest::collection::vec(version, 1..4).prop_map(|vs| {
+            let items: Vec<Object> = vs.into_iter().map(obj).collect();
+            merged(&items)
+        });
+        proptest!(|(a in item.clone(), b in item.clone(), c in item)| {
+            let mut ab = a.clone();
+            ab.merge(&b);
+            let mut ba = b.clone();
+            ba.merge(&a);
+            prop_assert_eq!(&ab, &ba);
+            let mut ab_c = ab.clone();
+            ab_c.merge(&c);
+            let mut bc = b.clone();
+            bc.merge(&c);
+            let mut a_bc = a.clone();
+            a_bc.merge(&bc);
+            prop_assert_eq!(&ab_c, &a_bc);
+            let mut aa = a.clone();
+            aa.merge(&a);
+            prop_assert_eq!(aa, a);
+        });
     }
 
     #[test]

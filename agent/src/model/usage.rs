@@ -20,12 +20,25 @@ use tracing::warn;
 use super::tables::*;
 use super::{Model, ModelError};
 
+/// A node's counts of a bucket, per index shard.
+type Counts = BTreeMap<u8, [u64; USAGE_COUNTS]>;
+
+/// What a bucket holds: object versions with data and their bytes (every
+/// kept version counts), and of them those that are not current.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub objects: u64,
+    pub bytes: u64,
+    pub noncurrent_objects: u64,
+    pub noncurrent_bytes: u64,
+}
+
 /// How often a node publishes its counts.
 pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Model {
     pub async fn usage_loop(self: Arc<Self>) {
-        let mut published: BTreeMap<BucketId, BTreeMap<u8, (u64, u64)>> = BTreeMap::new();
+        let mut published: BTreeMap<BucketId, Counts> = BTreeMap::new();
         loop {
             if let Err(e) = self.publish_usage(&mut published).await {
                 warn!("publishing bucket usage failed, retried: {e}");
@@ -36,13 +49,13 @@ impl Model {
 
     async fn publish_usage(
         &self,
-        published: &mut BTreeMap<BucketId, BTreeMap<u8, (u64, u64)>>,
+        published: &mut BTreeMap<BucketId, Counts>,
     ) -> Result<(), ModelError> {
         let tree = self.objects.data.schema.usage;
         let rows = self
             .db
             .range(tree, Bound::Unbounded, Bound::Unbounded, false, usize::MAX)?;
-        let mut now: BTreeMap<BucketId, BTreeMap<u8, (u64, u64)>> = BTreeMap::new();
+        let mut now: BTreeMap<BucketId, Counts> = BTreeMap::new();
         for (pk, v) in rows {
             let (Some(id), Some(shard)) = (pk.get(..32), pk.get(32)) else {
                 continue;
@@ -62,7 +75,12 @@ impl Model {
                 bucket: *bucket,
                 node: self.net.id.0.to_vec(),
                 timestamp: timestamp_ms(),
-                shards: shards.clone(),
+                shards: shards.iter().map(|(s, c)| (*s, (c[0], c[1]))).collect(),
+                noncurrent: shards
+                    .iter()
+                    .filter(|(_, c)| c[2] > 0 || c[3] > 0)
+                    .map(|(s, c)| (*s, (c[2], c[3])))
+                    .collect(),
             };
             self.usage.insert(&item).await?;
             published.insert(*bucket, shards.clone());
@@ -82,7 +100,7 @@ impl Model {
         if q.max_size.is_none() && q.max_objects.is_none() {
             return Ok(());
         }
-        let (objects, bytes) = self.bucket_usage(bucket).await?;
+        let Usage { objects, bytes, .. } = self.bucket_usage(bucket).await?;
         if let Some(max) = q.max_objects
             && new_object
             && objects >= max
@@ -104,14 +122,14 @@ impl Model {
         Ok(())
     }
 
-    /// A bucket's (objects, bytes), a few seconds behind writes.
-    pub(crate) async fn bucket_usage(&self, bucket: &Bucket) -> Result<(u64, u64), ModelError> {
+    /// A bucket's usage, a few seconds behind writes.
+    pub(crate) async fn bucket_usage(&self, bucket: &Bucket) -> Result<Usage, ModelError> {
         let reports = self
             .usage
             .get_range(bucket.id.as_bytes(), &[], None, 10_000)
             .await?;
         let layout = self.usage.layout.current();
-        let (mut objects, mut bytes) = (0, 0);
+        let mut u = Usage::default();
         for shard in 0..bucket.shards.max(1) {
             let mut pk = bucket.id.as_bytes().to_vec();
             pk.push(shard);
@@ -119,13 +137,17 @@ impl Model {
             let best = reports
                 .iter()
                 .filter(|r| holders.iter().any(|n| n.0.as_slice() == r.node.as_slice()))
-                .filter_map(|r| r.shards.get(&shard))
+                .filter_map(|r| {
+                    let live = r.shards.get(&shard)?;
+                    Some((*live, r.noncurrent.get(&shard).copied().unwrap_or((0, 0))))
+                })
                 .max()
-                .copied()
-                .unwrap_or((0, 0));
-            objects += best.0;
-            bytes += best.1;
+                .unwrap_or_default();
+            u.objects += best.0.0;
+            u.bytes += best.0.1;
+            u.noncurrent_objects += best.1.0;
+            u.noncurrent_bytes += best.1.1;
         }
-        Ok((objects, bytes))
+        Ok(u)
     }
 }

@@ -305,6 +305,15 @@ impl Net {
         Ok((client, handshake))
     }
 
+    /// Peers last connected with a protocol version below `protocol`.
+    pub(crate) fn peers_below(&self, protocol: u32) -> Vec<NodeId> {
+        lock(&self.peers)
+            .iter()
+            .filter(|(_, s)| s.info.protocol.is_some_and(|p| p < protocol))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The protocol version agreed with a peer, if connected once.
     pub(crate) fn peer_protocol(&self, id: &NodeId) -> Option<u32> {
         lock(&self.peers).get(id).and_then(|s| s.info.protocol)

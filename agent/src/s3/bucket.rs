@@ -92,22 +92,6 @@ impl S3Server {
         Ok(resp)
     }
 
-    /// GetBucketVersioning: Hangar keeps one version per key, so buckets
-    /// are never versioned (tools such as rclone and Terraform ask).
-    pub(crate) async fn bucket_versioning(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
-        let bucket = self.bucket(r).await?;
-        let p = r.permission(&bucket);
-        if !(p.read || p.write || p.owner) {
-            return Err(S3Error::access_denied(
-                "this key has no permission on this bucket",
-            ));
-        }
-        Ok(xml_response(
-            StatusCode::OK,
-            Xml::new("VersioningConfiguration").finish("VersioningConfiguration"),
-        ))
-    }
-
     /// GetBucketAcl / GetObjectAcl: permissions are per key (`hangar bucket
     /// allow`), not ACLs; the answer says the asking key has full control,
     /// which is what clients that check ACLs need to hear.

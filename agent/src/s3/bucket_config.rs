@@ -12,7 +12,7 @@ use super::server::{Body, S3Request, S3Server, empty, xml_response};
 use super::xml::Xml;
 use crate::model::tables::*;
 
-fn malformed(msg: impl Into<String>) -> S3Error {
+pub(crate) fn malformed(msg: impl Into<String>) -> S3Error {
     S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, msg)
 }
 
@@ -180,7 +180,7 @@ struct AbortXml {
     days: u32,
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, S3Error> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, S3Error> {
     let text = std::str::from_utf8(body).map_err(|_| malformed("the body is not UTF-8"))?;
     quick_xml::de::from_str(text).map_err(|e| malformed(format!("invalid {what} document: {e}")))
 }

@@ -14,6 +14,13 @@ use super::sigv4::PayloadMode;
 use super::xml::{Xml, iso8601};
 use crate::model::tables::*;
 
+/// The source of a copy: the version, and its id for the response's
+/// `x-amz-copy-source-version-id` (none without versioning).
+pub(crate) struct CopySource {
+    pub version: ObjectVersion,
+    pub version_id: Option<String>,
+}
+
 /// Largest XML request body accepted (DeleteObjects of 1,000 long keys).
 const MAX_XML_BODY: usize = 2 << 20;
 
@@ -29,21 +36,32 @@ struct DeleteRequest {
 struct DeleteEntry {
     #[serde(rename = "Key")]
     key: String,
+    #[serde(rename = "VersionId")]
+    version_id: Option<String>,
 }
 
 fn malformed(msg: impl Into<String>) -> S3Error {
     S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, msg)
 }
 
-/// Parse a DeleteObjects request body.
-pub(crate) fn parse_delete(body: &[u8]) -> Result<(bool, Vec<String>), S3Error> {
+/// The objects a DeleteObjects names: (key, version id).
+pub(crate) type ToDelete = Vec<(String, Option<String>)>;
+
+/// Parse a DeleteObjects request body: quiet, and the objects.
+pub(crate) fn parse_delete(body: &[u8]) -> Result<(bool, ToDelete), S3Error> {
     let text = std::str::from_utf8(body).map_err(|_| malformed("the request body is not UTF-8"))?;
     let req: DeleteRequest = quick_xml::de::from_str(text)
         .map_err(|e| malformed(format!("invalid Delete document: {e}")))?;
     if req.objects.len() > 1000 {
         return Err(malformed("at most 1000 objects per DeleteObjects request"));
     }
-    Ok((req.quiet, req.objects.into_iter().map(|o| o.key).collect()))
+    Ok((
+        req.quiet,
+        req.objects
+            .into_iter()
+            .map(|o| (o.key, o.version_id))
+            .collect(),
+    ))
 }
 
 impl S3Server {
@@ -121,23 +139,42 @@ impl S3Server {
         let body = self.small_body(r).await?;
         let (quiet, keys) = parse_delete(&body)?;
         let mut x = Xml::new("DeleteResult");
-        for key in &keys {
-            let mut object = Object {
-                pk: object_pk(&bucket.id, bucket.shards, key),
-                key: key.clone(),
-                version: ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker),
+        for (key, version_id) in &keys {
+            let wanted = match version_id {
+                None => Ok(None),
+                Some(id) => parse_version_id(id)
+                    .map(Some)
+                    .ok_or_else(super::versioning::invalid_version_id),
             };
-            match self.model.commit_object(&mut object).await {
-                Ok(()) => {
+            let done = match wanted {
+                Ok(w) => self.delete_one(&bucket, key, w).await,
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(done) => {
                     if !quiet {
-                        x.open("Deleted").elem("Key", key).close("Deleted");
+                        x.open("Deleted").elem("Key", key);
+                        if let Some(id) = version_id {
+                            x.elem("VersionId", id);
+                        }
+                        if done.marker {
+                            x.elem("DeleteMarker", "true");
+                            if version_id.is_none()
+                                && let Some(id) = &done.version_id
+                            {
+                                x.elem("DeleteMarkerVersionId", id);
+                            }
+                        }
+                        x.close("Deleted");
                     }
                 }
                 Err(e) => {
-                    x.open("Error")
-                        .elem("Key", key)
-                        .elem("Code", "ServiceUnavailable")
-                        .elem("Message", &e.to_string())
+                    x.open("Error").elem("Key", key);
+                    if let Some(id) = version_id {
+                        x.elem("VersionId", id);
+                    }
+                    x.elem("Code", e.code)
+                        .elem("Message", &e.message)
                         .close("Error");
                 }
             }
@@ -172,12 +209,12 @@ impl S3Server {
         // source's are the `x-amz-copy-source-if-*` ones.
         let pre = Preconditions::from_headers(r.req.headers(), "");
         self.precheck(&pre, &dest, &key).await?;
-        if let ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } = &src.version.data {
+        if let Some(meta) = src.version.data.meta() {
             self.enforce_quotas(&dest, &key, meta.size).await?;
         }
         let uuid = new_version_id();
         let (data, etag) = match &src.version.data {
-            ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
+            ObjectData::Removed | ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
             ObjectData::Inline { meta, bytes } => (
                 ObjectData::Inline {
                     meta: new_meta(meta),
@@ -195,24 +232,32 @@ impl S3Server {
                 )
             }
         };
-        let mut object = Object {
-            pk: object_pk(&dest.id, dest.shards, &key),
+        let mut object = Object::new(
+            object_pk(&dest.id, dest.shards, &key),
             key,
-            version: ObjectVersion::new(uuid, data),
-        };
+            ObjectVersion::in_bucket(uuid, data, &dest),
+        );
         self.commit_checked(&mut object, &pre, None).await?;
         let now = object.version.timestamp;
         let mut x = Xml::new("CopyObjectResult");
         x.elem("ETag", &format!("\"{etag}\""))
             .elem("LastModified", &iso8601(now));
-        Ok(xml_response(StatusCode::OK, x.finish("CopyObjectResult")))
+        let mut resp = xml_response(StatusCode::OK, x.finish("CopyObjectResult"));
+        super::versioning::add_version_header(resp.headers_mut(), &dest, &object.version);
+        if let Some(id) = &src.version_id
+            && let Ok(v) = http::HeaderValue::from_str(id)
+        {
+            resp.headers_mut().insert("x-amz-copy-source-version-id", v);
+        }
+        Ok(resp)
     }
 
-    /// The live object named by `x-amz-copy-source` (`bucket/key`, URL
-    /// encoded), which the request's key must be allowed to read.
-    pub(crate) async fn copy_source(&self, r: &S3Request) -> Result<Object, S3Error> {
-        let source = r.header("x-amz-copy-source").unwrap_or_default();
-        let source = source.split('?').next().unwrap_or_default();
+    /// The object version named by `x-amz-copy-source` (`bucket/key`, URL
+    /// encoded, with `?versionId=` or not), which the request's key must be
+    /// allowed to read.
+    pub(crate) async fn copy_source(&self, r: &S3Request) -> Result<CopySource, S3Error> {
+        let header = r.header("x-amz-copy-source").unwrap_or_default();
+        let (source, query) = header.split_once('?').unwrap_or((header, ""));
         let source = percent_encoding::percent_decode_str(source)
             .decode_utf8()
             .map_err(|_| S3Error::invalid_request("x-amz-copy-source is not valid UTF-8"))?;
@@ -221,6 +266,9 @@ impl S3Server {
             .split_once('/')
             .filter(|(b, k)| !b.is_empty() && !k.is_empty())
             .ok_or_else(|| S3Error::invalid_request("x-amz-copy-source must be bucket/key"))?;
+        let query: std::collections::BTreeMap<String, String> =
+            super::server::url_pairs(query).into_iter().collect();
+        let wanted = super::versioning::wanted(&query)?;
         let src_b = self.model.require_bucket(src_bucket).await?;
         if !r.permission(&src_b).read {
             return Err(S3Error::access_denied(
@@ -234,18 +282,30 @@ impl S3Server {
                 &object_pk(&src_b.id, src_b.shards, src_key),
                 src_key.as_bytes(),
             )
-            .await?
-            .ok_or_else(S3Error::no_such_key)?;
-        let etag = match &src.version.data {
-            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => meta.etag.as_str(),
-            ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
+            .await?;
+        let version = match super::versioning::pick(src.as_ref(), wanted) {
+            Ok(v) => v.clone(),
+            // S3's answer when the source names a delete marker by id.
+            Err(e) if e.code == "MethodNotAllowed" => {
+                return Err(S3Error::invalid_request(
+                    "The source of a copy request may not specifically refer to a delete marker by version id.",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(meta) = version.data.meta() else {
+            return Err(S3Error::no_such_key());
         };
         // `x-amz-copy-source-if-*`: any unmet condition is a 412.
         let pre = Preconditions::from_headers(r.req.headers(), "x-amz-copy-source-");
-        if pre.evaluate(Some((etag, src.version.timestamp)), true) != Outcome::Proceed {
+        if pre.evaluate(Some((&meta.etag, version.timestamp)), true) != Outcome::Proceed {
             return Err(precondition_failed());
         }
-        Ok(src)
+        let version_id = super::versioning::version_header(&src_b, &version);
+        Ok(CopySource {
+            version,
+            version_id,
+        })
     }
 
     /// Give a version a copy of another's block list, referencing every

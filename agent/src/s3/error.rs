@@ -12,6 +12,8 @@ pub struct S3Error {
     pub code: &'static str,
     pub status: StatusCode,
     pub message: String,
+    /// Headers the error response carries (`x-amz-delete-marker`...).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl S3Error {
@@ -24,7 +26,14 @@ impl S3Error {
             code,
             status,
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// The same error, answered with this header too.
+    pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub(crate) fn access_denied(msg: impl Into<String>) -> S3Error {
@@ -107,6 +116,9 @@ impl From<ModelError> for S3Error {
             ModelError::Db(_) => S3Error::internal(e.to_string()),
             ModelError::QuotaExceeded(..) => {
                 S3Error::new("QuotaExceeded", StatusCode::FORBIDDEN, e.to_string())
+            }
+            ModelError::InvalidBucketState(_) => {
+                S3Error::new("InvalidBucketState", StatusCode::CONFLICT, e.to_string())
             }
             ModelError::NoSuchKey(_) => {
                 S3Error::new("InvalidAccessKeyId", StatusCode::FORBIDDEN, e.to_string())

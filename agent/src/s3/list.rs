@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 use super::error::S3Error;
 use super::server::{Body, S3Request, S3Server, xml_response};
 use super::xml::{Xml, iso8601};
-use crate::model::tables::{Bucket, Object, ObjectData};
+use crate::model::tables::{Bucket, Object};
 
 /// What one listing page holds.
 struct Page {
@@ -19,7 +19,7 @@ struct Page {
 }
 
 /// Percent-encode like S3's `encoding-type=url` (keeps `/`).
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'_')
@@ -78,7 +78,7 @@ impl S3Server {
         Ok(page)
     }
 
-    fn check_read(&self, r: &S3Request, bucket: &Bucket) -> Result<(), S3Error> {
+    pub(crate) fn check_read(&self, r: &S3Request, bucket: &Bucket) -> Result<(), S3Error> {
         if r.permission(bucket).read {
             Ok(())
         } else {
@@ -201,12 +201,10 @@ impl S3Server {
         r: &S3Request,
     ) {
         for o in &page.contents {
-            let (size, etag) = match &o.version.data {
-                ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
-                    (meta.size, meta.etag.clone())
-                }
-                ObjectData::DeleteMarker => continue,
+            let Some(meta) = o.version.data.meta() else {
+                continue;
             };
+            let (size, etag) = (meta.size, &meta.etag);
             x.open("Contents")
                 .elem("Key", &enc(&o.key))
                 .elem("LastModified", &iso8601(o.version.timestamp))
@@ -229,7 +227,7 @@ impl S3Server {
     }
 }
 
-fn parse_max_keys(v: Option<&String>) -> Result<usize, S3Error> {
+pub(crate) fn parse_max_keys(v: Option<&String>) -> Result<usize, S3Error> {
     match v {
         None => Ok(1000),
         Some(s) => s.parse::<usize>().map(|n| n.min(1000)).map_err(|_| {

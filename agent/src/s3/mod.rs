@@ -15,5 +15,6 @@ pub mod multipart;
 pub mod object;
 pub mod server;
 pub mod sigv4;
+pub mod versioning;
 pub mod web;
 pub mod xml;

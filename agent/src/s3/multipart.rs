@@ -252,10 +252,12 @@ impl S3Server {
     /// object's blocks are shared; a range is read and stored anew.
     async fn part_from_copy(&self, r: &S3Request, version: VersionId) -> Result<Received, S3Error> {
         let src = self.copy_source(r).await?;
-        let meta = match &src.version.data {
-            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => meta.clone(),
-            ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
-        };
+        let meta = src
+            .version
+            .data
+            .meta()
+            .cloned()
+            .ok_or_else(S3Error::no_such_key)?;
         let range = match r.header("x-amz-copy-source-range") {
             None => None,
             Some(h) => {
@@ -298,7 +300,7 @@ impl S3Server {
             // it to compute the part's own.
         }
         let (start, end) = range.unwrap_or((0, meta.size));
-        let mut body = self.object_body(&src, start, end).await?;
+        let mut body = self.object_body(&src.version, start, end).await?;
         let mut md5 = md5::Md5::new();
         let mut buf = BytesMut::new();
         let mut blocks = Vec::new();
@@ -438,10 +440,10 @@ impl S3Server {
         let size = w.offset;
         let etags: Vec<&str> = chosen.iter().map(|p| p.etag.as_str()).collect();
         let etag = multipart_etag(&etags);
-        let mut object = Object {
-            pk: object_pk(&bucket.id, bucket.shards, &upload.key),
-            key: upload.key.clone(),
-            version: ObjectVersion::new(
+        let mut object = Object::new(
+            object_pk(&bucket.id, bucket.shards, &upload.key),
+            upload.key.clone(),
+            ObjectVersion::in_bucket(
                 uuid,
                 ObjectData::Blocks {
                     meta: ObjectMeta {
@@ -452,8 +454,9 @@ impl S3Server {
                         headers: upload.headers.clone(),
                     },
                 },
+                &bucket,
             ),
-        };
+        );
         self.commit_checked(&mut object, &pre, None).await?;
         upload.ended.raise();
         self.model.uploads.insert(&upload).await?;
@@ -462,10 +465,9 @@ impl S3Server {
             .elem("Bucket", &bucket.name)
             .elem("Key", &upload.key)
             .elem("ETag", &format!("\"{etag}\""));
-        Ok(xml_response(
-            StatusCode::OK,
-            x.finish("CompleteMultipartUploadResult"),
-        ))
+        let mut resp = xml_response(StatusCode::OK, x.finish("CompleteMultipartUploadResult"));
+        super::versioning::add_version_header(resp.headers_mut(), &bucket, &object.version);
+        Ok(resp)
     }
 
     pub(crate) async fn abort_multipart_upload(

@@ -21,6 +21,7 @@ use super::conditional::{Outcome, Preconditions, precondition_failed};
 use super::error::S3Error;
 use super::server::{Body, S3Request, S3Server, empty};
 use super::sigv4::PayloadMode;
+use super::versioning::{self, add_version_header};
 use super::xml::http_date;
 use crate::model::tables::*;
 use crate::table::paxos::Promises;
@@ -126,12 +127,9 @@ impl Checksum {
 /// cannot carry it), so it is refused.
 /// Whether a write's preconditions hold on the object's current state.
 fn holds(pre: &Preconditions, cur: Option<&Object>) -> bool {
-    let live = cur.and_then(|o| match &o.version.data {
-        ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
-            Some((meta.etag.as_str(), o.version.timestamp))
-        }
-        ObjectData::DeleteMarker => None,
-    });
+    let live = cur
+        .and_then(Object::live)
+        .and_then(|v| Some((v.data.meta()?.etag.as_str(), v.timestamp)));
     pre.evaluate(live, false) == Outcome::Proceed
 }
 
@@ -255,16 +253,13 @@ impl S3Server {
                 ObjectData::Blocks { meta }
             }
         };
-        let mut object = Object {
-            pk,
-            key,
-            version: ObjectVersion::new(uuid, data),
-        };
+        let mut object = Object::new(pk, key, ObjectVersion::in_bucket(uuid, data, &bucket));
         self.commit_checked(&mut object, &pre, first).await?;
         let mut resp = Response::new(empty());
         if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
             resp.headers_mut().insert(http::header::ETAG, v);
         }
+        add_version_header(resp.headers_mut(), &bucket, &object.version);
         Ok(resp)
     }
 
@@ -550,24 +545,19 @@ impl S3Server {
         Ok(())
     }
 
-    async fn load_object(&self, r: &S3Request) -> Result<(Bucket, Object, ObjectMeta), S3Error> {
+    /// The version of an object a GET or HEAD names (`versionId`, else
+    /// the current one).
+    async fn load_object(&self, r: &S3Request) -> Result<(Bucket, ObjectVersion), S3Error> {
         let bucket = self.bucket(r).await?;
         if !r.permission(&bucket).read {
             return Err(S3Error::access_denied("this key may not read this bucket"));
         }
+        let wanted = versioning::wanted(&r.query)?;
         let key = r.key.clone().unwrap_or_default();
         let pk = object_pk(&bucket.id, bucket.shards, &key);
-        let obj = self
-            .model
-            .objects
-            .get(&pk, key.as_bytes())
-            .await?
-            .ok_or_else(S3Error::no_such_key)?;
-        let meta = match &obj.version.data {
-            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => meta.clone(),
-            ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
-        };
-        Ok((bucket, obj, meta))
+        let obj = self.model.objects.get(&pk, key.as_bytes()).await?;
+        let v = versioning::pick(obj.as_ref(), wanted)?.clone();
+        Ok((bucket, v))
     }
 
     /// Refuse to write `size` bytes at `key` if the bucket's quotas forbid.
@@ -581,7 +571,14 @@ impl S3Server {
         if q.max_size.is_none() && q.max_objects.is_none() {
             return Ok(());
         }
-        let old = self.current_meta(bucket, key).await?.map(|(m, _)| m.size);
+        // With versioning enabled a write adds a version and replaces
+        // nothing (suspended: it replaces the null version, which the
+        // current one usually is).
+        let old = if bucket.versioning.value == Versioning::Enabled {
+            None
+        } else {
+            self.current_meta(bucket, key).await?.map(|(m, _)| m.size)
+        };
         let added = size as i64 - old.unwrap_or(0) as i64;
         Ok(self
             .model
@@ -669,11 +666,9 @@ impl S3Server {
     ) -> Result<Option<(ObjectMeta, u64)>, S3Error> {
         let pk = object_pk(&bucket.id, bucket.shards, key);
         let obj = self.model.objects.get(&pk, key.as_bytes()).await?;
-        Ok(obj.and_then(|o| match o.version.data {
-            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
-                Some((meta, o.version.timestamp))
-            }
-            ObjectData::DeleteMarker => None,
+        Ok(obj.as_ref().and_then(Object::live).and_then(|v| {
+            let meta = v.data.meta()?;
+            Some((meta.clone(), v.timestamp))
         }))
     }
 
@@ -682,9 +677,12 @@ impl S3Server {
         r: &S3Request,
         head: bool,
     ) -> Result<Response<Body>, S3Error> {
-        let (_, obj, meta) = self.load_object(r).await?;
-        self.object_response(r.req.headers(), &r.query, &obj, &meta, head)
-            .await
+        let (bucket, v) = self.load_object(r).await?;
+        let mut resp = self
+            .object_response(r.req.headers(), &r.query, &v, head)
+            .await?;
+        add_version_header(resp.headers_mut(), &bucket, &v);
+        Ok(resp)
     }
 
     /// The answer to a GET or HEAD of an object: preconditions, range,
@@ -693,10 +691,10 @@ impl S3Server {
         &self,
         headers: &http::HeaderMap,
         query: &std::collections::BTreeMap<String, String>,
-        obj: &Object,
-        meta: &ObjectMeta,
+        v: &ObjectVersion,
         head: bool,
     ) -> Result<Response<Body>, S3Error> {
+        let meta = v.data.meta().ok_or_else(S3Error::no_such_key)?;
         let put = |h: &mut http::HeaderMap, k: &str, v: &str| {
             if let (Ok(k), Ok(v)) = (
                 http::HeaderName::from_bytes(k.as_bytes()),
@@ -706,7 +704,7 @@ impl S3Server {
             }
         };
         match Preconditions::from_headers(headers, "")
-            .evaluate(Some((&meta.etag, obj.version.timestamp)), true)
+            .evaluate(Some((&meta.etag, v.timestamp)), true)
         {
             Outcome::Proceed => {}
             Outcome::Failed => return Err(precondition_failed()),
@@ -715,7 +713,7 @@ impl S3Server {
                 *resp.status_mut() = StatusCode::NOT_MODIFIED;
                 let h = resp.headers_mut();
                 put(h, "etag", &format!("\"{}\"", meta.etag));
-                put(h, "last-modified", &http_date(obj.version.timestamp));
+                put(h, "last-modified", &http_date(v.timestamp));
                 return Ok(resp);
             }
         }
@@ -727,12 +725,12 @@ impl S3Server {
         let mut resp = if head {
             Response::new(empty())
         } else {
-            Response::new(self.object_body(obj, start, end).await?)
+            Response::new(self.object_body(v, start, end).await?)
         };
         let h = resp.headers_mut();
         put(h, "content-length", &(end - start).to_string());
         put(h, "etag", &format!("\"{}\"", meta.etag));
-        put(h, "last-modified", &http_date(obj.version.timestamp));
+        put(h, "last-modified", &http_date(v.timestamp));
         put(h, "accept-ranges", "bytes");
         put(
             h,
@@ -779,26 +777,23 @@ impl S3Server {
     /// The bytes `start..end` of an object, streamed block by block.
     pub(crate) async fn object_body(
         &self,
-        obj: &Object,
+        v: &ObjectVersion,
         start: u64,
         end: u64,
     ) -> Result<Body, S3Error> {
-        match &obj.version.data {
+        match &v.data {
             ObjectData::Inline { bytes, .. } => {
                 let s = (start as usize).min(bytes.len());
                 let e = (end as usize).min(bytes.len());
                 Ok(super::server::full(Bytes::copy_from_slice(&bytes[s..e])))
             }
-            ObjectData::Blocks { .. } => {
-                let uuid = obj.version.uuid;
+            ObjectData::Blocks { meta } => {
+                let uuid = v.uuid;
                 let model = self.model.clone();
                 let (tx, rx) = tokio::sync::mpsc::channel::<
                     Result<http_body::Frame<Bytes>, std::io::Error>,
                 >(2);
-                let size = match &obj.version.data {
-                    ObjectData::Blocks { meta } => meta.size,
-                    _ => 0,
-                };
+                let size = meta.size;
                 tokio::spawn(async move {
                     if let Err(e) = stream_blocks(&model, uuid, size, start, end, &tx).await {
                         tracing::warn!(
@@ -813,24 +808,88 @@ impl S3Server {
                 });
                 Ok(http_body_util::StreamBody::new(stream).boxed())
             }
-            ObjectData::DeleteMarker => Err(S3Error::no_such_key()),
+            ObjectData::Removed | ObjectData::DeleteMarker => Err(S3Error::no_such_key()),
         }
     }
 
+    /// DeleteObject: see [`S3Server::delete_one`].
     pub(crate) async fn delete_object(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         self.check_write(r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();
-        let mut object = Object {
-            pk: object_pk(&bucket.id, bucket.shards, &key),
-            key,
-            version: ObjectVersion::new(new_version_id(), ObjectData::DeleteMarker),
-        };
-        self.model.commit_object(&mut object).await?;
+        let wanted = versioning::wanted(&r.query)?;
+        let done = self.delete_one(&bucket, &key, wanted).await?;
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::NO_CONTENT;
+        let h = resp.headers_mut();
+        if done.marker {
+            h.insert("x-amz-delete-marker", HeaderValue::from_static("true"));
+        }
+        if let Some(id) = done.version_id
+            && let Ok(v) = HeaderValue::from_str(&id)
+        {
+            h.insert("x-amz-version-id", v);
+        }
         Ok(resp)
     }
+
+    /// Delete a key as S3 does. Without a version id: in a bucket without
+    /// versioning the object goes; with versioning enabled a delete marker
+    /// becomes its latest version (suspended: the `null` version is
+    /// replaced by one). With a version id, that version (or marker) goes
+    /// for good; deleting one that does not exist succeeds.
+    pub(crate) async fn delete_one(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        wanted: versioning::Wanted,
+    ) -> Result<Deleted, S3Error> {
+        let pk = object_pk(&bucket.id, bucket.shards, key);
+        let Some(slot) = wanted else {
+            let unversioned = bucket.versioning.value == Versioning::Unversioned;
+            let data = if unversioned {
+                ObjectData::Removed
+            } else {
+                ObjectData::DeleteMarker
+            };
+            let mut object = Object::new(
+                pk,
+                key.to_string(),
+                ObjectVersion::in_bucket(new_version_id(), data, bucket),
+            );
+            self.model.commit_object(&mut object).await?;
+            return Ok(Deleted {
+                marker: !unversioned,
+                version_id: versioning::version_header(bucket, &object.version),
+            });
+        };
+        let id = match slot {
+            Some(u) => hex::encode(u),
+            None => "null".to_string(),
+        };
+        let current = self.model.objects.get(&pk, key.as_bytes()).await?;
+        let Some(v) = current.as_ref().and_then(|o| o.find(slot)) else {
+            return Ok(Deleted {
+                marker: false,
+                version_id: Some(id),
+            });
+        };
+        let marker = v.data == ObjectData::DeleteMarker;
+        let gone = Object::new(pk, key.to_string(), v.removed());
+        self.model.objects.insert(&gone).await?;
+        Ok(Deleted {
+            marker,
+            version_id: Some(id),
+        })
+    }
+}
+
+/// What a delete did (for its response headers).
+pub(crate) struct Deleted {
+    /// A delete marker was made, or the version deleted was one.
+    pub marker: bool,
+    /// The version made or deleted, as S3 names it.
+    pub version_id: Option<String>,
 }
 
 type FrameTx = tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, std::io::Error>>;

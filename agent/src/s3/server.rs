@@ -253,7 +253,13 @@ impl S3Server {
                 } else {
                     e.to_xml(&resource, &request_id)
                 };
-                xml_response(e.status, body)
+                let mut resp = xml_response(e.status, body);
+                for (name, value) in &e.headers {
+                    if let Ok(v) = HeaderValue::from_str(value) {
+                        resp.headers_mut().insert(*name, v);
+                    }
+                }
+                resp
             }
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -404,7 +410,9 @@ impl S3Server {
             E::DeleteBucket => self.delete_bucket(&r).await,
             E::HeadBucket => self.head_bucket(&r).await,
             E::GetBucketLocation => self.bucket_location(&r).await,
-            E::GetBucketVersioning => self.bucket_versioning(&r).await,
+            E::GetBucketVersioning => self.get_bucket_versioning(&r).await,
+            E::PutBucketVersioning => self.put_bucket_versioning(r).await,
+            E::ListObjectVersions => self.list_object_versions(&r).await,
             E::GetBucketAcl | E::GetObjectAcl => self.acl(&r).await,
             E::ListObjectsV2 => self.list_objects_v2(&r).await,
             E::ListObjects => self.list_objects_v1(&r).await,

@@ -181,10 +181,10 @@ impl WebServer {
             ));
         }
         let no_query = BTreeMap::new();
-        if let Some((obj, meta)) = self.object(bucket, &key).await? {
+        if let Some((v, _)) = self.object(bucket, &key).await? {
             return self
                 .s3
-                .object_response(req.headers(), &no_query, &obj, &meta, head)
+                .object_response(req.headers(), &no_query, &v, head)
                 .await;
         }
         // `dir` without its slash, when `dir/index.html` exists.
@@ -237,15 +237,12 @@ impl WebServer {
         &self,
         bucket: &Bucket,
         key: &str,
-    ) -> Result<Option<(Object, ObjectMeta)>, S3Error> {
+    ) -> Result<Option<(ObjectVersion, ObjectMeta)>, S3Error> {
         let pk = object_pk(&bucket.id, bucket.shards, key);
         let obj = self.s3.model.objects.get(&pk, key.as_bytes()).await?;
-        Ok(obj.and_then(|o| match &o.version.data {
-            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => {
-                let meta = meta.clone();
-                Some((o, meta))
-            }
-            ObjectData::DeleteMarker => None,
+        Ok(obj.as_ref().and_then(Object::live).and_then(|v| {
+            let meta = v.data.meta()?.clone();
+            Some((v.clone(), meta))
         }))
     }
 }

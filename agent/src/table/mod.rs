@@ -79,6 +79,12 @@ pub trait TableItem:
         None
     }
     fn set_replaced(&mut self, _digest: Option<u64>) {}
+    /// Whether two states of the item hold the same current value (what an
+    /// ordered write makes current): equality, unless the item also keeps
+    /// values beside its current one (an object's older versions).
+    fn same_current(&self, other: &Self) -> bool {
+        self == other
+    }
 }
 
 /// Whether an answer to an ordered write says it was applied (nothing
@@ -795,7 +801,7 @@ impl<S: TableSchema> Table<S> {
         // above the promise (`TableData::ordered_check`).
         let mut same = held.clone();
         same.set_write_time(mine);
-        if same == *item && t > mine {
+        if same.same_current(item) && t > mine {
             return Ok(Landed::Promised(t));
         }
         if held.replaced().is_some_and(|d| rounds.contains(&d))
@@ -803,7 +809,7 @@ impl<S: TableSchema> Table<S> {
         {
             return Ok(Landed::Replaced);
         }
-        if held != *item && t >= mine {
+        if !held.same_current(item) && t >= mine {
             return Ok(Landed::Newer(t));
         }
         Ok(Landed::Applied)

@@ -100,6 +100,12 @@ pub fn view_keys(tab: Tab) -> &'static [KeyHelp] {
                 "grant / revoke permissions (of a picked key, or on a picked bucket)",
             ),
             k!("u", "quota", "set the bucket's quotas"),
+            // (No room left in the footer: listed in the help window.)
+            k!(
+                "v",
+                "",
+                "turn the bucket's versioning on / suspend it (asks first); the VERSIONS column shows it and the space older versions hold"
+            ),
             k!(
                 "s",
                 "secret",

@@ -101,6 +101,8 @@ pub enum Action {
     SkipDead(u64),
     BucketCreate(String),
     BucketDelete(String),
+    /// Enable (true) or suspend (false) a bucket's versioning.
+    BucketVersioning(String, bool),
     KeyCreate(String),
     KeyDelete(String),
     /// Show a key's secret again.
@@ -200,6 +202,23 @@ fn bucket_delete_lines(name: &str) -> Vec<String> {
         format!("Delete bucket {name}?"),
         "Only an empty bucket can be deleted.".into(),
     ]
+}
+
+/// What the console asks before turning a bucket's versioning on or off.
+fn versioning_lines(name: &str, enable: bool) -> Vec<String> {
+    if enable {
+        vec![
+            format!("Turn versioning on for bucket {name}?"),
+            "Every overwrite and delete then keeps the version before it".into(),
+            "(and its space) until deleted by version id or by a lifecycle rule.".into(),
+            "It can be suspended later, never turned off.".into(),
+        ]
+    } else {
+        vec![
+            format!("Suspend versioning of bucket {name}?"),
+            "Versions kept stay; new writes replace the \"null\" version.".into(),
+        ]
+    }
 }
 
 /// Events kept for the Events view.

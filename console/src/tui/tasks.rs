@@ -237,6 +237,16 @@ async fn perform(conn: &mut Conn, action: Action) -> Result<Outcome, String> {
                 .map_err(app)?;
             ok(format!("bucket {name} deleted"))
         }
+        Action::BucketVersioning(name, enable) => {
+            c.bucket_set_versioning(ctx(), name.clone(), enable)
+                .await
+                .map_err(rpc)?
+                .map_err(app)?;
+            ok(format!(
+                "versioning of {name} {}",
+                if enable { "enabled" } else { "suspended" }
+            ))
+        }
         Action::KeyCreate(name) => {
             let k = c
                 .key_create(ctx(), name.clone())

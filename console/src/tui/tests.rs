@@ -165,6 +165,9 @@ fn app(scene: Scene) -> App {
                 quota_max_size: Some(100_000_000_000),
                 quota_max_objects: None,
                 website: false,
+                versioning: Some("Enabled".into()),
+                noncurrent_objects: 40,
+                noncurrent_bytes: 310_000_000,
             },
             BucketInfo {
                 name: "site".into(),
@@ -176,6 +179,9 @@ fn app(scene: Scene) -> App {
                 quota_max_size: None,
                 quota_max_objects: None,
                 website: true,
+                versioning: None,
+                noncurrent_objects: 0,
+                noncurrent_bytes: 0,
             },
         ]),
         keys: Some(vec![KeyInfo {

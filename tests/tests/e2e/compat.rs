@@ -6,7 +6,7 @@ use hangar_tests::*;
 /// A one-node cluster with a bucket `test` that a fresh key may use.
 /// Unreferenced blocks are deleted one second after their last reference;
 /// lifecycle rules are applied every second, with 2-second "days".
-fn one_node_with_bucket() -> (Cluster, S3Key) {
+pub(crate) fn one_node_with_bucket() -> (Cluster, S3Key) {
     let c = Cluster::start_formed(
         1,
         &AgentOpts {
@@ -27,7 +27,7 @@ fn one_node_with_bucket() -> (Cluster, S3Key) {
 }
 
 /// The block hashes a scenario printed after `label`.
-fn printed(out: &str, label: &str) -> Vec<String> {
+pub(crate) fn printed(out: &str, label: &str) -> Vec<String> {
     out.lines()
         .filter_map(|l| l.strip_prefix(label)?.strip_prefix(' '))
         .map(str::to_string)

@@ -125,14 +125,7 @@ fn no_acknowledged_write_is_lost_through_kills_partitions_pauses_and_skewed_cloc
             })
             .then_some(())
     });
-    wait_for(
-        "the replicas' metadata to converge (same Merkle roots)",
-        Duration::from_secs(90),
-        || {
-            let d: Vec<_> = c.agents.iter().map(Agent::merkle_digests).collect();
-            (d[0].is_some() && d.iter().all(|x| *x == d[0])).then_some(())
-        },
-    );
+    wait_for_same_metadata(&c.agents, Duration::from_secs(90));
     wait_for(
         "the replicas' blocks to converge (same block sets)",
         Duration::from_secs(90),

@@ -12,3 +12,4 @@ mod ops;
 mod s3;
 mod security;
 mod tables;
+mod versioning;

@@ -28,11 +28,22 @@ impl App {
                         o.map(|o| format!("{o} obj")).unwrap_or_default()
                     ),
                 };
+                // Versioning, and what the versions kept beside the
+                // current ones hold.
+                let versions = match b.versioning.as_deref() {
+                    None => "-".to_string(),
+                    Some(state) => format!(
+                        "{} {}",
+                        if state == "Enabled" { "on" } else { "susp" },
+                        format_bytes(b.noncurrent_bytes)
+                    ),
+                };
                 Row::new(vec![
                     b.name.clone(),
                     b.objects.to_string(),
                     format_bytes(b.bytes),
                     quota,
+                    versions,
                     b.keys
                         .iter()
                         .map(|k| {
@@ -57,10 +68,13 @@ impl App {
                 Constraint::Length(7),
                 Constraint::Length(9),
                 Constraint::Length(10),
+                Constraint::Length(12),
                 Constraint::Min(10),
                 Constraint::Length(4),
             ],
-            vec!["BUCKET", "OBJECTS", "SIZE", "QUOTA", "KEYS", "WEB"],
+            vec![
+                "BUCKET", "OBJECTS", "SIZE", "QUOTA", "VERSIONS", "KEYS", "WEB",
+            ],
             " Buckets ".into(),
             self.selected[3],
             !self.keys_focus,
@@ -142,6 +156,15 @@ impl App {
                 if let Some(k) = self.keys().get(self.sel()) {
                     let kind = FormKind::GrantKey(k.access_key_id.clone(), c == 'g');
                     self.overlay = Overlay::Form(Form::new(kind, self));
+                }
+            }
+            'v' if !self.keys_focus => {
+                if let Some(b) = self.buckets().get(self.sel()) {
+                    let enable = b.versioning.as_deref() != Some("Enabled");
+                    self.overlay = Overlay::Confirm {
+                        lines: versioning_lines(&b.name, enable),
+                        action: Action::BucketVersioning(b.name.clone(), enable),
+                    };
                 }
             }
             'u' if !self.keys_focus => {

@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""S3 versioning scenarios with boto3 (issue 18), run by
+tests/tests/e2e/versioning.rs against real agents. Same conventions as
+client.py: SCENARIO [ARGS], settings from the environment, non-zero exit
+with a message on the first failed check.
+"""
+import os
+import sys
+
+import boto3
+import botocore
+from botocore.config import Config
+
+from client import BUCKET, check, client, data_for, error_code
+from compat import MIB, block_hash
+
+
+def status(fn):
+    """HTTP status and headers of a request that may fail."""
+    try:
+        r = fn()
+        return r["ResponseMetadata"]["HTTPStatusCode"], r["ResponseMetadata"]["HTTPHeaders"]
+    except botocore.exceptions.ClientError as e:
+        return e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["ResponseMetadata"]["HTTPHeaders"]
+
+
+def body(s3, key, **kw):
+    return s3.get_object(Bucket=BUCKET, Key=key, **kw)["Body"].read()
+
+
+def versions_of(s3, prefix="", **kw):
+    """[(key, version id, latest, "v"|"m")] of a whole listing, in order."""
+    r = s3.list_object_versions(Bucket=BUCKET, Prefix=prefix, **kw)
+    out = [(v["Key"], v["VersionId"], v["IsLatest"], "v", v["LastModified"]) for v in r.get("Versions", [])]
+    out += [(m["Key"], m["VersionId"], m["IsLatest"], "m", m["LastModified"]) for m in r.get("DeleteMarkers", [])]
+    # The XML interleaves them in order; boto3 splits them: put back in
+    # key order, newest first within a key.
+    out.sort(key=lambda e: (e[0], not e[2], -e[4].timestamp()))
+    return [e[:4] for e in out], r
+
+
+def versions():
+    s3 = client()
+    state = s3.get_bucket_versioning(Bucket=BUCKET)
+    check("Status" not in state, f"a new bucket is unversioned: {state}")
+    r = s3.put_object(Bucket=BUCKET, Key="k", Body=b"v0")
+    check("VersionId" not in r, f"no version id without versioning: {r.get('VersionId')}")
+    code = error_code(lambda: s3.put_bucket_versioning(
+        Bucket=BUCKET, VersioningConfiguration={"Status": "Disabled"}))
+    check(code == "MalformedXML", f"a bucket cannot be set back to unversioned: {code}")
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    state = s3.get_bucket_versioning(Bucket=BUCKET)
+    check(state.get("Status") == "Enabled", f"GetBucketVersioning: {state}")
+
+    # Every write a new version; the object written before is "null".
+    v1 = s3.put_object(Bucket=BUCKET, Key="k", Body=b"v1")["VersionId"]
+    v2 = s3.put_object(Bucket=BUCKET, Key="k", Body=b"v2")["VersionId"]
+    check(len({v1, v2, "null"}) == 3, f"distinct version ids: {v1} {v2}")
+    listed, _ = versions_of(s3, "k")
+    check(listed == [("k", v2, True, "v"), ("k", v1, False, "v"), ("k", "null", False, "v")],
+          f"versions newest first: {listed}")
+    got = s3.get_object(Bucket=BUCKET, Key="k")
+    check(got["Body"].read() == b"v2" and got["VersionId"] == v2, "GET reads the latest")
+    for vid, want in [(v1, b"v1"), ("null", b"v0"), (v2, b"v2")]:
+        check(body(s3, "k", VersionId=vid) == want, f"GET ?versionId={vid}")
+        h = s3.head_object(Bucket=BUCKET, Key="k", VersionId=vid)
+        check(h["VersionId"] == vid and h["ContentLength"] == 2, f"HEAD ?versionId={vid}: {h}")
+    check(error_code(lambda: s3.get_object(Bucket=BUCKET, Key="k", VersionId="nope")) == "InvalidArgument",
+          "a malformed version id")
+    check(error_code(lambda: s3.get_object(Bucket=BUCKET, Key="k", VersionId="0" * 32)) == "NoSuchVersion",
+          "a version that does not exist")
+
+    # DELETE without a version id: a delete marker.
+    d = s3.delete_object(Bucket=BUCKET, Key="k")
+    marker = d.get("VersionId")
+    check(d.get("DeleteMarker") is True and marker not in (None, "null", v1, v2), f"delete marker: {d}")
+    st, h = status(lambda: s3.get_object(Bucket=BUCKET, Key="k"))
+    check(st == 404 and h.get("x-amz-delete-marker") == "true" and h.get("x-amz-version-id") == marker,
+          f"GET under a delete marker: {st} {h}")
+    check(error_code(lambda: s3.get_object(Bucket=BUCKET, Key="k")) == "NoSuchKey", "NoSuchKey")
+    check("k" not in [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])],
+          "ListObjectsV2 hides a key under a delete marker")
+    listed, _ = versions_of(s3, "k")
+    check(listed == [("k", marker, True, "m"), ("k", v2, False, "v"), ("k", v1, False, "v"),
+                     ("k", "null", False, "v")], f"the marker is the latest: {listed}")
+    st, h = status(lambda: s3.get_object(Bucket=BUCKET, Key="k", VersionId=marker))
+    check(st == 405 and h.get("x-amz-delete-marker") == "true", f"GET of a marker by id: {st} {h}")
+    check(body(s3, "k", VersionId=v2) == b"v2", "old versions stay readable under a marker")
+
+    # DELETE with a version id: that version goes for good.
+    d = s3.delete_object(Bucket=BUCKET, Key="k", VersionId=marker)
+    check(d.get("DeleteMarker") is True and d.get("VersionId") == marker, f"marker deleted: {d}")
+    check(body(s3, "k") == b"v2", "removing the marker brings the object back")
+    s3.delete_object(Bucket=BUCKET, Key="k", VersionId=v2)
+    check(body(s3, "k") == b"v1", "deleting the latest version makes the one before latest")
+    check(error_code(lambda: s3.get_object(Bucket=BUCKET, Key="k", VersionId=v2)) == "NoSuchVersion",
+          "a deleted version is gone")
+    s3.delete_object(Bucket=BUCKET, Key="k", VersionId=v2)  # again: S3 says 204
+    listed, _ = versions_of(s3, "k")
+    check(listed == [("k", v1, True, "v"), ("k", "null", False, "v")], f"after deletes: {listed}")
+
+    # Copy from a version; the copy is a new version.
+    c = s3.copy_object(Bucket=BUCKET, Key="copy", CopySource={"Bucket": BUCKET, "Key": "k", "VersionId": "null"})
+    check(c.get("CopySourceVersionId") == "null" and c.get("VersionId") not in (None, "null"), f"copy: {c}")
+    check(body(s3, "copy") == b"v0", "copied the null version")
+
+    # Versions with blocks: an old version's data stays on disk.
+    big1, big2 = data_for("big1", 2 * MIB), data_for("big2", 2 * MIB)
+    b1 = s3.put_object(Bucket=BUCKET, Key="big", Body=big1)["VersionId"]
+    b2 = s3.put_object(Bucket=BUCKET, Key="big", Body=big2)["VersionId"]
+    check(body(s3, "big", VersionId=b1) == big1, "an old version's blocks are kept")
+    check(body(s3, "big") == big2, "the new one is latest")
+
+    # Multipart uploads and UploadPartCopy from a version.
+    up = s3.create_multipart_upload(Bucket=BUCKET, Key="mpu")["UploadId"]
+    p1 = s3.upload_part(Bucket=BUCKET, Key="mpu", UploadId=up, PartNumber=1, Body=data_for("p1", 5 * MIB))
+    p2 = s3.upload_part_copy(Bucket=BUCKET, Key="mpu", UploadId=up, PartNumber=2,
+                             CopySource={"Bucket": BUCKET, "Key": "big", "VersionId": b1},
+                             CopySourceRange="bytes=0-%d" % (MIB - 1))
+    check(p2.get("CopySourceVersionId") in (None, b1), f"UploadPartCopy: {p2}")
+    done = s3.complete_multipart_upload(Bucket=BUCKET, Key="mpu", UploadId=up, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["CopyPartResult"]["ETag"]}]})
+    check(done.get("VersionId") not in (None, "null"), f"CompleteMultipartUpload makes a version: {done}")
+    check(body(s3, "mpu", Range="bytes=%d-" % (5 * MIB)) == big1[:MIB], "the part copied from an old version")
+
+    # DeleteObjects with and without version ids.
+    r = s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [
+        {"Key": "k", "VersionId": v1}, {"Key": "copy"}, {"Key": "big", "VersionId": b1}]})
+    deleted = {(d["Key"], d.get("VersionId"), d.get("DeleteMarker", False)) for d in r["Deleted"]}
+    check(("k", v1, False) in deleted and ("big", b1, False) in deleted, f"DeleteObjects by id: {r['Deleted']}")
+    copy_entry = [d for d in r["Deleted"] if d["Key"] == "copy"][0]
+    check(copy_entry.get("DeleteMarker") is True and copy_entry.get("DeleteMarkerVersionId"),
+          f"DeleteObjects without id adds a marker: {copy_entry}")
+    check(body(s3, "k") == b"v0", "after deleting v1 the null version is latest")
+    print("gone", block_hash(big1[:MIB]))
+    print("gone", block_hash(big1[MIB:]))
+    print("kept", block_hash(big2[:MIB]))
+
+    # Suspended: writes replace the null version; kept versions stay.
+    va = s3.put_object(Bucket=BUCKET, Key="s", Body=b"a")["VersionId"]
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Suspended"})
+    check(s3.get_bucket_versioning(Bucket=BUCKET).get("Status") == "Suspended", "suspended")
+    n1 = s3.put_object(Bucket=BUCKET, Key="s", Body=b"n1")
+    n2 = s3.put_object(Bucket=BUCKET, Key="s", Body=b"n2")
+    check(n1.get("VersionId") == "null" and n2.get("VersionId") == "null", f"null versions: {n1} {n2}")
+    listed, _ = versions_of(s3, "s")
+    check(listed == [("s", "null", True, "v"), ("s", va, False, "v")], f"one null version: {listed}")
+    check(body(s3, "s") == b"n2" and body(s3, "s", VersionId=va) == b"a", "suspended reads")
+    d = s3.delete_object(Bucket=BUCKET, Key="s")
+    check(d.get("DeleteMarker") is True and d.get("VersionId") == "null", f"null delete marker: {d}")
+    listed, _ = versions_of(s3, "s")
+    check(listed == [("s", "null", True, "m"), ("s", va, False, "v")], f"marker replaced null: {listed}")
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+    # A bucket holding only old versions or delete markers is not empty.
+    s3.create_bucket(Bucket="versioned-gone")
+    s3.put_bucket_versioning(Bucket="versioned-gone", VersioningConfiguration={"Status": "Enabled"})
+    x = s3.put_object(Bucket="versioned-gone", Key="x", Body=b"x")["VersionId"]
+    m = s3.delete_object(Bucket="versioned-gone", Key="x")["VersionId"]
+    code = error_code(lambda: s3.delete_bucket(Bucket="versioned-gone"))
+    check(code == "BucketNotEmpty", f"versions left: {code}")
+    for vid in [x, m]:
+        s3.delete_object(Bucket="versioned-gone", Key="x", VersionId=vid)
+    s3.delete_bucket(Bucket="versioned-gone")
+    print("ok versions")
+
+
+def listing():
+    """ListObjectVersions: pages, markers, delimiter, encoding."""
+    s3 = client()
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    keys = ["a/1", "a/2", "b", "c/x/1", "d"]
+    for k in keys:
+        for i in range(3):
+            s3.put_object(Bucket=BUCKET, Key=k, Body=f"{k} {i}".encode())
+    s3.delete_object(Bucket=BUCKET, Key="d")
+    full, r = versions_of(s3)
+    check(len(full) == 16 and not r["IsTruncated"], f"16 entries: {full}")
+    check([e[0] for e in full] == sorted(e[0] for e in full), "keys in order")
+    check([e[2] for e in full if e[0] == "d"] == [True, False, False, False], "d's marker latest")
+    # Pages of every size give the same listing.
+    for size in [1, 2, 3, 5]:
+        got, km, vm = [], None, None
+        while True:
+            kw = {"MaxKeys": size}
+            if km is not None:
+                kw["KeyMarker"] = km
+                if vm is not None:
+                    kw["VersionIdMarker"] = vm
+            page, r = versions_of(s3, **kw)
+            check(len(page) <= size, f"page of {size}: {page}")
+            got += page
+            if not r["IsTruncated"]:
+                break
+            km, vm = r["NextKeyMarker"], r.get("NextVersionIdMarker")
+        check(got == full, f"pages of {size}: {got} != {full}")
+    r = s3.list_object_versions(Bucket=BUCKET, Delimiter="/")
+    check([p["Prefix"] for p in r.get("CommonPrefixes", [])] == ["a/", "c/"], f"prefixes: {r.get('CommonPrefixes')}")
+    check({v["Key"] for v in r.get("Versions", [])} == {"b", "d"}, "keys outside folders")
+    r = s3.list_object_versions(Bucket=BUCKET, Prefix="c/", Delimiter="/")
+    check([p["Prefix"] for p in r.get("CommonPrefixes", [])] == ["c/x/"], "nested prefix")
+    # A key marker alone starts after that key.
+    page, _ = versions_of(s3, KeyMarker="b")
+    check([e[0] for e in page][:1] == ["c/x/1"], f"after key b: {page[:2]}")
+    print("ok listing")
+
+
+def endpoint_clients(endpoints):
+    return [client_at(e) for e in endpoints.split(",")]
+
+
+def client_at(endpoint):
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=os.environ["HANGAR_KEY_ID"],
+        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"},
+                      signature_version="s3v4"))
+
+
+def listing_of(s3, prefix):
+    """Every entry of a bucket's version listing under `prefix`, in the
+    server's order (pages of 7, so markers are exercised too)."""
+    out, km, vm = [], None, None
+    while True:
+        kw = {"MaxKeys": 7}
+        if km is not None:
+            kw["KeyMarker"] = km
+            if vm is not None:
+                kw["VersionIdMarker"] = vm
+        page, r = versions_of(s3, prefix, **kw)
+        out += page
+        if not r["IsTruncated"]:
+            return out
+        km, vm = r["NextKeyMarker"], r.get("NextVersionIdMarker")
+
+
+def race(endpoints, rounds):
+    """Two writers of one key through two nodes, at once, `rounds` times:
+    both get versions, and every node lists them in the same order and
+    reads the same latest."""
+    import concurrent.futures
+    clients = endpoint_clients(endpoints)
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    made = {}
+    for r in range(int(rounds)):
+        key = f"race/{r:03}"
+        bodies = [f"{key} via node {i}".encode() for i in range(2)]
+        futures = [pool.submit(clients[i].put_object, Bucket=BUCKET, Key=key, Body=bodies[i])
+                   for i in range(2)]
+        made[key] = {f.result()["VersionId"]: bodies[i] for i, f in enumerate(futures)}
+        check(len(made[key]) == 2, f"{key}: two versions {made[key]}")
+    listings = [listing_of(s3, "race/") for s3 in clients]
+    for i, l in enumerate(listings):
+        check(l == listings[0], f"node {i} lists the versions differently:\n{l}\n{listings[0]}")
+    for key, ids in made.items():
+        entries = [e for e in listings[0] if e[0] == key]
+        check({e[1] for e in entries} == set(ids) and entries[0][2], f"{key}: both versions listed: {entries}")
+        latest = entries[0][1]
+        for i, s3 in enumerate(clients):
+            got = s3.get_object(Bucket=BUCKET, Key=key)
+            check(got["VersionId"] == latest and got["Body"].read() == ids[latest],
+                  f"{key}: node {i} reads the latest {latest}")
+    print(f"ok {rounds} races: both writers kept, one order everywhere")
+
+
+def away(endpoint):
+    """Writes while a node is cut off: new versions, markers, deletes by
+    id, and a suspended bucket's null versions."""
+    s3 = client_at(endpoint)
+    for r in range(0, 20):
+        key = f"race/{r:03}"
+        if r % 3 == 0:
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"while away")
+        elif r % 3 == 1:
+            s3.delete_object(Bucket=BUCKET, Key=key)
+        else:
+            oldest = listing_of(s3, key)[-1][1]
+            s3.delete_object(Bucket=BUCKET, Key=key, VersionId=oldest)
+    print("ok writes while a node was away")
+
+
+def same_everywhere(endpoints):
+    clients = endpoint_clients(endpoints)
+    listings = [listing_of(s3, "race/") for s3 in clients]
+    for i, l in enumerate(listings):
+        check(l == listings[0], f"node {i} lists the versions differently")
+    print(f"ok {len(listings[0])} versions listed alike through {len(clients)} nodes")
+
+
+if __name__ == "__main__":
+    scenario = sys.argv[1]
+    args = sys.argv[2:]
+    {
+        "versions": versions,
+        "listing": listing,
+        "race": lambda: race(*args),
+        "away": lambda: away(*args),
+        "same": lambda: same_everywhere(*args),
+    }[scenario]()
