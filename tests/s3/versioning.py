@@ -12,7 +12,7 @@ import botocore
 from botocore.config import Config
 
 from client import BUCKET, check, client, data_for, error_code
-from compat import MIB, block_hash
+from compat import MIB, block_hash, wait_until
 
 
 def status(fn):
@@ -205,6 +205,49 @@ def listing():
     print("ok listing")
 
 
+def lifecycle():
+    """Lifecycle rules on a versioned bucket (the test's agent has 2-second
+    "days" and a pass every second)."""
+    s3 = client()
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    old = [s3.put_object(Bucket=BUCKET, Key="old/a", Body=b"a%d" % i)["VersionId"] for i in range(4)]
+    lone = s3.put_object(Bucket=BUCKET, Key="gone/b", Body=b"b")["VersionId"]
+    s3.delete_object(Bucket=BUCKET, Key="gone/b")
+    s3.put_object(Bucket=BUCKET, Key="exp/c", Body=b"c")
+    s3.put_object(Bucket=BUCKET, Key="keep/d", Body=b"d1")
+    s3.put_object(Bucket=BUCKET, Key="keep/d", Body=b"d2")
+    rules = [
+        {"ID": "old", "Filter": {"Prefix": "old/"}, "Status": "Enabled",
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 1, "NewerNoncurrentVersions": 1}},
+        {"ID": "gone", "Filter": {"Prefix": "gone/"}, "Status": "Enabled",
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
+        {"ID": "markers", "Filter": {"Prefix": "gone/"}, "Status": "Enabled",
+         "Expiration": {"ExpiredObjectDeleteMarker": True}},
+        {"ID": "exp", "Filter": {"Prefix": "exp/"}, "Status": "Enabled", "Expiration": {"Days": 1}},
+    ]
+    s3.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={"Rules": rules})
+    got = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    check(got[0]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1, "NewerNoncurrentVersions": 1}
+          and got[2]["Expiration"] == {"ExpiredObjectDeleteMarker": True}, f"rules read back: {got}")
+    code = error_code(lambda: s3.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={
+        "Rules": [{"ID": "x", "Filter": {"Prefix": ""}, "Status": "Enabled",
+                   "Expiration": {"Days": 1, "ExpiredObjectDeleteMarker": True}}]}))
+    check(code == "MalformedXML", f"ExpiredObjectDeleteMarker with Days: {code}")
+
+    def ids(prefix):
+        return [(e[1], e[3]) for e in versions_of(s3, prefix)[0]]
+
+    wait_until("old non-current versions to go, the newest kept",
+               lambda: [i for i, _ in ids("old/")] == [old[3], old[2]])
+    wait_until("a delete marker left alone to go with its version", lambda: ids("gone/") == [])
+    check(lone not in [i for i, _ in ids("")], "the lone version went")
+    wait_until("Expiration to put a delete marker above the version",
+               lambda: [k for _, k in ids("exp/")] == ["m", "v"])
+    check(len(ids("keep/")) == 2, "keys outside every rule keep their versions")
+    check(body(s3, "old/a") == b"a3", "the current version stays")
+    print("ok lifecycle of versions")
+
+
 def endpoint_clients(endpoints):
     return [client_at(e) for e in endpoints.split(",")]
 
@@ -294,6 +337,7 @@ if __name__ == "__main__":
     {
         "versions": versions,
         "listing": listing,
+        "lifecycle": lifecycle,
         "race": lambda: race(*args),
         "away": lambda: away(*args),
         "same": lambda: same_everywhere(*args),

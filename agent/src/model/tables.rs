@@ -157,6 +157,16 @@ pub struct LifecycleRule {
     pub expire_date_ms: Option<u64>,
     /// Abort multipart uploads this many days after they started.
     pub abort_mpu_days: Option<u32>,
+    /// Versioning: delete versions this many days after they stopped
+    /// being current (a newer version or delete marker was written)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noncurrent_days: Option<u32>,
+    /// ... but keep this many of the newest non-current ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newer_noncurrent: Option<u32>,
+    /// Versioning: delete a delete marker left alone (no older version).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired_marker: bool,
 }
 
 /// Limits on what a bucket may hold (`None`: unlimited).

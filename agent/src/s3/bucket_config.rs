@@ -137,6 +137,17 @@ struct LifecycleRuleXml {
     expiration: Option<ExpirationXml>,
     #[serde(rename = "AbortIncompleteMultipartUpload")]
     abort: Option<AbortXml>,
+    #[serde(rename = "NoncurrentVersionExpiration")]
+    noncurrent: Option<NoncurrentXml>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NoncurrentXml {
+    #[serde(rename = "NoncurrentDays")]
+    days: Option<u32>,
+    #[serde(rename = "NewerNoncurrentVersions")]
+    newer: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -382,8 +393,11 @@ pub(crate) fn parse_lifecycle(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error
                 }
             }
             let exp = r.expiration.unwrap_or_default();
-            if exp.delete_marker == Some(true) && exp.days.is_none() && exp.date.is_none() {
-                // Unversioned buckets have no expired delete markers: a no-op.
+            let expired_marker = exp.delete_marker == Some(true);
+            if expired_marker && (exp.days.is_some() || exp.date.is_some()) {
+                return Err(malformed(
+                    "ExpiredObjectDeleteMarker cannot be given with Days or Date",
+                ));
             }
             let expire_date_ms = match exp.date {
                 None => None,
@@ -397,9 +411,25 @@ pub(crate) fn parse_lifecycle(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error
                 return Err(invalid("Expiration Days must be at least 1"));
             }
             let abort_mpu_days = r.abort.map(|a| a.days);
-            if exp.days.is_none() && expire_date_ms.is_none() && abort_mpu_days.is_none() {
+            let (noncurrent_days, newer_noncurrent) = match r.noncurrent {
+                None => (None, None),
+                Some(n) => match n.days {
+                    Some(d) if d >= 1 => (Some(d), n.newer),
+                    _ => {
+                        return Err(invalid(
+                            "NoncurrentVersionExpiration needs NoncurrentDays of at least 1",
+                        ));
+                    }
+                },
+            };
+            if exp.days.is_none()
+                && expire_date_ms.is_none()
+                && abort_mpu_days.is_none()
+                && noncurrent_days.is_none()
+                && !expired_marker
+            {
                 return Err(S3Error::not_implemented(
-                    "lifecycle actions other than Expiration and AbortIncompleteMultipartUpload",
+                    "lifecycle actions other than Expiration, NoncurrentVersionExpiration and AbortIncompleteMultipartUpload",
                 ));
             }
             Ok(LifecycleRule {
@@ -409,6 +439,9 @@ pub(crate) fn parse_lifecycle(body: &[u8]) -> Result<Vec<LifecycleRule>, S3Error
                 expire_days: exp.days,
                 expire_date_ms,
                 abort_mpu_days,
+                noncurrent_days,
+                newer_noncurrent,
+                expired_marker,
             })
         })
         .collect()
@@ -425,7 +458,7 @@ fn lifecycle_xml(rules: &[LifecycleRule]) -> String {
             .elem("Prefix", &r.prefix)
             .close("Filter")
             .elem("Status", if r.enabled { "Enabled" } else { "Disabled" });
-        if r.expire_days.is_some() || r.expire_date_ms.is_some() {
+        if r.expire_days.is_some() || r.expire_date_ms.is_some() || r.expired_marker {
             x.open("Expiration");
             if let Some(d) = r.expire_days {
                 x.elem("Days", &d.to_string());
@@ -433,7 +466,18 @@ fn lifecycle_xml(rules: &[LifecycleRule]) -> String {
             if let Some(ms) = r.expire_date_ms {
                 x.elem("Date", &super::xml::iso8601(ms));
             }
+            if r.expired_marker {
+                x.elem("ExpiredObjectDeleteMarker", "true");
+            }
             x.close("Expiration");
+        }
+        if let Some(d) = r.noncurrent_days {
+            x.open("NoncurrentVersionExpiration")
+                .elem("NoncurrentDays", &d.to_string());
+            if let Some(n) = r.newer_noncurrent {
+                x.elem("NewerNoncurrentVersions", &n.to_string());
+            }
+            x.close("NoncurrentVersionExpiration");
         }
         if let Some(d) = r.abort_mpu_days {
             x.open("AbortIncompleteMultipartUpload")
@@ -590,5 +634,20 @@ mod tests {
         assert!(!l[1].enabled);
         assert_eq!(l[1].expire_date_ms, Some(1_767_225_600_000));
         assert_eq!(parse_lifecycle(lifecycle_xml(&l).as_bytes()).unwrap(), l);
+
+        let versions = br#"<LifecycleConfiguration><Rule><Filter><Prefix>v/</Prefix></Filter>
+            <Status>Enabled</Status><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>
+            <NoncurrentVersionExpiration><NoncurrentDays>30</NoncurrentDays><NewerNoncurrentVersions>2</NewerNoncurrentVersions></NoncurrentVersionExpiration>
+            </Rule></LifecycleConfiguration>"#;
+        let l = parse_lifecycle(versions).unwrap();
+        assert_eq!(
+            (l[0].noncurrent_days, l[0].newer_noncurrent),
+            (Some(30), Some(2))
+        );
+        assert!(l[0].expired_marker);
+        assert_eq!(parse_lifecycle(lifecycle_xml(&l).as_bytes()).unwrap(), l);
+        // Days and ExpiredObjectDeleteMarker exclude each other, as in S3.
+        assert!(parse_lifecycle(br#"<LifecycleConfiguration><Rule><Status>Enabled</Status><Expiration><Days>1</Days><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration></Rule></LifecycleConfiguration>"#).is_err());
+        assert!(parse_lifecycle(br#"<LifecycleConfiguration><Rule><Status>Enabled</Status><NoncurrentVersionExpiration><NoncurrentDays>0</NoncurrentDays></NoncurrentVersionExpiration></Rule></LifecycleConfiguration>"#).is_err());
     }
 }

@@ -47,6 +47,13 @@ fn object_versions_list_in_pages_with_markers_and_delimiters() {
     eprint!("{out}");
 }
 
+#[test]
+fn lifecycle_rules_expire_noncurrent_versions_and_lone_delete_markers() {
+    let (c, key) = one_node_with_bucket();
+    let out = c.agents[0].script_ok("versioning.py", &key, "test", &[], &["lifecycle"]);
+    eprint!("{out}");
+}
+
 /// Two writers of one key through two nodes whose clocks are 5 minutes
 /// apart both get versions, listed in one order through every node; a node
 /// cut off while versions are added, marked and deleted by id comes back
