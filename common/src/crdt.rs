@@ -54,6 +54,13 @@ impl<T: Ord + Clone> Lww<T> {
     }
 }
 
+impl<T: Default + PartialEq> Lww<T> {
+    /// Never written (for `skip_serializing_if`).
+    pub fn is_unwritten(&self) -> bool {
+        self.timestamp == 0 && self.value == T::default()
+    }
+}
+
 /// A register never written: loses against any write.
 impl<T: Default> Default for Lww<T> {
     fn default() -> Self {
@@ -128,6 +135,11 @@ pub struct Flag(pub bool);
 impl Flag {
     pub fn raise(&mut self) {
         self.0 = true;
+    }
+
+    /// Never raised (for `skip_serializing_if`).
+    pub fn is_unset(&self) -> bool {
+        !self.0
     }
 }
 

@@ -28,9 +28,9 @@ def body(s3, key, **kw):
     return s3.get_object(Bucket=BUCKET, Key=key, **kw)["Body"].read()
 
 
-def versions_of(s3, prefix="", **kw):
+def versions_of(s3, prefix="", Bucket=BUCKET, **kw):
     """[(key, version id, latest, "v"|"m")] of a whole listing, in order."""
-    r = s3.list_object_versions(Bucket=BUCKET, Prefix=prefix, **kw)
+    r = s3.list_object_versions(Bucket=Bucket, Prefix=prefix, **kw)
     out = [(v["Key"], v["VersionId"], v["IsLatest"], "v", v["LastModified"]) for v in r.get("Versions", [])]
     out += [(m["Key"], m["VersionId"], m["IsLatest"], "m", m["LastModified"]) for m in r.get("DeleteMarkers", [])]
     # The XML interleaves them in order; boto3 splits them: put back in
@@ -248,6 +248,128 @@ def lifecycle():
     print("ok lifecycle of versions")
 
 
+def lock():
+    """Object lock: bucket configuration, default and explicit retention,
+    GOVERNANCE bypass by an owner only, COMPLIANCE that no one shortens,
+    legal holds, and lifecycle that leaves locked versions alone."""
+    import datetime
+    s3 = client()
+    other = client(os.environ["HANGAR_OTHER_KEY_ID"], os.environ["HANGAR_OTHER_KEY_SECRET"])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    hour = now + datetime.timedelta(hours=1)
+
+    code = error_code(lambda: s3.get_object_lock_configuration(Bucket=BUCKET))
+    check(code == "ObjectLockConfigurationNotFoundError", f"no lock configuration: {code}")
+    code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key="x", Body=b"x", ObjectLockMode="GOVERNANCE",
+                                            ObjectLockRetainUntilDate=hour))
+    check(code == "InvalidRequest", f"lock headers on a bucket without object lock: {code}")
+
+    # A bucket created with object lock is versioned, for good.
+    s3.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
+    check(s3.get_bucket_versioning(Bucket="locked").get("Status") == "Enabled", "object lock enables versioning")
+    code = error_code(lambda: s3.put_bucket_versioning(Bucket="locked",
+                                                       VersioningConfiguration={"Status": "Suspended"}))
+    check(code == "InvalidBucketState", f"versioning of a locked bucket cannot be suspended: {code}")
+    conf = s3.get_object_lock_configuration(Bucket="locked")["ObjectLockConfiguration"]
+    check(conf == {"ObjectLockEnabled": "Enabled"}, f"lock configuration: {conf}")
+
+    # COMPLIANCE: no one deletes it or shortens it; it can be extended.
+    c = s3.put_object(Bucket="locked", Key="c", Body=b"c", ObjectLockMode="COMPLIANCE",
+                      ObjectLockRetainUntilDate=hour)["VersionId"]
+    h = s3.head_object(Bucket="locked", Key="c")
+    check(h["ObjectLockMode"] == "COMPLIANCE" and abs((h["ObjectLockRetainUntilDate"] - hour).total_seconds()) < 1,
+          f"lock headers on HEAD: {h}")
+    for bypass in (False, True):
+        code = error_code(lambda: s3.delete_object(Bucket="locked", Key="c", VersionId=c,
+                                                   BypassGovernanceRetention=bypass))
+        check(code == "AccessDenied", f"COMPLIANCE version deleted (bypass {bypass}): {code}")
+    r = s3.delete_objects(Bucket="locked", BypassGovernanceRetention=True,
+                          Delete={"Objects": [{"Key": "c", "VersionId": c}]})
+    check([e["Code"] for e in r.get("Errors", [])] == ["AccessDenied"], f"DeleteObjects refuses it: {r}")
+    for mode, until in [("COMPLIANCE", now + datetime.timedelta(minutes=30)),
+                        ("GOVERNANCE", now + datetime.timedelta(hours=5))]:
+        code = error_code(lambda: s3.put_object_retention(
+            Bucket="locked", Key="c", VersionId=c, BypassGovernanceRetention=True,
+            Retention={"Mode": mode, "RetainUntilDate": until}))
+        check(code == "AccessDenied", f"COMPLIANCE changed to {mode} until {until}: {code}")
+    later = now + datetime.timedelta(hours=2)
+    s3.put_object_retention(Bucket="locked", Key="c", VersionId=c,
+                            Retention={"Mode": "COMPLIANCE", "RetainUntilDate": later})
+    got = s3.get_object_retention(Bucket="locked", Key="c", VersionId=c)["Retention"]
+    check(got["Mode"] == "COMPLIANCE" and abs((got["RetainUntilDate"] - later).total_seconds()) < 1,
+          f"extended: {got}")
+    # Deleting without a version id only adds a marker.
+    m = s3.delete_object(Bucket="locked", Key="c")
+    check(m.get("DeleteMarker") is True, f"marker over a locked version: {m}")
+    check(s3.get_object(Bucket="locked", Key="c", VersionId=c)["Body"].read() == b"c",
+          "the locked version stays readable")
+
+    # Lock headers on CopyObject and CreateMultipartUpload.
+    s3.copy_object(Bucket="locked", Key="copied", CopySource={"Bucket": "locked", "Key": "c", "VersionId": c},
+                   ObjectLockMode="GOVERNANCE", ObjectLockRetainUntilDate=hour, ObjectLockLegalHoldStatus="ON")
+    h = s3.head_object(Bucket="locked", Key="copied")
+    check(h["ObjectLockMode"] == "GOVERNANCE" and h["ObjectLockLegalHoldStatus"] == "ON", f"copy: {h}")
+    up = s3.create_multipart_upload(Bucket="locked", Key="mpu", ObjectLockMode="GOVERNANCE",
+                                    ObjectLockRetainUntilDate=hour)["UploadId"]
+    p1 = s3.upload_part(Bucket="locked", Key="mpu", UploadId=up, PartNumber=1, Body=b"part")
+    s3.complete_multipart_upload(Bucket="locked", Key="mpu", UploadId=up,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}]})
+    h = s3.head_object(Bucket="locked", Key="mpu")
+    check(h["ObjectLockMode"] == "GOVERNANCE" and "ObjectLockLegalHoldStatus" not in h, f"multipart: {h}")
+
+    # Default retention (GOVERNANCE, 1 day) on an existing versioned
+    # bucket, where `other` may read and write but is no owner.
+    s3.put_bucket_versioning(Bucket="lockable", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="lockable", Key="lc/b-free", Body=b"1")
+    s3.put_object(Bucket="lockable", Key="lc/b-free", Body=b"2")
+    s3.put_object_lock_configuration(Bucket="lockable", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    conf = s3.get_object_lock_configuration(Bucket="lockable")["ObjectLockConfiguration"]
+    check(conf["Rule"]["DefaultRetention"] == {"Mode": "GOVERNANCE", "Days": 1}, f"default retention: {conf}")
+    g = other.put_object(Bucket="lockable", Key="g", Body=b"g")["VersionId"]
+    h = other.head_object(Bucket="lockable", Key="g")
+    day = now + datetime.timedelta(days=1)
+    check(h["ObjectLockMode"] == "GOVERNANCE" and abs((h["ObjectLockRetainUntilDate"] - day).total_seconds()) < 120,
+          f"default retention applied: {h}")
+    code = error_code(lambda: s3.delete_object(Bucket="lockable", Key="g", VersionId=g))
+    check(code == "AccessDenied", f"GOVERNANCE without bypass: {code}")
+    code = error_code(lambda: other.delete_object(Bucket="lockable", Key="g", VersionId=g,
+                                                  BypassGovernanceRetention=True))
+    check(code == "AccessDenied", f"a key without the owner permission cannot bypass: {code}")
+    code = error_code(lambda: other.put_object_retention(Bucket="lockable", Key="g", VersionId=g,
+                                                         BypassGovernanceRetention=True, Retention={}))
+    check(code == "AccessDenied", f"nor remove the retention: {code}")
+    # Legal hold: blocks even the bypass until removed.
+    other.put_object_legal_hold(Bucket="lockable", Key="g", VersionId=g, LegalHold={"Status": "ON"})
+    check(s3.get_object_legal_hold(Bucket="lockable", Key="g", VersionId=g)["LegalHold"]["Status"] == "ON", "hold on")
+    check(s3.head_object(Bucket="lockable", Key="g")["ObjectLockLegalHoldStatus"] == "ON", "hold on HEAD")
+    code = error_code(lambda: s3.delete_object(Bucket="lockable", Key="g", VersionId=g,
+                                               BypassGovernanceRetention=True))
+    check(code == "AccessDenied", f"a legal hold blocks the bypass: {code}")
+    s3.put_object_legal_hold(Bucket="lockable", Key="g", VersionId=g, LegalHold={"Status": "OFF"})
+    s3.delete_object(Bucket="lockable", Key="g", VersionId=g, BypassGovernanceRetention=True)
+    check(error_code(lambda: s3.head_object(Bucket="lockable", Key="g", VersionId=g)) == "404",
+          "an owner bypasses GOVERNANCE")
+    # An owner may shorten GOVERNANCE with the bypass, and remove it.
+    g2 = s3.put_object(Bucket="lockable", Key="g2", Body=b"g2")["VersionId"]
+    s3.put_object_retention(Bucket="lockable", Key="g2", VersionId=g2, BypassGovernanceRetention=True, Retention={})
+    s3.delete_object(Bucket="lockable", Key="g2", VersionId=g2)
+
+    # Lifecycle: a locked version stays past its NoncurrentDays; a free one
+    # (written before the default retention) goes. Keys are handled in
+    # order, so once the free one is gone the locked one was seen.
+    s3.put_object(Bucket="lockable", Key="lc/a-held", Body=b"1")
+    s3.put_object(Bucket="lockable", Key="lc/a-held", Body=b"2")
+    s3.put_bucket_lifecycle_configuration(Bucket="lockable", LifecycleConfiguration={"Rules": [
+        {"ID": "lc", "Filter": {"Prefix": "lc/"}, "Status": "Enabled",
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}]})
+    wait_until("the unlocked old version to go",
+               lambda: len(versions_of(s3, "lc/b-free", Bucket="lockable")[0]) == 1)
+    check(len(versions_of(s3, "lc/a-held", Bucket="lockable")[0]) == 2, "lifecycle left the locked version")
+    print("ok object lock")
+
+
 def endpoint_clients(endpoints):
     return [client_at(e) for e in endpoints.split(",")]
 
@@ -338,6 +460,7 @@ if __name__ == "__main__":
         "versions": versions,
         "listing": listing,
         "lifecycle": lifecycle,
+        "lock": lock,
         "race": lambda: race(*args),
         "away": lambda: away(*args),
         "same": lambda: same_everywhere(*args),

@@ -674,7 +674,7 @@ impl Admin for AdminServer {
         let b = self
             .s
             .model
-            .create_bucket(&name, None)
+            .create_bucket(&name, None, false)
             .await
             .map_err(model_err)?;
         self.s.bucket_info(&b).await

@@ -36,12 +36,27 @@ impl SledEngine {
     /// Open (or create) the database in `dir` with a page cache of
     /// `cache_bytes`.
     pub fn open(dir: &Path, cache_bytes: u64) -> DbResult<SledEngine> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(err)?;
+        // A store closed a moment ago in this process keeps its file lock
+        // until sled's flusher thread has finished: wait for it, briefly.
+        // (Another process holding it still fails, after that wait.)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .flush_every_ms(Some(500))
+                .open();
+            match opened {
+                // (sled says so only in the error's text.)
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(err)?,
+            }
+        };
         Ok(SledEngine {
             db,
             trees: RwLock::new(Vec::new()),

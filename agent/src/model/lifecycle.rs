@@ -181,6 +181,14 @@ impl Model {
                     }
                 }
             }
+            // Lifecycle never deletes a locked version.
+            let now_wall = hangar_common::clock::wall_ms();
+            gone.retain(|g| {
+                versions
+                    .iter()
+                    .find(|v| v.uuid == g.uuid)
+                    .is_none_or(|v| v.lock.refuses_delete(now_wall, false).is_none())
+            });
             if rule.expired_marker
                 && o.version.data == ObjectData::DeleteMarker
                 && versions.len() == gone.len() + 1

@@ -21,7 +21,7 @@ use crate::net::Net;
 use crate::table::{Latest, Table, TableError};
 
 /// The protocol version from which nodes keep object versions.
-const VERSIONING_PROTOCOL: u32 = 8;
+pub(crate) const VERSIONING_PROTOCOL: u32 = 8;
 
 /// Default number of shards of a new bucket's object index.
 pub const DEFAULT_SHARDS: u8 = 16;
@@ -225,10 +225,13 @@ impl Model {
     }
 
     /// Create a bucket; `owner` (an access key id) gets every permission.
+    /// With `object_lock`, its versions can be locked (versioning is then
+    /// enabled, for good).
     pub(crate) async fn create_bucket(
         &self,
         name: &str,
         owner: Option<&str>,
+        object_lock: bool,
     ) -> Result<Bucket, ModelError> {
         if !valid_bucket_name(name) {
             return Err(ModelError::InvalidBucketName(name.to_string()));
@@ -246,7 +249,13 @@ impl Model {
             cors: Default::default(),
             lifecycle: Default::default(),
             quotas: Default::default(),
-            versioning: Default::default(),
+            versioning: if object_lock {
+                Lww::new(timestamp_ms(), self.net.id, Versioning::Enabled)
+            } else {
+                Default::default()
+            },
+            object_lock: Flag(object_lock),
+            lock_default: Default::default(),
         };
         self.buckets.insert(&bucket).await?;
         // The name by consensus: of several creators racing through several
@@ -333,10 +342,39 @@ impl Model {
                 old.len()
             )));
         }
+        if bucket.object_lock.0 && state != Versioning::Enabled {
+            return Err(ModelError::InvalidBucketState(
+                "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.".into(),
+            ));
+        }
         if bucket.versioning.value != state {
             bucket.versioning.update(timestamp_ms(), self.net.id, state);
             self.save_bucket(&bucket).await?;
         }
+        Ok(bucket)
+    }
+
+    /// Turn object lock on for a bucket (for good; its versioning must be
+    /// enabled) and set its default retention (None: none).
+    pub(crate) async fn set_object_lock(
+        &self,
+        name: &str,
+        default: Option<DefaultRetention>,
+    ) -> Result<Bucket, ModelError> {
+        let mut bucket = self.require_bucket_fresh(name).await?;
+        if !bucket.object_lock.0 {
+            if bucket.versioning.value != Versioning::Enabled {
+                return Err(ModelError::InvalidBucketState(
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
+                        .into(),
+                ));
+            }
+            bucket.object_lock.raise();
+        }
+        bucket
+            .lock_default
+            .update(timestamp_ms(), self.net.id, default);
+        self.save_bucket(&bucket).await?;
         Ok(bucket)
     }
 

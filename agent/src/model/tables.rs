@@ -55,6 +55,56 @@ pub struct Bucket {
     /// S3 versioning: never back to `Unversioned` once set.
     #[serde(default)]
     pub versioning: Lww<Versioning>,
+    /// S3 object lock enabled (at creation, or on a versioned bucket
+    /// later): never turned off.
+    #[serde(default, skip_serializing_if = "Flag::is_unset")]
+    pub object_lock: Flag,
+    /// The retention new versions get when their write names none.
+    #[serde(default, skip_serializing_if = "Lww::is_unwritten")]
+    pub lock_default: Lww<Option<DefaultRetention>>,
+}
+
+/// An object lock retention mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LockMode {
+    /// Owners may shorten or remove it with `x-amz-bypass-governance-retention`.
+    Governance,
+    /// No one may shorten or remove it before its date.
+    Compliance,
+}
+
+impl LockMode {
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LockMode> {
+        match s {
+            "GOVERNANCE" => Some(LockMode::Governance),
+            "COMPLIANCE" => Some(LockMode::Compliance),
+            _ => None,
+        }
+    }
+}
+
+/// A bucket's default retention: a mode and a period (as given: days or
+/// years).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DefaultRetention {
+    pub mode: LockMode,
+    pub days: Option<u32>,
+    pub years: Option<u32>,
+}
+
+impl DefaultRetention {
+    /// The retention date of a version written at `now_ms`.
+    pub fn until(&self, now_ms: u64) -> u64 {
+        let days = u64::from(self.days.unwrap_or(0)) + u64::from(self.years.unwrap_or(0)) * 365;
+        now_ms.saturating_add(days * 86_400_000)
+    }
 }
 
 /// A bucket's versioning state, as S3 has it.
@@ -88,6 +138,8 @@ impl Crdt for Bucket {
         self.lifecycle.merge(&other.lifecycle);
         self.quotas.merge(&other.quotas);
         self.versioning.merge(&other.versioning);
+        self.object_lock.merge(&other.object_lock);
+        self.lock_default.merge(&other.lock_default);
         // Immutable fields: keep a deterministic choice.
         if (other.created_ms, &other.name) < (self.created_ms, &self.name) {
             self.created_ms = other.created_ms;
@@ -341,6 +393,85 @@ pub struct ObjectVersion {
     /// the key's `null` version, which a later `null` write replaces.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub versioned: bool,
+    /// Object lock: retention and legal hold.
+    #[serde(default, skip_serializing_if = "VersionLock::is_empty")]
+    pub lock: VersionLock,
+}
+
+/// A version's object lock state. Each part only ever becomes stricter by
+/// merging where S3 says no one may relax it: a COMPLIANCE date is the
+/// latest ever set (merge takes the maximum), so no replica or race can
+/// shorten it; GOVERNANCE retention and the legal hold are registers
+/// (last writer wins) that owners may change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionLock {
+    /// COMPLIANCE retention until this date (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance_until: Option<u64>,
+    /// GOVERNANCE retention until this date (None in the register: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance: Option<Lww<Option<u64>>>,
+    /// Legal hold: on or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_hold: Option<Lww<bool>>,
+}
+
+impl VersionLock {
+    pub fn is_empty(&self) -> bool {
+        *self == VersionLock::default()
+    }
+
+    fn merge(&mut self, other: &VersionLock) {
+        self.compliance_until = self.compliance_until.max(other.compliance_until);
+        merge_register(&mut self.governance, &other.governance);
+        merge_register(&mut self.legal_hold, &other.legal_hold);
+    }
+
+    /// The retention to show: its mode and date (of a COMPLIANCE and a
+    /// GOVERNANCE one, the later; COMPLIANCE on a tie).
+    pub fn retention(&self) -> Option<(LockMode, u64)> {
+        let governance = self.governance.as_ref().and_then(|g| g.value);
+        match (self.compliance_until, governance) {
+            (Some(c), Some(g)) if g > c => Some((LockMode::Governance, g)),
+            (Some(c), _) => Some((LockMode::Compliance, c)),
+            (None, Some(g)) => Some((LockMode::Governance, g)),
+            (None, None) => None,
+        }
+    }
+
+    pub fn legal_hold(&self) -> bool {
+        self.legal_hold.as_ref().is_some_and(|h| h.value)
+    }
+
+    /// Why deleting the version at `now_ms` (wall clock) is refused, if it
+    /// is; `bypass`: GOVERNANCE retention is bypassed.
+    pub fn refuses_delete(&self, now_ms: u64, bypass: bool) -> Option<String> {
+        if self.legal_hold() {
+            return Some("the object version is under a legal hold".into());
+        }
+        if let Some(c) = self.compliance_until.filter(|c| *c > now_ms) {
+            return Some(format!(
+                "the object version is locked in COMPLIANCE mode until {}",
+                hangar_common::date::iso8601(c)
+            ));
+        }
+        match self.governance.as_ref().and_then(|g| g.value) {
+            Some(g) if g > now_ms && !bypass => Some(format!(
+                "the object version is locked in GOVERNANCE mode until {} (x-amz-bypass-governance-retention lets an owner delete it)",
+                hangar_common::date::iso8601(g)
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Merge two optional registers (absent loses against any write).
+fn merge_register<T: Ord + Clone>(a: &mut Option<Lww<T>>, b: &Option<Lww<T>>) {
+    match (a.as_mut(), b) {
+        (Some(x), Some(y)) => x.merge(y),
+        (None, Some(y)) => *a = Some(y.clone()),
+        (_, None) => {}
+    }
 }
 
 impl ObjectVersion {
@@ -353,6 +484,7 @@ impl ObjectVersion {
             micros: 0,
             replaced: None,
             versioned: false,
+            lock: VersionLock::default(),
         };
         v.set_time_us(hangar_common::clock::timestamp_us());
         v
@@ -402,6 +534,13 @@ impl ObjectVersion {
     /// Merge two states of the version in one slot: the later write wins;
     /// of two states of one version, the deleted one.
     fn merge(&mut self, other: &ObjectVersion) {
+        // The lock of one version (even timed again) is merged, never
+        // replaced.
+        let lock = (self.uuid == other.uuid).then(|| {
+            let mut l = self.lock.clone();
+            l.merge(&other.lock);
+            l
+        });
         match other.order().cmp(&self.order()) {
             std::cmp::Ordering::Greater => *self = other.clone(),
             std::cmp::Ordering::Less => {}
@@ -415,6 +554,11 @@ impl ObjectVersion {
                 }
             }
         }
+        if let Some(l) = lock
+            && !self.is_removed()
+        {
+            self.lock = l;
+        }
     }
 
     /// This version, deleted for good (same order: it wins the merge with
@@ -423,6 +567,7 @@ impl ObjectVersion {
         let mut v = self.clone();
         v.data = ObjectData::Removed;
         v.replaced = None;
+        v.lock = VersionLock::default();
         v
     }
 }
@@ -728,6 +873,9 @@ pub struct Upload {
     pub headers: Vec<(String, String)>,
     pub parts: std::collections::BTreeSet<Part>,
     pub ended: Flag,
+    /// Object lock asked for at creation (`x-amz-object-lock-*`).
+    #[serde(default, skip_serializing_if = "VersionLock::is_empty")]
+    pub lock: VersionLock,
 }
 
 /// Sort key of an upload in its bucket's upload list.
@@ -1055,6 +1203,7 @@ mod tests {
             micros: 0,
             replaced: None,
             versioned,
+            lock: VersionLock::default(),
         }
     }
 
@@ -1137,13 +1286,66 @@ mod tests {
     }
 
     #[test]
+    fn a_compliance_date_only_grows_and_locks_refuse_deletes_as_s3_does() {
+        let n = hangar_common::NodeId([1; 32]);
+        let lock = |c: Option<u64>, g: Option<u64>, hold: bool| VersionLock {
+            compliance_until: c,
+            governance: g.map(|g| Lww::new(1, n, Some(g))),
+            legal_hold: hold.then(|| Lww::new(1, n, true)),
+        };
+        // Two replicas, one that saw a later COMPLIANCE date: whatever the
+        // order, the later date holds (no race shortens it).
+        let (mut a, b) = (lock(Some(10), None, false), lock(Some(20), None, false));
+        a.merge(&b);
+        let mut b2 = b.clone();
+        b2.merge(&lock(Some(10), None, false));
+        assert_eq!(
+            (a.compliance_until, b2.compliance_until),
+            (Some(20), Some(20))
+        );
+        let c = lock(Some(20), None, false);
+        assert!(
+            c.refuses_delete(15, true).is_some(),
+            "no bypass of COMPLIANCE"
+        );
+        assert!(c.refuses_delete(25, false).is_none(), "free after its date");
+        let g = lock(None, Some(30), false);
+        assert!(g.refuses_delete(15, false).is_some());
+        assert!(g.refuses_delete(15, true).is_none(), "GOVERNANCE bypassed");
+        let h = lock(None, None, true);
+        assert!(
+            h.refuses_delete(15, true).is_some(),
+            "a legal hold blocks even the bypass"
+        );
+        // A version's lock survives the version being timed again.
+        let mut v1 = ver(2, 10, true, false);
+        v1.lock = c.clone();
+        let v2 = ver(2, 12, true, false);
+        let m = merged(&[obj(v1.clone()), obj(v2.clone())]);
+        assert_eq!(m.version.lock, c);
+        assert_eq!(merged(&[obj(v2), obj(v1)]), m);
+    }
+
+    #[test]
     fn object_merge_is_a_crdt() {
         use proptest::prelude::*;
         // A uuid is one write: its slot and data are its own (0 and 1 are
         // null versions, 3 a delete marker); its time may differ (a write
         // timed again above a newer one), and it may be deleted.
-        let version = (0u8..4, 0u64..4, any::<bool>()).prop_map(|(u, t, removed)| {
-            let v = ver(u, t + u64::from(u) * 2, u >= 2, u == 3);
+        // Its lock may be set in any order (a COMPLIANCE date, a GOVERNANCE
+        // register, a legal hold written at some time).
+        let lock = (
+            proptest::option::of(0u64..3),
+            proptest::option::of((0u64..3, any::<bool>())),
+        )
+            .prop_map(|(c, hold)| VersionLock {
+                compliance_until: c,
+                governance: None,
+                legal_hold: hold.map(|(t, on)| Lww::new(t, hangar_common::NodeId([1; 32]), on)),
+            });
+        let version = (0u8..4, 0u64..4, any::<bool>(), lock).prop_map(|(u, t, removed, lock)| {
+            let mut v = ver(u, t + u64::from(u) * 2, u >= 2, u == 3);
+            v.lock = lock;
             if removed { v.removed() } else { v }
         });
         let item = proptest::collection::vec(version, 1..4).prop_map(|vs| {

@@ -56,7 +56,25 @@ impl S3Server {
                 format!("The bucket name {name:?} is already taken."),
             ));
         }
-        self.model.create_bucket(name, Some(&r.api_key.id)).await?;
+        let lock = r
+            .header("x-amz-bucket-object-lock-enabled")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if lock
+            && !self
+                .model
+                .net
+                .peers_below(crate::model::VERSIONING_PROTOCOL)
+                .is_empty()
+        {
+            return Err(S3Error::new(
+                "InvalidBucketState",
+                StatusCode::CONFLICT,
+                "some nodes run a version of Hangar without versioning: upgrade every node first",
+            ));
+        }
+        self.model
+            .create_bucket(name, Some(&r.api_key.id), lock)
+            .await?;
         let mut resp = Response::new(empty());
         if let Ok(v) = http::HeaderValue::from_str(&format!("/{name}")) {
             resp.headers_mut().insert(http::header::LOCATION, v);

@@ -136,6 +136,7 @@ impl S3Server {
                 "this key may not write to this bucket",
             ));
         }
+        let bypass = super::object_lock::bypass(&r, &bucket);
         let body = self.small_body(r).await?;
         let (quiet, keys) = parse_delete(&body)?;
         let mut x = Xml::new("DeleteResult");
@@ -147,7 +148,7 @@ impl S3Server {
                     .ok_or_else(super::versioning::invalid_version_id),
             };
             let done = match wanted {
-                Ok(w) => self.delete_one(&bucket, key, w).await,
+                Ok(w) => self.delete_one(&bucket, key, w, bypass).await,
                 Err(e) => Err(e),
             };
             match done {
@@ -208,6 +209,12 @@ impl S3Server {
         // The destination's own conditions (`If-None-Match: *`...); the
         // source's are the `x-amz-copy-source-if-*` ones.
         let pre = Preconditions::from_headers(r.req.headers(), "");
+        let me = self.model.net.id;
+        let lock = super::object_lock::with_default(
+            super::object_lock::lock_from_headers(&r, &dest, me)?,
+            &dest,
+            me,
+        );
         self.precheck(&pre, &dest, &key).await?;
         if let Some(meta) = src.version.data.meta() {
             self.enforce_quotas(&dest, &key, meta.size).await?;
@@ -232,11 +239,9 @@ impl S3Server {
                 )
             }
         };
-        let mut object = Object::new(
-            object_pk(&dest.id, dest.shards, &key),
-            key,
-            ObjectVersion::in_bucket(uuid, data, &dest),
-        );
+        let mut version = ObjectVersion::in_bucket(uuid, data, &dest);
+        version.lock = lock;
+        let mut object = Object::new(object_pk(&dest.id, dest.shards, &key), key, version);
         self.commit_checked(&mut object, &pre, None).await?;
         let now = object.version.timestamp;
         let mut x = Xml::new("CopyObjectResult");

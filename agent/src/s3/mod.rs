@@ -13,6 +13,7 @@ pub mod list;
 pub mod metrics;
 pub mod multipart;
 pub mod object;
+pub mod object_lock;
 pub mod server;
 pub mod sigv4;
 pub mod versioning;

@@ -180,6 +180,7 @@ impl S3Server {
             headers: r.stored_headers(),
             parts: BTreeSet::new(),
             ended: Flag(false),
+            lock: super::object_lock::lock_from_headers(r, &bucket, self.model.net.id)?,
         };
         self.model.uploads.insert(&upload).await?;
         let mut x = Xml::new("InitiateMultipartUploadResult");
@@ -457,6 +458,8 @@ impl S3Server {
                 &bucket,
             ),
         );
+        object.version.lock =
+            super::object_lock::with_default(upload.lock.clone(), &bucket, self.model.net.id);
         self.commit_checked(&mut object, &pre, None).await?;
         upload.ended.raise();
         self.model.uploads.insert(&upload).await?;

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::chunked::ChunkedDecoder;
 use super::conditional::{Outcome, Preconditions, precondition_failed};
 use super::error::S3Error;
+use super::object_lock;
 use super::server::{Body, S3Request, S3Server, empty};
 use super::sigv4::PayloadMode;
 use super::versioning::{self, add_version_header};
@@ -179,6 +180,12 @@ impl S3Server {
         let user_meta = r.user_meta();
         let headers = r.stored_headers();
         let pre = Preconditions::from_headers(r.req.headers(), "");
+        let me = self.model.net.id;
+        let lock = object_lock::with_default(
+            object_lock::lock_from_headers(&r, &bucket, me)?,
+            &bucket,
+            me,
+        );
         let pk = object_pk(&bucket.id, bucket.shards, &key);
         // Quotas: checked before reading the body when its size is known.
         let declared: Option<u64> = if r.verified.payload.is_chunked() {
@@ -253,7 +260,9 @@ impl S3Server {
                 ObjectData::Blocks { meta }
             }
         };
-        let mut object = Object::new(pk, key, ObjectVersion::in_bucket(uuid, data, &bucket));
+        let mut version = ObjectVersion::in_bucket(uuid, data, &bucket);
+        version.lock = lock;
+        let mut object = Object::new(pk, key, version);
         self.commit_checked(&mut object, &pre, first).await?;
         let mut resp = Response::new(empty());
         if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
@@ -682,6 +691,7 @@ impl S3Server {
             .object_response(r.req.headers(), &r.query, &v, head)
             .await?;
         add_version_header(resp.headers_mut(), &bucket, &v);
+        object_lock::add_lock_headers(resp.headers_mut(), &v.lock);
         Ok(resp)
     }
 
@@ -818,7 +828,8 @@ impl S3Server {
         self.check_write(r, &bucket)?;
         let key = r.key.clone().unwrap_or_default();
         let wanted = versioning::wanted(&r.query)?;
-        let done = self.delete_one(&bucket, &key, wanted).await?;
+        let bypass = object_lock::bypass(r, &bucket);
+        let done = self.delete_one(&bucket, &key, wanted, bypass).await?;
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::NO_CONTENT;
         let h = resp.headers_mut();
@@ -837,12 +848,14 @@ impl S3Server {
     /// versioning the object goes; with versioning enabled a delete marker
     /// becomes its latest version (suspended: the `null` version is
     /// replaced by one). With a version id, that version (or marker) goes
-    /// for good; deleting one that does not exist succeeds.
+    /// for good (unless object lock forbids: `bypass` bypasses GOVERNANCE
+    /// retention); deleting one that does not exist succeeds.
     pub(crate) async fn delete_one(
         &self,
         bucket: &Bucket,
         key: &str,
         wanted: versioning::Wanted,
+        bypass: bool,
     ) -> Result<Deleted, S3Error> {
         let pk = object_pk(&bucket.id, bucket.shards, key);
         let Some(slot) = wanted else {
@@ -875,6 +888,12 @@ impl S3Server {
             });
         };
         let marker = v.data == ObjectData::DeleteMarker;
+        if let Some(why) = v
+            .lock
+            .refuses_delete(hangar_common::clock::wall_ms(), bypass)
+        {
+            return Err(S3Error::access_denied(why));
+        }
         let gone = Object::new(pk, key.to_string(), v.removed());
         self.model.objects.insert(&gone).await?;
         Ok(Deleted {

@@ -54,6 +54,28 @@ fn lifecycle_rules_expire_noncurrent_versions_and_lone_delete_markers() {
     eprint!("{out}");
 }
 
+/// Object lock with boto3. A second key may read and write bucket
+/// `lockable` without the owner permission (it cannot bypass GOVERNANCE).
+#[test]
+fn object_lock_refuses_deletes_as_s3_does_and_lifecycle_leaves_locked_versions() {
+    let (c, key) = one_node_with_bucket();
+    let a = &c.agents[0];
+    let other = a.create_key("writer");
+    a.hangar_json(&["bucket", "create", "lockable"]);
+    a.hangar_json(&[
+        "bucket", "allow", "lockable", "--key", "tester", "--read", "--write", "--owner",
+    ]);
+    a.hangar_json(&[
+        "bucket", "allow", "lockable", "--key", "writer", "--read", "--write",
+    ]);
+    let env = [
+        ("HANGAR_OTHER_KEY_ID", other.id.as_str()),
+        ("HANGAR_OTHER_KEY_SECRET", other.secret.as_str()),
+    ];
+    let out = a.script_ok("versioning.py", &key, "test", &env, &["lock"]);
+    eprint!("{out}");
+}
+
 /// Two writers of one key through two nodes whose clocks are 5 minutes
 /// apart both get versions, listed in one order through every node; a node
 /// cut off while versions are added, marked and deleted by id comes back
