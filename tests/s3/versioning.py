@@ -370,6 +370,89 @@ def lock():
     print("ok object lock")
 
 
+def restic():
+    """restic backs up into a versioned, object-locked bucket, checks,
+    prunes and restores; then what its prune deleted (a snapshot file and
+    the data only it used) is brought back from the previous versions with
+    the aws CLI, and the pruned snapshot restores again."""
+    import json
+    import shutil
+    import tempfile
+    from compat import make_tree, read_tree, run
+    from client import ENDPOINT
+    s3 = client()
+    s3.create_bucket(Bucket="backups", ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(Bucket="backups", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    tmp = tempfile.mkdtemp()
+    try:
+        env = {
+            "AWS_ACCESS_KEY_ID": os.environ["HANGAR_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": os.environ["HANGAR_KEY_SECRET"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "RESTIC_PASSWORD": "correct horse battery staple",
+            "RESTIC_REPOSITORY": f"s3:{ENDPOINT}/backups/repo",
+            "RESTIC_CACHE_DIR": os.path.join(tmp, "cache"),
+        }
+        src = os.path.join(tmp, "src")
+        first = make_tree(src)
+        run(["restic", "init"], env)
+        run(["restic", "backup", "--json", src], env)
+        with open(os.path.join(src, "docs", "new.txt"), "wb") as f:
+            f.write(b"written after the first backup")
+        os.remove(os.path.join(src, "big.bin"))
+        second = read_tree(src)
+        run(["restic", "backup", src], env)
+        snaps = json.loads(run(["restic", "snapshots", "--json"], env))
+        check(len(snaps) == 2, f"two snapshots: {snaps}")
+        old_id = sorted(snaps, key=lambda s: s["time"])[0]["id"]
+        run(["restic", "check", "--read-data"], env)
+        # Forget the first snapshot and prune what only it used.
+        run(["restic", "forget", "--keep-last", "1", "--prune"], env)
+        run(["restic", "check"], env)
+        snaps = json.loads(run(["restic", "snapshots", "--json"], env))
+        check([s["id"] for s in snaps] != [old_id] and len(snaps) == 1, f"one snapshot left: {snaps}")
+        out = os.path.join(tmp, "restored")
+        run(["restic", "restore", "latest", "--target", out], env)
+        check(read_tree(out + src) == second, "the latest snapshot restores")
+
+        # The snapshot file deleted by forget: its previous version, with
+        # the aws CLI.
+        aws = ["aws", "--endpoint-url", ENDPOINT, "s3api"]
+        listed = json.loads(run(aws + ["list-object-versions", "--bucket", "backups",
+                                       "--prefix", f"repo/snapshots/{old_id}"], env))
+        markers = [m for m in listed.get("DeleteMarkers", []) if m["IsLatest"]]
+        check(len(markers) == 1, f"the snapshot file is under a delete marker: {listed}")
+        previous = [v for v in listed["Versions"] if v["Key"] == markers[0]["Key"]][0]["VersionId"]
+        saved = os.path.join(tmp, "snapshot")
+        run(aws + ["get-object", "--bucket", "backups", "--key", markers[0]["Key"],
+                   "--version-id", previous, saved], env)
+        run(aws + ["put-object", "--bucket", "backups", "--key", markers[0]["Key"], "--body", saved], env)
+        # The data and indexes prune deleted: remove their delete markers
+        # (not the lock files', which restic deleted when done).
+        listed = json.loads(run(aws + ["list-object-versions", "--bucket", "backups", "--prefix", "repo/"], env))
+        for m in listed.get("DeleteMarkers", []):
+            if m["IsLatest"] and m["Key"].startswith(("repo/data/", "repo/index/")):
+                run(aws + ["delete-object", "--bucket", "backups", "--key", m["Key"],
+                           "--version-id", m["VersionId"]], env)
+        snaps = json.loads(run(["restic", "snapshots", "--json"], env))
+        check(old_id in [s["id"] for s in snaps], f"the pruned snapshot is back: {snaps}")
+        run(["restic", "check", "--read-data"], env)
+        back = os.path.join(tmp, "back")
+        run(["restic", "restore", old_id, "--target", back], env)
+        check(read_tree(back + src) == first, "the pruned snapshot restores whole")
+        # The backup's versions are locked: not even the owner deletes one
+        # without the bypass.
+        v = listed["Versions"][0]
+        code = error_code(lambda: s3.delete_object(Bucket="backups", Key=v["Key"], VersionId=v["VersionId"]))
+        check(code == "AccessDenied", f"a locked backup version: {code}")
+    finally:
+        shutil.rmtree(tmp)
+    print("ok restic")
+
+
 def endpoint_clients(endpoints):
     return [client_at(e) for e in endpoints.split(",")]
 
@@ -461,6 +544,7 @@ if __name__ == "__main__":
         "listing": listing,
         "lifecycle": lifecycle,
         "lock": lock,
+        "restic": restic,
         "race": lambda: race(*args),
         "away": lambda: away(*args),
         "same": lambda: same_everywhere(*args),

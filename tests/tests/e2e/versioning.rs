@@ -76,6 +76,17 @@ fn object_lock_refuses_deletes_as_s3_does_and_lifecycle_leaves_locked_versions()
     eprint!("{out}");
 }
 
+/// restic against a versioned, object-locked bucket: backup, check, prune,
+/// restore, then recovery of what the prune deleted with the aws CLI.
+#[test]
+#[ignore = "full tier: installs restic, a real backup tool (about 30 s)"]
+fn restic_backs_up_into_a_locked_bucket_and_a_pruned_snapshot_is_recovered() {
+    hangar_tests::tools::require_tool("restic", "restic");
+    let (c, key) = one_node_with_bucket();
+    let out = c.agents[0].script_ok("versioning.py", &key, "test", &[], &["restic"]);
+    eprint!("{out}");
+}
+
 /// Two writers of one key through two nodes whose clocks are 5 minutes
 /// apart both get versions, listed in one order through every node; a node
 /// cut off while versions are added, marked and deleted by id comes back
