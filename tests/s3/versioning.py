@@ -512,6 +512,35 @@ def race(endpoints, rounds):
     print(f"ok {rounds} races: both writers kept, one order everywhere")
 
 
+def hot(endpoints, count, key, progress):
+    """Two writers, each writing `count` versions of one key through its
+    own node at the same time (a line in `progress` per write): every
+    version is kept and every node lists them alike."""
+    import concurrent.futures
+    count = int(count)
+    clients = endpoint_clients(endpoints)[:2]
+
+    def writer(i):
+        ids = []
+        for n in range(count):
+            ids.append(clients[i].put_object(Bucket=BUCKET, Key=key, Body=f"{i}:{n}".encode())["VersionId"])
+            with open(progress, "a") as f:
+                f.write(f"{i} {n}\n")
+        return ids
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        made = [f.result() for f in [pool.submit(writer, i) for i in range(2)]]
+    listing = listing_of(clients[0], key)
+    ids = [e[1] for e in listing]
+    check(len(ids) == 2 * count and set(ids) == set(made[0]) | set(made[1]),
+          f"{len(ids)} versions listed, {2 * count} written")
+    # Each writer's versions in the order it wrote them (newest first).
+    for i in range(2):
+        mine = [v for v in ids if v in set(made[i])]
+        check(mine == made[i][::-1], f"writer {i}'s versions out of order")
+    print(f"ok {2 * count} versions of {key} from 2 writers")
+
+
 def away(endpoint):
     """Writes while a node is cut off: new versions, markers, deletes by
     id, and a suspended bucket's null versions."""
@@ -528,9 +557,9 @@ def away(endpoint):
     print("ok writes while a node was away")
 
 
-def same_everywhere(endpoints):
+def same_everywhere(endpoints, prefix="race/"):
     clients = endpoint_clients(endpoints)
-    listings = [listing_of(s3, "race/") for s3 in clients]
+    listings = [listing_of(s3, prefix) for s3 in clients]
     for i, l in enumerate(listings):
         check(l == listings[0], f"node {i} lists the versions differently")
     print(f"ok {len(listings[0])} versions listed alike through {len(clients)} nodes")
@@ -547,5 +576,6 @@ if __name__ == "__main__":
         "restic": restic,
         "race": lambda: race(*args),
         "away": lambda: away(*args),
+        "hot": lambda: hot(*args),
         "same": lambda: same_everywhere(*args),
     }[scenario]()

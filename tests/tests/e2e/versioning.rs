@@ -137,3 +137,56 @@ fn racing_versions_are_kept_in_one_order_and_a_node_that_was_away_converges() {
         a.script_ok("versioning.py", &key, "test", &[], &["same", &all])
     );
 }
+
+/// Lines written to a progress file so far.
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// 2 writers x 200 versions of one key through 2 nodes: every node lists
+/// the same 400 versions in the same order; then again while the third
+/// node is killed and restarted in the middle, which comes back to the
+/// same items.
+#[test]
+#[ignore = "full tier: 800 versioned writes on a 3-node cluster, a kill and a restart (about 40 s)"]
+fn two_writers_of_one_key_keep_every_version_in_one_order_through_a_restart() {
+    let mut c = Cluster::start_formed(3, &AgentOpts::default());
+    let key = c.agents[0].bucket_with_key("test", "tester");
+    c.agents[0].hangar_json(&["bucket", "versioning", "test", "enable"]);
+    let endpoints: Vec<String> = c.agents.iter().map(|a| a.s3_endpoint()).collect();
+    let all = endpoints.join(",");
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    for (round, kill) in [("hot/1", false), ("hot/2", true)] {
+        let progress = tmp.path().join(round.replace('/', "-"));
+        let progress_arg = progress.display().to_string();
+        let mut writers = c.agents[0]
+            .script_command(
+                "versioning.py",
+                &key,
+                "test",
+                &["hot", &all, "200", round, &progress_arg],
+            )
+            .spawn()
+            .expect("start the writers");
+        if kill {
+            let at = |n: usize| {
+                wait_for(&format!("{n} writes"), Duration::from_secs(120), || {
+                    (lines(&progress) >= n).then_some(())
+                })
+            };
+            at(100);
+            c.agents[2].kill();
+            at(250);
+            c.agents[2].start();
+        }
+        let status = writers.wait().expect("writers");
+        assert!(status.success(), "round {round}: the writers failed");
+        wait_for_same_metadata(&c.agents, Duration::from_secs(90));
+        eprint!(
+            "{}",
+            c.agents[0].script_ok("versioning.py", &key, "test", &[], &["same", &all, round])
+        );
+    }
+}
