@@ -212,6 +212,35 @@ impl Conn {
         self.send_head("GET", path, 0).await;
         self.response(start).await
     }
+
+    /// A GET whose (small) body is returned: (status, body).
+    pub async fn get_text(&mut self, path: &str) -> (u16, String) {
+        self.send_head("GET", path, 0).await;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).await.expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
 }
 
 /// PUT then GET `count` objects of `size` bytes with `clients` concurrent
