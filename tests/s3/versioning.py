@@ -69,6 +69,9 @@ def versions():
           "a malformed version id")
     check(error_code(lambda: s3.get_object(Bucket=BUCKET, Key="k", VersionId="0" * 32)) == "NoSuchVersion",
           "a version that does not exist")
+    s3.get_object_acl(Bucket=BUCKET, Key="k", VersionId=v1)
+    check(error_code(lambda: s3.get_object_acl(Bucket=BUCKET, Key="k", VersionId="0" * 32)) == "NoSuchVersion",
+          "GetObjectAcl of a version that does not exist")
 
     # DELETE without a version id: a delete marker.
     d = s3.delete_object(Bucket=BUCKET, Key="k")

@@ -531,33 +531,40 @@ impl ObjectVersion {
         self.data == ObjectData::Removed
     }
 
-    /// Merge two states of the version in one slot: the later write wins;
-    /// of two states of one version, the deleted one.
+    /// Merge two states of the version in one slot. Two writes (two
+    /// uuids, in the `null` slot): the later wins. Two states of one
+    /// version (timed again by its write, locked, deleted for good): the
+    /// latest time, the locks merged, and deleted if either is, for good
+    /// (a version's every state carries the same data, so nothing else
+    /// differs).
     fn merge(&mut self, other: &ObjectVersion) {
-        // The lock of one version (even timed again) is merged, never
-        // replaced.
-        let lock = (self.uuid == other.uuid).then(|| {
-            let mut l = self.lock.clone();
-            l.merge(&other.lock);
-            l
-        });
-        match other.order().cmp(&self.order()) {
-            std::cmp::Ordering::Greater => *self = other.clone(),
-            std::cmp::Ordering::Less => {}
-            // Two states of one version: deleted wins (in one canonical
-            // form, so replicas that saw them in either order agree).
-            std::cmp::Ordering::Equal => {
-                if other.is_removed() || self.is_removed() {
-                    *self = self.removed();
-                } else if other.replaced > self.replaced {
-                    self.replaced = other.replaced;
-                }
+        if self.uuid != other.uuid {
+            if other.order() > self.order() {
+                *self = other.clone();
             }
+            return;
         }
-        if let Some(l) = lock
-            && !self.is_removed()
-        {
-            self.lock = l;
+        let removed = self.is_removed() || other.is_removed();
+        let mut lock = self.lock.clone();
+        lock.merge(&other.lock);
+        let data = if removed {
+            ObjectData::Removed
+        } else {
+            self.data.clone()
+        };
+        if (other.order(), other.replaced) > (self.order(), self.replaced) {
+            let keep = std::mem::replace(&mut self.data, ObjectData::Removed);
+            *self = ObjectVersion {
+                data: keep,
+                ..other.clone()
+            };
+        }
+        self.data = data;
+        if removed {
+            self.replaced = None;
+            self.lock = VersionLock::default();
+        } else {
+            self.lock = lock;
         }
     }
 
@@ -1343,10 +1350,18 @@ mod tests {
                 governance: None,
                 legal_hold: hold.map(|(t, on)| Lww::new(t, hangar_common::NodeId([1; 32]), on)),
             });
+        // A lock is set, and a deletion by version id made, on a version
+        // as read once its write is done, so at its final time (3 here);
+        // earlier times are its write's rounds.
         let version = (0u8..4, 0u64..4, any::<bool>(), lock).prop_map(|(u, t, removed, lock)| {
             let mut v = ver(u, t + u64::from(u) * 2, u >= 2, u == 3);
-            v.lock = lock;
-            if removed { v.removed() } else { v }
+            if t == 3 {
+                v.lock = lock;
+                if removed {
+                    return v.removed();
+                }
+            }
+            v
         });
         let item = proptest::collection::vec(version, 1..4).prop_map(|vs| {
             let items: Vec<Object> = vs.into_iter().map(obj).collect();

@@ -121,6 +121,14 @@ impl S3Server {
                 "this key has no permission on this bucket",
             ));
         }
+        // An object's ACL by version id: that version must exist.
+        if let Some(key) = &r.key
+            && let Some(wanted) = super::versioning::wanted(&r.query)?
+        {
+            let pk = crate::model::tables::object_pk(&bucket.id, bucket.shards, key);
+            let obj = self.model.objects.get(&pk, key.as_bytes()).await?;
+            super::versioning::pick(obj.as_ref(), Some(wanted))?;
+        }
         let mut x = Xml::new("AccessControlPolicy");
         x.open("Owner")
             .elem("ID", &r.api_key.id)

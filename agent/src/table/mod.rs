@@ -1035,8 +1035,15 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                         Some(merged) => Some(merged),
                         None => self.data.get_raw(&key).map_err(internal)?,
                     };
+                    // What is held differs from the write, but its current
+                    // value may still be the write's (an object's older
+                    // versions beside it): then nothing travels back.
                     if let Some(now) = now
                         && now != b
+                        && self
+                            .data
+                            .decode(&now)
+                            .map_or(true, |n| !n.same_current(&item))
                     {
                         held.push(now);
                     }
