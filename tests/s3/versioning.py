@@ -155,6 +155,16 @@ def versions():
     check(listed == [("s", "null", True, "m"), ("s", va, False, "v")], f"marker replaced null: {listed}")
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
+    # Conditional writes see the latest version: a delete marker is no
+    # object.
+    s3.put_object(Bucket=BUCKET, Key="cond", Body=b"1")
+    s3.delete_object(Bucket=BUCKET, Key="cond")
+    r = s3.put_object(Bucket=BUCKET, Key="cond", Body=b"2", IfNoneMatch="*")
+    check(r.get("VersionId") not in (None, "null"), f"If-None-Match over a delete marker: {r}")
+    code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key="cond", Body=b"3", IfNoneMatch="*"))
+    check(code == "PreconditionFailed", f"If-None-Match over a version: {code}")
+    check(len(versions_of(s3, "cond")[0]) == 3, "two versions and a marker")
+
     # A bucket holding only old versions or delete markers is not empty.
     s3.create_bucket(Bucket="versioned-gone")
     s3.put_bucket_versioning(Bucket="versioned-gone", VersioningConfiguration={"Status": "Enabled"})

@@ -643,7 +643,9 @@ impl S3Server {
                 &object.pk,
                 object.key.as_bytes(),
                 first,
-                |o| o.version.uuid == uuid,
+                // Ours is in the item (with versioning, a newer version may
+                // be current above it).
+                |o| o.versions().any(|v| v.uuid == uuid),
                 |cur| {
                     if holds(pre, cur) {
                         Ok(object.clone())
