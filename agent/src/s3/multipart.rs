@@ -211,12 +211,12 @@ impl S3Server {
         let mut upload = self.upload(&r, &bucket).await?;
         let copy = r.req.headers().contains_key("x-amz-copy-source");
         let version = new_version_id();
-        let received = if copy {
+        let (received, source_version) = if copy {
             self.part_from_copy(&r, version).await?
         } else {
             let received = self.receive(r, false).await?;
             self.commit_blocks(version, &received.blocks).await?;
-            received
+            (received, None)
         };
         let etag = hex::encode(received.md5);
         // Above any upload of the same part this node read (from a quorum):
@@ -240,7 +240,13 @@ impl S3Server {
             let mut x = Xml::new("CopyPartResult");
             x.elem("ETag", &format!("\"{etag}\""))
                 .elem("LastModified", &iso8601(timestamp));
-            return Ok(xml_response(StatusCode::OK, x.finish("CopyPartResult")));
+            let mut resp = xml_response(StatusCode::OK, x.finish("CopyPartResult"));
+            if let Some(id) = source_version
+                && let Ok(v) = HeaderValue::from_str(&id)
+            {
+                resp.headers_mut().insert("x-amz-copy-source-version-id", v);
+            }
+            return Ok(resp);
         }
         let mut resp = Response::new(empty());
         if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
@@ -251,8 +257,14 @@ impl S3Server {
 
     /// UploadPartCopy: the part is (a range of) another object. A whole
     /// object's blocks are shared; a range is read and stored anew.
-    async fn part_from_copy(&self, r: &S3Request, version: VersionId) -> Result<Received, S3Error> {
+    /// Also returns the source's version id (for the response), if any.
+    async fn part_from_copy(
+        &self,
+        r: &S3Request,
+        version: VersionId,
+    ) -> Result<(Received, Option<String>), S3Error> {
         let src = self.copy_source(r).await?;
+        let source_version = src.version_id.clone();
         let meta = src
             .version
             .data
@@ -290,12 +302,15 @@ impl S3Server {
                 .ok()
                 .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok());
             if let Some(md5) = md5 {
-                return Ok(Received {
-                    size: meta.size,
-                    md5,
-                    blocks: Vec::new(),
-                    inline: None,
-                });
+                return Ok((
+                    Received {
+                        size: meta.size,
+                        md5,
+                        blocks: Vec::new(),
+                        inline: None,
+                    },
+                    source_version,
+                ));
             }
             // A multipart source has no plain MD5: fall through and read
             // it to compute the part's own.
@@ -331,12 +346,15 @@ impl S3Server {
         if range.is_some() || matches!(src.version.data, ObjectData::Inline { .. }) {
             self.commit_blocks(version, &blocks).await?;
         }
-        Ok(Received {
-            size,
-            md5: md5.finalize().into(),
-            blocks,
-            inline: None,
-        })
+        Ok((
+            Received {
+                size,
+                md5: md5.finalize().into(),
+                blocks,
+                inline: None,
+            },
+            source_version,
+        ))
     }
 
     pub(crate) async fn complete_multipart_upload(
