@@ -15,6 +15,7 @@ pub mod multipart;
 pub mod object;
 pub mod object_lock;
 pub mod server;
+pub mod sigv2;
 pub mod sigv4;
 pub mod versioning;
 pub mod web;

@@ -343,6 +343,9 @@ impl S3Server {
     }
 
     async fn authenticate(&self, req: &Request<Incoming>) -> Result<(Key, Verified), S3Error> {
+        if let Some(v2) = super::sigv2::parse(req.uri(), req.headers()) {
+            return self.authenticate_v2(req, v2.map_err(auth_error)?).await;
+        }
         let auth = sigv4::parse_auth(req.uri(), req.headers()).map_err(auth_error)?;
         let access_key = match &auth {
             AuthKind::Anonymous => {
@@ -353,13 +356,7 @@ impl S3Server {
             AuthKind::Header(h) => h.credential.access_key.clone(),
             AuthKind::Query { auth, .. } => auth.credential.access_key.clone(),
         };
-        let key = self.model.get_key(&access_key).await?.ok_or_else(|| {
-            S3Error::new(
-                "InvalidAccessKeyId",
-                StatusCode::FORBIDDEN,
-                "The AWS access key Id you provided does not exist in our records.",
-            )
-        })?;
+        let key = self.access_key(&access_key).await?;
         // The client's clock against this node's wall clock: the 15-minute
         // window is about real time, not the hybrid clock.
         let now = hangar_common::clock::wall_ms() / 1000;
@@ -373,6 +370,54 @@ impl S3Server {
         )
         .map_err(auth_error)?;
         Ok((key, verified))
+    }
+
+    /// The live access key a request names.
+    async fn access_key(&self, id: &str) -> Result<Key, S3Error> {
+        self.model.get_key(id).await?.ok_or_else(|| {
+            S3Error::new(
+                "InvalidAccessKeyId",
+                StatusCode::FORBIDDEN,
+                "The AWS access key Id you provided does not exist in our records.",
+            )
+        })
+    }
+
+    /// Signature Version 2 (see `sigv2.rs`): the body is not signed.
+    async fn authenticate_v2(
+        &self,
+        req: &Request<Incoming>,
+        auth: super::sigv2::V2Auth,
+    ) -> Result<(Key, Verified), S3Error> {
+        let key = self.access_key(&auth.access_key).await?;
+        let now = hangar_common::clock::wall_ms() / 1000;
+        let vhost = self.vhost_bucket(req);
+        super::sigv2::verify(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            &auth,
+            &key.secret,
+            vhost.as_deref(),
+            now,
+        )
+        .map_err(auth_error)?;
+        let verified = Verified {
+            access_key: auth.access_key,
+            region: self.cfg.region.clone(),
+            payload: sigv4::PayloadMode::Unsigned,
+            signing: None,
+        };
+        Ok((key, verified))
+    }
+
+    /// The bucket a request names by its Host (virtual-hosted style).
+    fn vhost_bucket(&self, req: &Request<Incoming>) -> Option<String> {
+        let host = req.headers().get(http::header::HOST)?.to_str().ok()?;
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        let root = self.cfg.root_domain.as_deref()?;
+        let bucket = host.strip_suffix(root)?.trim_end_matches('.');
+        (!bucket.is_empty()).then(|| bucket.to_string())
     }
 
     async fn dispatch(
@@ -457,14 +502,18 @@ impl S3Server {
 }
 
 /// A request's query parameters, without the `X-Amz-*` ones of a
-/// presigned URL (authentication, not part of what the request asks for).
+/// presigned URL, nor SigV2's `AWSAccessKeyId`, `Signature` and `Expires`
+/// (authentication, not part of what the request asks for).
 fn request_query(req: &Request<Incoming>) -> BTreeMap<String, String> {
     req.uri()
         .query()
         .map(|q| {
             url_pairs(q)
                 .into_iter()
-                .filter(|(k, _)| !k.to_ascii_lowercase().starts_with("x-amz-"))
+                .filter(|(k, _)| {
+                    !k.to_ascii_lowercase().starts_with("x-amz-")
+                        && !matches!(k.as_str(), "AWSAccessKeyId" | "Signature" | "Expires")
+                })
                 .collect()
         })
         .unwrap_or_default()

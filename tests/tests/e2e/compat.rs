@@ -61,6 +61,15 @@ fn the_aws_cli_copies_a_100_mib_file_and_syncs_a_tree_both_ways() {
     eprint!("{out}");
 }
 
+/// Signature Version 2: boto3's and aws CLI v1's default presigned URLs,
+/// header-signed requests, and its refusals.
+#[test]
+fn signature_version_2_presigned_urls_and_headers_work_and_bad_ones_are_refused() {
+    let (c, key) = one_node_with_bucket();
+    let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &["sigv2"]);
+    eprint!("{out}");
+}
+
 #[test]
 fn rclone_copies_checks_and_syncs() {
     let (c, key) = one_node_with_bucket();
