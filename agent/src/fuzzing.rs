@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
-use crate::s3::{bucket_config, chunked, copy_delete, multipart, sigv4};
+use crate::s3::{bucket_config, chunked, copy_delete, multipart, sigv2, sigv4};
 
 /// A fixed "now" for signature checks (2026-11-25).
 const NOW: u64 = 1_795_600_000;
@@ -33,8 +33,8 @@ fn request(data: &[u8]) -> Option<(Method, Uri, HeaderMap)> {
     Some((method, uri, headers))
 }
 
-/// SigV4: authorization parsing (header and presigned), canonicalisation
-/// and verification, payload mode parsing.
+/// SigV4 and SigV2: authorization parsing (header and presigned),
+/// canonicalisation and verification, payload mode parsing.
 pub fn sigv4(data: &[u8]) {
     let Some((method, uri, headers)) = request(data) else {
         return;
@@ -44,6 +44,12 @@ pub fn sigv4(data: &[u8]) {
     }
     if let Ok(auth) = sigv4::parse_auth(&uri, &headers) {
         let _ = sigv4::verify(&method, &uri, &headers, &auth, "secret", NOW);
+    }
+    // Signature Version 2, path-style and virtual-hosted.
+    if let Some(Ok(auth)) = sigv2::parse(&uri, &headers) {
+        for vhost in [None, Some("bucket")] {
+            let _ = sigv2::verify(&method, &uri, &headers, &auth, "secret", vhost, NOW);
+        }
     }
     if let Ok(t) = std::str::from_utf8(data) {
         let _ = sigv4::parse_amz_date(t);
