@@ -285,6 +285,16 @@ def lock():
     check(code == "InvalidBucketState", f"versioning of a locked bucket cannot be suspended: {code}")
     conf = s3.get_object_lock_configuration(Bucket="locked")["ObjectLockConfiguration"]
     check(conf == {"ObjectLockEnabled": "Enabled"}, f"lock configuration: {conf}")
+    # Bad lock input gets S3's errors and stores nothing.
+    code = error_code(lambda: s3.put_object(Bucket="locked", Key="bad", Body=b"x", ObjectLockMode="GOVERNANCE"))
+    check(code == "InvalidArgument", f"a mode without a date: {code}")
+    code = error_code(lambda: s3.put_object(Bucket="locked", Key="bad", Body=b"x", ObjectLockMode="COMPLIANCE",
+                                            ObjectLockRetainUntilDate=now - datetime.timedelta(hours=1)))
+    check(code == "InvalidArgument", f"a date in the past: {code}")
+    check(error_code(lambda: s3.head_object(Bucket="locked", Key="bad")) == "404", "nothing stored")
+    code = error_code(lambda: s3.put_object_lock_configuration(Bucket="locked", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1, "Years": 1}}}))
+    check(code == "MalformedXML", f"Days and Years together: {code}")
 
     # COMPLIANCE: no one deletes it or shortens it; it can be extended.
     c = s3.put_object(Bucket="locked", Key="c", Body=b"c", ObjectLockMode="COMPLIANCE",

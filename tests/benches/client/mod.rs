@@ -144,8 +144,8 @@ impl Conn {
         self.response_to(start, true).await
     }
 
-    /// Read a response, its body only if `body` (a HEAD answer has none).
-    async fn response_to(&mut self, start: Instant, body: bool) -> (u16, usize, Duration) {
+    /// Read a response's status line and headers: (status, content length).
+    async fn read_head(&mut self) -> (u16, usize) {
         let mut line = String::new();
         self.stream.read_line(&mut line).await.expect("status line");
         let status: u16 = line
@@ -167,6 +167,12 @@ impl Conn {
                 len = v.trim().parse().unwrap_or(0);
             }
         }
+        (status, len)
+    }
+
+    /// Read a response, its body only if `body` (a HEAD answer has none).
+    async fn response_to(&mut self, start: Instant, body: bool) -> (u16, usize, Duration) {
+        let (status, len) = self.read_head().await;
         if !body {
             return (status, 0, start.elapsed());
         }
@@ -216,27 +222,7 @@ impl Conn {
     /// A GET whose (small) body is returned: (status, body).
     pub async fn get_text(&mut self, path: &str) -> (u16, String) {
         self.send_head("GET", path, 0).await;
-        let mut line = String::new();
-        self.stream.read_line(&mut line).await.expect("status line");
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut len = 0usize;
-        loop {
-            line.clear();
-            self.stream.read_line(&mut line).await.expect("header");
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
+        let (status, len) = self.read_head().await;
         let mut body = vec![0u8; len];
         self.stream.read_exact(&mut body).await.expect("body");
         (status, String::from_utf8_lossy(&body).into_owned())
