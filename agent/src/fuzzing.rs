@@ -34,7 +34,8 @@ fn request(data: &[u8]) -> Option<(Method, Uri, HeaderMap)> {
 }
 
 /// SigV4 and SigV2: authorization parsing (header and presigned),
-/// canonicalisation and verification, payload mode parsing.
+/// canonicalisation and verification, payload mode parsing; checksum
+/// headers.
 pub fn sigv4(data: &[u8]) {
     let Some((method, uri, headers)) = request(data) else {
         return;
@@ -54,11 +55,18 @@ pub fn sigv4(data: &[u8]) {
     if let Ok(t) = std::str::from_utf8(data) {
         let _ = sigv4::parse_amz_date(t);
     }
+    // The checksum headers of a write.
+    let _ = crate::s3::checksum::requested(&headers);
+    let _ = crate::s3::checksum::multipart_request(&headers);
 }
 
 /// The XML request bodies: website, CORS, lifecycle, CompleteMultipartUpload,
-/// DeleteObjects.
+/// DeleteObjects, tagging; and (as text) the `x-amz-tagging` header.
 pub fn xml(data: &[u8]) {
+    let _ = crate::s3::tagging::parse_tagging(data, crate::s3::tagging::MAX_OBJECT_TAGS);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::s3::tagging::parse_tagging_header(text);
+    }
     let _ = bucket_config::parse_website(data);
     let _ = bucket_config::parse_cors(data);
     let _ = bucket_config::parse_lifecycle(data);

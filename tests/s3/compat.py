@@ -250,7 +250,7 @@ def regions_and_unsupported():
     s3 = client()
     for name, fn in [
         ("GetBucketPolicy", lambda: s3.get_bucket_policy(Bucket=BUCKET)),
-        ("GetObjectTagging", lambda: s3.get_object_tagging(Bucket=BUCKET, Key="region/garage")),
+        ("GetBucketLogging", lambda: s3.get_bucket_logging(Bucket=BUCKET)),
         ("GetBucketReplication", lambda: s3.get_bucket_replication(Bucket=BUCKET)),
     ]:
         try:

@@ -23,6 +23,10 @@ use crate::table::{Latest, Table, TableError};
 /// The protocol version from which nodes keep object versions.
 pub(crate) const VERSIONING_PROTOCOL: u32 = 8;
 
+/// The protocol version from which nodes keep tags, checksums and part
+/// sizes (older ones would drop them when they merge an item).
+pub(crate) const ATTRIBUTES_PROTOCOL: u32 = 9;
+
 /// Default number of shards of a new bucket's object index.
 pub const DEFAULT_SHARDS: u8 = 16;
 
@@ -49,6 +53,10 @@ pub enum ModelError {
     NoSuchKey(String),
     #[error("{0}")]
     InvalidBucketState(String),
+    #[error(
+        "{count} node(s) run a version of Hangar that would drop {what}: upgrade every node first"
+    )]
+    Upgrade { count: usize, what: &'static str },
 }
 
 /// Whether `name` is a valid S3 bucket name (the DNS-compatible rules).
@@ -135,6 +143,20 @@ impl<T: Clone> LookupCache<T> {
 }
 
 impl Model {
+    /// Refuse a write of `what` while a connected node runs a protocol
+    /// older than `min` (it would drop the new fields when it merges).
+    pub(crate) fn require_protocol(&self, min: u32, what: &'static str) -> Result<(), ModelError> {
+        let old = self.net.peers_below(min);
+        if old.is_empty() {
+            Ok(())
+        } else {
+            Err(ModelError::Upgrade {
+                count: old.len(),
+                what,
+            })
+        }
+    }
+
     /// The live bucket called `name`, if any (possibly [`LOOKUP_TTL`] old).
     pub(crate) async fn bucket_by_name(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
         if let Some(b) = self.bucket_cache.get(name) {
@@ -256,6 +278,7 @@ impl Model {
             },
             object_lock: Flag(object_lock),
             lock_default: Default::default(),
+            tags: Default::default(),
         };
         self.buckets.insert(&bucket).await?;
         // The name by consensus: of several creators racing through several

@@ -62,7 +62,13 @@ pub struct Bucket {
     /// The retention new versions get when their write names none.
     #[serde(default, skip_serializing_if = "Lww::is_unwritten")]
     pub lock_default: Lww<Option<DefaultRetention>>,
+    /// Bucket tags (`?tagging`), in the order given.
+    #[serde(default, skip_serializing_if = "Lww::is_unwritten")]
+    pub tags: Lww<Option<Tags>>,
 }
+
+/// S3 tags: key-value pairs, keys unique, in the order given.
+pub type Tags = Vec<(String, String)>;
 
 /// An object lock retention mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -140,6 +146,7 @@ impl Crdt for Bucket {
         self.versioning.merge(&other.versioning);
         self.object_lock.merge(&other.object_lock);
         self.lock_default.merge(&other.lock_default);
+        self.tags.merge(&other.tags);
         // Immutable fields: keep a deterministic choice.
         if (other.created_ms, &other.name) < (self.created_ms, &self.name) {
             self.created_ms = other.created_ms;
@@ -339,6 +346,48 @@ pub struct ObjectMeta {
     /// (`cache-control`, `content-disposition`...), names lowercase.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// The checksum the client gave (and Hangar verified) at upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<StoredChecksum>,
+    /// A multipart object's parts, in order (empty: one part).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartInfo>,
+}
+
+/// An S3 checksum algorithm (`x-amz-checksum-*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+/// A checksum kept with an object or a part: its algorithm and raw value.
+/// `parts` > 0: a COMPOSITE checksum (the checksum of the parts'
+/// checksums, shown with `-N`); else of the whole object (FULL_OBJECT).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StoredChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One part of a multipart object, as completed: GetObject's `partNumber`
+/// and GetObjectAttributes read these.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    pub number: u32,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<StoredChecksum>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,6 +445,10 @@ pub struct ObjectVersion {
     /// Object lock: retention and legal hold.
     #[serde(default, skip_serializing_if = "VersionLock::is_empty")]
     pub lock: VersionLock,
+    /// Object tags: given with the write, then changed in place by
+    /// PutObjectTagging / DeleteObjectTagging (last writer wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Lww<Tags>>,
 }
 
 /// A version's object lock state. Each part only ever becomes stricter by
@@ -485,6 +538,7 @@ impl ObjectVersion {
             replaced: None,
             versioned: false,
             lock: VersionLock::default(),
+            tags: None,
         };
         v.set_time_us(hangar_common::clock::timestamp_us());
         v
@@ -547,6 +601,8 @@ impl ObjectVersion {
         let removed = self.is_removed() || other.is_removed();
         let mut lock = self.lock.clone();
         lock.merge(&other.lock);
+        let mut tags = self.tags.clone();
+        merge_register(&mut tags, &other.tags);
         let data = if removed {
             ObjectData::Removed
         } else {
@@ -563,9 +619,16 @@ impl ObjectVersion {
         if removed {
             self.replaced = None;
             self.lock = VersionLock::default();
+            self.tags = None;
         } else {
             self.lock = lock;
+            self.tags = tags;
         }
+    }
+
+    /// The version's tags (none: empty).
+    pub(crate) fn tag_set(&self) -> &[(String, String)] {
+        self.tags.as_ref().map_or(&[], |t| t.value.as_slice())
     }
 
     /// This version, deleted for good (same order: it wins the merge with
@@ -575,6 +638,7 @@ impl ObjectVersion {
         v.data = ObjectData::Removed;
         v.replaced = None;
         v.lock = VersionLock::default();
+        v.tags = None;
         v
     }
 }
@@ -858,6 +922,10 @@ pub struct Part {
     pub size: u64,
     /// MD5 of the part, hex, without quotes.
     pub etag: String,
+    /// The part's checksum (given by the client, or computed for an
+    /// upload created with a checksum algorithm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<StoredChecksum>,
 }
 
 /// An in-progress (or ended) multipart upload of a bucket.
@@ -883,6 +951,13 @@ pub struct Upload {
     /// Object lock asked for at creation (`x-amz-object-lock-*`).
     #[serde(default, skip_serializing_if = "VersionLock::is_empty")]
     pub lock: VersionLock,
+    /// Tags asked for at creation (`x-amz-tagging`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Tags,
+    /// The checksum algorithm asked for at creation, and whether the
+    /// object's checksum is of the full object (else COMPOSITE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<(ChecksumAlgorithm, bool)>,
 }
 
 /// Sort key of an upload in its bucket's upload list.
@@ -1203,6 +1278,8 @@ mod tests {
                         content_type: None,
                         user_meta: Vec::new(),
                         headers: Vec::new(),
+                        checksum: None,
+                        parts: Vec::new(),
                     },
                     bytes: vec![uuid],
                 }
@@ -1211,6 +1288,7 @@ mod tests {
             replaced: None,
             versioned,
             lock: VersionLock::default(),
+            tags: None,
         }
     }
 

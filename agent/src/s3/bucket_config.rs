@@ -495,6 +495,7 @@ pub enum SubResource {
     Website,
     Cors,
     Lifecycle,
+    Tagging,
 }
 
 impl S3Server {
@@ -543,6 +544,12 @@ impl S3Server {
                     .ok_or_else(|| {
                         none("NoSuchLifecycleConfiguration", "lifecycle configuration")
                     })?,
+                SubResource::Tagging => bucket
+                    .tags
+                    .value
+                    .as_deref()
+                    .map(super::tagging::tagging_xml)
+                    .ok_or_else(|| none("NoSuchTagSet", "tag set"))?,
             };
             return Ok(xml_response(StatusCode::OK, xml));
         }
@@ -567,6 +574,13 @@ impl S3Server {
                         .lifecycle
                         .update(now, me, Some(parse_lifecycle(&body)?))
                 }
+                SubResource::Tagging => {
+                    let tags =
+                        super::tagging::parse_tagging(&body, super::tagging::MAX_BUCKET_TAGS)?;
+                    self.model
+                        .require_protocol(crate::model::ATTRIBUTES_PROTOCOL, "bucket tags")?;
+                    bucket.tags.update(now, me, Some(tags))
+                }
             }
             StatusCode::OK
         } else if method == http::Method::DELETE {
@@ -574,6 +588,7 @@ impl S3Server {
                 SubResource::Website => bucket.website.update(now, me, None),
                 SubResource::Cors => bucket.cors.update(now, me, None),
                 SubResource::Lifecycle => bucket.lifecycle.update(now, me, None),
+                SubResource::Tagging => bucket.tags.update(now, me, None),
             }
             StatusCode::NO_CONTENT
         } else {

@@ -202,6 +202,8 @@ impl S3Server {
                 content_type: r.header("content-type").map(str::to_string),
                 user_meta: r.user_meta(),
                 headers: r.stored_headers(),
+                checksum: meta.checksum.clone(),
+                parts: meta.parts.clone(),
             }
         };
         let key = r.key.clone().unwrap_or_default();
@@ -215,6 +217,21 @@ impl S3Server {
             &dest,
             me,
         );
+        let tags = match r.header("x-amz-tagging-directive") {
+            None | Some("COPY") => src.version.tag_set().to_vec(),
+            Some("REPLACE") => super::tagging::tags_from_headers(&r)?,
+            Some(other) => {
+                return Err(S3Error::new(
+                    "InvalidArgument",
+                    http::StatusCode::BAD_REQUEST,
+                    format!("Unknown tagging directive {other:?}: COPY or REPLACE"),
+                ));
+            }
+        };
+        if !tags.is_empty() {
+            self.model
+                .require_protocol(crate::model::ATTRIBUTES_PROTOCOL, "object tags")?;
+        }
         self.precheck(&pre, &dest, &key).await?;
         if let Some(meta) = src.version.data.meta() {
             self.enforce_quotas(&dest, &key, meta.size).await?;
@@ -241,6 +258,7 @@ impl S3Server {
         };
         let mut version = ObjectVersion::in_bucket(uuid, data, &dest);
         version.lock = lock;
+        version.tags = super::tagging::register(tags, me);
         let mut object = Object::new(object_pk(&dest.id, dest.shards, &key), key, version);
         self.commit_checked(&mut object, &pre, None).await?;
         let now = object.version.timestamp;

@@ -50,6 +50,13 @@ pub enum Endpoint {
     HeadObject,
     DeleteObject,
     GetObjectAcl,
+    GetBucketTagging,
+    PutBucketTagging,
+    DeleteBucketTagging,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
+    GetObjectAttributes,
     /// A CORS preflight (`OPTIONS`).
     Preflight,
     /// Not served (501): of the service, a bucket or an object.
@@ -170,6 +177,11 @@ impl Endpoint {
                     E::PutBucketLifecycleConfiguration,
                     E::DeleteBucketLifecycleConfiguration,
                 ),
+                _ if has("tagging") => by_method(
+                    E::GetBucketTagging,
+                    E::PutBucketTagging,
+                    E::DeleteBucketTagging,
+                ),
                 _ => E::Unsupported(Level::Bucket),
             };
         }
@@ -177,6 +189,10 @@ impl Endpoint {
         let plain = subresource(OBJECT_SUBRESOURCES, query).is_none();
         match *method {
             Method::GET if has("acl") => E::GetObjectAcl,
+            Method::GET if has("tagging") => E::GetObjectTagging,
+            Method::PUT if has("tagging") => E::PutObjectTagging,
+            Method::DELETE if has("tagging") => E::DeleteObjectTagging,
+            Method::GET if has("attributes") => E::GetObjectAttributes,
             Method::GET if has("retention") => E::GetObjectRetention,
             Method::PUT if has("retention") => E::PutObjectRetention,
             Method::GET if has("legal-hold") => E::GetObjectLegalHold,
@@ -240,6 +256,13 @@ impl Endpoint {
             E::HeadObject => "HeadObject",
             E::DeleteObject => "DeleteObject",
             E::GetObjectAcl => "GetObjectAcl",
+            E::GetBucketTagging => "GetBucketTagging",
+            E::PutBucketTagging => "PutBucketTagging",
+            E::DeleteBucketTagging => "DeleteBucketTagging",
+            E::GetObjectTagging => "GetObjectTagging",
+            E::PutObjectTagging => "PutObjectTagging",
+            E::DeleteObjectTagging => "DeleteObjectTagging",
+            E::GetObjectAttributes => "GetObjectAttributes",
             E::Preflight => "Preflight",
             E::Unsupported(_) => "Unsupported",
         }
@@ -289,6 +312,13 @@ impl Endpoint {
             E::HeadObject,
             E::DeleteObject,
             E::GetObjectAcl,
+            E::GetBucketTagging,
+            E::PutBucketTagging,
+            E::DeleteBucketTagging,
+            E::GetObjectTagging,
+            E::PutObjectTagging,
+            E::DeleteObjectTagging,
+            E::GetObjectAttributes,
         ]
     };
 }
@@ -366,7 +396,15 @@ mod tests {
             of(Method::DELETE, true, false, "lifecycle", false),
             "DeleteBucketLifecycleConfiguration"
         );
-        assert_eq!(of(Method::GET, true, true, "tagging", false), "Unsupported");
+        assert_eq!(
+            of(Method::GET, true, true, "tagging", false),
+            "GetObjectTagging"
+        );
+        assert_eq!(
+            of(Method::DELETE, true, false, "tagging", false),
+            "DeleteBucketTagging"
+        );
+        assert_eq!(of(Method::GET, true, true, "torrent", false), "Unsupported");
         assert_eq!(of(Method::GET, true, false, "policy", false), "Unsupported");
         assert_eq!(of(Method::OPTIONS, true, true, "", false), "Preflight");
     }

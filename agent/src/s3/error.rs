@@ -123,6 +123,11 @@ impl From<ModelError> for S3Error {
             ModelError::NoSuchKey(_) => {
                 S3Error::new("InvalidAccessKeyId", StatusCode::FORBIDDEN, e.to_string())
             }
+            ModelError::Upgrade { .. } => S3Error::new(
+                "ServiceUnavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.to_string(),
+            ),
         }
     }
 }

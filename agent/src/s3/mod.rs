@@ -1,8 +1,10 @@
 //! The S3 API: HTTP server, authentication, request routing, XML.
 //! Only this module knows HTTP, XML and SigV4.
 
+pub mod attributes;
 pub mod bucket;
 pub mod bucket_config;
+pub mod checksum;
 pub mod chunked;
 pub mod conditional;
 pub mod copy_delete;
@@ -17,6 +19,7 @@ pub mod object_lock;
 pub mod server;
 pub mod sigv2;
 pub mod sigv4;
+pub mod tagging;
 pub mod versioning;
 pub mod web;
 pub mod xml;

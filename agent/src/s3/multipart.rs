@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use md5::Digest;
 use serde::Deserialize;
 
+use super::checksum;
 use super::conditional::Preconditions;
 use super::error::S3Error;
 use super::object::Received;
@@ -42,10 +43,40 @@ struct CompletePart {
     number: u32,
     #[serde(rename = "ETag")]
     etag: String,
+    #[serde(rename = "ChecksumCRC32")]
+    crc32: Option<String>,
+    #[serde(rename = "ChecksumCRC32C")]
+    crc32c: Option<String>,
+    #[serde(rename = "ChecksumCRC64NVME")]
+    crc64nvme: Option<String>,
+    #[serde(rename = "ChecksumSHA1")]
+    sha1: Option<String>,
+    #[serde(rename = "ChecksumSHA256")]
+    sha256: Option<String>,
 }
 
-/// Parse a CompleteMultipartUpload body: (part number, ETag) in order.
-pub(crate) fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error> {
+impl CompletePart {
+    /// The checksum the client lists for the part, if any.
+    fn checksum(&self) -> Option<(ChecksumAlgorithm, &str)> {
+        use ChecksumAlgorithm as A;
+        [
+            (A::Crc32, &self.crc32),
+            (A::Crc32c, &self.crc32c),
+            (A::Crc64Nvme, &self.crc64nvme),
+            (A::Sha1, &self.sha1),
+            (A::Sha256, &self.sha256),
+        ]
+        .into_iter()
+        .find_map(|(a, v)| Some((a, v.as_deref()?)))
+    }
+}
+
+/// One part a CompleteMultipartUpload lists: its number, ETag and
+/// checksum (algorithm, base64), if given.
+pub(crate) type ListedPart = (u32, String, Option<(ChecksumAlgorithm, String)>);
+
+/// Parse a CompleteMultipartUpload body: the parts, in order.
+pub(crate) fn parse_complete(body: &[u8]) -> Result<Vec<ListedPart>, S3Error> {
     let text = std::str::from_utf8(body)
         .map_err(|_| S3Error::new("MalformedXML", StatusCode::BAD_REQUEST, "not UTF-8"))?;
     let req: CompleteRequest = quick_xml::de::from_str(text).map_err(|e| {
@@ -55,7 +86,19 @@ pub(crate) fn parse_complete(body: &[u8]) -> Result<Vec<(u32, String)>, S3Error>
             format!("invalid CompleteMultipartUpload document: {e}"),
         )
     })?;
-    Ok(req.parts.into_iter().map(|p| (p.number, p.etag)).collect())
+    Ok(req
+        .parts
+        .into_iter()
+        .map(|p| {
+            let sum = p.checksum().map(|(a, v)| (a, v.to_string()));
+            (p.number, p.etag, sum)
+        })
+        .collect())
+}
+
+/// How S3 names a multipart checksum's type.
+fn checksum_type(full: bool) -> &'static str {
+    if full { "FULL_OBJECT" } else { "COMPOSITE" }
 }
 
 fn no_such_upload() -> S3Error {
@@ -169,6 +212,11 @@ impl S3Server {
         let key = r.key.clone().unwrap_or_default();
         super::object::check_key(&key)?;
         let id = new_version_id();
+        let tags = super::tagging::tags_from_headers(r)?;
+        if !tags.is_empty() {
+            self.model
+                .require_protocol(crate::model::ATTRIBUTES_PROTOCOL, "object tags")?;
+        }
         let upload = Upload {
             bucket: bucket.id,
             sk: upload_sk(&key, &id),
@@ -181,16 +229,27 @@ impl S3Server {
             parts: BTreeSet::new(),
             ended: Flag(false),
             lock: super::object_lock::lock_from_headers(r, &bucket, self.model.net.id)?,
+            tags,
+            checksum: checksum::multipart_request(r.req.headers())?,
         };
         self.model.uploads.insert(&upload).await?;
         let mut x = Xml::new("InitiateMultipartUploadResult");
         x.elem("Bucket", &bucket.name)
             .elem("Key", &key)
             .elem("UploadId", &hex::encode(id));
-        Ok(xml_response(
-            StatusCode::OK,
-            x.finish("InitiateMultipartUploadResult"),
-        ))
+        let mut resp = xml_response(StatusCode::OK, x.finish("InitiateMultipartUploadResult"));
+        if let Some((algorithm, full)) = upload.checksum {
+            let h = resp.headers_mut();
+            h.insert(
+                "x-amz-checksum-algorithm",
+                HeaderValue::from_static(algorithm.s3_name()),
+            );
+            h.insert(
+                "x-amz-checksum-type",
+                HeaderValue::from_static(checksum_type(full)),
+            );
+        }
+        Ok(resp)
     }
 
     pub(crate) async fn upload_part(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
@@ -214,7 +273,8 @@ impl S3Server {
         let (received, source_version) = if copy {
             self.part_from_copy(&r, version).await?
         } else {
-            let received = self.receive(r, false).await?;
+            let want = upload.checksum.map(|(a, _)| a);
+            let received = self.receive(r, false, want).await?;
             self.commit_blocks(version, &received.blocks).await?;
             (received, None)
         };
@@ -234,6 +294,7 @@ impl S3Server {
             version,
             size: received.size,
             etag: etag.clone(),
+            checksum: received.checksum.clone(),
         });
         self.model.uploads.insert(&upload).await?;
         if copy {
@@ -251,6 +312,9 @@ impl S3Server {
         let mut resp = Response::new(empty());
         if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
             resp.headers_mut().insert(http::header::ETAG, v);
+        }
+        if let Some(c) = &received.checksum {
+            checksum::add_checksum_headers(resp.headers_mut(), c, false);
         }
         Ok(resp)
     }
@@ -308,6 +372,7 @@ impl S3Server {
                         md5,
                         blocks: Vec::new(),
                         inline: None,
+                        checksum: None,
                     },
                     source_version,
                 ));
@@ -352,6 +417,7 @@ impl S3Server {
                 md5: md5.finalize().into(),
                 blocks,
                 inline: None,
+                checksum: None,
             },
             source_version,
         ))
@@ -368,6 +434,10 @@ impl S3Server {
         // condition holds when it is written (the upload stays otherwise).
         let pre = Preconditions::from_headers(r.req.headers(), "");
         self.precheck(&pre, &bucket, &upload.key).await?;
+        // A checksum of the whole object given for verification.
+        let complete_sum = upload
+            .checksum
+            .and_then(|(a, _)| r.header(a.header()).map(str::to_string));
         let body = self.small_body(r).await?;
         let parts = parse_complete(&body)?;
         if parts.is_empty() {
@@ -386,7 +456,7 @@ impl S3Server {
         }
         let current = upload.current_parts();
         let mut chosen: Vec<Part> = Vec::with_capacity(parts.len());
-        for (number, etag) in &parts {
+        for (number, etag, listed_sum) in &parts {
             let etag = etag.trim().trim_matches('"');
             let part = current
                 .iter()
@@ -398,6 +468,18 @@ impl S3Server {
                         *number
                     ))
                 })?;
+            if let Some((algorithm, value)) = listed_sum {
+                let matches = part.checksum.as_ref().is_some_and(|c| {
+                    c.algorithm == *algorithm
+                        && checksum::decode(*algorithm, value).ok() == Some(c.value.clone())
+                });
+                if !matches {
+                    return Err(invalid_part(format!(
+                        "the {} checksum listed for part {number} is not the part's",
+                        algorithm.s3_name()
+                    )));
+                }
+            }
             chosen.push((*part).clone());
         }
         if let Some(small) = chosen
@@ -459,6 +541,22 @@ impl S3Server {
         let size = w.offset;
         let etags: Vec<&str> = chosen.iter().map(|p| p.etag.as_str()).collect();
         let etag = multipart_etag(&etags);
+        let part_infos: Vec<PartInfo> = chosen
+            .iter()
+            .map(|p| PartInfo {
+                number: p.number,
+                size: p.size,
+                checksum: p.checksum.clone(),
+            })
+            .collect();
+        let object_sum = upload
+            .checksum
+            .and_then(|(a, full)| checksum::of_parts(a, full, &part_infos));
+        if let (Some(c), Some(given)) = (&object_sum, complete_sum.as_deref())
+            && given.trim() != c.shown()
+        {
+            return Err(checksum::bad_digest(c.algorithm));
+        }
         let mut object = Object::new(
             object_pk(&bucket.id, bucket.shards, &upload.key),
             upload.key.clone(),
@@ -471,6 +569,8 @@ impl S3Server {
                         content_type: upload.content_type.clone(),
                         user_meta: upload.user_meta.clone(),
                         headers: upload.headers.clone(),
+                        checksum: object_sum.clone(),
+                        parts: part_infos,
                     },
                 },
                 &bucket,
@@ -478,6 +578,7 @@ impl S3Server {
         );
         object.version.lock =
             super::object_lock::with_default(upload.lock.clone(), &bucket, self.model.net.id);
+        object.version.tags = super::tagging::register(upload.tags.clone(), self.model.net.id);
         self.commit_checked(&mut object, &pre, None).await?;
         upload.ended.raise();
         self.model.uploads.insert(&upload).await?;
@@ -486,6 +587,10 @@ impl S3Server {
             .elem("Bucket", &bucket.name)
             .elem("Key", &upload.key)
             .elem("ETag", &format!("\"{etag}\""));
+        if let Some(c) = &object_sum {
+            x.elem(&c.algorithm.element(), &c.shown())
+                .elem("ChecksumType", c.kind());
+        }
         let mut resp = xml_response(StatusCode::OK, x.finish("CompleteMultipartUploadResult"));
         super::versioning::add_version_header(resp.headers_mut(), &bucket, &object.version);
         Ok(resp)
@@ -541,13 +646,20 @@ impl S3Server {
             .elem("MaxParts", &max.to_string())
             .elem("IsTruncated", if truncated { "true" } else { "false" })
             .elem("StorageClass", "STANDARD");
+        if let Some((algorithm, full)) = upload.checksum {
+            x.elem("ChecksumAlgorithm", algorithm.s3_name())
+                .elem("ChecksumType", checksum_type(full));
+        }
         for p in page {
             x.open("Part")
                 .elem("PartNumber", &p.number.to_string())
                 .elem("LastModified", &iso8601(p.timestamp))
                 .elem("ETag", &format!("\"{}\"", p.etag))
-                .elem("Size", &p.size.to_string())
-                .close("Part");
+                .elem("Size", &p.size.to_string());
+            if let Some(c) = &p.checksum {
+                x.elem(&c.algorithm.element(), &c.shown());
+            }
+            x.close("Part");
         }
         Ok(xml_response(StatusCode::OK, x.finish("ListPartsResult")))
     }

@@ -16,12 +16,14 @@ use http_body_util::BodyExt;
 use md5::Digest;
 use tokio::task::JoinHandle;
 
+use super::checksum;
 use super::chunked::ChunkedDecoder;
 use super::conditional::{Outcome, Preconditions, precondition_failed};
 use super::error::S3Error;
 use super::object_lock;
 use super::server::{Body, S3Request, S3Server, empty};
 use super::sigv4::PayloadMode;
+use super::tagging;
 use super::versioning::{self, add_version_header};
 use super::xml::http_date;
 use crate::model::tables::*;
@@ -82,47 +84,12 @@ pub struct Received {
     pub blocks: Vec<BlockEntry>,
     /// The whole body, when small enough to live in the object table.
     pub inline: Option<Vec<u8>>,
+    /// The checksum to keep (see [`checksum`]).
+    pub checksum: Option<StoredChecksum>,
 }
 
 /// Blocks of one PUT on their way to replicas at once.
 const PUT_INFLIGHT: usize = 4;
-
-/// A checksum the client asked us to verify (header or trailer).
-enum Checksum {
-    Crc32(crc32fast::Hasher),
-    Crc32c(u32),
-    Sha1(sha1::Sha1),
-    Sha256(sha2::Sha256),
-}
-
-impl Checksum {
-    fn for_name(name: &str) -> Option<Checksum> {
-        match name {
-            "x-amz-checksum-crc32" => Some(Checksum::Crc32(crc32fast::Hasher::new())),
-            "x-amz-checksum-crc32c" => Some(Checksum::Crc32c(0)),
-            "x-amz-checksum-sha1" => Some(Checksum::Sha1(sha1::Sha1::new())),
-            "x-amz-checksum-sha256" => Some(Checksum::Sha256(sha2::Sha256::new())),
-            _ => None,
-        }
-    }
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Checksum::Crc32(h) => h.update(data),
-            Checksum::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
-            Checksum::Sha1(h) => h.update(data),
-            Checksum::Sha256(h) => h.update(data),
-        }
-    }
-    fn finish_b64(self) -> String {
-        let bytes: Vec<u8> = match self {
-            Checksum::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
-            Checksum::Crc32c(c) => c.to_be_bytes().to_vec(),
-            Checksum::Sha1(h) => h.finalize().to_vec(),
-            Checksum::Sha256(h) => h.finalize().to_vec(),
-        };
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    }
-}
 
 /// S3 keys are at most 1024 bytes; a NUL could not be listed (XML 1.0
 /// cannot carry it), so it is refused.
@@ -186,6 +153,11 @@ impl S3Server {
             &bucket,
             me,
         );
+        let tags = tagging::tags_from_headers(&r)?;
+        if !tags.is_empty() {
+            self.model
+                .require_protocol(crate::model::ATTRIBUTES_PROTOCOL, "object tags")?;
+        }
         let pk = object_pk(&bucket.id, bucket.shards, &key);
         // Quotas: checked before reading the body when its size is known.
         let declared: Option<u64> = if r.verified.payload.is_chunked() {
@@ -198,14 +170,14 @@ impl S3Server {
             self.enforce_quotas(&bucket, &key, size).await?;
         }
         let (body, stored, first) = if pre.is_empty() {
-            let (body, stored) = self.receive_hashed(r, true).await?;
+            let (body, stored) = self.receive_hashed(r, true, None).await?;
             (body, stored, None)
         } else {
             // A conditional write gathers its consensus round's promises
             // while the body arrives (one round trip less); a condition
             // that fails on them fails before the rest of the body is read.
             let prepare = self.model.objects.cas_prepare(&pk, key.as_bytes());
-            let receive = self.receive_hashed(r, true);
+            let receive = self.receive_hashed(r, true, None);
             tokio::pin!(prepare, receive);
             let mut received = None;
             let promises = tokio::select! {
@@ -230,12 +202,15 @@ impl S3Server {
             self.enforce_quotas(&bucket, &key, body.size).await?;
         }
         let etag = hex::encode(body.md5);
+        let put_checksum = body.checksum.clone();
         let meta = ObjectMeta {
             size: body.size,
             etag: etag.clone(),
             content_type,
             user_meta,
             headers,
+            checksum: body.checksum,
+            parts: Vec::new(),
         };
         let uuid = new_version_id();
         let data = match body.inline {
@@ -262,6 +237,7 @@ impl S3Server {
         };
         let mut version = ObjectVersion::in_bucket(uuid, data, &bucket);
         version.lock = lock;
+        version.tags = tagging::register(tags, me);
         let mut object = Object::new(pk, key, version);
         self.commit_checked(&mut object, &pre, first).await?;
         let mut resp = Response::new(empty());
@@ -269,6 +245,9 @@ impl S3Server {
             resp.headers_mut().insert(http::header::ETAG, v);
         }
         add_version_header(resp.headers_mut(), &bucket, &object.version);
+        if let Some(c) = &put_checksum {
+            checksum::add_checksum_headers(resp.headers_mut(), c, true);
+        }
         Ok(resp)
     }
 
@@ -280,8 +259,9 @@ impl S3Server {
         &self,
         r: S3Request,
         allow_inline: bool,
+        want: Option<ChecksumAlgorithm>,
     ) -> Result<Received, S3Error> {
-        let (received, pending) = self.receive_hashed(r, allow_inline).await?;
+        let (received, pending) = self.receive_hashed(r, allow_inline, want).await?;
         pending.wait().await?;
         Ok(received)
     }
@@ -292,26 +272,29 @@ impl S3Server {
         &self,
         r: S3Request,
         allow_inline: bool,
+        want: Option<ChecksumAlgorithm>,
     ) -> Result<(Received, PendingPuts), S3Error> {
         let content_md5 = r.header("content-md5").map(str::to_string);
         let decoded_length: Option<u64> = r
             .header("x-amz-decoded-content-length")
             .and_then(|v| v.trim().parse().ok());
-        // A checksum header given up front, or announced for the trailer.
-        let header_checksum = r
-            .req
-            .headers()
-            .iter()
-            .find(|(k, _)| Checksum::for_name(k.as_str()).is_some())
-            .and_then(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())));
-        let trailer_name = r
-            .header("x-amz-trailer")
-            .map(|s| s.trim().to_ascii_lowercase());
-        let mut checksum = header_checksum
+        // A checksum given up front, announced for the trailer, or (a
+        // part of an upload created with an algorithm) to compute.
+        let requested = checksum::requested(r.req.headers())?;
+        if let (Some(want), Some(req)) = (want, &requested)
+            && req.algorithm != want
+        {
+            return Err(S3Error::invalid_request(format!(
+                "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                want.s3_name().to_ascii_lowercase(),
+                req.algorithm.s3_name().to_ascii_lowercase()
+            )));
+        }
+        let mut checksum = requested
             .as_ref()
-            .map(|(k, _)| k.clone())
-            .or_else(|| trailer_name.clone())
-            .and_then(|n| Checksum::for_name(&n).map(|c| (n, c)));
+            .map(|q| q.algorithm)
+            .or(want)
+            .map(|a| a.hasher());
 
         let payload = r.verified.payload;
         let mut decoder = if payload.is_chunked() {
@@ -353,7 +336,7 @@ impl S3Server {
                 if let Some(h) = &mut sha256 {
                     h.update(&data);
                 }
-                if let Some((_, c)) = &mut checksum {
+                if let Some(c) = &mut checksum {
                     c.update(&data);
                 }
                 size += data.len() as u64;
@@ -397,22 +380,35 @@ impl S3Server {
                 return Err(bad_digest("Content-MD5"));
             }
         }
-        if let Some((name, c)) = checksum {
-            let expected = header_checksum.map(|(_, v)| v).or_else(|| {
-                trailers.as_ref().and_then(|t| {
-                    t.checksums
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, v)| v.clone())
-                })
-            });
-            if let Some(expected) = expected
-                && c.finish_b64() != expected.trim()
-            {
-                return Err(bad_digest(&name));
+        let checksum = match checksum {
+            None => None,
+            Some(c) => {
+                let algorithm = c.algorithm();
+                let got = c.finish();
+                let expected = match &requested {
+                    Some(q) if q.trailer => {
+                        let given = trailers.as_ref().and_then(|t| {
+                            t.checksums
+                                .iter()
+                                .find(|(n, _)| n.eq_ignore_ascii_case(algorithm.header()))
+                                .map(|(_, v)| v.clone())
+                        });
+                        match given {
+                            Some(v) => Some(checksum::decode(algorithm, &v)?),
+                            None => None,
+                        }
+                    }
+                    Some(q) => q.expected.clone(),
+                    None => None,
+                };
+                if expected.as_ref().is_some_and(|e| *e != got.value) {
+                    return Err(checksum::bad_digest(algorithm));
+                }
+                // Kept when the client gave a value, or for a part of an
+                // upload with an algorithm (computed here).
+                (expected.is_some() || want.is_some()).then_some(got)
             }
-        }
-
+        };
         let md5: [u8; 16] = md5.into();
         if allow_inline && blocks.is_empty() && buf.len() <= self.cfg.inline_max {
             return Ok((
@@ -421,6 +417,7 @@ impl S3Server {
                     md5,
                     blocks,
                     inline: Some(buf.to_vec()),
+                    checksum,
                 },
                 PendingPuts::default(),
             ));
@@ -448,6 +445,7 @@ impl S3Server {
                 md5,
                 blocks,
                 inline: None,
+                checksum,
             },
             PendingPuts(pending),
         ))
@@ -556,7 +554,7 @@ impl S3Server {
 
     /// The version of an object a GET or HEAD names (`versionId`, else
     /// the current one).
-    async fn load_object(&self, r: &S3Request) -> Result<(Bucket, ObjectVersion), S3Error> {
+    pub(crate) async fn load_object(&self, r: &S3Request) -> Result<(Bucket, ObjectVersion), S3Error> {
         let bucket = self.bucket(r).await?;
         if !r.permission(&bucket).read {
             return Err(S3Error::access_denied("this key may not read this bucket"));
@@ -694,6 +692,7 @@ impl S3Server {
             .await?;
         add_version_header(resp.headers_mut(), &bucket, &v);
         object_lock::add_lock_headers(resp.headers_mut(), &v.lock);
+        tagging::add_tag_count_header(resp.headers_mut(), &v);
         Ok(resp)
     }
 
@@ -729,9 +728,20 @@ impl S3Server {
                 return Ok(resp);
             }
         }
-        let range = match headers.get("range").and_then(|v| v.to_str().ok()) {
-            Some(h) => parse_range(h, meta.size)?,
+        let range_header = headers.get("range").and_then(|v| v.to_str().ok());
+        let part = match query.get("partNumber") {
+            Some(_) if range_header.is_some() => {
+                return Err(S3Error::invalid_request(
+                    "Cannot specify both Range header and partNumber query parameter",
+                ));
+            }
+            Some(n) => Some(part_range(meta, n)?),
             None => None,
+        };
+        let range = match (range_header, &part) {
+            (Some(h), _) => parse_range(h, meta.size)?,
+            (None, Some(p)) => p.range,
+            (None, None) => None,
         };
         let (start, end) = range.unwrap_or((0, meta.size));
         let mut resp = if head {
@@ -773,6 +783,31 @@ impl S3Server {
                 HeaderValue::from_str(v),
             ) {
                 h.insert(name, value);
+            }
+        }
+        if let Some(p) = &part
+            && p.count > 0
+        {
+            put(h, "x-amz-mp-parts-count", &p.count.to_string());
+        }
+        let checksum_mode = headers
+            .get("x-amz-checksum-mode")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| m.eq_ignore_ascii_case("ENABLED"));
+        if checksum_mode {
+            // The whole object's checksum, or the part's; none for a range.
+            match (&part, range) {
+                (Some(p), _) if p.count > 0 => {
+                    if let Some(c) = &p.checksum {
+                        checksum::add_checksum_headers(h, c, false);
+                    }
+                }
+                (_, None) | (Some(_), _) => {
+                    if let Some(c) = &meta.checksum {
+                        checksum::add_checksum_headers(h, c, true);
+                    }
+                }
+                (None, Some(_)) => {}
             }
         }
         if range.is_some() {
@@ -981,6 +1016,69 @@ async fn send_block(
 /// Parse a `Range: bytes=...` header against an object size. `None` means
 /// the header is to be ignored (as S3 does with unparseable ranges);
 /// ranges past the end are an error (416).
+/// What a `partNumber` read returns.
+struct PartRead {
+    /// The part's bytes (None: the whole object, of one part).
+    range: Option<(u64, u64)>,
+    /// The object's parts (0: not a multipart object).
+    count: usize,
+    checksum: Option<StoredChecksum>,
+}
+
+/// The bytes of part `n` (1-based, as uploaded) of an object: a
+/// multipart object's part, or the whole of any other object as its one
+/// part.
+fn part_range(meta: &ObjectMeta, n: &str) -> Result<PartRead, S3Error> {
+    let n: u32 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=super::multipart::MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| {
+            S3Error::new(
+                "InvalidArgument",
+                StatusCode::BAD_REQUEST,
+                "Part number must be an integer between 1 and 10000, inclusive",
+            )
+        })?;
+    let not_satisfiable = || {
+        S3Error::new(
+            "InvalidPartNumber",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "The requested partnumber is not satisfiable",
+        )
+    };
+    if meta.parts.is_empty() {
+        if meta.etag.contains('-') {
+            // Completed before part sizes were kept (protocol 8 or older).
+            return Err(S3Error::invalid_request(
+                "this object's part sizes were not recorded (it was completed by an older Hangar): read it with a Range instead",
+            ));
+        }
+        return if n == 1 {
+            Ok(PartRead {
+                range: None,
+                count: 0,
+                checksum: None,
+            })
+        } else {
+            Err(not_satisfiable())
+        };
+    }
+    let mut start = 0u64;
+    for p in &meta.parts {
+        if p.number == n {
+            return Ok(PartRead {
+                range: Some((start, start + p.size)),
+                count: meta.parts.len(),
+                checksum: p.checksum.clone(),
+            });
+        }
+        start += p.size;
+    }
+    Err(not_satisfiable())
+}
+
 fn parse_range(h: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
     let invalid = || {
         S3Error::new(

@@ -480,6 +480,13 @@ impl S3Server {
             | E::DeleteBucketLifecycleConfiguration => {
                 self.bucket_config(r, SubResource::Lifecycle).await
             }
+            E::GetBucketTagging | E::PutBucketTagging | E::DeleteBucketTagging => {
+                self.bucket_config(r, SubResource::Tagging).await
+            }
+            E::GetObjectTagging | E::PutObjectTagging | E::DeleteObjectTagging => {
+                self.object_tagging(r).await
+            }
+            E::GetObjectAttributes => self.get_object_attributes(&r).await,
             E::CreateMultipartUpload => self.create_multipart_upload(&r).await,
             E::UploadPart | E::UploadPartCopy => self.upload_part(r).await,
             E::CompleteMultipartUpload => self.complete_multipart_upload(r).await,
