@@ -181,6 +181,10 @@ pub struct BucketInfo {
     pub noncurrent_objects: u64,
     #[serde(default)]
     pub noncurrent_bytes: u64,
+    /// Why anyone without a key can reach the bucket, if they can: its
+    /// ACL, its policy, its website (empty: private).
+    #[serde(default)]
+    pub public: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

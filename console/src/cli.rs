@@ -194,6 +194,11 @@ fn print_bucket(b: &BucketInfo) {
             ""
         }
     );
+    if b.public.is_empty() {
+        outln!("Public: no (only keys allowed on it reach it)");
+    } else {
+        outln!("Public: yes: {}", b.public.join("; "));
+    }
     match &b.versioning {
         Some(state) => outln!(
             "Versioning: {} ({} older versions kept, {})",

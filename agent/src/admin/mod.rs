@@ -463,6 +463,13 @@ impl Services {
             versioning: b.versioning.value.s3_status().map(str::to_string),
             noncurrent_objects: usage.noncurrent_objects,
             noncurrent_bytes: usage.noncurrent_bytes,
+            public: {
+                let mut why = crate::s3::access::public_reasons(b);
+                if b.website.value.is_some() {
+                    why.push("website: served to anyone".to_string());
+                }
+                why
+            },
         })
     }
 
@@ -788,6 +795,22 @@ impl Admin for AdminServer {
             .set_permission(&k.id, &b, p)
             .await
             .map_err(model_err)?;
+        // A bucket the operator made has no S3 owner: the first key given
+        // the owner permission becomes it (what ACLs show as the owner).
+        let mut b = b;
+        if allow && perm.owner && b.owner.is_none() {
+            let mut fresh = self
+                .s
+                .model
+                .require_bucket_fresh(&name)
+                .await
+                .map_err(model_err)?;
+            if fresh.owner.is_none() {
+                fresh.owner = Some(k.id.clone());
+                self.s.model.save_bucket(&fresh).await.map_err(model_err)?;
+            }
+            b = fresh;
+        }
         self.s.bucket_info(&b).await
     }
 

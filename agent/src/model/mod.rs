@@ -279,6 +279,10 @@ impl Model {
             object_lock: Flag(object_lock),
             lock_default: Default::default(),
             tags: Default::default(),
+            owner: owner.map(str::to_string),
+            acl: Default::default(),
+            policy: Default::default(),
+            public_access_block: Default::default(),
         };
         self.buckets.insert(&bucket).await?;
         // The name by consensus: of several creators racing through several

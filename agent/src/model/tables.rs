@@ -65,6 +65,62 @@ pub struct Bucket {
     /// Bucket tags (`?tagging`), in the order given.
     #[serde(default, skip_serializing_if = "Lww::is_unwritten")]
     pub tags: Lww<Option<Tags>>,
+    /// The access key that created the bucket: its S3 owner (None for
+    /// buckets made before protocol 9, or by the operator's CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// S3 ACL grants beyond the owner's full control.
+    #[serde(default, skip_serializing_if = "Lww::is_unwritten")]
+    pub acl: Lww<Acl>,
+    /// The bucket policy, as given (JSON).
+    #[serde(default, skip_serializing_if = "Lww::is_unwritten")]
+    pub policy: Lww<Option<String>>,
+    /// S3 Block Public Access settings.
+    #[serde(default, skip_serializing_if = "Lww::is_unwritten")]
+    pub public_access_block: Lww<Option<PublicAccessBlock>>,
+}
+
+/// Who an ACL grant is for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Grantee {
+    /// An access key, by id.
+    Key(String),
+    /// Everyone, anonymous requests included.
+    AllUsers,
+    /// Any request signed with a valid key.
+    AuthenticatedUsers,
+}
+
+/// What an ACL grant allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AclPermission {
+    Read,
+    Write,
+    ReadAcp,
+    WriteAcp,
+    FullControl,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    pub grantee: Grantee,
+    pub permission: AclPermission,
+}
+
+/// An S3 ACL: the grants beyond the owner's implicit full control.
+pub type Acl = Vec<Grant>;
+
+/// S3 Block Public Access settings of a bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    /// Refuse ACLs that grant to everyone or to every authenticated key.
+    pub block_public_acls: bool,
+    /// Ignore such grants.
+    pub ignore_public_acls: bool,
+    /// Refuse policies that grant to everyone.
+    pub block_public_policy: bool,
+    /// Ignore what such policies grant.
+    pub restrict_public_buckets: bool,
 }
 
 /// S3 tags: key-value pairs, keys unique, in the order given.
@@ -147,6 +203,13 @@ impl Crdt for Bucket {
         self.object_lock.merge(&other.object_lock);
         self.lock_default.merge(&other.lock_default);
         self.tags.merge(&other.tags);
+        self.acl.merge(&other.acl);
+        self.policy.merge(&other.policy);
+        self.public_access_block.merge(&other.public_access_block);
+        self.owner = match (&self.owner, &other.owner) {
+            (Some(a), Some(b)) => Some(a.min(b).clone()),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
         // Immutable fields: keep a deterministic choice.
         if (other.created_ms, &other.name) < (self.created_ms, &self.name) {
             self.created_ms = other.created_ms;
@@ -449,6 +512,10 @@ pub struct ObjectVersion {
     /// PutObjectTagging / DeleteObjectTagging (last writer wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Lww<Tags>>,
+    /// The object ACL's grants (beyond the bucket owner's full control):
+    /// given with the write, changed by PutObjectAcl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Lww<Acl>>,
 }
 
 /// A version's object lock state. Each part only ever becomes stricter by
@@ -539,6 +606,7 @@ impl ObjectVersion {
             versioned: false,
             lock: VersionLock::default(),
             tags: None,
+            acl: None,
         };
         v.set_time_us(hangar_common::clock::timestamp_us());
         v
@@ -603,6 +671,8 @@ impl ObjectVersion {
         lock.merge(&other.lock);
         let mut tags = self.tags.clone();
         merge_register(&mut tags, &other.tags);
+        let mut acl = self.acl.clone();
+        merge_register(&mut acl, &other.acl);
         let data = if removed {
             ObjectData::Removed
         } else {
@@ -620,9 +690,11 @@ impl ObjectVersion {
             self.replaced = None;
             self.lock = VersionLock::default();
             self.tags = None;
+            self.acl = None;
         } else {
             self.lock = lock;
             self.tags = tags;
+            self.acl = acl;
         }
     }
 
@@ -639,6 +711,7 @@ impl ObjectVersion {
         v.replaced = None;
         v.lock = VersionLock::default();
         v.tags = None;
+        v.acl = None;
         v
     }
 }
@@ -958,6 +1031,9 @@ pub struct Upload {
     /// object's checksum is of the full object (else COMPOSITE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<(ChecksumAlgorithm, bool)>,
+    /// The ACL asked for at creation (`x-amz-acl`, `x-amz-grant-*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Acl,
 }
 
 /// Sort key of an upload in its bucket's upload list.
@@ -1289,6 +1365,7 @@ mod tests {
             versioned,
             lock: VersionLock::default(),
             tags: None,
+            acl: None,
         }
     }
 

@@ -72,9 +72,16 @@ impl S3Server {
                 "some nodes run a version of Hangar without versioning: upgrade every node first",
             ));
         }
-        self.model
+        let acl = super::access::acl_from_headers(r.req.headers())?.unwrap_or_default();
+        let created = self
+            .model
             .create_bucket(name, Some(&r.api_key.id), lock)
             .await?;
+        if !acl.is_empty() {
+            self.acl_of_write(r, &created)?;
+            self.update_bucket(name, |b, now, me| b.acl.update(now, me, acl))
+                .await?;
+        }
         let mut resp = Response::new(empty());
         if let Ok(v) = http::HeaderValue::from_str(&format!("/{name}")) {
             resp.headers_mut().insert(http::header::LOCATION, v);
@@ -108,47 +115,6 @@ impl S3Server {
             resp.headers_mut().insert("x-amz-bucket-region", v);
         }
         Ok(resp)
-    }
-
-    /// GetBucketAcl / GetObjectAcl: permissions are per key (`hangar bucket
-    /// allow`), not ACLs; the answer says the asking key has full control,
-    /// which is what clients that check ACLs need to hear.
-    pub(crate) async fn acl(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {
-        let bucket = self.bucket(r).await?;
-        let p = r.permission(&bucket);
-        if !(p.read || p.write || p.owner) {
-            return Err(S3Error::access_denied(
-                "this key has no permission on this bucket",
-            ));
-        }
-        // An object's ACL by version id: that version must exist.
-        if let Some(key) = &r.key
-            && let Some(wanted) = super::versioning::wanted(&r.query)?
-        {
-            let pk = crate::model::tables::object_pk(&bucket.id, bucket.shards, key);
-            let obj = self.model.objects.get(&pk, key.as_bytes()).await?;
-            super::versioning::pick(obj.as_ref(), Some(wanted))?;
-        }
-        let mut x = Xml::new("AccessControlPolicy");
-        x.open("Owner")
-            .elem("ID", &r.api_key.id)
-            .elem("DisplayName", &r.api_key.name.value)
-            .close("Owner")
-            .open("AccessControlList")
-            .open("Grant");
-        x.buf.push_str(
-            "<Grantee xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:type=\"CanonicalUser\">",
-        );
-        x.elem("ID", &r.api_key.id)
-            .elem("DisplayName", &r.api_key.name.value)
-            .close("Grantee")
-            .elem("Permission", "FULL_CONTROL")
-            .close("Grant")
-            .close("AccessControlList");
-        Ok(xml_response(
-            StatusCode::OK,
-            x.finish("AccessControlPolicy"),
-        ))
     }
 
     pub(crate) async fn bucket_location(&self, r: &S3Request) -> Result<Response<Body>, S3Error> {

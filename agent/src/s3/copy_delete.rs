@@ -131,17 +131,44 @@ impl S3Server {
 
     pub(crate) async fn delete_objects(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(&r).await?;
-        if !r.permission(&bucket).write {
-            return Err(S3Error::access_denied(
-                "this key may not write to this bucket",
-            ));
-        }
         let bypass = super::object_lock::bypass(&r, &bucket);
+        // Each key is checked on its own (a policy may allow or deny
+        // deleting some keys of the bucket and not others), with what the
+        // request was once its body is read.
+        let (anonymous, api_key, remote, query, headers) = (
+            r.anonymous,
+            r.api_key.clone(),
+            r.remote,
+            r.query.clone(),
+            r.req.headers().clone(),
+        );
         let body = self.small_body(r).await?;
         let (quiet, keys) = parse_delete(&body)?;
+        let who = super::access::Requester {
+            anonymous,
+            key: &api_key,
+            remote,
+            query: &query,
+            headers: &headers,
+        };
+        let allowed: Vec<bool> = keys
+            .iter()
+            .map(|(k, _)| {
+                who.permission_for(&bucket, "s3:DeleteObject", Some(k))
+                    .write
+            })
+            .collect();
+        if !allowed.iter().any(|a| *a) {
+            return Err(S3Error::access_denied(
+                "this request may not delete these objects",
+            ));
+        }
         let mut x = Xml::new("DeleteResult");
-        for (key, version_id) in &keys {
+        for ((key, version_id), may) in keys.iter().zip(allowed) {
             let wanted = match version_id {
+                _ if !may => Err(S3Error::access_denied(
+                    "this request may not delete this object",
+                )),
                 None => Ok(None),
                 Some(id) => parse_version_id(id)
                     .map(Some)
@@ -232,6 +259,7 @@ impl S3Server {
             self.model
                 .require_protocol(crate::model::ATTRIBUTES_PROTOCOL, "object tags")?;
         }
+        let acl = self.acl_of_write(&r, &dest)?;
         self.precheck(&pre, &dest, &key).await?;
         if let Some(meta) = src.version.data.meta() {
             self.enforce_quotas(&dest, &key, meta.size).await?;
@@ -259,6 +287,7 @@ impl S3Server {
         let mut version = ObjectVersion::in_bucket(uuid, data, &dest);
         version.lock = lock;
         version.tags = super::tagging::register(tags, me);
+        version.acl = super::access::register(acl, me);
         let mut object = Object::new(object_pk(&dest.id, dest.shards, &key), key, version);
         self.commit_checked(&mut object, &pre, None).await?;
         let now = object.version.timestamp;
@@ -293,11 +322,7 @@ impl S3Server {
             super::server::url_pairs(query).into_iter().collect();
         let wanted = super::versioning::wanted(&query)?;
         let src_b = self.model.require_bucket(src_bucket).await?;
-        if !r.permission(&src_b).read {
-            return Err(S3Error::access_denied(
-                "this key may not read the source bucket",
-            ));
-        }
+        let allowed = r.permission_for(&src_b, "s3:GetObject", Some(src_key)).read;
         let src = self
             .model
             .objects
@@ -306,7 +331,18 @@ impl S3Server {
                 src_key.as_bytes(),
             )
             .await?;
-        let version = match super::versioning::pick(src.as_ref(), wanted) {
+        let picked = super::versioning::pick(src.as_ref(), wanted);
+        let readable = allowed
+            || (!r.policy_denies(&src_b, "s3:GetObject", Some(src_key))
+                && picked.as_ref().is_ok_and(|v| {
+                    super::access::object_acl_allows(r, &src_b, v, AclPermission::Read)
+                }));
+        if !readable {
+            return Err(S3Error::access_denied(
+                "this request may not read the copy source",
+            ));
+        }
+        let version = match picked {
             Ok(v) => v.clone(),
             // S3's answer when the source names a delete marker by id.
             Err(e) if e.code == "MethodNotAllowed" => {

@@ -57,6 +57,15 @@ pub enum Endpoint {
     PutObjectTagging,
     DeleteObjectTagging,
     GetObjectAttributes,
+    PutBucketAcl,
+    PutObjectAcl,
+    GetBucketPolicy,
+    PutBucketPolicy,
+    DeleteBucketPolicy,
+    GetBucketPolicyStatus,
+    GetPublicAccessBlock,
+    PutPublicAccessBlock,
+    DeletePublicAccessBlock,
     /// A CORS preflight (`OPTIONS`).
     Preflight,
     /// Not served (501): of the service, a bucket or an object.
@@ -78,6 +87,7 @@ const BUCKET_SUBRESOURCES: &[&str] = &[
     "website",
     "lifecycle",
     "policy",
+    "policyStatus",
     "versioning",
     "versions",
     "tagging",
@@ -158,6 +168,18 @@ impl Endpoint {
                 Method::GET if has("object-lock") => E::GetObjectLockConfiguration,
                 Method::PUT if has("object-lock") => E::PutObjectLockConfiguration,
                 Method::GET if has("acl") => E::GetBucketAcl,
+                Method::PUT if has("acl") => E::PutBucketAcl,
+                Method::GET if has("policyStatus") => E::GetBucketPolicyStatus,
+                _ if has("policy") => by_method(
+                    E::GetBucketPolicy,
+                    E::PutBucketPolicy,
+                    E::DeleteBucketPolicy,
+                ),
+                _ if has("publicAccessBlock") => by_method(
+                    E::GetPublicAccessBlock,
+                    E::PutPublicAccessBlock,
+                    E::DeletePublicAccessBlock,
+                ),
                 Method::GET if query.get("list-type").map(String::as_str) == Some("2") => {
                     E::ListObjectsV2
                 }
@@ -189,6 +211,7 @@ impl Endpoint {
         let plain = subresource(OBJECT_SUBRESOURCES, query).is_none();
         match *method {
             Method::GET if has("acl") => E::GetObjectAcl,
+            Method::PUT if has("acl") => E::PutObjectAcl,
             Method::GET if has("tagging") => E::GetObjectTagging,
             Method::PUT if has("tagging") => E::PutObjectTagging,
             Method::DELETE if has("tagging") => E::DeleteObjectTagging,
@@ -263,6 +286,15 @@ impl Endpoint {
             E::PutObjectTagging => "PutObjectTagging",
             E::DeleteObjectTagging => "DeleteObjectTagging",
             E::GetObjectAttributes => "GetObjectAttributes",
+            E::PutBucketAcl => "PutBucketAcl",
+            E::PutObjectAcl => "PutObjectAcl",
+            E::GetBucketPolicy => "GetBucketPolicy",
+            E::PutBucketPolicy => "PutBucketPolicy",
+            E::DeleteBucketPolicy => "DeleteBucketPolicy",
+            E::GetBucketPolicyStatus => "GetBucketPolicyStatus",
+            E::GetPublicAccessBlock => "GetPublicAccessBlock",
+            E::PutPublicAccessBlock => "PutPublicAccessBlock",
+            E::DeletePublicAccessBlock => "DeletePublicAccessBlock",
             E::Preflight => "Preflight",
             E::Unsupported(_) => "Unsupported",
         }
@@ -319,6 +351,15 @@ impl Endpoint {
             E::PutObjectTagging,
             E::DeleteObjectTagging,
             E::GetObjectAttributes,
+            E::PutBucketAcl,
+            E::PutObjectAcl,
+            E::GetBucketPolicy,
+            E::PutBucketPolicy,
+            E::DeleteBucketPolicy,
+            E::GetBucketPolicyStatus,
+            E::GetPublicAccessBlock,
+            E::PutPublicAccessBlock,
+            E::DeletePublicAccessBlock,
         ]
     };
 }
@@ -405,7 +446,18 @@ mod tests {
             "DeleteBucketTagging"
         );
         assert_eq!(of(Method::GET, true, true, "torrent", false), "Unsupported");
-        assert_eq!(of(Method::GET, true, false, "policy", false), "Unsupported");
+        assert_eq!(
+            of(Method::GET, true, false, "policy", false),
+            "GetBucketPolicy"
+        );
+        assert_eq!(
+            of(Method::GET, true, false, "policyStatus", false),
+            "GetBucketPolicyStatus"
+        );
+        assert_eq!(
+            of(Method::GET, true, false, "logging", false),
+            "Unsupported"
+        );
         assert_eq!(of(Method::OPTIONS, true, true, "", false), "Preflight");
     }
 

@@ -1,6 +1,7 @@
 //! The S3 API: HTTP server, authentication, request routing, XML.
 //! Only this module knows HTTP, XML and SigV4.
 
+pub mod access;
 pub mod attributes;
 pub mod bucket;
 pub mod bucket_config;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod multipart;
 pub mod object;
 pub mod object_lock;
+pub mod policy;
 pub mod server;
 pub mod sigv2;
 pub mod sigv4;

@@ -231,6 +231,7 @@ impl S3Server {
             lock: super::object_lock::lock_from_headers(r, &bucket, self.model.net.id)?,
             tags,
             checksum: checksum::multipart_request(r.req.headers())?,
+            acl: self.acl_of_write(r, &bucket)?,
         };
         self.model.uploads.insert(&upload).await?;
         let mut x = Xml::new("InitiateMultipartUploadResult");
@@ -579,6 +580,7 @@ impl S3Server {
         object.version.lock =
             super::object_lock::with_default(upload.lock.clone(), &bucket, self.model.net.id);
         object.version.tags = super::tagging::register(upload.tags.clone(), self.model.net.id);
+        object.version.acl = super::access::register(upload.acl.clone(), self.model.net.id);
         self.commit_checked(&mut object, &pre, None).await?;
         upload.ended.raise();
         self.model.uploads.insert(&upload).await?;

@@ -153,6 +153,7 @@ impl S3Server {
             &bucket,
             me,
         );
+        let acl = self.acl_of_write(&r, &bucket)?;
         let tags = tagging::tags_from_headers(&r)?;
         if !tags.is_empty() {
             self.model
@@ -238,6 +239,7 @@ impl S3Server {
         let mut version = ObjectVersion::in_bucket(uuid, data, &bucket);
         version.lock = lock;
         version.tags = tagging::register(tags, me);
+        version.acl = super::access::register(acl, me);
         let mut object = Object::new(pk, key, version);
         self.commit_checked(&mut object, &pre, first).await?;
         let mut resp = Response::new(empty());
@@ -554,16 +556,16 @@ impl S3Server {
 
     /// The version of an object a GET or HEAD names (`versionId`, else
     /// the current one).
-    pub(crate) async fn load_object(&self, r: &S3Request) -> Result<(Bucket, ObjectVersion), S3Error> {
+    pub(crate) async fn load_object(
+        &self,
+        r: &S3Request,
+    ) -> Result<(Bucket, ObjectVersion), S3Error> {
         let bucket = self.bucket(r).await?;
-        if !r.permission(&bucket).read {
-            return Err(S3Error::access_denied("this key may not read this bucket"));
-        }
-        let wanted = versioning::wanted(&r.query)?;
+        let allowed = r.permission(&bucket).read;
         let key = r.key.clone().unwrap_or_default();
-        let pk = object_pk(&bucket.id, bucket.shards, &key);
-        let obj = self.model.objects.get(&pk, key.as_bytes()).await?;
-        let v = versioning::pick(obj.as_ref(), wanted)?.clone();
+        let (_, v) = self
+            .version_for(r, &bucket, &key, allowed, AclPermission::Read)
+            .await?;
         Ok((bucket, v))
     }
 

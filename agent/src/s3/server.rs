@@ -25,7 +25,8 @@ use super::endpoint::{Endpoint, Level, bucket_subresource};
 use super::error::S3Error;
 use super::sigv4::{self, AuthKind, Verified};
 use crate::model::Model;
-use crate::model::tables::{Bucket, Key, Permission};
+use crate::model::tables::{Bucket, Key};
+use hangar_common::crdt::Flag;
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -94,15 +95,18 @@ pub struct S3Request {
     pub bucket: Option<String>,
     pub key: Option<String>,
     pub query: BTreeMap<String, String>,
+    /// The signing key (an empty one for an anonymous request).
     pub api_key: Key,
     pub verified: Verified,
+    /// What the request asks for.
+    pub endpoint: Endpoint,
+    /// Not signed: only what ACLs and policies grant everyone applies.
+    pub anonymous: bool,
+    /// The client's address (`aws:SourceIp`).
+    pub remote: SocketAddr,
 }
 
 impl S3Request {
-    pub(crate) fn permission(&self, bucket: &Bucket) -> Permission {
-        self.api_key.permission(&bucket.id)
-    }
-
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.req.headers().get(name).and_then(|v| v.to_str().ok())
     }
@@ -231,7 +235,10 @@ impl S3Server {
             _ if endpoint == Endpoint::Preflight => {
                 self.options(bucket_name.as_deref(), req.headers()).await
             }
-            Ok((bucket, key)) => self.dispatch(req, endpoint, bucket, key, query).await,
+            Ok((bucket, key)) => {
+                self.dispatch(req, endpoint, bucket, key, query, remote)
+                    .await
+            }
             Err(e) => Err(e),
         };
         let mut resp = match result {
@@ -342,16 +349,33 @@ impl S3Server {
         }
     }
 
-    async fn authenticate(&self, req: &Request<Incoming>) -> Result<(Key, Verified), S3Error> {
+    /// The request's key and what its signature covers; `true`: not
+    /// signed at all (anonymous).
+    async fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Result<(Key, Verified, bool), S3Error> {
         if let Some(v2) = super::sigv2::parse(req.uri(), req.headers()) {
-            return self.authenticate_v2(req, v2.map_err(auth_error)?).await;
+            let (key, verified) = self.authenticate_v2(req, v2.map_err(auth_error)?).await?;
+            return Ok((key, verified, false));
         }
         let auth = sigv4::parse_auth(req.uri(), req.headers()).map_err(auth_error)?;
         let access_key = match &auth {
             AuthKind::Anonymous => {
-                return Err(S3Error::access_denied(
-                    "anonymous requests are not allowed: sign requests with an access key",
-                ));
+                let nobody = Key {
+                    id: String::new(),
+                    secret: String::new(),
+                    name: Default::default(),
+                    buckets: Default::default(),
+                    deleted: Flag(true),
+                };
+                let verified = Verified {
+                    access_key: String::new(),
+                    region: self.cfg.region.clone(),
+                    payload: sigv4::PayloadMode::Unsigned,
+                    signing: None,
+                };
+                return Ok((nobody, verified, true));
             }
             AuthKind::Header(h) => h.credential.access_key.clone(),
             AuthKind::Query { auth, .. } => auth.credential.access_key.clone(),
@@ -369,7 +393,7 @@ impl S3Server {
             now,
         )
         .map_err(auth_error)?;
-        Ok((key, verified))
+        Ok((key, verified, false))
     }
 
     /// The live access key a request names.
@@ -427,8 +451,14 @@ impl S3Server {
         bucket: Option<String>,
         key: Option<String>,
         query: BTreeMap<String, String>,
+        remote: SocketAddr,
     ) -> Result<Response<Body>, S3Error> {
-        let (api_key, verified) = self.authenticate(&req).await?;
+        let (api_key, verified, anonymous) = self.authenticate(&req).await?;
+        if anonymous && (bucket.is_none() || endpoint == Endpoint::CreateBucket) {
+            return Err(S3Error::access_denied(
+                "anonymous requests may not list or create buckets: sign requests with an access key",
+            ));
+        }
         // Only an authenticated client learns what is not served.
         if let Endpoint::Unsupported(level) = endpoint {
             return Err(S3Error::not_implemented(&match level {
@@ -447,6 +477,9 @@ impl S3Server {
             query,
             api_key,
             verified,
+            endpoint,
+            anonymous,
+            remote,
         };
         use Endpoint as E;
         match endpoint {
@@ -464,7 +497,15 @@ impl S3Server {
             E::PutObjectRetention => self.put_object_retention(r).await,
             E::GetObjectLegalHold => self.get_object_legal_hold(&r).await,
             E::PutObjectLegalHold => self.put_object_legal_hold(r).await,
-            E::GetBucketAcl | E::GetObjectAcl => self.acl(&r).await,
+            E::GetBucketAcl | E::GetObjectAcl => self.get_acl(&r).await,
+            E::PutBucketAcl | E::PutObjectAcl => self.put_acl(r).await,
+            E::GetBucketPolicy | E::PutBucketPolicy | E::DeleteBucketPolicy => {
+                self.bucket_policy(r).await
+            }
+            E::GetBucketPolicyStatus => self.bucket_policy_status(&r).await,
+            E::GetPublicAccessBlock | E::PutPublicAccessBlock | E::DeletePublicAccessBlock => {
+                self.public_access_block(r).await
+            }
             E::ListObjectsV2 => self.list_objects_v2(&r).await,
             E::ListObjects => self.list_objects_v1(&r).await,
             E::DeleteObjects => self.delete_objects(r).await,
@@ -501,10 +542,19 @@ impl S3Server {
         }
     }
 
-    /// The bucket of a request, which must exist.
+    /// The bucket of a request, which must exist (and belong to the
+    /// owner `x-amz-expected-bucket-owner` names, if given).
     pub(crate) async fn bucket(&self, r: &S3Request) -> Result<Bucket, S3Error> {
         let name = r.bucket.as_deref().unwrap_or_default();
-        Ok(self.model.require_bucket(name).await?)
+        let bucket = self.model.require_bucket(name).await?;
+        if let Some(expected) = r.header("x-amz-expected-bucket-owner")
+            && Some(expected.trim()) != bucket.owner.as_deref()
+        {
+            return Err(S3Error::access_denied(
+                "the bucket is not owned by the account x-amz-expected-bucket-owner names",
+            ));
+        }
+        Ok(bucket)
     }
 }
 

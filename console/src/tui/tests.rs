@@ -168,6 +168,7 @@ fn app(scene: Scene) -> App {
                 versioning: Some("Enabled".into()),
                 noncurrent_objects: 40,
                 noncurrent_bytes: 310_000_000,
+                public: Vec::new(),
             },
             BucketInfo {
                 name: "site".into(),
@@ -182,6 +183,10 @@ fn app(scene: Scene) -> App {
                 versioning: None,
                 noncurrent_objects: 0,
                 noncurrent_bytes: 0,
+                public: vec![
+                    "ACL: everyone may READ".into(),
+                    "website: served to anyone".into(),
+                ],
             },
         ]),
         keys: Some(vec![KeyInfo {

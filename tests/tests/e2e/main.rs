@@ -1,6 +1,7 @@
 //! End-to-end tests: real agent processes on loopback. One test binary
 //! (linking is what costs on small machines), one module per area.
 
+mod access;
 mod attributes;
 mod clock;
 mod cluster;

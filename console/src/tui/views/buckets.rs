@@ -57,7 +57,7 @@ impl App {
                         })
                         .collect::<Vec<_>>()
                         .join(" "),
-                    if b.website { "yes" } else { "" }.to_string(),
+                    public_summary(&b.public),
                 ])
             })
             .collect();
@@ -70,10 +70,10 @@ impl App {
                 Constraint::Length(10),
                 Constraint::Length(12),
                 Constraint::Min(10),
-                Constraint::Length(4),
+                Constraint::Length(10),
             ],
             vec![
-                "BUCKET", "OBJECTS", "SIZE", "QUOTA", "VERSIONS", "KEYS", "WEB",
+                "BUCKET", "OBJECTS", "SIZE", "QUOTA", "VERSIONS", "KEYS", "PUBLIC",
             ],
             " Buckets ".into(),
             self.selected[3],
@@ -175,4 +175,20 @@ impl App {
             _ => {}
         }
     }
+}
+
+/// The PUBLIC column: why anyone without a key reaches the bucket, in
+/// short (`acl web`, `policy`...), or nothing when it is private.
+fn public_summary(reasons: &[String]) -> String {
+    let mut kinds: Vec<&str> = reasons
+        .iter()
+        .map(|r| match r.split(':').next().unwrap_or_default() {
+            "ACL" => "acl",
+            "policy" => "policy",
+            "website" => "web",
+            other => other,
+        })
+        .collect();
+    kinds.dedup();
+    kinds.join(" ")
 }

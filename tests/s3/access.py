@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Public access with boto3 (issue 19): ACLs, bucket policies, Block
+Public Access, anonymous requests, x-amz-expected-bucket-owner. Run by
+tests/tests/e2e/access.rs against real agents. Same conventions as
+client.py; HANGAR_OTHER_KEY_ID / _SECRET is a key with no permission of
+its own on the bucket, HANGAR_KEY_NAME the main key's name.
+"""
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+import boto3
+import botocore
+from botocore.config import Config
+
+from client import BUCKET, ENDPOINT, check, client, error_code
+
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+
+
+def anonymous():
+    return boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1",
+                        config=Config(signature_version=botocore.UNSIGNED, retries={"max_attempts": 1},
+                                      s3={"addressing_style": "path"}))
+
+
+def other():
+    return client(os.environ["HANGAR_OTHER_KEY_ID"], os.environ["HANGAR_OTHER_KEY_SECRET"])
+
+
+def curl(path, method="GET", data=None):
+    """Status and body of a plain unsigned HTTP request (what a browser does)."""
+    req = urllib.request.Request(f"{ENDPOINT}/{path}", method=method, data=data)
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def reads(s3, key, bucket=BUCKET):
+    """The body, or the error code."""
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+
+
+def grants(acl):
+    """{(grantee, permission)} of a Get*Acl answer, the owner's aside."""
+    out = set()
+    for g in acl["Grants"]:
+        who = g["Grantee"].get("URI") or g["Grantee"].get("ID")
+        out.add((who, g["Permission"]))
+    return out
+
+
+def acl():
+    s3, anon, them = client(), anonymous(), other()
+    me = os.environ["HANGAR_KEY_ID"]
+    # Private by default: anonymous and keys without permission refused,
+    # with the same answer whether the object exists or not.
+    s3.put_object(Bucket=BUCKET, Key="private", Body=b"secret")
+    check(reads(anon, "private") == "AccessDenied", "anonymous GET of a private object")
+    check(reads(anon, "missing") == "AccessDenied", "anonymous GET of a missing one: 403 too")
+    check(curl(f"{BUCKET}/private")[0] == 403, "a browser gets 403")
+    check(reads(them, "private") == "AccessDenied", "a key without permission")
+    code = error_code(lambda: anon.list_objects_v2(Bucket=BUCKET))
+    check(code == "AccessDenied", f"anonymous listing: {code}")
+    code = error_code(lambda: anon.list_buckets())
+    check(code == "AccessDenied", f"anonymous ListBuckets: {code}")
+    code = error_code(lambda: anon.get_object(Bucket="no-such-bucket", Key="x"))
+    check(code == "NoSuchBucket", f"a missing bucket is missing for everyone: {code}")
+
+    # public-read on an object: anyone reads it, no one else writes.
+    s3.put_object(Bucket=BUCKET, Key="pub", Body=b"hello world", ACL="public-read")
+    check(reads(anon, "pub") == b"hello world", "anonymous GET of a public-read object")
+    check(curl(f"{BUCKET}/pub") == (200, b"hello world"), "a browser fetches it")
+    check(anon.head_object(Bucket=BUCKET, Key="pub")["ContentLength"] == 11, "anonymous HEAD")
+    code = error_code(lambda: anon.put_object(Bucket=BUCKET, Key="pub", Body=b"defaced"))
+    check(code == "AccessDenied", f"anonymous overwrite refused: {code}")
+    check(reads(s3, "pub") == b"hello world", "nothing written")
+    a = s3.get_object_acl(Bucket=BUCKET, Key="pub")
+    check(a["Owner"]["ID"] == me and a["Owner"]["DisplayName"] == os.environ["HANGAR_KEY_NAME"],
+          f"the owner is the creating key, named: {a['Owner']}")
+    check(grants(a) == {(me, "FULL_CONTROL"), (ALL_USERS, "READ")}, f"grants: {grants(a)}")
+    # Back to private, by canned ACL.
+    s3.put_object_acl(Bucket=BUCKET, Key="pub", ACL="private")
+    check(reads(anon, "pub") == "AccessDenied", "private again")
+    check(grants(s3.get_object_acl(Bucket=BUCKET, Key="pub")) == {(me, "FULL_CONTROL")}, "only the owner")
+    # The XML body: a grant to AllUsers.
+    s3.put_object_acl(Bucket=BUCKET, Key="pub", AccessControlPolicy={
+        "Owner": {"ID": me},
+        "Grants": [{"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"},
+                   {"Grantee": {"Type": "CanonicalUser", "ID": me}, "Permission": "FULL_CONTROL"}]})
+    check(reads(anon, "pub") == b"hello world", "public again through an AccessControlPolicy body")
+    # Grant headers: one key by id.
+    s3.put_object(Bucket=BUCKET, Key="shared", Body=b"for them")
+    s3.put_object_acl(Bucket=BUCKET, Key="shared", GrantRead=f'id="{os.environ["HANGAR_OTHER_KEY_ID"]}"')
+    check(reads(them, "shared") == b"for them", "a key granted READ by id reads it")
+    check(reads(anon, "shared") == "AccessDenied", "not anonymous")
+    check(reads(them, "private") == "AccessDenied", "nor the other objects")
+    # authenticated-read: any valid key, not anonymous.
+    s3.put_object(Bucket=BUCKET, Key="members", Body=b"members only", ACL="authenticated-read")
+    check(reads(them, "members") == b"members only", "authenticated-read: any key")
+    check(reads(anon, "members") == "AccessDenied", "authenticated-read: not anonymous")
+    # A wrong signature is not anonymous.
+    bad = client(os.environ["HANGAR_OTHER_KEY_ID"], "not-the-secret")
+    check(reads(bad, "pub") == "SignatureDoesNotMatch", "a bad signature is refused, even on a public object")
+    # Copies and multipart uploads take their own ACL.
+    s3.copy_object(Bucket=BUCKET, Key="pub-copy", CopySource={"Bucket": BUCKET, "Key": "pub"})
+    check(reads(anon, "pub-copy") == "AccessDenied", "a copy is private unless asked")
+    s3.copy_object(Bucket=BUCKET, Key="pub-copy", CopySource={"Bucket": BUCKET, "Key": "private"},
+                   ACL="public-read")
+    check(reads(anon, "pub-copy") == b"secret", "a copy made public-read")
+    up = s3.create_multipart_upload(Bucket=BUCKET, Key="mp", ACL="public-read")
+    p = s3.upload_part(Bucket=BUCKET, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"parts")
+    s3.complete_multipart_upload(Bucket=BUCKET, Key="mp", UploadId=up["UploadId"],
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]})
+    check(reads(anon, "mp") == b"parts", "a multipart upload created public-read")
+    # A copy needs read on its source: an object ACL grant is enough.
+    them_copy = error_code(lambda: them.copy_object(Bucket=BUCKET, Key="x", CopySource={"Bucket": BUCKET, "Key": "private"}))
+    check(them_copy == "AccessDenied", f"copy without read or write: {them_copy}")
+    code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key="bad-acl", Body=b"x", ACL="world-readable"))
+    check(code == "InvalidArgument", f"an unknown canned ACL: {code}")
+
+    # Bucket ACLs: READ lists (objects still need their own), WRITE writes.
+    s3.put_bucket_acl(Bucket=BUCKET, ACL="public-read")
+    check(grants(s3.get_bucket_acl(Bucket=BUCKET)) == {(me, "FULL_CONTROL"), (ALL_USERS, "READ")}, "bucket ACL")
+    keys = [o["Key"] for o in anon.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    check("private" in keys and "pub" in keys, f"anonymous listing of a public-read bucket: {keys}")
+    check(reads(anon, "private") == "AccessDenied", "a public-read bucket's private objects stay private")
+    check(reads(anon, "missing") == "NoSuchKey", "with listing allowed, a missing key is 404")
+    s3.put_bucket_acl(Bucket=BUCKET, ACL="public-read-write")
+    anon.put_object(Bucket=BUCKET, Key="dropbox/anon.txt", Body=b"from anyone")
+    check(reads(s3, "dropbox/anon.txt") == b"from anyone", "an anonymous write to a public-read-write bucket")
+    s3.put_bucket_acl(Bucket=BUCKET, ACL="private")
+    code = error_code(lambda: anon.list_objects_v2(Bucket=BUCKET))
+    check(code == "AccessDenied", f"private bucket again: {code}")
+    code = error_code(lambda: them.put_bucket_acl(Bucket=BUCKET, ACL="public-read"))
+    check(code == "AccessDenied", f"only owners change a bucket ACL: {code}")
+    # A bucket created public-read.
+    s3.create_bucket(Bucket="born-public", ACL="public-read")
+    check((ALL_USERS, "READ") in grants(s3.get_bucket_acl(Bucket="born-public")), "CreateBucket with an ACL")
+    check("Contents" not in anon.list_objects_v2(Bucket="born-public"), "anyone lists it")
+
+    # Block Public Access.
+    s3.put_public_access_block(Bucket=BUCKET, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": False, "BlockPublicPolicy": False,
+        "RestrictPublicBuckets": False})
+    got = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
+    check(got["BlockPublicAcls"] and not got["IgnorePublicAcls"], f"settings read back: {got}")
+    code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key="new-pub", Body=b"x", ACL="public-read"))
+    check(code == "AccessDenied", f"BlockPublicAcls refuses a public ACL: {code}")
+    check(error_code(lambda: s3.head_object(Bucket=BUCKET, Key="new-pub")) == "404", "nothing stored")
+    code = error_code(lambda: s3.put_object_acl(Bucket=BUCKET, Key="private", ACL="public-read"))
+    check(code == "AccessDenied", f"BlockPublicAcls refuses PutObjectAcl: {code}")
+    check(reads(anon, "pub") == b"hello world", "existing public ACLs still work without IgnorePublicAcls")
+    s3.put_public_access_block(Bucket=BUCKET, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": False, "IgnorePublicAcls": True, "BlockPublicPolicy": False,
+        "RestrictPublicBuckets": False})
+    check(reads(anon, "pub") == "AccessDenied", "IgnorePublicAcls: existing public ACLs ignored")
+    check(reads(them, "shared") == b"for them", "grants to a key are not public")
+    s3.delete_public_access_block(Bucket=BUCKET)
+    code = error_code(lambda: s3.get_public_access_block(Bucket=BUCKET))
+    check(code == "NoSuchPublicAccessBlockConfiguration", f"deleted: {code}")
+    check(reads(anon, "pub") == b"hello world", "public again")
+
+    # x-amz-expected-bucket-owner.
+    s3.head_bucket(Bucket=BUCKET, ExpectedBucketOwner=me)
+    code = error_code(lambda: s3.head_bucket(Bucket=BUCKET, ExpectedBucketOwner="GKsomeoneelse"))
+    check(code == "403", f"a wrong expected owner: {code}")
+    code = error_code(lambda: s3.get_object(Bucket=BUCKET, Key="pub", ExpectedBucketOwner="GKsomeoneelse"))
+    check(code == "AccessDenied", f"a wrong expected owner on GET: {code}")
+    print("ok acl")
+
+
+def policy():
+    s3, anon, them = client(), anonymous(), other()
+    them_id = os.environ["HANGAR_OTHER_KEY_ID"]
+    for k in ["public/a.txt", "public/b.txt", "private/c.txt", "keep/d.txt", "drop/e.txt"]:
+        s3.put_object(Bucket=BUCKET, Key=k, Body=k.encode())
+    code = error_code(lambda: s3.get_bucket_policy(Bucket=BUCKET))
+    check(code == "NoSuchBucketPolicy", f"no policy yet: {code}")
+    public_read = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
+        "Resource": [f"arn:aws:s3:::{BUCKET}/public/*"]}]}
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(public_read))
+    check(json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"]) == public_read, "GetBucketPolicy")
+    check(s3.get_bucket_policy_status(Bucket=BUCKET)["PolicyStatus"]["IsPublic"], "IsPublic")
+    check(reads(anon, "public/a.txt") == b"public/a.txt", "the policy lets anyone read public/")
+    check(curl(f"{BUCKET}/public/b.txt") == (200, b"public/b.txt"), "a browser too")
+    check(reads(anon, "private/c.txt") == "AccessDenied", "not private/")
+    code = error_code(lambda: anon.put_object(Bucket=BUCKET, Key="public/x", Body=b"x"))
+    check(code == "AccessDenied", f"nor writes: {code}")
+    code = error_code(lambda: anon.list_objects_v2(Bucket=BUCKET))
+    check(code == "AccessDenied", f"nor listing: {code}")
+
+    # Listing by prefix and source address; an explicit Deny wins over a
+    # key's own permission (Hangar's write) and over Allow statements.
+    me_id = os.environ["HANGAR_KEY_ID"]
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/public/*"},
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}",
+         "Condition": {"StringLike": {"s3:prefix": "public/*"}, "IpAddress": {"aws:SourceIp": ["127.0.0.0/8", "::1/128"]}}},
+        {"Effect": "Deny", "Principal": {"AWS": [f"arn:aws:iam::000000000000:user/{me_id}"]},
+         "Action": ["s3:DeleteObject"], "Resource": f"arn:aws:s3:::{BUCKET}/keep/*"},
+    ]}))
+    listed = [o["Key"] for o in anon.list_objects_v2(Bucket=BUCKET, Prefix="public/")["Contents"]]
+    check(listed == ["public/a.txt", "public/b.txt"], f"anonymous listing under public/: {listed}")
+    code = error_code(lambda: anon.list_objects_v2(Bucket=BUCKET, Prefix="private/"))
+    check(code == "AccessDenied", f"not under private/: {code}")
+    code = error_code(lambda: s3.delete_object(Bucket=BUCKET, Key="keep/d.txt"))
+    check(code == "AccessDenied", f"Deny wins over the key's write permission: {code}")
+    check(reads(s3, "keep/d.txt") == b"keep/d.txt", "the object stays")
+    s3.delete_object(Bucket=BUCKET, Key="drop/e.txt")
+    r = s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "keep/d.txt"}, {"Key": "public/b.txt"}]})
+    check([d["Key"] for d in r.get("Deleted", [])] == ["public/b.txt"], f"DeleteObjects deletes what it may: {r}")
+    check([(e["Key"], e["Code"]) for e in r.get("Errors", [])] == [("keep/d.txt", "AccessDenied")],
+          f"and refuses the rest, key by key: {r.get('Errors')}")
+    # Only source addresses outside the range: the listing Allow no longer applies.
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}",
+         "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]}))
+    check(not s3.get_bucket_policy_status(Bucket=BUCKET)["PolicyStatus"]["IsPublic"], "address-bound: not public")
+    code = error_code(lambda: anon.list_objects_v2(Bucket=BUCKET))
+    check(code == "AccessDenied", f"refused from another address: {code}")
+    # Principals by key id: grants to one key only; NotPrincipal.
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": them_id}, "Action": ["s3:GetObject", "s3:PutObject"],
+         "Resource": f"arn:aws:s3:::{BUCKET}/shared/*"},
+        {"Effect": "Deny", "NotPrincipal": {"AWS": me_id}, "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{BUCKET}/shared/secret*"}]}))
+    them.put_object(Bucket=BUCKET, Key="shared/from-them", Body=b"theirs")
+    check(reads(s3, "shared/from-them") == b"theirs", "a key allowed by the policy wrote")
+    check(reads(them, "private/c.txt") == "AccessDenied", "only where the policy says")
+    s3.put_object(Bucket=BUCKET, Key="shared/secret.txt", Body=b"s")
+    check(reads(them, "shared/secret.txt") == "AccessDenied", "NotPrincipal Deny refuses everyone else")
+    check(reads(s3, "shared/secret.txt") == b"s", "but not the key it names")
+    check(reads(anon, "shared/from-them") == "AccessDenied", "anonymous is not that key")
+
+    # Malformed policies are refused and change nothing.
+    for bad in ["not json",
+                json.dumps({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                           "Resource": "arn:aws:s3:::some-other-bucket/*"}]}),
+                json.dumps({"Statement": [{"Effect": "Perhaps", "Principal": "*", "Action": "s3:GetObject",
+                                           "Resource": f"arn:aws:s3:::{BUCKET}/*"}]})]:
+        code = error_code(lambda: s3.put_bucket_policy(Bucket=BUCKET, Policy=bad))
+        check(code == "MalformedPolicy", f"malformed policy: {code} for {bad[:60]}")
+    check(reads(them, "shared/from-them") == b"theirs", "the policy in force stays")
+    code = error_code(lambda: them.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(public_read)))
+    check(code == "AccessDenied", f"only owners set policies: {code}")
+
+    # Block Public Access and policies.
+    s3.put_public_access_block(Bucket=BUCKET, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": False})
+    code = error_code(lambda: s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(public_read)))
+    check(code == "AccessDenied", f"BlockPublicPolicy refuses a public policy: {code}")
+    s3.delete_public_access_block(Bucket=BUCKET)
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(public_read))
+    check(reads(anon, "public/a.txt") == b"public/a.txt", "public policy in force")
+    s3.put_public_access_block(Bucket=BUCKET, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": False,
+        "RestrictPublicBuckets": True})
+    check(reads(anon, "public/a.txt") == "AccessDenied", "RestrictPublicBuckets: the public policy is ignored")
+    s3.delete_public_access_block(Bucket=BUCKET)
+    s3.delete_bucket_policy(Bucket=BUCKET)
+    code = error_code(lambda: s3.get_bucket_policy(Bucket=BUCKET))
+    check(code == "NoSuchBucketPolicy", f"deleted: {code}")
+    check(reads(anon, "public/a.txt") == "AccessDenied", "private without its policy")
+    print("ok policy")
+
+
+if __name__ == "__main__":
+    {"acl": acl, "policy": policy}[sys.argv[1]]()
