@@ -61,12 +61,18 @@ pub fn sigv4(data: &[u8]) {
 }
 
 /// The XML request bodies: website, CORS, lifecycle, CompleteMultipartUpload,
-/// DeleteObjects, tagging; and (as text) the `x-amz-tagging` header.
+/// DeleteObjects, tagging, ACLs, Block Public Access; and (as text) the
+/// `x-amz-tagging` header, bucket policies and POST policies.
 pub fn xml(data: &[u8]) {
     let _ = crate::s3::tagging::parse_tagging(data, crate::s3::tagging::MAX_OBJECT_TAGS);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = crate::s3::tagging::parse_tagging_header(text);
+        // Bucket policies and POST policies are JSON.
+        let _ = crate::s3::policy::Policy::parse(text, "b");
     }
+    let _ = crate::s3::post::PostPolicy::parse(data);
+    let _ = crate::s3::access::parse_acl(data, Some("owner"));
+    let _ = crate::s3::access::parse_public_access_block(data);
     let _ = bucket_config::parse_website(data);
     let _ = bucket_config::parse_cors(data);
     let _ = bucket_config::parse_lifecycle(data);

@@ -128,6 +128,15 @@ fn xml_body() -> impl Strategy<Value = Vec<u8>> {
         "TagSet",
         "Tag",
         "Value",
+        "AccessControlPolicy",
+        "AccessControlList",
+        "Grant",
+        "Grantee",
+        "ID",
+        "URI",
+        "Permission",
+        "PublicAccessBlockConfiguration",
+        "BlockPublicAcls",
     ]);
     prop::collection::vec((tags, "[a-zA-Z0-9 <>&;/\"-]{0,12}", any::<bool>()), 0..24).prop_map(
         |items| {
@@ -175,8 +184,55 @@ fn chunked_body() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// Something like a bucket policy or a POST policy (JSON tokens).
+fn json_body() -> impl Strategy<Value = String> {
+    let tokens = prop::sample::select(vec![
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        "\"Version\"",
+        "\"2012-10-17\"",
+        "\"Statement\"",
+        "\"Effect\"",
+        "\"Allow\"",
+        "\"Deny\"",
+        "\"Principal\"",
+        "\"NotPrincipal\"",
+        "\"*\"",
+        "\"AWS\"",
+        "\"Action\"",
+        "\"s3:Get*\"",
+        "\"Resource\"",
+        "\"arn:aws:s3:::b/*\"",
+        "\"Condition\"",
+        "\"IpAddress\"",
+        "\"aws:SourceIp\"",
+        "\"10.0.0.0/8\"",
+        "\"StringLikeIfExists\"",
+        "\"expiration\"",
+        "\"2026-12-31T00:00:00Z\"",
+        "\"conditions\"",
+        "\"content-length-range\"",
+        "\"starts-with\"",
+        "\"$key\"",
+        "1",
+        "-1",
+        "true",
+        "null",
+    ]);
+    prop::collection::vec(tokens, 0..40).prop_map(|t| t.concat())
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn policies_never_panic_on_json_looking_input(data in json_body()) {
+        fuzzing::xml(data.as_bytes());
+    }
 
     #[test]
     fn sigv4_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {

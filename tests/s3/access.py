@@ -13,6 +13,7 @@ import urllib.request
 
 import boto3
 import botocore
+import urllib3
 from botocore.config import Config
 
 from client import BUCKET, ENDPOINT, check, client, error_code
@@ -274,5 +275,171 @@ def policy():
     print("ok policy")
 
 
+def form_post(fields, file_data, filename="upload.bin", content_type="application/octet-stream", bucket=BUCKET):
+    """POST a form as a browser does: fields in order, then the file.
+    Status, headers and body."""
+    body, ctype = urllib3.encode_multipart_formdata(
+        list(fields.items()) + [("file", (filename, file_data, content_type))])
+    r = urllib3.PoolManager().request("POST", f"{ENDPOINT}/{bucket}", body=body,
+                                      headers={"Content-Type": ctype}, redirect=False)
+    return r.status, r.headers, r.data
+
+
+def post():
+    """Browser form uploads: boto3's presigned POST (SigV4), a SigV2 form,
+    an unsigned one, and forms that break their policy (nothing stored)."""
+    s3, them = client(), other()
+    head_status = lambda k: error_code(lambda: s3.head_object(Bucket=BUCKET, Key=k)) or "200"
+    p = s3.generate_presigned_post(BUCKET, "forms/${filename}", ExpiresIn=600,
+                                   Fields={"acl": "public-read", "Content-Type": "image/png",
+                                           "success_action_status": "201", "x-amz-meta-origin": "form"},
+                                   Conditions=[{"acl": "public-read"}, ["starts-with", "$Content-Type", "image/"],
+                                               {"success_action_status": "201"}, {"x-amz-meta-origin": "form"},
+                                               ["content-length-range", 1, 100_000]])
+    status, headers, body = form_post(p["fields"], b"\x89PNG picture", filename="cat.png", content_type="image/png")
+    check(status == 201 and b"<Key>forms/cat.png</Key>" in body, f"presigned POST: {status} {body[:300]}")
+    h = s3.head_object(Bucket=BUCKET, Key="forms/cat.png")
+    check(h["ContentType"] == "image/png" and h["Metadata"] == {"origin": "form"}, f"stored as asked: {h}")
+    check(h["ETag"] == headers.get("ETag"), "the ETag answered")
+    check(reads(anonymous(), "forms/cat.png") == b"\x89PNG picture", "its acl field made it public-read")
+
+    def refused(fields, data=b"x" * 10, filename="f.png", expect_code=None, expect_status=None, key="forms/f.png"):
+        status, _, body = form_post(fields, data, filename=filename)
+        ok = (expect_status is None or status == expect_status) and (
+            expect_code is None or f"<Code>{expect_code}</Code>".encode() in body)
+        check(ok, f"refused form: {status} {body[:300]}")
+        check(head_status(key) == "404", f"nothing stored at {key}")
+
+    # Breaking the policy: another key prefix, a field not in it, a file
+    # too large, a tampered policy, a wrong content type, a bad signature.
+    p = s3.generate_presigned_post(BUCKET, "forms/f.png", ExpiresIn=600,
+                                   Conditions=[["content-length-range", 5, 50]])
+    bad = dict(p["fields"], key="elsewhere/f.png")
+    refused(bad, expect_code="AccessDenied", key="elsewhere/f.png")
+    refused(dict(p["fields"], **{"x-amz-meta-extra": "1"}), expect_code="AccessDenied")
+    refused(p["fields"], data=b"x" * 51, expect_code="EntityTooLarge")
+    refused(p["fields"], data=b"x" * 4, expect_code="EntityTooSmall")
+    tampered = dict(p["fields"], policy=p["fields"]["policy"][:-4] + "AAA=")
+    refused(tampered, expect_status=403)
+    refused(dict(p["fields"], **{"x-amz-signature": "0" * 64}), expect_code="SignatureDoesNotMatch")
+    status, _, body = form_post(p["fields"], b"x" * 10)
+    check(status == 204, f"the same form, within its rules: {status} {body[:200]}")
+    # An expired policy.
+    p = s3.generate_presigned_post(BUCKET, "forms/late", ExpiresIn=-10)
+    refused(p["fields"], expect_code="AccessDenied", key="forms/late")
+    # No file, no key, not multipart.
+    body_no_file, ctype = urllib3.encode_multipart_formdata([("key", "forms/nofile")])
+    r = urllib3.PoolManager().request("POST", f"{ENDPOINT}/{BUCKET}", body=body_no_file,
+                                      headers={"Content-Type": ctype})
+    check(r.status == 400 and b"InvalidArgument" in r.data, f"a form without a file: {r.status} {r.data[:200]}")
+    p = s3.generate_presigned_post(BUCKET, "forms/k", ExpiresIn=600)
+    nokey = {k: v for k, v in p["fields"].items() if k != "key"}
+    refused(nokey, expect_code="InvalidArgument", key="forms/k")
+    r = urllib3.PoolManager().request("POST", f"{ENDPOINT}/{BUCKET}", body=b"--nonsense\r\n",
+                                      headers={"Content-Type": "multipart/form-data; boundary=zzz"})
+    check(r.status == 400, f"a broken multipart body: {r.status} {r.data[:200]}")
+    # success_action_redirect.
+    p = s3.generate_presigned_post(BUCKET, "forms/r.txt", ExpiresIn=600,
+                                   Fields={"success_action_redirect": "https://example.org/done"},
+                                   Conditions=[{"success_action_redirect": "https://example.org/done"}])
+    status, headers, _ = form_post(p["fields"], b"redirected")
+    check(status == 303 and headers["Location"].startswith("https://example.org/done?bucket=test&key=forms%2Fr.txt"),
+          f"redirect: {status} {headers.get('Location')}")
+    # Unsigned forms: refused on a private bucket, accepted where anyone may write.
+    refused({"key": "forms/anon.txt"}, expect_code="AccessDenied", key="forms/anon.txt")
+    s3.put_bucket_acl(Bucket=BUCKET, ACL="public-read-write")
+    status, _, _ = form_post({"key": "forms/anon.txt"}, b"anyone")
+    check(status == 204 and reads(s3, "forms/anon.txt") == b"anyone", f"anonymous form on a public-read-write bucket: {status}")
+    s3.put_bucket_acl(Bucket=BUCKET, ACL="private")
+    # A key without write permission signs in vain.
+    p = them.generate_presigned_post(BUCKET, "forms/theirs", ExpiresIn=600)
+    refused(p["fields"], expect_code="AccessDenied", key="forms/theirs")
+    # SigV2 forms (boto3 signs them with SigV2 when told).
+    v2 = boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1",
+                      aws_access_key_id=os.environ["HANGAR_KEY_ID"],
+                      aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+                      config=Config(signature_version="s3", s3={"addressing_style": "path"}))
+    p = v2.generate_presigned_post(BUCKET, "forms/v2.txt", ExpiresIn=600)
+    check("AWSAccessKeyId" in p["fields"] and "signature" in p["fields"], f"a SigV2 form: {p['fields']}")
+    status, _, body = form_post(p["fields"], b"signed v2")
+    check(status == 204 and reads(s3, "forms/v2.txt") == b"signed v2", f"SigV2 form: {status} {body[:200]}")
+    refused(dict(p["fields"], signature="AAAA"), expect_code="SignatureDoesNotMatch", key="forms/v2-bad")
+    print("ok post")
+
+
+def minio_sdk():
+    """The MinIO Python SDK: a presigned POST policy, uploaded with a
+    form; and its ordinary calls."""
+    import datetime
+    from minio import Minio
+    from minio.datatypes import PostPolicy
+    host = ENDPOINT.split("://", 1)[1]
+    mc = Minio(host, access_key=os.environ["HANGAR_KEY_ID"], secret_key=os.environ["HANGAR_KEY_SECRET"],
+               secure=False, region="us-east-1")
+    policy = PostPolicy(BUCKET, datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=10))
+    policy.add_starts_with_condition("key", "minio/")
+    policy.add_content_length_range_condition(1, 1 << 20)
+    fields = mc.presigned_post_policy(policy)
+    data = os.urandom(300_000)
+    status, _, body = form_post(dict(fields, key="minio/photo.jpg"), data, filename="photo.jpg")
+    check(status == 204, f"MinIO presigned POST: {status} {body[:300]}")
+    got = mc.get_object(BUCKET, "minio/photo.jpg")
+    check(got.read() == data, "the uploaded content")
+    status, _, body = form_post(dict(fields, key="elsewhere/photo.jpg"), data)
+    check(status == 403, f"outside the policy's prefix: {status}")
+    status, _, body = form_post(dict(fields, key="minio/big.bin"), os.urandom((1 << 20) + 1))
+    check(status == 400 and b"EntityTooLarge" in body, f"over the policy's size: {status}")
+    import io
+    mc.put_object(BUCKET, "minio/put.txt", io.BytesIO(b"from minio"), 10)
+    check([o.object_name for o in mc.list_objects(BUCKET, prefix="minio/")] == ["minio/photo.jpg", "minio/put.txt"],
+          "MinIO lists what it stored")
+    check(mc.stat_object(BUCKET, "minio/put.txt").size == 10, "stat")
+    print("ok minio")
+
+
+def s3cmd():
+    """s3cmd: sync a tree up and down, then make a file public with
+    `setacl --acl-public` and fetch it without a key."""
+    import subprocess
+    import tempfile
+    host = ENDPOINT.split("://", 1)[1]
+    tmp = tempfile.mkdtemp()
+    cfg = os.path.join(tmp, "s3cfg")
+    with open(cfg, "w") as f:
+        f.write(f"""[default]
+access_key = {os.environ["HANGAR_KEY_ID"]}
+secret_key = {os.environ["HANGAR_KEY_SECRET"]}
+host_base = {host}
+host_bucket = {host}
+use_https = False
+signature_v2 = False
+bucket_location = us-east-1
+""")
+    run = lambda *args: subprocess.run(["s3cmd", "-c", cfg, *args], check=True, capture_output=True, text=True).stdout
+    up = os.path.join(tmp, "up")
+    os.makedirs(os.path.join(up, "sub"))
+    files = {"a.txt": b"alpha", "sub/b.bin": os.urandom(200_000), "sub/c.txt": b"gamma" * 1000}
+    for name, data in files.items():
+        with open(os.path.join(up, name), "wb") as f:
+            f.write(data)
+    run("sync", up + "/", f"s3://{BUCKET}/s3cmd/")
+    s3 = client()
+    listed = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="s3cmd/")["Contents"])
+    check(listed == sorted(f"s3cmd/{n}" for n in files), f"s3cmd sync up: {listed}")
+    down = os.path.join(tmp, "down")
+    run("sync", f"s3://{BUCKET}/s3cmd/", down + "/")
+    for name, data in files.items():
+        with open(os.path.join(down, name), "rb") as f:
+            check(f.read() == data, f"s3cmd sync down: {name}")
+    check(curl(f"{BUCKET}/s3cmd/a.txt")[0] == 403, "private before setacl")
+    run("setacl", "--acl-public", f"s3://{BUCKET}/s3cmd/a.txt")
+    check(curl(f"{BUCKET}/s3cmd/a.txt") == (200, b"alpha"), "public after s3cmd setacl --acl-public")
+    info = run("info", f"s3://{BUCKET}/s3cmd/a.txt")
+    check("*anon*: READ" in info, f"s3cmd info shows the public grant: {info}")
+    run("setacl", "--acl-private", f"s3://{BUCKET}/s3cmd/a.txt")
+    check(curl(f"{BUCKET}/s3cmd/a.txt")[0] == 403, "private again after --acl-private")
+    print("ok s3cmd")
+
+
 if __name__ == "__main__":
-    {"acl": acl, "policy": policy}[sys.argv[1]]()
+    {"acl": acl, "policy": policy, "post": post, "minio": minio_sdk, "s3cmd": s3cmd}[sys.argv[1]]()

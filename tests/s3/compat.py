@@ -249,7 +249,7 @@ def regions_and_unsupported():
               f"served when signed for {region}")
     s3 = client()
     for name, fn in [
-        ("GetBucketPolicy", lambda: s3.get_bucket_policy(Bucket=BUCKET)),
+        ("GetBucketNotification", lambda: s3.get_bucket_notification_configuration(Bucket=BUCKET)),
         ("GetBucketLogging", lambda: s3.get_bucket_logging(Bucket=BUCKET)),
         ("GetBucketReplication", lambda: s3.get_bucket_replication(Bucket=BUCKET)),
     ]:

@@ -66,7 +66,8 @@ pub(crate) fn action(e: Endpoint) -> &'static str {
         | E::UploadPartCopy
         | E::CompleteMultipartUpload
         | E::CopyObject
-        | E::PutObject => "s3:PutObject",
+        | E::PutObject
+        | E::PostObject => "s3:PutObject",
         E::AbortMultipartUpload => "s3:AbortMultipartUpload",
         E::ListParts => "s3:ListMultipartUploadParts",
         E::GetObject | E::HeadObject => "s3:GetObject",

@@ -66,6 +66,8 @@ pub enum Endpoint {
     GetPublicAccessBlock,
     PutPublicAccessBlock,
     DeletePublicAccessBlock,
+    /// A browser form upload (POST of multipart/form-data to a bucket).
+    PostObject,
     /// A CORS preflight (`OPTIONS`).
     Preflight,
     /// Not served (501): of the service, a bucket or an object.
@@ -118,6 +120,18 @@ const OBJECT_SUBRESOURCES: &[&str] = &[
     "attributes",
     "restore",
 ];
+
+/// A `multipart/form-data` body (an HTML form's upload).
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+}
 
 /// The first of `flags` the query has.
 fn subresource<'a>(flags: &[&'a str], q: &BTreeMap<String, String>) -> Option<&'a str> {
@@ -185,6 +199,9 @@ impl Endpoint {
                 }
                 Method::GET if bucket_subresource(query).is_none() => E::ListObjects,
                 Method::POST if has("delete") => E::DeleteObjects,
+                Method::POST if bucket_subresource(query).is_none() && is_form(headers) => {
+                    E::PostObject
+                }
                 Method::GET if has("uploads") => E::ListMultipartUploads,
                 _ if has("website") => by_method(
                     E::GetBucketWebsite,
@@ -295,6 +312,7 @@ impl Endpoint {
             E::GetPublicAccessBlock => "GetPublicAccessBlock",
             E::PutPublicAccessBlock => "PutPublicAccessBlock",
             E::DeletePublicAccessBlock => "DeletePublicAccessBlock",
+            E::PostObject => "PostObject",
             E::Preflight => "Preflight",
             E::Unsupported(_) => "Unsupported",
         }
@@ -360,6 +378,7 @@ impl Endpoint {
             E::GetPublicAccessBlock,
             E::PutPublicAccessBlock,
             E::DeletePublicAccessBlock,
+            E::PostObject,
         ]
     };
 }

@@ -18,6 +18,7 @@ pub mod multipart;
 pub mod object;
 pub mod object_lock;
 pub mod policy;
+pub mod post;
 pub mod server;
 pub mod sigv2;
 pub mod sigv4;

@@ -127,6 +127,99 @@ fn bad_digest(what: &str) -> S3Error {
     )
 }
 
+/// What a body becomes as it arrives: its MD5 and size, and its blocks,
+/// each shipped to its replicas once full (at most [`PUT_INFLIGHT`] in
+/// flight). Fed by a PUT's body, a part's, or a form upload's file field.
+pub(crate) struct BodySink {
+    pub md5: md5::Md5,
+    pub size: u64,
+    block_size: usize,
+    buf: BytesMut,
+    blocks: Vec<BlockEntry>,
+    inflight: VecDeque<Inflight>,
+}
+
+impl BodySink {
+    pub(crate) fn new(block_size: usize) -> BodySink {
+        BodySink {
+            md5: md5::Md5::new(),
+            size: 0,
+            block_size,
+            buf: BytesMut::with_capacity(block_size.min(1 << 20)),
+            blocks: Vec::new(),
+            inflight: VecDeque::new(),
+        }
+    }
+
+    pub(crate) async fn push(&mut self, server: &S3Server, data: &[u8]) -> Result<(), S3Error> {
+        self.md5.update(data);
+        self.size += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        while self.buf.len() >= self.block_size {
+            let block = self.buf.split_to(self.block_size).freeze();
+            server
+                .ship(block, &mut self.blocks, &mut self.inflight)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The body received: inline if it fits `inline_max` (when
+    /// `allow_inline`), else its last block shipped and every block's
+    /// hash known, their stores maybe still pending.
+    pub(crate) async fn finish(
+        mut self,
+        server: &S3Server,
+        allow_inline: bool,
+        checksum: Option<StoredChecksum>,
+    ) -> Result<(Received, PendingPuts), S3Error> {
+        let md5: [u8; 16] = self.md5.finalize().into();
+        let size = self.size;
+        if allow_inline && self.blocks.is_empty() && self.buf.len() <= server.cfg.inline_max {
+            return Ok((
+                Received {
+                    size,
+                    md5,
+                    blocks: self.blocks,
+                    inline: Some(self.buf.to_vec()),
+                    checksum,
+                },
+                PendingPuts::default(),
+            ));
+        }
+        if !self.buf.is_empty() {
+            let block = self.buf.split().freeze();
+            server
+                .ship(block, &mut self.blocks, &mut self.inflight)
+                .await?;
+        }
+        let mut blocks = self.blocks;
+        let mut pending = Vec::with_capacity(self.inflight.len());
+        for mut h in self.inflight {
+            match (&mut h.hash).await {
+                Ok(hash) => {
+                    if let Some(b) = blocks.get_mut(h.index) {
+                        b.hash = hash;
+                    }
+                    pending.push(h);
+                }
+                // The task ended before hashing: its outcome says why.
+                Err(_) => settle(h, &mut blocks).await?,
+            }
+        }
+        Ok((
+            Received {
+                size,
+                md5,
+                blocks,
+                inline: None,
+                checksum,
+            },
+            PendingPuts(pending),
+        ))
+    }
+}
+
 impl S3Server {
     fn check_write(&self, r: &S3Request, bucket: &Bucket) -> Result<(), S3Error> {
         if r.permission(bucket).write {
@@ -210,32 +303,11 @@ impl S3Server {
             content_type,
             user_meta,
             headers,
-            checksum: body.checksum,
+            checksum: body.checksum.clone(),
             parts: Vec::new(),
         };
         let uuid = new_version_id();
-        let data = match body.inline {
-            Some(bytes) => ObjectData::Inline { meta, bytes },
-            None => {
-                // The block list and references are written while the last
-                // blocks travel to their replicas (one round trip less for a
-                // small object); the object, which makes the version
-                // visible, only once both are durable.
-                let (committed, stored) =
-                    tokio::join!(self.commit_blocks(uuid, &body.blocks), stored.wait());
-                if let Err(e) = stored {
-                    if committed.is_ok() {
-                        // Nothing will refer to this version: release its
-                        // blocks now rather than leave them referenced.
-                        let hashes: Vec<Hash> = body.blocks.iter().map(|b| b.hash).collect();
-                        self.model.release_version(uuid, &hashes).await;
-                    }
-                    return Err(e);
-                }
-                committed?;
-                ObjectData::Blocks { meta }
-            }
-        };
+        let data = self.version_data(uuid, meta, body, stored).await?;
         let mut version = ObjectVersion::in_bucket(uuid, data, &bucket);
         version.lock = lock;
         version.tags = tagging::register(tags, me);
@@ -251,6 +323,36 @@ impl S3Server {
             checksum::add_checksum_headers(resp.headers_mut(), c, true);
         }
         Ok(resp)
+    }
+
+    /// A received body as a version's data: inline, or its block list
+    /// and references written while the last blocks travel to their
+    /// replicas (one round trip less for a small object); the object,
+    /// which makes the version visible, is written by the caller once both
+    /// are durable.
+    pub(crate) async fn version_data(
+        &self,
+        uuid: VersionId,
+        meta: ObjectMeta,
+        body: Received,
+        stored: PendingPuts,
+    ) -> Result<ObjectData, S3Error> {
+        if let Some(bytes) = body.inline {
+            return Ok(ObjectData::Inline { meta, bytes });
+        }
+        let (committed, stored) =
+            tokio::join!(self.commit_blocks(uuid, &body.blocks), stored.wait());
+        if let Err(e) = stored {
+            if committed.is_ok() {
+                // Nothing will refer to this version: release its blocks
+                // now rather than leave them referenced.
+                let hashes: Vec<Hash> = body.blocks.iter().map(|b| b.hash).collect();
+                self.model.release_version(uuid, &hashes).await;
+            }
+            return Err(e);
+        }
+        committed?;
+        Ok(ObjectData::Blocks { meta })
     }
 
     /// Read a request body, verifying what the client promised about it
@@ -305,13 +407,7 @@ impl S3Server {
             None
         };
         let mut sha256 = matches!(payload, PayloadMode::Sha256(_)).then(sha2::Sha256::new);
-        let mut md5 = md5::Md5::new();
-
-        let block_size = self.cfg.block_size;
-        let mut buf = BytesMut::with_capacity(block_size.min(1 << 20));
-        let mut blocks: Vec<BlockEntry> = Vec::new();
-        let mut inflight: VecDeque<Inflight> = VecDeque::new();
-        let mut size: u64 = 0;
+        let mut sink = BodySink::new(self.cfg.block_size);
         let mut body = r.req.into_body();
 
         // Read, decode, hash, cut into blocks, ship.
@@ -334,21 +430,16 @@ impl S3Server {
                 None => pending.push(data),
             }
             for data in pending.drain(..) {
-                md5.update(&data);
                 if let Some(h) = &mut sha256 {
                     h.update(&data);
                 }
                 if let Some(c) = &mut checksum {
                     c.update(&data);
                 }
-                size += data.len() as u64;
-                buf.extend_from_slice(&data);
-                while buf.len() >= block_size {
-                    let block = buf.split_to(block_size).freeze();
-                    self.ship(block, &mut blocks, &mut inflight).await?;
-                }
+                sink.push(self, &data).await?;
             }
         }
+        let size = sink.size;
         let trailers = match &mut decoder {
             Some(d) => Some(d.finish().map_err(chunked_error)?),
             None => None,
@@ -375,7 +466,7 @@ impl S3Server {
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             ));
         }
-        let md5 = md5.finalize();
+        let md5 = sink.md5.clone().finalize();
         if let Some(expected) = content_md5 {
             let got = base64::engine::general_purpose::STANDARD.encode(md5);
             if got != expected.trim() {
@@ -411,46 +502,7 @@ impl S3Server {
                 (expected.is_some() || want.is_some()).then_some(got)
             }
         };
-        let md5: [u8; 16] = md5.into();
-        if allow_inline && blocks.is_empty() && buf.len() <= self.cfg.inline_max {
-            return Ok((
-                Received {
-                    size,
-                    md5,
-                    blocks,
-                    inline: Some(buf.to_vec()),
-                    checksum,
-                },
-                PendingPuts::default(),
-            ));
-        }
-        if !buf.is_empty() {
-            let block = buf.split().freeze();
-            self.ship(block, &mut blocks, &mut inflight).await?;
-        }
-        let mut pending = Vec::with_capacity(inflight.len());
-        for mut h in inflight {
-            match (&mut h.hash).await {
-                Ok(hash) => {
-                    if let Some(b) = blocks.get_mut(h.index) {
-                        b.hash = hash;
-                    }
-                    pending.push(h);
-                }
-                // The task ended before hashing: its outcome says why.
-                Err(_) => settle(h, &mut blocks).await?,
-            }
-        }
-        Ok((
-            Received {
-                size,
-                md5,
-                blocks,
-                inline: None,
-                checksum,
-            },
-            PendingPuts(pending),
-        ))
+        sink.finish(self, allow_inline, checksum).await
     }
 
     /// Send one block to its replicas in the background, keeping at most

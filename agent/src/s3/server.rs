@@ -397,7 +397,7 @@ impl S3Server {
     }
 
     /// The live access key a request names.
-    async fn access_key(&self, id: &str) -> Result<Key, S3Error> {
+    pub(crate) async fn access_key(&self, id: &str) -> Result<Key, S3Error> {
         self.model.get_key(id).await?.ok_or_else(|| {
             S3Error::new(
                 "InvalidAccessKeyId",
@@ -535,6 +535,7 @@ impl S3Server {
             E::ListParts => self.list_parts(&r).await,
             E::CopyObject => self.copy_object(r).await,
             E::PutObject => self.put_object(r).await,
+            E::PostObject => self.post_object(r).await,
             E::GetObject => self.get_object(&r, false).await,
             E::HeadObject => self.get_object(&r, true).await,
             E::DeleteObject => self.delete_object(&r).await,

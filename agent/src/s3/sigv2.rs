@@ -226,6 +226,19 @@ pub(crate) fn verify(
     Err(AuthError::SignatureDoesNotMatch)
 }
 
+/// Whether `signature_b64` is SigV2's signature of a POST policy
+/// (base64 of HMAC-SHA1 of the base64 policy under the secret).
+pub(crate) fn verify_policy(secret: &str, policy_b64: &str, signature_b64: &str) -> bool {
+    use base64::Engine;
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature_b64.trim()) else {
+        return false;
+    };
+    let mut mac = <HmacSha1 as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(policy_b64.as_bytes());
+    mac.verify_slice(&sig).is_ok()
+}
+
 /// A request date: RFC 1123 (`GMT` or `+0000`, as SDKs write it) or
 /// `YYYYMMDDTHHMMSSZ`; Unix seconds.
 fn parse_date(text: &str) -> Option<u64> {

@@ -41,7 +41,7 @@ pub const MAX_PRESIGNED_EXPIRES_SECS: u64 = 7 * 24 * 60 * 60;
 
 /// Characters SigV4 leaves unencoded (RFC 3986 unreserved); everything else
 /// becomes `%XX` with uppercase hex, which is what `percent_encode` emits.
-const AWS_URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const AWS_URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')

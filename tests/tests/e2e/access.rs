@@ -35,3 +35,18 @@ fn acls_grant_and_refuse_anonymous_and_other_keys_and_block_public_access_overri
 fn bucket_policies_allow_by_prefix_address_and_key_and_an_explicit_deny_wins() {
     run("policy");
 }
+
+#[test]
+fn browser_form_posts_are_signed_checked_against_their_policy_and_refused_forms_store_nothing() {
+    run("post");
+}
+
+#[test]
+fn the_minio_sdk_uploads_with_a_presigned_post_policy() {
+    run("minio");
+}
+
+#[test]
+fn s3cmd_syncs_a_tree_and_makes_a_file_public_with_setacl() {
+    run("s3cmd");
+}
