@@ -272,9 +272,84 @@ def parts():
     print("ok parts")
 
 
+def behaviours():
+    """S3's small behaviours: bucket name conflicts, ListBuckets pages,
+    the region, empty listings, presigned expiry bounds, copy ranges."""
+    import os
+    import time
+    import urllib.error
+    import urllib.request
+    from client import ENDPOINT
+    s3 = client()
+    them = client(os.environ["HANGAR_OTHER_KEY_ID"], os.environ["HANGAR_OTHER_KEY_SECRET"])
+    for i in range(5):
+        s3.create_bucket(Bucket=f"page-{i}")
+    code = error_code(lambda: s3.create_bucket(Bucket="page-0"))
+    check(code == "BucketAlreadyOwnedByYou", f"creating one's own bucket again: {code}")
+    code = error_code(lambda: them.create_bucket(Bucket="page-0"))
+    check(code == "BucketAlreadyExists", f"creating someone else's: {code}")
+    names, token, pages = [], None, 0
+    while True:
+        kw = {"ContinuationToken": token} if token else {}
+        r = s3.list_buckets(MaxBuckets=2, Prefix="page-", **kw)
+        names += [b["Name"] for b in r["Buckets"]]
+        pages += 1
+        token = r.get("ContinuationToken")
+        if not token:
+            break
+    check(names == [f"page-{i}" for i in range(5)] and pages == 3, f"ListBuckets in pages of 2: {names} in {pages}")
+    check(r.get("Prefix") == "page-", f"the prefix answered: {r.get('Prefix')}")
+    region = os.environ["HANGAR_REGION"]
+    loc = s3.get_bucket_location(Bucket="page-0")["LocationConstraint"]
+    check(loc == region, f"GetBucketLocation answers the configured region: {loc} vs {region}")
+
+    # Listings of nothing, and an empty delimiter (none).
+    for k in ["e/a", "e/b/c"]:
+        s3.put_object(Bucket=BUCKET, Key=k, Body=b"x")
+    r = s3.list_objects_v2(Bucket=BUCKET, Prefix="e/", MaxKeys=0)
+    check(r["KeyCount"] == 0 and not r["IsTruncated"] and "NextContinuationToken" not in r,
+          f"max-keys=0 (v2): {r}")
+    r = s3.list_objects(Bucket=BUCKET, Prefix="e/", MaxKeys=0)
+    check("Contents" not in r and not r["IsTruncated"], f"max-keys=0 (v1): {r}")
+    r = s3.list_object_versions(Bucket=BUCKET, Prefix="e/", MaxKeys=0)
+    check("Versions" not in r and not r["IsTruncated"], f"max-keys=0 (versions): {r}")
+    r = s3.list_objects_v2(Bucket=BUCKET, Prefix="e/", Delimiter="")
+    check([o["Key"] for o in r["Contents"]] == ["e/a", "e/b/c"] and "CommonPrefixes" not in r,
+          f"an empty delimiter groups nothing: {r}")
+
+    # Presigned URLs: X-Amz-Expires from 1 second to 7 days.
+    def fetch(url):
+        try:
+            with urllib.request.urlopen(url) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+    good = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "e/a"}, ExpiresIn=60)
+    check(fetch(good) == 200, "a presigned URL")
+    for bad in ["0", str(7 * 86400 + 1)]:
+        url = good.replace("X-Amz-Expires=60", f"X-Amz-Expires={bad}")
+        check(fetch(url) in (400, 403), f"X-Amz-Expires={bad} refused: {fetch(url)}")
+    short = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "e/a"}, ExpiresIn=1)
+    time.sleep(2.5)
+    check(fetch(short) == 403, "an expired presigned URL is 403")
+
+    # UploadPartCopy of a range past the source's end.
+    up = s3.create_multipart_upload(Bucket=BUCKET, Key="e/copy")
+    code = error_code(lambda: s3.upload_part_copy(Bucket=BUCKET, Key="e/copy", UploadId=up["UploadId"], PartNumber=1,
+                                                  CopySource={"Bucket": BUCKET, "Key": "e/a"},
+                                                  CopySourceRange="bytes=0-10"))
+    check(code == "InvalidRange", f"a copy range past the source: {code}")
+    code = error_code(lambda: s3.upload_part_copy(Bucket=BUCKET, Key="e/copy", UploadId=up["UploadId"], PartNumber=1,
+                                                  CopySource={"Bucket": BUCKET, "Key": "e/a"},
+                                                  CopySourceRange="bytes=5-2"))
+    check(code == "InvalidArgument", f"a malformed copy range: {code}")
+    print("ok behaviours")
+
+
 if __name__ == "__main__":
     {
         "tagging": tagging,
         "checksums": checksums,
         "parts": parts,
+        "behaviours": behaviours,
     }[sys.argv[1]]()

@@ -183,6 +183,40 @@ def conditional():
     check(code == 412, f"PUT If-Match with a stale ETag: {code}")
     r2 = s3.put_object(Bucket=BUCKET, Key="cond/a", Body=b"version two", IfMatch=etag)
     check(s3.get_object(Bucket=BUCKET, Key="cond/a")["Body"].read() == b"version two", "CAS write")
+    # If-Match on a key that is not there: S3's 404, for PUT and for
+    # CompleteMultipartUpload; If-None-Match: * on one that is: 412.
+    code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key="cond/none", Body=b"x", IfMatch=etag))
+    check(code == "NoSuchKey", f"PUT If-Match on a missing key: {code}")
+    check(status_of(lambda: s3.head_object(Bucket=BUCKET, Key="cond/none")) == 404, "nothing stored")
+    for key, cond, want in [("cond/none", {"IfMatch": etag}, "NoSuchKey"),
+                            ("cond/a", {"IfNoneMatch": "*"}, "PreconditionFailed")]:
+        up = s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+        p = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=up["UploadId"], PartNumber=1, Body=b"part")
+        code = error_code(lambda: s3.complete_multipart_upload(
+            Bucket=BUCKET, Key=key, UploadId=up["UploadId"],
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]}, **cond))
+        check(code == want, f"CompleteMultipartUpload {cond} on {key}: {code}")
+    # A completion retried (its answer lost) answers as the first did, as
+    # S3 does; with other parts, or after an abort: NoSuchUpload.
+    up = s3.create_multipart_upload(Bucket=BUCKET, Key="cond/twice")
+    p = s3.upload_part(Bucket=BUCKET, Key="cond/twice", UploadId=up["UploadId"], PartNumber=1, Body=b"once")
+    done = {"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]}
+    first = s3.complete_multipart_upload(Bucket=BUCKET, Key="cond/twice", UploadId=up["UploadId"], MultipartUpload=done)
+    again = s3.complete_multipart_upload(Bucket=BUCKET, Key="cond/twice", UploadId=up["UploadId"],
+                                         MultipartUpload=done, IfNoneMatch="*")
+    check(again["ETag"] == first["ETag"], f"a retried CompleteMultipartUpload: {again['ETag']} vs {first['ETag']}")
+    check(s3.get_object(Bucket=BUCKET, Key="cond/twice")["Body"].read() == b"once", "the object once")
+    other = {"Parts": [{"PartNumber": 1, "ETag": '"0123456789abcdef0123456789abcdef"'}]}
+    code = error_code(lambda: s3.complete_multipart_upload(
+        Bucket=BUCKET, Key="cond/twice", UploadId=up["UploadId"], MultipartUpload=other))
+    check(code == "NoSuchUpload", f"a completed upload with other parts: {code}")
+    up = s3.create_multipart_upload(Bucket=BUCKET, Key="cond/aborted")
+    p = s3.upload_part(Bucket=BUCKET, Key="cond/aborted", UploadId=up["UploadId"], PartNumber=1, Body=b"x")
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="cond/aborted", UploadId=up["UploadId"])
+    code = error_code(lambda: s3.complete_multipart_upload(
+        Bucket=BUCKET, Key="cond/aborted", UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]}))
+    check(code == "NoSuchUpload", f"an aborted upload: {code}")
     # Copy with source conditions.
     src = {"Bucket": BUCKET, "Key": "cond/a"}
     s3.copy_object(Bucket=BUCKET, Key="cond/b", CopySource=src, CopySourceIfMatch=r2["ETag"])
@@ -236,6 +270,10 @@ def checksums():
                                             ContentMD5=b64(hashlib.md5(b"other").digest())))
     check(code == "BadDigest", f"a wrong Content-MD5 is refused: {code}")
     s3.put_object(Bucket=BUCKET, Key="sums/md5", Body=data, ContentMD5=b64(hashlib.md5(data).digest()))
+    for malformed in ["not base64!", b64(b"short")]:
+        code = error_code(lambda: s3.put_object(Bucket=BUCKET, Key="sums/bad-md5", Body=data, ContentMD5=malformed))
+        check(code == "InvalidDigest", f"a malformed Content-MD5 ({malformed!r}) is InvalidDigest: {code}")
+    check(status_of(lambda: s3.head_object(Bucket=BUCKET, Key="sums/bad-md5")) == 404, "nothing stored")
     print("ok checksums")
 
 

@@ -117,7 +117,9 @@ def run(args):
                     entry["result"] = [o["Key"] for o in r.get("Contents", [])]
                 entry["status"] = "ok"
             except botocore.exceptions.ClientError as e:
-                refused = e.response["Error"]["Code"] == "PreconditionFailed"
+                code = e.response["Error"]["Code"]
+                # A swap of a key that is gone is S3's 404: refused too.
+                refused = code == "PreconditionFailed" or (op == "swap" and code == "NoSuchKey")
                 entry["status"] = "refused" if refused else "fail"
             except Exception:  # timeouts, refused connections: outcome unknown
                 entry["status"] = "unknown"

@@ -415,6 +415,10 @@ pub struct ObjectMeta {
     /// A multipart object's parts, in order (empty: one part).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartInfo>,
+    /// The multipart upload that made it (a retried completion answers
+    /// as the first did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<VersionId>,
 }
 
 /// An S3 checksum algorithm (`x-amz-checksum-*`).
@@ -1356,6 +1360,7 @@ mod tests {
                         headers: Vec::new(),
                         checksum: None,
                         parts: Vec::new(),
+                        upload: None,
                     },
                     bytes: vec![uuid],
                 }

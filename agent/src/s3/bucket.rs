@@ -21,19 +21,66 @@ impl S3Server {
             }
         }
         buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        // Pages: `prefix`, `max-buckets` (1 to 10,000) and a continuation
+        // token (the last name of the page before, in hex).
+        let prefix = r.query.get("prefix").cloned().unwrap_or_default();
+        let max: usize = match r.query.get("max-buckets") {
+            None => 10_000,
+            Some(m) => m
+                .parse()
+                .ok()
+                .filter(|m| (1..=10_000).contains(m))
+                .ok_or_else(|| {
+                    S3Error::new(
+                        "InvalidArgument",
+                        StatusCode::BAD_REQUEST,
+                        "max-buckets must be a number from 1 to 10000",
+                    )
+                })?,
+        };
+        let after = match r.query.get("continuation-token") {
+            None => None,
+            Some(t) => Some(
+                hex::decode(t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        S3Error::new(
+                            "InvalidArgument",
+                            StatusCode::BAD_REQUEST,
+                            "The continuation token provided is incorrect",
+                        )
+                    })?,
+            ),
+        };
+        let matching: Vec<&crate::model::tables::Bucket> = buckets
+            .iter()
+            .filter(|b| b.name.starts_with(&prefix))
+            .filter(|b| after.as_ref().is_none_or(|a| b.name > *a))
+            .collect();
+        let page = &matching[..matching.len().min(max)];
         let mut x = Xml::new("ListAllMyBucketsResult");
         x.open("Owner")
             .elem("ID", &r.api_key.id)
             .elem("DisplayName", &r.api_key.name.value)
             .close("Owner");
         x.open("Buckets");
-        for b in &buckets {
+        for b in page {
             x.open("Bucket")
                 .elem("Name", &b.name)
                 .elem("CreationDate", &iso8601(b.created_ms))
+                .elem("BucketRegion", &self.cfg.region)
                 .close("Bucket");
         }
         x.close("Buckets");
+        if matching.len() > page.len()
+            && let Some(last) = page.last()
+        {
+            x.elem("ContinuationToken", &hex::encode(&last.name));
+        }
+        if r.query.contains_key("prefix") {
+            x.elem("Prefix", &prefix);
+        }
         Ok(xml_response(
             StatusCode::OK,
             x.finish("ListAllMyBucketsResult"),

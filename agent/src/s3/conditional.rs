@@ -97,6 +97,19 @@ fn matches(list: &str, etag: &str) -> bool {
     })
 }
 
+impl Preconditions {
+    /// The refusal of a write whose conditions do not hold: `If-Match`
+    /// naming an object that is not there (or is a delete marker) is
+    /// S3's 404 `NoSuchKey`, anything else 412.
+    pub(crate) fn refusal(&self, exists: bool) -> S3Error {
+        if self.if_match.is_some() && !exists {
+            S3Error::no_such_key()
+        } else {
+            precondition_failed()
+        }
+    }
+}
+
 pub(crate) fn precondition_failed() -> S3Error {
     S3Error::new(
         "PreconditionFailed",

@@ -1,6 +1,5 @@
 //! CopyObject (without re-uploading data) and DeleteObjects (batch).
 
-use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
@@ -69,7 +68,7 @@ impl S3Server {
     /// about it (payload hash, Content-MD5).
     pub(crate) async fn small_body(&self, r: S3Request) -> Result<Bytes, S3Error> {
         let payload = r.verified.payload;
-        let content_md5 = r.header("content-md5").map(str::to_string);
+        let content_md5 = super::object::content_md5(r.header("content-md5"))?;
         let mut decoder = if payload.is_chunked() {
             Some(
                 super::chunked::ChunkedDecoder::new(payload, r.verified.signing.clone())
@@ -116,15 +115,13 @@ impl S3Server {
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             ));
         }
-        if let Some(expected) = content_md5 {
-            let got = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&buf));
-            if got != expected.trim() {
-                return Err(S3Error::new(
-                    "BadDigest",
-                    StatusCode::BAD_REQUEST,
-                    "The Content-MD5 you specified did not match what we received.",
-                ));
-            }
+        if content_md5.is_some_and(|expected| expected != <[u8; 16]>::from(md5::Md5::digest(&buf)))
+        {
+            return Err(S3Error::new(
+                "BadDigest",
+                StatusCode::BAD_REQUEST,
+                "The Content-MD5 you specified did not match what we received.",
+            ));
         }
         Ok(buf.freeze())
     }
@@ -231,6 +228,7 @@ impl S3Server {
                 headers: r.stored_headers(),
                 checksum: meta.checksum.clone(),
                 parts: meta.parts.clone(),
+                upload: meta.upload,
             }
         };
         let key = r.key.clone().unwrap_or_default();

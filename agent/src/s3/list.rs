@@ -44,6 +44,10 @@ impl S3Server {
             truncated: false,
             next: None,
         };
+        if max_keys == 0 {
+            // S3: nothing, and not truncated.
+            return Ok(page);
+        }
         let mut lister = self
             .model
             .lister(bucket, prefix, start.as_deref(), max_keys + 1);

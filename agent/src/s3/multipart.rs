@@ -96,6 +96,28 @@ pub(crate) fn parse_complete(body: &[u8]) -> Result<Vec<ListedPart>, S3Error> {
         .collect())
 }
 
+/// CompleteMultipartUpload's answer.
+fn complete_result(
+    bucket: &Bucket,
+    key: &str,
+    etag: &str,
+    sum: Option<&StoredChecksum>,
+    version: &ObjectVersion,
+) -> Response<Body> {
+    let mut x = Xml::new("CompleteMultipartUploadResult");
+    x.elem("Location", &format!("/{}/{key}", bucket.name))
+        .elem("Bucket", &bucket.name)
+        .elem("Key", key)
+        .elem("ETag", &format!("\"{etag}\""));
+    if let Some(c) = sum {
+        x.elem(&c.algorithm.element(), &c.shown())
+            .elem("ChecksumType", c.kind());
+    }
+    let mut resp = xml_response(StatusCode::OK, x.finish("CompleteMultipartUploadResult"));
+    super::versioning::add_version_header(resp.headers_mut(), bucket, version);
+    resp
+}
+
 /// How S3 names a multipart checksum's type.
 fn checksum_type(full: bool) -> &'static str {
     if full { "FULL_OBJECT" } else { "COMPOSITE" }
@@ -193,14 +215,58 @@ impl S3Server {
 
     /// The live upload named by the request's key and `uploadId`.
     async fn upload(&self, r: &S3Request, bucket: &Bucket) -> Result<Upload, S3Error> {
-        let id = parse_upload_id(r.query.get("uploadId").map(String::as_str).unwrap_or(""))?;
-        let key = r.key.clone().unwrap_or_default();
-        self.model
-            .uploads
-            .get(bucket.id.as_bytes(), &upload_sk(&key, &id))
+        self.upload_any(r, bucket)
             .await?
             .filter(|u| !u.ended.0)
             .ok_or_else(no_such_upload)
+    }
+
+    /// The upload named by the request's key and `uploadId`, ended or not
+    /// (while its tombstone is kept).
+    async fn upload_any(&self, r: &S3Request, bucket: &Bucket) -> Result<Option<Upload>, S3Error> {
+        let id = parse_upload_id(r.query.get("uploadId").map(String::as_str).unwrap_or(""))?;
+        let key = r.key.clone().unwrap_or_default();
+        Ok(self
+            .model
+            .uploads
+            .get(bucket.id.as_bytes(), &upload_sk(&key, &id))
+            .await?)
+    }
+
+    /// A CompleteMultipartUpload retried after it succeeded (its answer
+    /// lost, say): S3 answers as the first time, if the parts are the
+    /// same and the object it made is still there; else NoSuchUpload.
+    async fn completed_before(
+        &self,
+        bucket: &Bucket,
+        upload: &Upload,
+        parts: &[ListedPart],
+    ) -> Result<Response<Body>, S3Error> {
+        let etags: Vec<&str> = parts
+            .iter()
+            .map(|(_, e, _)| e.trim().trim_matches('"'))
+            .collect();
+        let etag = multipart_etag(&etags);
+        let pk = object_pk(&bucket.id, bucket.shards, &upload.key);
+        let obj = self.model.objects.get(&pk, upload.key.as_bytes()).await?;
+        let made = obj
+            .as_ref()
+            .and_then(|o| {
+                o.versions().find(|v| {
+                    v.data
+                        .meta()
+                        .is_some_and(|m| m.upload == Some(upload.id) && m.etag == etag)
+                })
+            })
+            .ok_or_else(no_such_upload)?;
+        let sum = made.data.meta().and_then(|m| m.checksum.clone());
+        Ok(complete_result(
+            bucket,
+            &upload.key,
+            &etag,
+            sum.as_ref(),
+            made,
+        ))
     }
 
     pub(crate) async fn create_multipart_upload(
@@ -355,8 +421,18 @@ impl S3Server {
                     .ok_or_else(bad)?;
                 let a: u64 = a.trim().parse().map_err(|_| bad())?;
                 let b: u64 = b.trim().parse().map_err(|_| bad())?;
-                if a > b || b >= meta.size {
+                if a > b {
                     return Err(bad());
+                }
+                if b >= meta.size {
+                    return Err(S3Error::new(
+                        "InvalidRange",
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        format!(
+                            "The requested range {h:?} is not satisfiable: the source is {} bytes",
+                            meta.size
+                        ),
+                    ));
                 }
                 Some((a, b + 1))
             }
@@ -430,7 +506,14 @@ impl S3Server {
     ) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(&r).await?;
         self.writable(&r, &bucket)?;
-        let mut upload = self.upload(&r, &bucket).await?;
+        let Some(mut upload) = self.upload_any(&r, &bucket).await? else {
+            return Err(no_such_upload());
+        };
+        if upload.ended.0 {
+            let body = self.small_body(r).await?;
+            let parts = parse_complete(&body)?;
+            return self.completed_before(&bucket, &upload, &parts).await;
+        }
         // `If-None-Match: *` / `If-Match`: the object is made only if the
         // condition holds when it is written (the upload stays otherwise).
         let pre = Preconditions::from_headers(r.req.headers(), "");
@@ -572,6 +655,7 @@ impl S3Server {
                         headers: upload.headers.clone(),
                         checksum: object_sum.clone(),
                         parts: part_infos,
+                        upload: Some(upload.id),
                     },
                 },
                 &bucket,
@@ -584,18 +668,13 @@ impl S3Server {
         self.commit_checked(&mut object, &pre, None).await?;
         upload.ended.raise();
         self.model.uploads.insert(&upload).await?;
-        let mut x = Xml::new("CompleteMultipartUploadResult");
-        x.elem("Location", &format!("/{}/{}", bucket.name, upload.key))
-            .elem("Bucket", &bucket.name)
-            .elem("Key", &upload.key)
-            .elem("ETag", &format!("\"{etag}\""));
-        if let Some(c) = &object_sum {
-            x.elem(&c.algorithm.element(), &c.shown())
-                .elem("ChecksumType", c.kind());
-        }
-        let mut resp = xml_response(StatusCode::OK, x.finish("CompleteMultipartUploadResult"));
-        super::versioning::add_version_header(resp.headers_mut(), &bucket, &object.version);
-        Ok(resp)
+        Ok(complete_result(
+            &bucket,
+            &upload.key,
+            &etag,
+            object_sum.as_ref(),
+            &object.version,
+        ))
     }
 
     pub(crate) async fn abort_multipart_upload(

@@ -119,6 +119,26 @@ pub(crate) fn check_key(key: &str) -> Result<(), S3Error> {
     Ok(())
 }
 
+/// A `Content-MD5` header's digest; a value that is not base64 of 16
+/// bytes is `InvalidDigest` (a mismatch, found later, is `BadDigest`).
+pub(crate) fn content_md5(value: Option<&str>) -> Result<Option<[u8; 16]>, S3Error> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b.as_slice()).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            S3Error::new(
+                "InvalidDigest",
+                StatusCode::BAD_REQUEST,
+                "The Content-MD5 you specified was invalid.",
+            )
+        })
+}
+
 fn bad_digest(what: &str) -> S3Error {
     S3Error::new(
         "BadDigest",
@@ -284,7 +304,7 @@ impl S3Server {
             if let Some(state) = promises.settled_state()
                 && !holds(&pre, state)
             {
-                return Err(precondition_failed());
+                return Err(pre.refusal(state.and_then(Object::live).is_some()));
             }
             let (body, stored) = match received {
                 Some(got) => got?,
@@ -305,6 +325,7 @@ impl S3Server {
             headers,
             checksum: body.checksum.clone(),
             parts: Vec::new(),
+            upload: None,
         };
         let uuid = new_version_id();
         let data = self.version_data(uuid, meta, body, stored).await?;
@@ -378,7 +399,7 @@ impl S3Server {
         allow_inline: bool,
         want: Option<ChecksumAlgorithm>,
     ) -> Result<(Received, PendingPuts), S3Error> {
-        let content_md5 = r.header("content-md5").map(str::to_string);
+        let content_md5 = content_md5(r.header("content-md5"))?;
         let decoded_length: Option<u64> = r
             .header("x-amz-decoded-content-length")
             .and_then(|v| v.trim().parse().ok());
@@ -467,11 +488,8 @@ impl S3Server {
             ));
         }
         let md5 = sink.md5.clone().finalize();
-        if let Some(expected) = content_md5 {
-            let got = base64::engine::general_purpose::STANDARD.encode(md5);
-            if got != expected.trim() {
-                return Err(bad_digest("Content-MD5"));
-            }
+        if content_md5.is_some_and(|expected| expected != <[u8; 16]>::from(md5)) {
+            return Err(bad_digest("Content-MD5"));
         }
         let checksum = match checksum {
             None => None,
@@ -665,7 +683,7 @@ impl S3Server {
         let current = self.current_meta(bucket, key).await?;
         let cur = current.as_ref().map(|(m, ts)| (m.etag.as_str(), *ts));
         if pre.evaluate(cur, false) != Outcome::Proceed {
-            return Err(precondition_failed());
+            return Err(pre.refusal(cur.is_some()));
         }
         Ok(())
     }
@@ -702,7 +720,7 @@ impl S3Server {
                     if holds(pre, cur) {
                         Ok(object.clone())
                     } else {
-                        Err(())
+                        Err(cur.and_then(Object::live).is_some())
                     }
                 },
             )
@@ -712,7 +730,7 @@ impl S3Server {
                 *object = written;
                 return Ok(());
             }
-            Ok(Err(())) => precondition_failed(),
+            Ok(Err(exists)) => pre.refusal(exists),
             Err(e) => e.into(),
         };
         if matches!(object.version.data, ObjectData::Blocks { .. }) {

@@ -401,6 +401,7 @@ impl S3Server {
             .collect(),
             checksum: None,
             parts: Vec::new(),
+            upload: None,
         };
         let uuid = new_version_id();
         let data = self.version_data(uuid, meta, body, stored).await?;

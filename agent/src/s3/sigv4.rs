@@ -415,9 +415,9 @@ fn parse_presigned(query: &[(Vec<u8>, Vec<u8>)]) -> Result<AuthKind, AuthError> 
                 "X-Amz-Expires must be a number of seconds, not {expires:?}"
             ))
         })?;
-    if expires_secs > MAX_PRESIGNED_EXPIRES_SECS {
+    if expires_secs == 0 || expires_secs > MAX_PRESIGNED_EXPIRES_SECS {
         return Err(bad(format!(
-            "X-Amz-Expires must be at most {MAX_PRESIGNED_EXPIRES_SECS} seconds (one week), \
+            "X-Amz-Expires must be at least 1 and at most {MAX_PRESIGNED_EXPIRES_SECS} seconds (one week), \
              not {expires_secs}"
         )));
     }

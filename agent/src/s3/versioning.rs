@@ -218,11 +218,15 @@ impl S3Server {
         let mut next: Option<(String, Option<String>)> = None;
         let mut truncated = false;
         'keys: while let Some(obj) = lister.next_any().await? {
+            if max_keys == 0 {
+                // S3: nothing, and not truncated.
+                break;
+            }
             if start.is_some() && resume_in_key.is_none() && obj.key <= key_marker {
                 continue;
             }
             let rest = &obj.key[prefix.len().min(obj.key.len())..];
-            if let Some(d) = &delimiter
+            if let Some(d) = delimiter.as_ref().filter(|d| !d.is_empty())
                 && let Some(pos) = rest.find(d.as_str())
             {
                 let cp = obj.key[..prefix.len() + pos + d.len()].to_string();

@@ -23,3 +23,32 @@ fn parts_are_read_by_number_and_listed_by_get_object_attributes() {
     let out = c.agents[0].script_ok("attributes.py", &key, "test", &[], &["parts"]);
     eprint!("{out}");
 }
+
+/// Bucket conflicts, ListBuckets pages, the configured region, empty
+/// listings, presigned expiry bounds, copy ranges.
+#[test]
+fn small_behaviours_answer_as_s3_does() {
+    use hangar_tests::{AgentOpts, Cluster};
+    let c = Cluster::start_formed(
+        1,
+        &AgentOpts {
+            replication_factor: 1,
+            s3_extra: "s3_region = \"home-1\"".into(),
+            ..AgentOpts::default()
+        },
+    );
+    let a = &c.agents[0];
+    let key = a.create_key("tester");
+    let other = a.create_key("stranger");
+    a.hangar_json(&["bucket", "create", "test"]);
+    a.hangar_json(&[
+        "bucket", "allow", "test", "--key", "tester", "--read", "--write", "--owner",
+    ]);
+    let env = [
+        ("HANGAR_OTHER_KEY_ID", other.id.as_str()),
+        ("HANGAR_OTHER_KEY_SECRET", other.secret.as_str()),
+        ("HANGAR_REGION", "home-1"),
+    ];
+    let out = a.script_ok("attributes.py", &key, "test", &env, &["behaviours"]);
+    eprint!("{out}");
+}
