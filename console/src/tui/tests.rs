@@ -1087,3 +1087,20 @@ fn every_views_key_hints_fit_80_columns() {
         assert!(f.chars().count() <= 80, "{}: {f}", tab.title());
     }
 }
+
+#[test]
+fn the_buckets_view_says_why_the_selected_bucket_is_public() {
+    let mut a = app(Scene::Healthy);
+    a.tab = Tab::Buckets;
+    let screen = render(&a, 160, 48);
+    assert!(screen.contains("│> photos"), "{screen}");
+    assert!(!screen.contains("is public"), "photos is private:\n{screen}");
+    key(&mut a, KeyCode::Down);
+    let screen = render(&a, 160, 48);
+    assert!(
+        screen.contains("site is public: ACL: everyone may READ; website: served to anyone"),
+        "{screen}"
+    );
+    // The PUBLIC column, in short, for every bucket.
+    assert!(screen.contains("acl web"), "{screen}");
+}

@@ -61,6 +61,12 @@ impl App {
                 ])
             })
             .collect();
+        let all = self.buckets();
+        let selected = all
+            .get(self.selected[3])
+            .filter(|_| !self.keys_focus)
+            .map(|b| (&b.name, &b.public));
+        let title = buckets_title(selected);
         let (t, mut s) = selectable(
             rows,
             vec![
@@ -75,7 +81,7 @@ impl App {
             vec![
                 "BUCKET", "OBJECTS", "SIZE", "QUOTA", "VERSIONS", "KEYS", "PUBLIC",
             ],
-            " Buckets ".into(),
+            title,
             self.selected[3],
             !self.keys_focus,
         );
@@ -191,4 +197,15 @@ fn public_summary(reasons: &[String]) -> String {
         .collect();
     kinds.dedup();
     kinds.join(" ")
+}
+
+/// The Buckets table's title: for the selected bucket, when anyone
+/// without a key reaches it, why (its ACL, its policy, its website).
+fn buckets_title(selected: Option<(&String, &Vec<String>)>) -> String {
+    match selected {
+        Some((name, why)) if !why.is_empty() => {
+            format!(" Buckets · {name} is public: {} ", why.join("; "))
+        }
+        _ => " Buckets ".into(),
+    }
 }
