@@ -441,5 +441,44 @@ bucket_location = us-east-1
     print("ok s3cmd")
 
 
+def put_watched():
+    client().put_object(Bucket=BUCKET, Key="watched", Body=b"watched")
+    print("ok put")
+
+
+def revoke_watch():
+    """GET `watched` through every node of $HANGAR_S3_ENDPOINTS in turn,
+    without pause. Prints "warm" once each node has served it (then the
+    test revokes the key's read permission through one node), and ends
+    once each node has refused it for 3 s in a row, printing per node the
+    start time of its last success and of its first refusal (Unix
+    seconds). Any other answer fails."""
+    import time
+    from client import endpoint_clients
+    endpoints, clients = endpoint_clients(len(os.environ["HANGAR_S3_ENDPOINTS"].split(",")))
+    n = len(clients)
+    last_ok, first_refused, refused_since = [None] * n, [None] * n, [None] * n
+    warm, deadline = False, time.time() + 90
+    while time.time() < deadline:
+        for i, c in enumerate(clients):
+            t = time.time()
+            try:
+                check(c.get_object(Bucket=BUCKET, Key="watched")["Body"].read() == b"watched", "content")
+                last_ok[i], refused_since[i] = t, None
+            except botocore.exceptions.ClientError as e:
+                code = e.response["Error"]["Code"]
+                check(code == "AccessDenied", f"node {i} answered {code}")
+                first_refused[i] = first_refused[i] or t
+                refused_since[i] = refused_since[i] or t
+        if not warm and all(last_ok):
+            print("warm", flush=True)
+            warm = True
+        if all(r is not None and time.time() - r > 3 for r in refused_since):
+            break
+    for i in range(n):
+        check(last_ok[i] is not None and first_refused[i] is not None, f"node {i}: {last_ok[i]} {first_refused[i]}")
+        print(f"node {i} last_ok {last_ok[i]:.3f} first_refused {first_refused[i]:.3f}", flush=True)
+
+
 if __name__ == "__main__":
-    {"acl": acl, "policy": policy, "post": post, "minio": minio_sdk, "s3cmd": s3cmd}[sys.argv[1]]()
+    {"acl": acl, "policy": policy, "revoke_watch": revoke_watch, "put_watched": put_watched, "post": post, "minio": minio_sdk, "s3cmd": s3cmd}[sys.argv[1]]()

@@ -968,6 +968,9 @@ def sigv2():
     check("AWSAccessKeyId=" in url, f"boto3 presigns with SigV2 by default: {url}")
     with urllib.request.urlopen(url) as r:
         check(r.read() == data, "presigned GET (SigV2)")
+    # What a user does with a shared link: curl it.
+    got = subprocess.run(["curl", "-sSf", url], capture_output=True, check=True).stdout
+    check(got == data, "boto3's default presigned URL fetched with curl")
     put_url = s3.generate_presigned_url("put_object", Params={"Bucket": BUCKET, "Key": "v2/put"}, ExpiresIn=600)
     # (SigV2 signs Content-Type: send none, as the URL was signed; urllib
     # would add a form type of its own.)
@@ -988,6 +991,8 @@ def sigv2():
     cli_url = run(["aws", "--endpoint-url", ENDPOINT, "s3", "presign", f"s3://{BUCKET}/v2/put"], env).strip()
     with urllib.request.urlopen(cli_url) as r:
         check(r.read() == b"put through a link", f"aws s3 presign: {cli_url}")
+    got = subprocess.run(["curl", "-sSf", cli_url], capture_output=True, check=True).stdout
+    check(got == b"put through a link", "aws s3 presign's URL fetched with curl")
 
     # Refusals: a wrong secret, a tampered URL, an expired one.
     code = error_code(lambda: v2("not the secret").get_object(Bucket=BUCKET, Key="v2/put"))

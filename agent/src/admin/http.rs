@@ -327,6 +327,15 @@ fn metrics_text(s: &Services) -> String {
         "dir",
         per_dir(&|d| u64::from(d.full.is_some())),
     );
+    m.gauges(
+        "hangar_lookup_waits",
+        "Lookups of access keys and buckets that waited for the replicas (not served from the cache), since start",
+        "cache",
+        [
+            ("keys".to_string(), s.model.key_cache.waits() as i64),
+            ("buckets".to_string(), s.model.bucket_cache.waits() as i64),
+        ],
+    );
     m.gauge(
         "hangar_healthy",
         "Whether every partition has a read and write quorum (1) or not (0)",

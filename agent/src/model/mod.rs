@@ -88,58 +88,174 @@ pub struct Model {
     pub workers: Arc<crate::worker::Workers>,
     pub lifecycle: lifecycle::LifecycleStats,
     /// Recently read access keys and buckets (by name), for the S3 hot path.
-    pub key_cache: LookupCache<Key>,
-    pub bucket_cache: LookupCache<Bucket>,
+    pub key_cache: Arc<LookupCache<Key>>,
+    pub bucket_cache: Arc<LookupCache<Bucket>>,
 }
 
 /// How long a looked-up access key or bucket is reused without asking the
 /// replicas again: a change made on another node (a permission revoked, a
-/// bucket's settings) applies here within this delay. Changes made through
-/// this node apply at once.
+/// bucket's settings) applies here within this delay (plus the one round
+/// trip of the read that brings it). Changes made through this node apply
+/// at once.
 pub const LOOKUP_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Past this age a cached item is read again from the replicas in the
+/// background while requests keep using the cached copy: an item in use
+/// at least once a second never makes a request wait on the network.
+pub const LOOKUP_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Entries a lookup cache holds at most (it is emptied when full).
 const LOOKUP_MAX: usize = 10_000;
 
-/// A short-lived cache of items found by name. Only found items are kept:
-/// something created elsewhere is seen at once.
+/// What a lookup cache has for a name.
+pub(crate) enum Cached<T> {
+    /// Young enough to use as is.
+    Fresh(T),
+    /// Usable, but the caller should refresh it in the background (only
+    /// one caller is told so at a time).
+    Stale(T),
+    /// Nothing usable: read from the replicas, and wait.
+    Missing,
+}
+
+struct Entry<T> {
+    at: std::time::Instant,
+    value: T,
+    refreshing: bool,
+}
+
+/// A short-lived cache of items found by name, refreshed in the
+/// background while in use. Only found items are kept: something created
+/// elsewhere is seen at once.
 pub struct LookupCache<T> {
-    map: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, T)>>,
+    map: std::sync::Mutex<std::collections::HashMap<String, Entry<T>>>,
+    /// Lookups that had to wait for the replicas (metrics).
+    waits: std::sync::atomic::AtomicU64,
 }
 
 impl<T> Default for LookupCache<T> {
     fn default() -> Self {
         LookupCache {
             map: Default::default(),
+            waits: Default::default(),
         }
     }
 }
 
 impl<T: Clone> LookupCache<T> {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (std::time::Instant, T)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Entry<T>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn get(&self, name: &str) -> Option<T> {
-        self.lock()
-            .get(name)
-            .filter(|(at, _)| at.elapsed() < LOOKUP_TTL)
-            .map(|(_, v)| v.clone())
+    pub(crate) fn lookup(&self, name: &str) -> Cached<T> {
+        let mut m = self.lock();
+        let Some(e) = m.get_mut(name) else {
+            return Cached::Missing;
+        };
+        let age = e.at.elapsed();
+        if age < LOOKUP_REFRESH || (age < LOOKUP_TTL && e.refreshing) {
+            Cached::Fresh(e.value.clone())
+        } else if age < LOOKUP_TTL {
+            e.refreshing = true;
+            Cached::Stale(e.value.clone())
+        } else {
+            Cached::Missing
+        }
     }
 
-    fn put(&self, name: &str, v: T) {
+    fn put(&self, name: &str, value: T) {
         let mut m = self.lock();
         if m.len() >= LOOKUP_MAX {
             m.clear();
         }
-        m.insert(name.to_string(), (std::time::Instant::now(), v));
+        m.insert(
+            name.to_string(),
+            Entry {
+                at: std::time::Instant::now(),
+                value,
+                refreshing: false,
+            },
+        );
     }
 
     fn forget(&self, name: &str) {
         self.lock().remove(name);
     }
+
+    /// A background refresh ended without a new value: the next lookup
+    /// past the refresh age tries again.
+    fn refresh_failed(&self, name: &str) {
+        if let Some(e) = self.lock().get_mut(name) {
+            e.refreshing = false;
+        }
+    }
+
+    fn waited(&self) {
+        self.waits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Lookups that waited for the replicas since start.
+    pub fn waits(&self) -> u64 {
+        self.waits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Make an entry look `age` old (tests).
+    #[cfg(test)]
+    fn age(&self, name: &str, age: std::time::Duration) {
+        if let Some(e) = self.lock().get_mut(name)
+            && let Some(at) = std::time::Instant::now().checked_sub(age)
+        {
+            e.at = at;
+        }
+    }
+}
+
+/// Read a live bucket by name from the replicas.
+async fn read_bucket(
+    aliases: &Arc<Table<BucketAliasTable>>,
+    buckets: &Arc<Table<BucketTable>>,
+    name: &str,
+) -> Result<Option<Bucket>, ModelError> {
+    let Some(alias) = aliases.get(name.as_bytes(), &[]).await? else {
+        return Ok(None);
+    };
+    let Some(id) = alias.bucket.value else {
+        return Ok(None);
+    };
+    Ok(buckets
+        .get(id.as_bytes(), &[])
+        .await?
+        .filter(|b| !b.deleted.0))
+}
+
+/// The bucket cache's entry for a bucket by id (no bucket name has `#`).
+fn id_entry(id: &BucketId) -> String {
+    format!("#{id}")
+}
+
+/// Read a live access key from the replicas.
+async fn read_key(keys: &Arc<Table<KeyTable>>, id: &str) -> Result<Option<Key>, ModelError> {
+    Ok(keys.get(id.as_bytes(), &[]).await?.filter(|k| !k.deleted.0))
+}
+
+/// Refresh `cache`'s entry `name` in the background with `read` (gone:
+/// forgotten; failed: kept until it is too old).
+fn refresh_in_background<T, F>(cache: Arc<LookupCache<T>>, name: String, read: F)
+where
+    T: Clone + Send + 'static,
+    F: std::future::Future<Output = Result<Option<T>, ModelError>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        match read.await {
+            Ok(Some(v)) => cache.put(&name, v),
+            Ok(None) => cache.forget(&name),
+            Err(e) => {
+                tracing::debug!("background refresh of {name:?} failed: {e}");
+                cache.refresh_failed(&name);
+            }
+        }
+    });
 }
 
 impl Model {
@@ -157,10 +273,20 @@ impl Model {
         }
     }
 
-    /// The live bucket called `name`, if any (possibly [`LOOKUP_TTL`] old).
+    /// The live bucket called `name`, if any (possibly [`LOOKUP_TTL`] old;
+    /// refreshed in the background while in use).
     pub(crate) async fn bucket_by_name(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
-        if let Some(b) = self.bucket_cache.get(name) {
-            return Ok(Some(b));
+        match self.bucket_cache.lookup(name) {
+            Cached::Fresh(b) => return Ok(Some(b)),
+            Cached::Stale(b) => {
+                let (aliases, buckets) = (self.aliases.clone(), self.buckets.clone());
+                let owned = name.to_string();
+                refresh_in_background(self.bucket_cache.clone(), name.to_string(), async move {
+                    read_bucket(&aliases, &buckets, &owned).await
+                });
+                return Ok(Some(b));
+            }
+            Cached::Missing => self.bucket_cache.waited(),
         }
         let b = self.bucket_by_name_fresh(name).await?;
         if let Some(b) = &b {
@@ -169,26 +295,46 @@ impl Model {
         Ok(b)
     }
 
+    /// The live bucket with id `id`, if any (cached like
+    /// [`Model::bucket_by_name`]): what ListBuckets reads.
+    pub(crate) async fn bucket_by_id(&self, id: &BucketId) -> Result<Option<Bucket>, ModelError> {
+        let name = id_entry(id);
+        let read = |buckets: Arc<Table<BucketTable>>, id: BucketId| async move {
+            Ok(buckets
+                .get(id.as_bytes(), &[])
+                .await?
+                .filter(|b| !b.deleted.0))
+        };
+        match self.bucket_cache.lookup(&name) {
+            Cached::Fresh(b) => return Ok(Some(b)),
+            Cached::Stale(b) => {
+                refresh_in_background(
+                    self.bucket_cache.clone(),
+                    name,
+                    read(self.buckets.clone(), *id),
+                );
+                return Ok(Some(b));
+            }
+            Cached::Missing => self.bucket_cache.waited(),
+        }
+        let b = read(self.buckets.clone(), *id).await?;
+        if let Some(b) = &b {
+            self.bucket_cache.put(&name, b.clone());
+        }
+        Ok(b)
+    }
+
     /// Write a bucket item (settings changed) and forget its cached copy.
     pub(crate) async fn save_bucket(&self, b: &Bucket) -> Result<(), ModelError> {
         self.buckets.insert(b).await?;
         self.bucket_cache.forget(&b.name);
+        self.bucket_cache.forget(&id_entry(&b.id));
         Ok(())
     }
 
     /// The live bucket called `name`, read from the replicas now.
     async fn bucket_by_name_fresh(&self, name: &str) -> Result<Option<Bucket>, ModelError> {
-        let Some(alias) = self.aliases.get(name.as_bytes(), &[]).await? else {
-            return Ok(None);
-        };
-        let Some(id) = alias.bucket.value else {
-            return Ok(None);
-        };
-        Ok(self
-            .buckets
-            .get(id.as_bytes(), &[])
-            .await?
-            .filter(|b| !b.deleted.0))
+        read_bucket(&self.aliases, &self.buckets, name).await
     }
 
     pub(crate) async fn require_bucket(&self, name: &str) -> Result<Bucket, ModelError> {
@@ -405,16 +551,22 @@ impl Model {
         Ok(bucket)
     }
 
-    /// A live access key (possibly [`LOOKUP_TTL`] old).
+    /// A live access key (possibly [`LOOKUP_TTL`] old; refreshed in the
+    /// background while in use).
     pub(crate) async fn get_key(&self, id: &str) -> Result<Option<Key>, ModelError> {
-        if let Some(k) = self.key_cache.get(id) {
-            return Ok(Some(k));
+        match self.key_cache.lookup(id) {
+            Cached::Fresh(k) => return Ok(Some(k)),
+            Cached::Stale(k) => {
+                let keys = self.keys.clone();
+                let owned = id.to_string();
+                refresh_in_background(self.key_cache.clone(), id.to_string(), async move {
+                    read_key(&keys, &owned).await
+                });
+                return Ok(Some(k));
+            }
+            Cached::Missing => self.key_cache.waited(),
         }
-        let k = self
-            .keys
-            .get(id.as_bytes(), &[])
-            .await?
-            .filter(|k| !k.deleted.0);
+        let k = read_key(&self.keys, id).await?;
         if let Some(k) = &k {
             self.key_cache.put(id, k.clone());
         }
@@ -693,4 +845,35 @@ struct ShardCursor {
     done: bool,
     /// How many items the next read asks for.
     page: usize,
+}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn entries_in_use_are_refreshed_once_and_expire_if_not() {
+        let c: LookupCache<u32> = LookupCache::default();
+        assert!(matches!(c.lookup("k"), Cached::Missing));
+        c.put("k", 1);
+        assert!(matches!(c.lookup("k"), Cached::Fresh(1)));
+        // Past the refresh age: one caller refreshes, the others use it.
+        c.age("k", Duration::from_millis(1500));
+        assert!(matches!(c.lookup("k"), Cached::Stale(1)));
+        assert!(matches!(c.lookup("k"), Cached::Fresh(1)));
+        // The refresh lands: fresh again, with the new value.
+        c.put("k", 2);
+        assert!(matches!(c.lookup("k"), Cached::Fresh(2)));
+        // A failed refresh: the next lookup past the age tries again.
+        c.age("k", Duration::from_millis(1500));
+        assert!(matches!(c.lookup("k"), Cached::Stale(2)));
+        c.refresh_failed("k");
+        assert!(matches!(c.lookup("k"), Cached::Stale(2)));
+        // Never served past the TTL, refreshing or not.
+        c.age("k", LOOKUP_TTL);
+        assert!(matches!(c.lookup("k"), Cached::Missing));
+        c.forget("k");
+        assert!(matches!(c.lookup("k"), Cached::Missing));
+    }
 }

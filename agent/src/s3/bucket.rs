@@ -14,9 +14,8 @@ impl S3Server {
             if !(perm.read || perm.write || perm.owner) {
                 continue;
             }
-            if let Some(b) = self.model.buckets.get(id.as_bytes(), &[]).await?
-                && !b.deleted.0
-            {
+            // Cached (and refreshed in the background): no round trip.
+            if let Some(b) = self.model.bucket_by_id(id).await? {
                 buckets.push(b);
             }
         }

@@ -1094,7 +1094,10 @@ fn the_buckets_view_says_why_the_selected_bucket_is_public() {
     a.tab = Tab::Buckets;
     let screen = render(&a, 160, 48);
     assert!(screen.contains("│> photos"), "{screen}");
-    assert!(!screen.contains("is public"), "photos is private:\n{screen}");
+    assert!(
+        !screen.contains("is public"),
+        "photos is private:\n{screen}"
+    );
     key(&mut a, KeyCode::Down);
     let screen = render(&a, 160, 48);
     assert!(

@@ -65,6 +65,7 @@ fn the_aws_cli_copies_a_100_mib_file_and_syncs_a_tree_both_ways() {
 /// header-signed requests, and its refusals.
 #[test]
 fn signature_version_2_presigned_urls_and_headers_work_and_bad_ones_are_refused() {
+    hangar_tests::tools::require_tool("curl", "curl");
     let (c, key) = one_node_with_bucket();
     let out = c.agents[0].script_ok("compat.py", &key, "test", &[], &["sigv2"]);
     eprint!("{out}");
