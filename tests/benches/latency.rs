@@ -1,11 +1,11 @@
 //! Latency across sites: 3 nodes in 3 zones (RF 3) whose links all have a
 //! given round trip (50 ms by default, `HANGAR_BENCH_RTT_MS`), through the
 //! fault proxies of the harness; the client sits beside node 1 (plain
-//! loopback to its S3 port). One request at a time, it measures the median
-//! time of PUT, GET, HEAD, DELETE and LIST of a 1 KiB object (PUT and GET
-//! of a 4 KiB one, above the inline limit) and the time
-//! to the first byte of a 64 MiB GET, and prints each as a multiple of the
-//! round trip. Then a slow node: node 3 behind a 1 MB/s link with 200 ms
+//! loopback to its S3 port). One request at a time, it measures p50, p90,
+//! p99 and max of PUT, GET, HEAD, DELETE and LIST of a 1 KiB object,
+//! ListBuckets, PUT and GET of 4 KiB (above the inline limit) and of 1 MiB,
+//! conditional PUTs, and the time to the first byte of a 64 MiB GET, and
+//! prints each as a multiple of the round trip. Then a slow node: node 3 behind a 1 MB/s link with 200 ms
 //! of extra delay, to show reads and writes keep the speed of the quorum.
 //!
 //! `cargo bench -p hangar-tests --bench latency`. It measures; it asserts
@@ -22,79 +22,90 @@ use hangar_tests::{AgentOpts, S3Key};
 mod client;
 use client::{Conn, MIB, incompressible, throughput};
 
-const REPS: usize = 25;
+/// Requests of each kind (`HANGAR_BENCH_REPS`, 200 by default): over more
+/// than 10 s in all, so the 1-second refreshes and 2-second expiries of
+/// the nodes' key and bucket caches fall inside the sample.
+fn reps() -> usize {
+    std::env::var("HANGAR_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
-/// Median latency of each operation, one request at a time.
-async fn ops(port: u16, key: &S3Key, tag: &str) -> Vec<(&'static str, Duration)> {
+/// The p50, p90, p99 and max of a sample.
+fn percentiles(mut v: Vec<Duration>) -> [Duration; 4] {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    [at(0.5), at(0.9), at(0.99), v[v.len() - 1]]
+}
+
+/// Time one request.
+async fn timed<T>(samples: &mut Vec<Duration>, f: impl std::future::Future<Output = T>) -> T {
+    let t = std::time::Instant::now();
+    let out = f.await;
+    samples.push(t.elapsed());
+    out
+}
+
+/// The latency of each operation, one request at a time, interleaved.
+async fn ops(port: u16, key: &S3Key, tag: &str, reps: usize) -> Vec<(&'static str, Vec<Duration>)> {
     let mut c = Conn::open(port, key).await;
     let body = vec![7u8; 1024];
-    let (mut put, mut get, mut head, mut del, mut list) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // 4 KiB is above the inline limit: a block, its list and references,
-    // then the object.
-    let (mut put4, mut get4) = (Vec::new(), Vec::new());
-    // Conditional PUTs (by consensus): create if absent, then replace
-    // that version.
-    let (mut create, mut swap) = (Vec::new(), Vec::new());
     let body4 = vec![9u8; 4096];
-    for i in 0..REPS {
-        let path = format!("/bench/{tag}/big-{i}");
-        let t = std::time::Instant::now();
-        assert_eq!(c.put(&path, &body4).await, 200);
-        put4.push(t.elapsed());
-        let t = std::time::Instant::now();
-        assert_eq!(c.call("GET", &path).await.0, 200);
-        get4.push(t.elapsed());
-        assert_eq!(c.call("DELETE", &path).await.0, 204);
-    }
-    for i in 0..REPS {
-        let path = format!("/bench/{tag}/obj-{i}");
-        let t = std::time::Instant::now();
-        assert_eq!(c.put(&path, &body).await, 200);
-        put.push(t.elapsed());
-        let t = std::time::Instant::now();
-        assert_eq!(c.call("GET", &path).await.0, 200);
-        get.push(t.elapsed());
-        let t = std::time::Instant::now();
-        assert_eq!(c.call("HEAD", &path).await.0, 200);
-        head.push(t.elapsed());
-        let t = std::time::Instant::now();
-        let q = format!("/bench?list-type=2&prefix={tag}%2F");
-        assert_eq!(c.call("GET", &q).await.0, 200);
-        list.push(t.elapsed());
-        let t = std::time::Instant::now();
-        assert_eq!(c.call("DELETE", &path).await.0, 204);
-        del.push(t.elapsed());
-    }
+    let body1m = incompressible(MIB, 3);
     let etag = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
-    for i in 0..REPS {
+    const NAMES: [&str; 12] = [
+        "PUT 1 KiB",
+        "GET 1 KiB",
+        "HEAD",
+        "DELETE",
+        "LIST",
+        "ListBuckets",
+        "PUT 4 KiB",
+        "GET 4 KiB",
+        "PUT 1 MiB",
+        "GET 1 MiB",
+        "PUT If-None-Match 1 KiB",
+        "PUT If-Match 1 KiB",
+    ];
+    let mut s: Vec<Vec<Duration>> = vec![Vec::with_capacity(reps); NAMES.len()];
+    for i in 0..reps {
+        let path = format!("/bench/{tag}/obj-{i}");
+        assert_eq!(timed(&mut s[0], c.put(&path, &body)).await, 200);
+        assert_eq!(timed(&mut s[1], c.call("GET", &path)).await.0, 200);
+        assert_eq!(timed(&mut s[2], c.call("HEAD", &path)).await.0, 200);
+        let q = format!("/bench?list-type=2&prefix={tag}%2F");
+        assert_eq!(timed(&mut s[4], c.call("GET", &q)).await.0, 200);
+        assert_eq!(timed(&mut s[3], c.call("DELETE", &path)).await.0, 204);
+        assert_eq!(timed(&mut s[5], c.call("GET", "/")).await.0, 200);
+        // 4 KiB is above the inline limit: a block, then the object.
+        let path = format!("/bench/{tag}/big-{i}");
+        assert_eq!(timed(&mut s[6], c.put(&path, &body4)).await, 200);
+        assert_eq!(timed(&mut s[7], c.call("GET", &path)).await.0, 200);
+        assert_eq!(c.call("DELETE", &path).await.0, 204);
+        let path = format!("/bench/{tag}/mib-{i}");
+        assert_eq!(timed(&mut s[8], c.put(&path, &body1m)).await, 200);
+        assert_eq!(timed(&mut s[9], c.call("GET", &path)).await.0, 200);
+        assert_eq!(c.call("DELETE", &path).await.0, 204);
+        // Conditional PUTs (by consensus): create if absent, then replace
+        // that version.
         let path = format!("/bench/{tag}/lock-{i}");
-        let t = std::time::Instant::now();
-        let st = c.put_with(&path, &body, &[("if-none-match", "*")]).await;
+        let st = timed(
+            &mut s[10],
+            c.put_with(&path, &body, &[("if-none-match", "*")]),
+        )
+        .await;
         assert_eq!(st, 200);
-        create.push(t.elapsed());
-        let t = std::time::Instant::now();
-        let st = c.put_with(&path, &body, &[("if-match", &etag)]).await;
+        let st = timed(&mut s[11], c.put_with(&path, &body, &[("if-match", &etag)])).await;
         assert_eq!(st, 200);
-        swap.push(t.elapsed());
         assert_eq!(c.call("DELETE", &path).await.0, 204);
     }
-    vec![
-        ("PUT 1 KiB", median(put)),
-        ("GET 1 KiB", median(get)),
-        ("HEAD", median(head)),
-        ("DELETE", median(del)),
-        ("LIST", median(list)),
-        ("PUT 4 KiB", median(put4)),
-        ("GET 4 KiB", median(get4)),
-        ("PUT If-None-Match 1 KiB", median(create)),
-        ("PUT If-Match 1 KiB", median(swap)),
-    ]
+    NAMES.into_iter().zip(s).collect()
 }
 
 async fn big_ttfb(port: u16, key: &S3Key) -> (Duration, Duration) {
@@ -113,23 +124,37 @@ async fn big_ttfb(port: u16, key: &S3Key) -> (Duration, Duration) {
     (put, median(ttfb))
 }
 
-/// Print the median of each small operation and the 64 MiB figures, as
-/// times and multiples of the round trip.
+/// Print the percentiles of each small operation and the 64 MiB
+/// figures, as times and multiples of the round trip.
 async fn report(port: u16, key: &S3Key, tag: &str, rtt: Duration) {
-    let line = |op: &str, d: Duration| {
-        println!(
-            "{op:<22} {:>7.1} ms {:>8.2}",
-            d.as_secs_f64() * 1000.0,
-            d.as_secs_f64() / rtt.as_secs_f64()
-        )
-    };
-    for (op, d) in ops(port, key, tag).await {
-        line(op, d);
-    }
-    let (put, ttfb) = big_ttfb(port, key).await;
-    line("GET 64 MiB first byte", ttfb);
+    let x = |d: Duration| d.as_secs_f64() / rtt.as_secs_f64();
+    let reps = reps();
+    let started = std::time::Instant::now();
     println!(
-        "{:<22} {:>7.1} ms ({:.0} MB/s)",
+        "{:<24} {:>8} {:>7} {:>7} {:>7} {:>7}   (x RTT; {reps} of each)",
+        "operation", "p50 ms", "p50", "p90", "p99", "max"
+    );
+    for (op, v) in ops(port, key, tag, reps).await {
+        let [p50, p90, p99, max] = percentiles(v);
+        println!(
+            "{op:<24} {:>8.1} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
+            p50.as_secs_f64() * 1000.0,
+            x(p50),
+            x(p90),
+            x(p99),
+            x(max)
+        );
+    }
+    println!("(sampled over {:.0} s)", started.elapsed().as_secs_f64());
+    let (put, ttfb) = big_ttfb(port, key).await;
+    println!(
+        "{:<24} {:>8.1} {:>7.2}",
+        "GET 64 MiB first byte",
+        ttfb.as_secs_f64() * 1000.0,
+        x(ttfb)
+    );
+    println!(
+        "{:<24} {:>8.1} ms ({:.0} MB/s)",
         "PUT 64 MiB",
         put.as_secs_f64() * 1000.0,
         64.0 * MIB as f64 / 1e6 / put.as_secs_f64()
@@ -162,11 +187,10 @@ fn main() {
         fc.net.shape_both(x, y, shape);
     }
     // Warm the connections and caches.
-    rt.block_on(ops(port, &key, "warm"));
+    rt.block_on(ops(port, &key, "warm", 3));
     println!(
         "3 nodes in 3 zones, RF 3, {rtt_ms} ms round trip between zones, client beside node 1"
     );
-    println!("{:<22} {:>10} {:>8}", "operation", "median", "x RTT");
     rt.block_on(report(port, &key, "lat", rtt));
 
     println!(
