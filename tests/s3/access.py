@@ -254,6 +254,23 @@ def policy():
     code = error_code(lambda: them.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(public_read)))
     check(code == "AccessDenied", f"only owners set policies: {code}")
 
+    # Reads naming a version are s3:GetObjectVersion, deletes
+    # s3:DeleteObjectVersion: a policy can keep older versions out of reach.
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": ["s3:GetObjectVersion", "s3:DeleteObjectVersion"],
+         "Resource": f"arn:aws:s3:::{BUCKET}/*"}]}))
+    check(reads(s3, "public/a.txt") == b"public/a.txt", "a plain GET is s3:GetObject")
+    code = error_code(lambda: s3.get_object(Bucket=BUCKET, Key="public/a.txt", VersionId="null"))
+    check(code == "AccessDenied", f"a GET naming a version is s3:GetObjectVersion: {code}")
+    code = error_code(lambda: s3.copy_object(Bucket=BUCKET, Key="copied",
+                                             CopySource={"Bucket": BUCKET, "Key": "public/a.txt", "VersionId": "null"}))
+    check(code == "AccessDenied", f"a copy source naming a version too: {code}")
+    code = error_code(lambda: s3.delete_object(Bucket=BUCKET, Key="public/a.txt", VersionId="null"))
+    check(code == "AccessDenied", f"a DELETE naming a version is s3:DeleteObjectVersion: {code}")
+    r = s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "public/a.txt", "VersionId": "null"}]})
+    check([e["Code"] for e in r.get("Errors", [])] == ["AccessDenied"], f"in DeleteObjects too: {r}")
+    check(reads(s3, "public/a.txt") == b"public/a.txt", "still there")
+
     # Block Public Access and policies.
     s3.put_public_access_block(Bucket=BUCKET, PublicAccessBlockConfiguration={
         "BlockPublicAcls": False, "IgnorePublicAcls": False, "BlockPublicPolicy": True,

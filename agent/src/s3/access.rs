@@ -89,6 +89,22 @@ pub(crate) fn action(e: Endpoint) -> &'static str {
     }
 }
 
+/// The action of a request that names a version (`versionId`): S3 has
+/// its own names for those, so a policy can allow or deny reaching older
+/// versions apart from the current one.
+pub(crate) fn versioned_action(action: &'static str) -> &'static str {
+    match action {
+        "s3:GetObject" => "s3:GetObjectVersion",
+        "s3:DeleteObject" => "s3:DeleteObjectVersion",
+        "s3:GetObjectAcl" => "s3:GetObjectVersionAcl",
+        "s3:PutObjectAcl" => "s3:PutObjectVersionAcl",
+        "s3:GetObjectTagging" => "s3:GetObjectVersionTagging",
+        "s3:PutObjectTagging" => "s3:PutObjectVersionTagging",
+        "s3:DeleteObjectTagging" => "s3:DeleteObjectVersionTagging",
+        other => other,
+    }
+}
+
 /// Which of Hangar's permissions an action needs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Class {
@@ -102,12 +118,16 @@ pub(crate) fn action_class(action: &str) -> Class {
         a if a.starts_with("s3:Get") || a.starts_with("s3:List") => Class::Read,
         "s3:PutObject"
         | "s3:DeleteObject"
+        | "s3:DeleteObjectVersion"
         | "s3:AbortMultipartUpload"
         | "s3:PutObjectTagging"
+        | "s3:PutObjectVersionTagging"
         | "s3:DeleteObjectTagging"
+        | "s3:DeleteObjectVersionTagging"
         | "s3:PutObjectRetention"
         | "s3:PutObjectLegalHold"
-        | "s3:PutObjectAcl" => Class::Write,
+        | "s3:PutObjectAcl"
+        | "s3:PutObjectVersionAcl" => Class::Write,
         _ => Class::Owner,
     }
 }
@@ -119,9 +139,10 @@ fn bucket_acl_need(action: &str) -> Option<AclPermission> {
         "s3:ListBucket" | "s3:ListBucketVersions" | "s3:ListBucketMultipartUploads" => {
             Some(AclPermission::Read)
         }
-        "s3:PutObject" | "s3:DeleteObject" | "s3:AbortMultipartUpload" => {
-            Some(AclPermission::Write)
-        }
+        "s3:PutObject"
+        | "s3:DeleteObject"
+        | "s3:DeleteObjectVersion"
+        | "s3:AbortMultipartUpload" => Some(AclPermission::Write),
         "s3:GetBucketAcl" => Some(AclPermission::ReadAcp),
         "s3:PutBucketAcl" => Some(AclPermission::WriteAcp),
         _ => None,
@@ -197,7 +218,12 @@ impl S3Request {
 
     /// The request's S3 action.
     pub(crate) fn action(&self) -> &'static str {
-        action(self.endpoint)
+        let plain = action(self.endpoint);
+        if self.query.contains_key("versionId") {
+            versioned_action(plain)
+        } else {
+            plain
+        }
     }
 
     /// The request's effective permission on `bucket`, for its own action
@@ -1039,6 +1065,32 @@ pub(crate) fn register(acl: Acl, me: hangar_common::NodeId) -> Option<Lww<Acl>> 
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn requests_naming_a_version_have_s3s_version_actions() {
+        assert_eq!(versioned_action("s3:GetObject"), "s3:GetObjectVersion");
+        assert_eq!(
+            versioned_action("s3:DeleteObject"),
+            "s3:DeleteObjectVersion"
+        );
+        assert_eq!(versioned_action("s3:ListBucket"), "s3:ListBucket");
+        // Each keeps the permission class of its unversioned form.
+        for a in [
+            "s3:GetObject",
+            "s3:DeleteObject",
+            "s3:GetObjectAcl",
+            "s3:PutObjectAcl",
+            "s3:GetObjectTagging",
+            "s3:PutObjectTagging",
+            "s3:DeleteObjectTagging",
+        ] {
+            assert_eq!(action_class(a), action_class(versioned_action(a)), "{a}");
+        }
+        assert_eq!(
+            bucket_acl_need("s3:DeleteObjectVersion"),
+            bucket_acl_need("s3:DeleteObject")
+        );
+    }
 
     #[test]
     fn canned_acls_and_grant_headers() {

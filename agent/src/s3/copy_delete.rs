@@ -150,12 +150,22 @@ impl S3Server {
         };
         let allowed: Vec<bool> = keys
             .iter()
-            .map(|(k, _)| {
-                who.permission_for(&bucket, "s3:DeleteObject", Some(k))
-                    .write
+            .map(|(k, version)| {
+                let action = match version {
+                    Some(_) => "s3:DeleteObjectVersion",
+                    None => "s3:DeleteObject",
+                };
+                who.permission_for(&bucket, action, Some(k)).write
             })
             .collect();
-        if !allowed.iter().any(|a| *a) {
+        // A requester with no access to the bucket at all is refused
+        // whole; one refused some keys (by the policy) learns which.
+        let own = if anonymous {
+            Permission::default()
+        } else {
+            api_key.permission(&bucket.id)
+        };
+        if !(allowed.iter().any(|a| *a) || own.read || own.write || own.owner) {
             return Err(S3Error::access_denied(
                 "this request may not delete these objects",
             ));
@@ -320,7 +330,11 @@ impl S3Server {
             super::server::url_pairs(query).into_iter().collect();
         let wanted = super::versioning::wanted(&query)?;
         let src_b = self.model.require_bucket(src_bucket).await?;
-        let allowed = r.permission_for(&src_b, "s3:GetObject", Some(src_key)).read;
+        let read_action = match wanted {
+            Some(_) => "s3:GetObjectVersion",
+            None => "s3:GetObject",
+        };
+        let allowed = r.permission_for(&src_b, read_action, Some(src_key)).read;
         let src = self
             .model
             .objects
@@ -331,7 +345,7 @@ impl S3Server {
             .await?;
         let picked = super::versioning::pick(src.as_ref(), wanted);
         let readable = allowed
-            || (!r.policy_denies(&src_b, "s3:GetObject", Some(src_key))
+            || (!r.policy_denies(&src_b, read_action, Some(src_key))
                 && picked.as_ref().is_ok_and(|v| {
                     super::access::object_acl_allows(r, &src_b, v, AclPermission::Read)
                 }));
