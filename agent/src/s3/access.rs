@@ -720,6 +720,22 @@ pub(crate) fn parse_public_access_block(body: &[u8]) -> Result<PublicAccessBlock
     })
 }
 
+/// What a request about a bucket setting needs: to read it, the read or
+/// owner permission (or what the policy grants for the action); to
+/// change it, the owner permission.
+fn check_setting(r: &S3Request, p: Permission, what: &str) -> Result<(), S3Error> {
+    let reading = *r.req.method() == http::Method::GET;
+    if p.owner || (reading && p.read) {
+        Ok(())
+    } else if reading {
+        Err(S3Error::access_denied(format!(
+            "this key may not read this bucket's {what}"
+        )))
+    } else {
+        Err(owner_only(what))
+    }
+}
+
 fn no_content() -> Response<Body> {
     let mut resp = Response::new(empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
@@ -916,14 +932,9 @@ impl S3Server {
     /// Get, Put or Delete a bucket's policy.
     pub(crate) async fn bucket_policy(&self, r: S3Request) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(&r).await?;
-        let p = r.permission(&bucket);
+        check_setting(&r, r.permission(&bucket), "policy")?;
         match *r.req.method() {
             http::Method::GET => {
-                if !(p.read || p.owner) {
-                    return Err(S3Error::access_denied(
-                        "this key may not read this bucket's policy",
-                    ));
-                }
                 let text = bucket.policy.value.clone().ok_or_else(no_policy)?;
                 let mut resp = Response::new(super::server::full(bytes::Bytes::from(text)));
                 resp.headers_mut().insert(
@@ -933,9 +944,6 @@ impl S3Server {
                 Ok(resp)
             }
             http::Method::PUT => {
-                if !p.owner {
-                    return Err(owner_only("policy"));
-                }
                 let body = self.small_body(r).await?;
                 let text = String::from_utf8(body.to_vec())
                     .map_err(|_| malformed_policy("the policy is not UTF-8".into()))?;
@@ -955,9 +963,6 @@ impl S3Server {
                 Ok(no_content())
             }
             _ => {
-                if !p.owner {
-                    return Err(owner_only("policy"));
-                }
                 self.update_bucket(&bucket.name, |b, now, me| b.policy.update(now, me, None))
                     .await?;
                 Ok(no_content())
@@ -972,11 +977,7 @@ impl S3Server {
     ) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(r).await?;
         let p = r.permission(&bucket);
-        if !(p.read || p.owner) {
-            return Err(S3Error::access_denied(
-                "this key may not read this bucket's policy",
-            ));
-        }
+        check_setting(r, p, "policy")?;
         bucket.policy.value.as_ref().ok_or_else(no_policy)?;
         let public = bucket_policy(&bucket).is_some_and(|p| p.is_public());
         let mut x = Xml::new("PolicyStatus");
@@ -990,14 +991,9 @@ impl S3Server {
         r: S3Request,
     ) -> Result<Response<Body>, S3Error> {
         let bucket = self.bucket(&r).await?;
-        let p = r.permission(&bucket);
+        check_setting(&r, r.permission(&bucket), "Block Public Access settings")?;
         match *r.req.method() {
             http::Method::GET => {
-                if !(p.read || p.owner) {
-                    return Err(S3Error::access_denied(
-                        "this key may not read this bucket's settings",
-                    ));
-                }
                 let b = bucket.public_access_block.value.ok_or_else(|| {
                     S3Error::new(
                         "NoSuchPublicAccessBlockConfiguration",
@@ -1017,9 +1013,6 @@ impl S3Server {
                 ))
             }
             http::Method::PUT => {
-                if !p.owner {
-                    return Err(owner_only("Block Public Access settings"));
-                }
                 let body = self.small_body(r).await?;
                 let block = parse_public_access_block(&body)?;
                 self.model
@@ -1031,9 +1024,6 @@ impl S3Server {
                 Ok(Response::new(empty()))
             }
             _ => {
-                if !p.owner {
-                    return Err(owner_only("Block Public Access settings"));
-                }
                 self.update_bucket(&bucket.name, |b, now, me| {
                     b.public_access_block.update(now, me, None)
                 })
