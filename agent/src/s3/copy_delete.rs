@@ -68,7 +68,8 @@ impl S3Server {
     /// about it (payload hash, Content-MD5).
     pub(crate) async fn small_body(&self, r: S3Request) -> Result<Bytes, S3Error> {
         let payload = r.verified.payload;
-        let content_md5 = super::object::content_md5(r.header("content-md5"))?;
+        // Checked once the body is read (see `receive_hashed`).
+        let content_md5 = super::object::content_md5(r.header("content-md5"));
         let mut decoder = if payload.is_chunked() {
             Some(
                 super::chunked::ChunkedDecoder::new(payload, r.verified.signing.clone())
@@ -115,7 +116,7 @@ impl S3Server {
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             ));
         }
-        if content_md5.is_some_and(|expected| expected != <[u8; 16]>::from(md5::Md5::digest(&buf)))
+        if content_md5?.is_some_and(|expected| expected != <[u8; 16]>::from(md5::Md5::digest(&buf)))
         {
             return Err(S3Error::new(
                 "BadDigest",

@@ -399,7 +399,10 @@ impl S3Server {
         allow_inline: bool,
         want: Option<ChecksumAlgorithm>,
     ) -> Result<(Received, PendingPuts), S3Error> {
-        let content_md5 = content_md5(r.header("content-md5"))?;
+        // A malformed one is refused once the body is read, as a mismatch
+        // is: answering before would leave the client sending into a
+        // closed connection, and it would see no error document.
+        let content_md5 = content_md5(r.header("content-md5"));
         let decoded_length: Option<u64> = r
             .header("x-amz-decoded-content-length")
             .and_then(|v| v.trim().parse().ok());
@@ -488,7 +491,7 @@ impl S3Server {
             ));
         }
         let md5 = sink.md5.clone().finalize();
-        if content_md5.is_some_and(|expected| expected != <[u8; 16]>::from(md5)) {
+        if content_md5?.is_some_and(|expected| expected != <[u8; 16]>::from(md5)) {
             return Err(bad_digest("Content-MD5"));
         }
         let checksum = match checksum {
