@@ -196,6 +196,7 @@ async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     ));
     tokio::spawn(model.clone().gc_loop());
     tokio::spawn(model.clone().usage_loop());
+    tokio::spawn(model.clone().keep_warm_loop());
     tokio::spawn(
         model
             .clone()
@@ -373,6 +374,8 @@ fn open_model(
             ObjectTable {
                 version_gc,
                 usage: db.open_tree("object:usage")?,
+                rc: blocks.rc_trees(),
+                blocks: blocks.clone(),
             },
         )?,
         usage: open(db, net, layout, cfg, BucketUsageTable)?,

@@ -104,6 +104,15 @@ pub enum TableOp {
     /// `TableResponse::Node`. Since protocol 6; protocol 7 dropped the
     /// bucket level of 6, whose nodes answer these paths otherwise.
     MerkleChildren(Vec<u8>),
+    /// `UpdateReturn`, after storing a block on this node: a small
+    /// object's data travels with its item, and a replica applies the
+    /// item only once the block is on its disk (the block is kept there,
+    /// beside the item, while the item refers to it). Since protocol 10.
+    UpdateReturnWithBlock {
+        hash: Hash,
+        block: bytes::Bytes,
+        items: Vec<Vec<u8>>,
+    },
 }
 
 /// A Paxos ballot: a round number, the proposer's node id breaking ties.

@@ -51,7 +51,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the RPC traits or their messages; keep [`MIN_PROTOCOL`] as the oldest
 /// version this build can still talk to (the compatibility window that
 /// makes rolling upgrades possible).
-pub const PROTOCOL: u32 = 9;
+pub const PROTOCOL: u32 = 10;
 pub const MIN_PROTOCOL: u32 = 2;
 
 /// The cluster's shared secret: 32 bytes, written as 64 hex digits.

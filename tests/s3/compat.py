@@ -1058,11 +1058,72 @@ def rclone():
     print("ok rclone")
 
 
+def one_block():
+    """Objects of one block, which travel and live with their items: a body
+    of exactly one block and one byte more, ranges, partNumber, a copy that
+    outlives its replaced source, a part copied from one, and a conditional
+    create raced by four clients (one wins, its body is what is held)."""
+    import threading
+    s3 = client()
+    one = data_for("one/exact", MIB)
+    more = data_for("one/more", MIB + 1)
+    s3.put_object(Bucket=BUCKET, Key="one/exact", Body=one)
+    s3.put_object(Bucket=BUCKET, Key="one/more", Body=more)
+
+    def get(key, **kw):
+        return s3.get_object(Bucket=BUCKET, Key=key, **kw)["Body"].read()
+
+    check(get("one/exact") == one, "a body of exactly one block reads back")
+    check(get("one/more") == more, "one byte more (two blocks) reads back")
+    check(get("one/exact", Range="bytes=1000-1999") == one[1000:2000], "a range of it")
+    check(get("one/exact", Range="bytes=-10") == one[-10:], "a suffix range of it")
+    check(get("one/exact", PartNumber=1) == one, "its part 1 is all of it")
+    # A copy keeps its own data when the source is replaced.
+    s3.copy_object(Bucket=BUCKET, Key="one/copy", CopySource={"Bucket": BUCKET, "Key": "one/exact"})
+    s3.put_object(Bucket=BUCKET, Key="one/exact", Body=b"replaced")
+    check(get("one/copy") == one, "the copy outlives its source's data")
+    check(get("one/exact") == b"replaced", "the source was replaced")
+    # A part copied from a one-block object.
+    src = data_for("one/src", 300 * 1024)
+    s3.put_object(Bucket=BUCKET, Key="one/src", Body=src)
+    first = data_for("one/first", 5 * MIB)
+    up = s3.create_multipart_upload(Bucket=BUCKET, Key="one/mpu")["UploadId"]
+    p1 = s3.upload_part(Bucket=BUCKET, Key="one/mpu", UploadId=up, PartNumber=1, Body=first)
+    p2 = s3.upload_part_copy(Bucket=BUCKET, Key="one/mpu", UploadId=up, PartNumber=2,
+                             CopySource={"Bucket": BUCKET, "Key": "one/src"})
+    s3.complete_multipart_upload(Bucket=BUCKET, Key="one/mpu", UploadId=up, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": p1["ETag"]},
+        {"PartNumber": 2, "ETag": p2["CopyPartResult"]["ETag"]}]})
+    check(get("one/mpu") == first + src, "a part copied from a one-block object")
+    # Create only if absent, four writers at once.
+    bodies = [data_for(f"one/race-{i}", 200 * 1024) for i in range(4)]
+    results = [None] * 4
+
+    def put(i):
+        try:
+            client().put_object(Bucket=BUCKET, Key="one/race", Body=bodies[i], IfNoneMatch="*")
+            results[i] = "ok"
+        except botocore.exceptions.ClientError as e:
+            results[i] = e.response["Error"]["Code"]
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [i for i, r in enumerate(results) if r == "ok"]
+    check(len(winners) == 1, f"one conditional create wins: {results}")
+    check(set(results) - {"ok"} <= {"PreconditionFailed", "ServiceUnavailable"}, f"the others: {results}")
+    check(get("one/race") == bodies[winners[0]], "the winner's body is held")
+    print("ok one block")
+
+
 if __name__ == "__main__":
     scenario = sys.argv[1]
     args = sys.argv[2:]
     {
         "multipart": multipart,
+        "one_block": one_block,
         "aws_cli": aws_cli,
         "rclone": rclone,
         "sigv2": sigv2,

@@ -10,6 +10,13 @@
 //! costs a GET well under a second, not a long RPC timeout. A block whose
 //! bytes do not match its hash is never returned.
 //!
+//! A one-block object's block is the exception: it lives beside the
+//! object's item, on the nodes of the object's partition, written with the
+//! item in one round trip (`Table::insert_latest_with`), and is referenced
+//! by the item itself (the object table's hook counts it in `block_rc` and
+//! in `block_attached`, which keeps it on those nodes whatever its hash's
+//! partition).
+//!
 //! Each node keeps, in its metadata store, a reference count per block
 //! (`block_rc`, maintained by the block reference table's hook in the same
 //! transaction as the reference) and a time-ordered work queue
@@ -93,6 +100,11 @@ pub struct BlockManager {
     pub layout: Arc<LayoutManager>,
     pub db: Db,
     pub rc: TreeId,
+    /// Per block and object partition (`hash ++ partition`): how many
+    /// object versions this node holds keep it here beside their items
+    /// (see [`RcTrees::attach`]); an entry at zero remembers, until the
+    /// file goes, that the block was kept for them and where they are.
+    pub attached: TreeId,
     pub resync_queue: TreeId,
     pub cfg: BlockConfig,
     pub stats: Mutex<BlockStats>,
@@ -101,7 +113,7 @@ pub struct BlockManager {
     pub scrub_now: tokio::sync::Notify,
 }
 
-/// Partition a block lives in.
+/// Partition a block lives in (unless attached to its object's item).
 fn block_partition(hash: &Hash) -> usize {
     partition_of(hash.as_bytes())
 }
@@ -119,10 +131,18 @@ fn queue_key(due_ms: u64, hash: &Hash) -> Vec<u8> {
     k
 }
 
+/// Key of a block's entry in `block_attached` for one object partition.
+fn attached_key(hash: &Hash, partition: u8) -> Vec<u8> {
+    let mut k = hash.as_bytes().to_vec();
+    k.push(partition);
+    k
+}
+
 /// Tree ids the block reference table's hook needs.
 #[derive(Clone, Copy)]
 pub struct RcTrees {
     pub rc: TreeId,
+    pub attached: TreeId,
     pub queue: TreeId,
     pub grace_ms: u64,
     pub arrival_ms: u64,
@@ -147,6 +167,29 @@ impl RcTrees {
         };
         tx.insert(self.queue, &queue_key(due, hash), &[])
     }
+
+    /// An object version this node holds in `partition` keeps `hash`
+    /// beside its item (`delta` 1) or no longer does (-1): a reference,
+    /// and the reason to keep the block here rather than on its hash's
+    /// partition.
+    pub(crate) fn attach(
+        &self,
+        tx: &mut dyn Tx,
+        hash: &Hash,
+        partition: u8,
+        delta: i64,
+    ) -> TxResult<()> {
+        let key = attached_key(hash, partition);
+        let cur = be(tx.get(self.attached, &key)?);
+        let next = (cur as i64 + delta).max(0) as u64;
+        tx.insert(self.attached, &key, &next.to_be_bytes())?;
+        self.add(tx, hash, delta)
+    }
+
+    /// The trees [`RcTrees::add`] and [`RcTrees::attach`] touch.
+    pub(crate) fn trees(&self) -> [TreeId; 3] {
+        [self.rc, self.attached, self.queue]
+    }
 }
 
 impl BlockManager {
@@ -160,6 +203,7 @@ impl BlockManager {
         Ok(Arc::new(BlockManager {
             store: BlockStore::new(data_dirs, cfg.compression_level),
             rc: db.open_tree("block_rc")?,
+            attached: db.open_tree("block_attached")?,
             resync_queue: db.open_tree("block_resync")?,
             scrub_state: db.open_tree("block_scrub")?,
             scrub_now: tokio::sync::Notify::new(),
@@ -174,6 +218,7 @@ impl BlockManager {
     pub fn rc_trees(&self) -> RcTrees {
         RcTrees {
             rc: self.rc,
+            attached: self.attached,
             queue: self.resync_queue,
             grace_ms: self.cfg.unreferenced_grace.as_millis() as u64,
             arrival_ms: self.cfg.arrival_delay.as_millis() as u64,
@@ -182,6 +227,55 @@ impl BlockManager {
 
     fn refcount(&self, hash: &Hash) -> u64 {
         be(self.db.get(self.rc, hash.as_bytes()).ok().flatten())
+    }
+
+    /// Per object partition, how many object versions keep `hash` here
+    /// beside their items (empty if none ever did, or no longer since its
+    /// file went).
+    fn attached_counts(&self, hash: &Hash) -> Vec<(u8, u64)> {
+        let start = hash.as_bytes().to_vec();
+        let mut end = start.clone();
+        end.push(u8::MAX);
+        end.push(u8::MAX);
+        use std::ops::Bound;
+        self.db
+            .range(
+                self.attached,
+                Bound::Included(&start[..]),
+                Bound::Excluded(&end[..]),
+                false,
+                256,
+            )
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| Some((*k.get(32)?, be(Some(v)))))
+            .collect()
+    }
+
+    /// Drop the note that `hash` was kept beside the items of
+    /// `partition` (all partitions: None), unless an item took it again
+    /// meanwhile.
+    fn forget_attached(&self, hash: &Hash, partition: Option<u8>) -> Result<(), BlockError> {
+        let tree = self.attached;
+        let parts: Vec<u8> = match partition {
+            Some(p) => vec![p],
+            None => self
+                .attached_counts(hash)
+                .into_iter()
+                .map(|e| e.0)
+                .collect(),
+        };
+        self.db.transaction(&[tree], &mut |tx| {
+            for p in &parts {
+                let key = attached_key(hash, *p);
+                let cur = tx.get(tree, &key)?;
+                if cur.is_some() && be(cur) == 0 {
+                    tx.remove(tree, &key)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// Queue a resync check of `hash` at `due_ms`.
@@ -244,7 +338,17 @@ impl BlockManager {
     /// Store a block on its replicas: returns once every live layout
     /// version has a write quorum of copies; the rest continue.
     pub(crate) async fn put(self: &Arc<Self>, hash: Hash, data: Bytes) -> Result<(), BlockError> {
-        let p = block_partition(&hash);
+        self.put_in(block_partition(&hash), hash, data).await
+    }
+
+    /// [`BlockManager::put`] on the nodes of partition `p` (an object's,
+    /// for a block kept beside its item).
+    pub(crate) async fn put_in(
+        self: &Arc<Self>,
+        p: usize,
+        hash: Hash,
+        data: Bytes,
+    ) -> Result<(), BlockError> {
         let layout = self.layout.snapshot();
         let sets: Vec<Vec<NodeId>> = layout
             .write_sets(p)
@@ -330,11 +434,11 @@ impl BlockManager {
         Ok(data)
     }
 
-    /// Nodes to read a block from, best first: this node, then peers by
-    /// observed round-trip time; nodes of older live versions last.
-    fn read_order(&self, hash: &Hash) -> Vec<NodeId> {
+    /// Nodes of partition `p` to read a block from, best first: this
+    /// node, then peers by observed round-trip time; nodes of older live
+    /// versions last.
+    fn read_order(&self, p: usize) -> Vec<NodeId> {
         let layout = self.layout.snapshot();
-        let p = block_partition(hash);
         let mut nodes = layout.all_nodes_of(p);
         let me = self.net.id;
         nodes.sort_by_key(|n| {
@@ -350,7 +454,26 @@ impl BlockManager {
     /// not answered within a delay derived from that node's round-trip time,
     /// the next replica is asked too, and the first good answer wins.
     pub(crate) async fn get(self: &Arc<Self>, hash: Hash) -> Result<Bytes, BlockError> {
-        let order = self.read_order(&hash);
+        self.get_in(block_partition(&hash), hash).await
+    }
+
+    /// A block kept beside its object's item, read from the nodes of the
+    /// object's partition `p`; failing that (a layout change under way),
+    /// from any node that has it.
+    pub(crate) async fn get_attached(
+        self: &Arc<Self>,
+        p: usize,
+        hash: Hash,
+    ) -> Result<Bytes, BlockError> {
+        match self.get_in(p, hash).await {
+            Ok(b) => Ok(b),
+            Err(e) => self.get_anywhere(hash).await.ok_or(e),
+        }
+    }
+
+    /// [`BlockManager::get`] from the nodes of partition `p`.
+    async fn get_in(self: &Arc<Self>, p: usize, hash: Hash) -> Result<Bytes, BlockError> {
+        let order = self.read_order(p);
         if order.is_empty() {
             return Err(BlockError::NoLayout);
         }

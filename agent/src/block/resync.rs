@@ -11,6 +11,13 @@
 //!   the nodes that do (each must confirm), then delete the local copy;
 //! - nobody references it and the grace delay has passed: delete it.
 //!
+//! A block kept beside object items (`block_attached`) is held by this
+//! node while they are, whatever its hash's partition. Once they are gone
+//! it is deleted like an unreferenced block, never handed to its hash's
+//! nodes (they have no use for it); but if they went because their
+//! partition moved to other nodes, it is first given to those (each must
+//! confirm), as any block is after a layout change.
+//!
 //! Failures are re-queued with a delay (backoff), so a missing replica is
 //! retried without spinning. Progress is counted in `BlockStats` and logged.
 
@@ -152,22 +159,64 @@ impl BlockManager {
         }
         let p = block_partition(&hash);
         let me = self.net.id;
-        let holds = layout.all_nodes_of(p).contains(&me);
+        let home = layout.all_nodes_of(p).contains(&me);
+        let attached = self.attached_counts(&hash);
+        let beside_items = attached.iter().any(|(_, n)| *n > 0);
+        let holds = home || beside_items;
         let referenced = self.refcount(&hash) > 0;
         let present = self.store.has(&hash);
-        debug!("block {hash}: holds {holds}, referenced {referenced}, present {present}");
+        debug!(
+            "block {hash}: holds {holds} (attached {attached:?}), referenced {referenced}, present {present}"
+        );
         match (holds, referenced, present) {
             (true, true, false) => {
                 // The replicas first; then every node that is up, since
                 // after a layout change the copy may still sit on a former
-                // owner that is no longer listed for this partition.
-                let data = match self.get(hash).await {
-                    Ok(d) => d,
-                    Err(e) => self.get_anywhere(hash).await.ok_or(e)?,
+                // owner that is no longer listed for this partition (and a
+                // block kept beside items is on their nodes, not its own).
+                let data = if home {
+                    match self.get(hash).await {
+                        Ok(d) => d,
+                        Err(e) => self.get_anywhere(hash).await.ok_or(e)?,
+                    }
+                } else {
+                    self.get_anywhere(hash)
+                        .await
+                        .ok_or(BlockError::Unavailable {
+                            hash,
+                            errors: crate::net::CallErrors(Vec::new()),
+                        })?
                 };
                 self.store.write(&hash, &data)?;
                 self.stats.lock().unwrap_or_else(|p| p.into_inner()).fetched += 1;
                 debug!("block {hash}: fetched from a replica");
+            }
+            (_, false, true) if !attached.is_empty() => {
+                // Kept for items that are gone. Those of a partition this
+                // node no longer holds moved: their new holders get the
+                // block (they fetch it too, but this copy may be the last).
+                for (part, _) in &attached {
+                    let holders = layout.nodes_of(*part as usize);
+                    if holders.contains(&me) {
+                        continue;
+                    }
+                    if layout.in_transition() {
+                        self.enqueue(&hash, now_msec() + RETRY.as_millis() as u64);
+                        return Ok(());
+                    }
+                    let Ok(Some(data)) = self.store.read(&hash) else {
+                        return Ok(());
+                    };
+                    for node in holders {
+                        self.put_to(*node, hash, data.clone()).await?;
+                    }
+                    self.forget_attached(&hash, Some(*part))?;
+                    self.stats
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .handed_over += 1;
+                }
+                self.delete_unreferenced(hash)?
             }
             (false, _, true) if layout.in_transition() => {
                 // Hand over once the move is settled; check back later.
@@ -190,31 +239,35 @@ impl BlockManager {
                     .unwrap_or_else(|p| p.into_inner())
                     .handed_over += 1;
             }
-            (true, false, true) => {
-                // Unreferenced: delete once its grace delay is over. The
-                // queue entry for that was set when it lost its references
-                // or was written; an early entry (a fetch check) lands here
-                // too, so look at the file's age.
-                let old_enough = self
-                    .store
-                    .file_of(&hash)
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age >= self.cfg.unreferenced_grace);
-                if old_enough {
-                    self.store
-                        .delete(&hash)
-                        .map_err(|source| BlockError::Delete { hash, source })?;
-                    self.stats.lock().unwrap_or_else(|p| p.into_inner()).deleted += 1;
-                } else {
-                    self.enqueue(
-                        &hash,
-                        now_msec() + self.cfg.unreferenced_grace.as_millis() as u64,
-                    );
-                }
-            }
+            (true, false, true) => self.delete_unreferenced(hash)?,
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Delete a block nobody references once its grace delay is over. The
+    /// queue entry for that was set when it lost its references or was
+    /// written; an early entry (a fetch check) lands here too, so look at
+    /// the file's age.
+    fn delete_unreferenced(&self, hash: Hash) -> Result<(), BlockError> {
+        let old_enough = self
+            .store
+            .file_of(&hash)
+            .and_then(|p| std::fs::metadata(p).ok())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= self.cfg.unreferenced_grace);
+        if old_enough {
+            self.store
+                .delete(&hash)
+                .map_err(|source| BlockError::Delete { hash, source })?;
+            self.forget_attached(&hash, None)?;
+            self.stats.lock().unwrap_or_else(|p| p.into_inner()).deleted += 1;
+        } else {
+            self.enqueue(
+                &hash,
+                now_msec() + self.cfg.unreferenced_grace.as_millis() as u64,
+            );
         }
         Ok(())
     }

@@ -27,6 +27,10 @@ pub(crate) const VERSIONING_PROTOCOL: u32 = 8;
 /// sizes (older ones would drop them when they merge an item).
 pub(crate) const ATTRIBUTES_PROTOCOL: u32 = 9;
 
+/// The protocol version from which nodes store a one-block object's block
+/// with its item ([`ObjectData::Attached`]).
+pub(crate) const ATTACHED_PROTOCOL: u32 = 10;
+
 /// Default number of shards of a new bucket's object index.
 pub const DEFAULT_SHARDS: u8 = 16;
 
@@ -107,6 +111,15 @@ pub const LOOKUP_REFRESH: std::time::Duration = std::time::Duration::from_secs(1
 /// Entries a lookup cache holds at most (it is emptied when full).
 const LOOKUP_MAX: usize = 10_000;
 
+/// An entry used within this delay is kept fresh by
+/// [`Model::keep_warm_loop`], used or not: a key or bucket used even once
+/// every few minutes never makes a request wait on the network.
+pub const KEEP_WARM: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Entries of each cache kept warm at most (the most recently used): the
+/// background reads cost one quorum read per entry and second.
+const KEEP_WARM_MAX: usize = 64;
+
 /// What a lookup cache has for a name.
 pub(crate) enum Cached<T> {
     /// Young enough to use as is.
@@ -119,7 +132,10 @@ pub(crate) enum Cached<T> {
 }
 
 struct Entry<T> {
+    /// When the value was read from the replicas.
     at: std::time::Instant,
+    /// When a request last used it.
+    used: std::time::Instant,
     value: T,
     refreshing: bool,
 }
@@ -152,6 +168,7 @@ impl<T: Clone> LookupCache<T> {
         let Some(e) = m.get_mut(name) else {
             return Cached::Missing;
         };
+        e.used = std::time::Instant::now();
         let age = e.at.elapsed();
         if age < LOOKUP_REFRESH || (age < LOOKUP_TTL && e.refreshing) {
             Cached::Fresh(e.value.clone())
@@ -168,14 +185,39 @@ impl<T: Clone> LookupCache<T> {
         if m.len() >= LOOKUP_MAX {
             m.clear();
         }
+        let now = std::time::Instant::now();
+        // A refresh keeps when the entry was last used.
+        let used = m.get(name).map_or(now, |e| e.used);
         m.insert(
             name.to_string(),
             Entry {
-                at: std::time::Instant::now(),
+                at: now,
+                used,
                 value,
                 refreshing: false,
             },
         );
+    }
+
+    /// Entries to refresh now to keep them fresh: used within
+    /// [`KEEP_WARM`], past [`LOOKUP_REFRESH`], not being refreshed (they
+    /// are marked so), the most recently used first, at most `max`.
+    fn due_for_refresh(&self, max: usize) -> Vec<(String, T)> {
+        let mut m = self.lock();
+        let mut due: Vec<(&String, &mut Entry<T>)> = m
+            .iter_mut()
+            .filter(|(_, e)| {
+                !e.refreshing && e.used.elapsed() < KEEP_WARM && e.at.elapsed() >= LOOKUP_REFRESH
+            })
+            .collect();
+        due.sort_by_key(|(_, e)| std::cmp::Reverse(e.used));
+        due.truncate(max);
+        due.into_iter()
+            .map(|(name, e)| {
+                e.refreshing = true;
+                (name.clone(), e.value.clone())
+            })
+            .collect()
     }
 
     fn forget(&self, name: &str) {
@@ -209,6 +251,16 @@ impl<T: Clone> LookupCache<T> {
             e.at = at;
         }
     }
+
+    /// Make an entry look last used `ago` (tests).
+    #[cfg(test)]
+    fn used_ago(&self, name: &str, ago: std::time::Duration) {
+        if let Some(e) = self.lock().get_mut(name)
+            && let Some(at) = std::time::Instant::now().checked_sub(ago)
+        {
+            e.used = at;
+        }
+    }
 }
 
 /// Read a live bucket by name from the replicas.
@@ -223,6 +275,17 @@ async fn read_bucket(
     let Some(id) = alias.bucket.value else {
         return Ok(None);
     };
+    Ok(buckets
+        .get(id.as_bytes(), &[])
+        .await?
+        .filter(|b| !b.deleted.0))
+}
+
+/// Read a live bucket by id from the replicas.
+async fn read_bucket_by_id(
+    buckets: Arc<Table<BucketTable>>,
+    id: BucketId,
+) -> Result<Option<Bucket>, ModelError> {
     Ok(buckets
         .get(id.as_bytes(), &[])
         .await?
@@ -261,6 +324,13 @@ where
 impl Model {
     /// Refuse a write of `what` while a connected node runs a protocol
     /// older than `min` (it would drop the new fields when it merges).
+    /// Whether a one-block object's block may travel with its item: every
+    /// node known speaks [`ATTACHED_PROTOCOL`] (an older one could not
+    /// decode the item, nor store the block).
+    pub(crate) fn attach_blocks(&self) -> bool {
+        self.net.peers_below(ATTACHED_PROTOCOL).is_empty()
+    }
+
     pub(crate) fn require_protocol(&self, min: u32, what: &'static str) -> Result<(), ModelError> {
         let old = self.net.peers_below(min);
         if old.is_empty() {
@@ -279,11 +349,7 @@ impl Model {
         match self.bucket_cache.lookup(name) {
             Cached::Fresh(b) => return Ok(Some(b)),
             Cached::Stale(b) => {
-                let (aliases, buckets) = (self.aliases.clone(), self.buckets.clone());
-                let owned = name.to_string();
-                refresh_in_background(self.bucket_cache.clone(), name.to_string(), async move {
-                    read_bucket(&aliases, &buckets, &owned).await
-                });
+                self.refresh_bucket(name, &b);
                 return Ok(Some(b));
             }
             Cached::Missing => self.bucket_cache.waited(),
@@ -299,29 +365,61 @@ impl Model {
     /// [`Model::bucket_by_name`]): what ListBuckets reads.
     pub(crate) async fn bucket_by_id(&self, id: &BucketId) -> Result<Option<Bucket>, ModelError> {
         let name = id_entry(id);
-        let read = |buckets: Arc<Table<BucketTable>>, id: BucketId| async move {
-            Ok(buckets
-                .get(id.as_bytes(), &[])
-                .await?
-                .filter(|b| !b.deleted.0))
-        };
         match self.bucket_cache.lookup(&name) {
             Cached::Fresh(b) => return Ok(Some(b)),
             Cached::Stale(b) => {
-                refresh_in_background(
-                    self.bucket_cache.clone(),
-                    name,
-                    read(self.buckets.clone(), *id),
-                );
+                self.refresh_bucket(&name, &b);
                 return Ok(Some(b));
             }
             Cached::Missing => self.bucket_cache.waited(),
         }
-        let b = read(self.buckets.clone(), *id).await?;
+        let b = read_bucket_by_id(self.buckets.clone(), *id).await?;
         if let Some(b) = &b {
             self.bucket_cache.put(&name, b.clone());
         }
         Ok(b)
+    }
+
+    /// Read the bucket cache's entry `entry` (a name, or `#id`) again in
+    /// the background; `cached` is what it holds.
+    fn refresh_bucket(&self, entry: &str, cached: &Bucket) {
+        let cache = self.bucket_cache.clone();
+        if entry.starts_with('#') {
+            let read = read_bucket_by_id(self.buckets.clone(), cached.id);
+            refresh_in_background(cache, entry.to_string(), read);
+        } else {
+            let (aliases, buckets) = (self.aliases.clone(), self.buckets.clone());
+            let name = entry.to_string();
+            refresh_in_background(cache, entry.to_string(), async move {
+                read_bucket(&aliases, &buckets, &name).await
+            });
+        }
+    }
+
+    /// Read the access key `id` again in the background.
+    fn refresh_key(&self, id: &str) {
+        let keys = self.keys.clone();
+        let owned = id.to_string();
+        refresh_in_background(self.key_cache.clone(), id.to_string(), async move {
+            read_key(&keys, &owned).await
+        });
+    }
+
+    /// Keep the keys and buckets in use fresh: every tenth of
+    /// [`LOOKUP_REFRESH`], refresh the entries used within [`KEEP_WARM`]
+    /// that are past it, so a request finds them fresh however rarely it
+    /// comes (within that delay), and the bound on how stale they may be
+    /// stays [`LOOKUP_TTL`].
+    pub async fn keep_warm_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(LOOKUP_REFRESH / 10).await;
+            for (id, _) in self.key_cache.due_for_refresh(KEEP_WARM_MAX) {
+                self.refresh_key(&id);
+            }
+            for (entry, b) in self.bucket_cache.due_for_refresh(KEEP_WARM_MAX) {
+                self.refresh_bucket(&entry, &b);
+            }
+        }
     }
 
     /// Write a bucket item (settings changed) and forget its cached copy.
@@ -359,7 +457,19 @@ impl Model {
     /// cleanup here, as a replica would queue it had it been current for a
     /// moment (a version of a versioned bucket stays, no longer current).
     pub(crate) async fn commit_object(&self, object: &mut Object) -> Result<(), ModelError> {
-        let outcome = self.objects.insert_latest(object).await?;
+        self.commit_object_with(object, None).await
+    }
+
+    /// [`Model::commit_object`], with the block of an
+    /// [`ObjectData::Attached`] version: each replica stores it before it
+    /// applies the item, so block and item are durable on a write quorum
+    /// after one round trip.
+    pub(crate) async fn commit_object_with(
+        &self,
+        object: &mut Object,
+        attached: Option<&crate::table::Attachment>,
+    ) -> Result<(), ModelError> {
+        let outcome = self.objects.insert_latest_with(object, attached).await?;
         if outcome == Latest::Superseded
             && !object.version.versioned
             && matches!(object.version.data, ObjectData::Blocks { .. })
@@ -557,11 +667,7 @@ impl Model {
         match self.key_cache.lookup(id) {
             Cached::Fresh(k) => return Ok(Some(k)),
             Cached::Stale(k) => {
-                let keys = self.keys.clone();
-                let owned = id.to_string();
-                refresh_in_background(self.key_cache.clone(), id.to_string(), async move {
-                    read_key(&keys, &owned).await
-                });
+                self.refresh_key(id);
                 return Ok(Some(k));
             }
             Cached::Missing => self.key_cache.waited(),
@@ -875,5 +981,34 @@ mod lookup_tests {
         assert!(matches!(c.lookup("k"), Cached::Missing));
         c.forget("k");
         assert!(matches!(c.lookup("k"), Cached::Missing));
+    }
+
+    #[test]
+    fn entries_used_in_the_last_minutes_are_kept_warm_most_recent_first() {
+        let c: LookupCache<u32> = LookupCache::default();
+        for (i, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            c.put(name, i as u32);
+        }
+        // Young entries: nothing to do.
+        assert!(c.due_for_refresh(10).is_empty());
+        for name in ["a", "b", "c", "d"] {
+            c.age(name, Duration::from_millis(1200));
+        }
+        c.used_ago("a", Duration::from_secs(30));
+        c.used_ago("b", Duration::from_secs(5));
+        c.used_ago("c", KEEP_WARM + Duration::from_secs(1));
+        // c was not used for too long; the others, most recent first,
+        // capped; a refresh under way is not asked again.
+        let due: Vec<String> = c.due_for_refresh(2).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(due, ["d", "b"]);
+        let due: Vec<String> = c.due_for_refresh(10).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(due, ["a"]);
+        assert!(c.due_for_refresh(10).is_empty());
+        // A refresh lands: fresh, and still counted as used when it was.
+        c.put("a", 9);
+        assert!(c.due_for_refresh(10).is_empty());
+        c.age("a", Duration::from_millis(1200));
+        let due: Vec<String> = c.due_for_refresh(10).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(due, ["a"]);
     }
 }

@@ -18,7 +18,10 @@
 //!
 //! Deleting or replacing an object drops the old version from the object
 //! item; hooks queue, on each replica, the version's block list for
-//! deletion, then its block references: see `gc.rs`.
+//! deletion, then its block references: see `gc.rs`. A one-block object's
+//! block ([`ObjectData::Attached`]) is stored with the item, on the item's
+//! replicas, and counted by the object table's hook: no block list, no
+//! block reference, no cleanup queue.
 
 use hangar_common::crdt::{Crdt, Flag, Lww, LwwMap};
 use hangar_common::hash::Hash;
@@ -473,6 +476,11 @@ pub enum ObjectData {
     },
     /// Larger ones in blocks, listed in the version table.
     Blocks { meta: ObjectMeta },
+    /// One block (up to the block size), kept on this item's replicas
+    /// beside the item rather than on its hash's partition: the PUT sends
+    /// block and item together (one round trip) and each replica applies
+    /// the item only once the block is on its disk. Since protocol 10.
+    Attached { meta: ObjectMeta, hash: Hash },
     /// An S3 delete marker: a DELETE without version id in a bucket with
     /// versioning. It is a version (listed, with an id) and makes GETs of
     /// the key answer 404 while it is the latest.
@@ -484,7 +492,9 @@ impl ObjectData {
     /// The object's metadata, for a version that holds data.
     pub(crate) fn meta(&self) -> Option<&ObjectMeta> {
         match self {
-            ObjectData::Inline { meta, .. } | ObjectData::Blocks { meta } => Some(meta),
+            ObjectData::Inline { meta, .. }
+            | ObjectData::Blocks { meta }
+            | ObjectData::Attached { meta, .. } => Some(meta),
             ObjectData::Removed | ObjectData::DeleteMarker => None,
         }
     }
@@ -856,6 +866,36 @@ pub struct ObjectTable {
     /// Local counts per index shard (`bucket id ++ shard`): live objects
     /// and their bytes, as 2 big-endian u64.
     pub usage: TreeId,
+    /// Reference counts of the blocks kept beside items.
+    pub rc: RcTrees,
+    /// Where those blocks are stored ([`TableSchema::attach`]).
+    pub blocks: std::sync::Arc<crate::block::BlockManager>,
+}
+
+/// The blocks an item keeps beside it, by version.
+fn attached_blocks(o: Option<&Object>) -> Vec<(VersionId, Hash)> {
+    o.into_iter()
+        .flat_map(Object::versions)
+        .filter_map(|v| match &v.data {
+            ObjectData::Attached { hash, .. } => Some((v.uuid, *hash)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How an item's change moves the counts of the blocks kept beside it: -1
+/// per version gone that kept one, +1 per version come.
+fn attached_changes(old: Option<&Object>, new: Option<&Object>) -> Vec<(Hash, i64)> {
+    let (before, after) = (attached_blocks(old), attached_blocks(new));
+    let gone = before
+        .iter()
+        .filter(|b| !after.contains(b))
+        .map(|b| (b.1, -1));
+    let come = after
+        .iter()
+        .filter(|b| !before.contains(b))
+        .map(|b| (b.1, 1));
+    gone.chain(come).collect()
 }
 
 /// What an object item counts for in usage: versions holding data and
@@ -899,10 +939,35 @@ impl TableSchema for ObjectTable {
     type Item = Object;
 
     fn hook_trees(&self) -> Vec<TreeId> {
-        vec![self.version_gc, self.usage]
+        let mut t = vec![self.version_gc, self.usage];
+        t.extend(self.rc.trees());
+        t
+    }
+
+    fn attach(&self, hash: &Hash, block: &[u8], local: bool) -> Result<(), String> {
+        // The coordinator's copy stays in the page cache (a read soon
+        // after the upload is served from memory), as with `block_put`.
+        let cache = if local {
+            crate::block::store::Cache::Keep
+        } else {
+            crate::block::store::Cache::Bypass
+        };
+        self.blocks
+            .write_local(hash, block, cache)
+            .map_err(|e| e.to_string())
     }
 
     fn updated(&self, tx: &mut dyn Tx, old: Option<&Object>, new: Option<&Object>) -> TxResult<()> {
+        // Blocks kept beside the item: counted while a version holds them
+        // here, whatever took the version away (a newer one, a deletion,
+        // the partition handed over: the block follows the item, fetched
+        // by its new replicas, so this copy may go after the grace delay).
+        if let Some(o) = new.or(old) {
+            let partition = crate::table::data::partition_of_key(&o.pk) as u8;
+            for (hash, delta) in attached_changes(old, new) {
+                self.rc.attach(tx, &hash, partition, delta)?;
+            }
+        }
         // A version with blocks gone from the object (replaced in its slot
         // or deleted for good): queue its cleanup. (No `new` means a local
         // removal: tombstone collection or a partition handed over, never
@@ -1547,14 +1612,90 @@ mod tests {
     }
 
     #[test]
-    fn block_references_keep_the_refcount_in_step() {
+    fn blocks_kept_beside_items_are_counted_while_a_version_holds_them() {
+        let attached = |uuid: u8, t: u64, versioned: bool, block: &[u8]| {
+            let mut v = ver(uuid, t, versioned, false);
+            v.data = ObjectData::Attached {
+                meta: v.data.meta().cloned().expect("meta"),
+                hash: Hash::of(block),
+            };
+            obj(v)
+        };
+        let a = attached(1, 10, false, b"a");
+        // Written: counted once; the same item again: nothing.
+        assert_eq!(attached_changes(None, Some(&a)), vec![(Hash::of(b"a"), 1)]);
+        assert_eq!(attached_changes(Some(&a), Some(&a)), vec![]);
+        // Replaced in the null slot by another block: one down, one up.
+        let b = merged(&[a.clone(), attached(2, 20, false, b"b")]);
+        assert_eq!(
+            attached_changes(Some(&a), Some(&b)),
+            vec![(Hash::of(b"a"), -1), (Hash::of(b"b"), 1)]
+        );
+        // Replaced by an inline or deleted version: down.
+        let gone = merged(&[b.clone(), obj(ver(3, 30, false, true))]);
+        assert_eq!(
+            attached_changes(Some(&b), Some(&gone)),
+            vec![(Hash::of(b"b"), -1)]
+        );
+        // Versioned: each version counts, even with the same block.
+        let v1 = attached(4, 40, true, b"c");
+        let both = merged(&[v1.clone(), attached(5, 50, true, b"c")]);
+        assert_eq!(
+            attached_changes(Some(&v1), Some(&both)),
+            vec![(Hash::of(b"c"), 1)]
+        );
+        // Removed locally (partition handed over): down, for each.
+        assert_eq!(
+            attached_changes(Some(&both), None),
+            vec![(Hash::of(b"c"), -1), (Hash::of(b"c"), -1)]
+        );
+    }
+
+    /// A store with the trees of the block reference counts.
+    fn rc_trees() -> (Db, RcTrees) {
         let db: Db = Arc::new(MemEngine::default());
         let rc = RcTrees {
             rc: db.open_tree("block_rc").unwrap(),
+            attached: db.open_tree("block_attached").unwrap(),
             queue: db.open_tree("block_resync").unwrap(),
             grace_ms: 1000,
             arrival_ms: 0,
         };
+        (db, rc)
+    }
+
+    #[test]
+    fn an_attached_count_at_zero_stays_as_a_mark_and_drops_the_reference() {
+        let (db, rc) = rc_trees();
+        let h = Hash::of(b"x");
+        let step = |delta: i64| {
+            db.transaction(&rc.trees(), &mut |tx| rc.attach(tx, &h, 7, delta))
+                .unwrap()
+        };
+        let mark = |p: u8| {
+            let mut k = h.as_bytes().to_vec();
+            k.push(p);
+            k
+        };
+        step(1);
+        step(1);
+        assert_eq!(be(db.get(rc.attached, &mark(7)).unwrap()), 2);
+        assert_eq!(be(db.get(rc.rc, h.as_bytes()).unwrap()), 2);
+        step(-1);
+        step(-1);
+        assert_eq!(
+            db.get(rc.attached, &mark(7)).unwrap(),
+            Some(0u64.to_be_bytes().to_vec()),
+            "the mark stays, with the items' partition: resync hands the block to that partition's holders if they changed, and deletes it"
+        );
+        assert_eq!(db.get(rc.rc, h.as_bytes()).unwrap(), None);
+        // The changes queued resync checks (one per due time).
+        assert!(db.len(rc.queue).unwrap() >= 2);
+    }
+
+    #[test]
+    fn block_references_keep_the_refcount_in_step() {
+        let (db, rc) = rc_trees();
         let data = TableData::open(db.clone(), Arc::new(BlockRefTable { rc })).unwrap();
         let block = Hash::of(b"block");
         let r = |v: u8, deleted: bool| BlockRef {

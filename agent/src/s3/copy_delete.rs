@@ -18,6 +18,8 @@ use crate::model::tables::*;
 pub(crate) struct CopySource {
     pub version: ObjectVersion,
     pub version_id: Option<String>,
+    /// The source's partition (where an attached block is).
+    pub partition: usize,
 }
 
 /// Largest XML request body accepted (DeleteObjects of 1,000 long keys).
@@ -274,6 +276,7 @@ impl S3Server {
             self.enforce_quotas(&dest, &key, meta.size).await?;
         }
         let uuid = new_version_id();
+        let mut attached = None;
         let (data, etag) = match &src.version.data {
             ObjectData::Removed | ObjectData::DeleteMarker => return Err(S3Error::no_such_key()),
             ObjectData::Inline { meta, bytes } => (
@@ -283,6 +286,18 @@ impl S3Server {
                 },
                 meta.etag.clone(),
             ),
+            ObjectData::Attached { meta, hash } => {
+                // The block goes with the copy's item, to its partition.
+                let block = self.model.blocks.get_attached(src.partition, *hash).await?;
+                attached = Some(crate::table::Attachment { hash: *hash, block });
+                (
+                    ObjectData::Attached {
+                        meta: new_meta(meta),
+                        hash: *hash,
+                    },
+                    meta.etag.clone(),
+                )
+            }
             ObjectData::Blocks { meta } => {
                 self.copy_block_list(src.version.uuid, uuid).await?;
                 (
@@ -298,7 +313,8 @@ impl S3Server {
         version.tags = super::tagging::register(tags, me);
         version.acl = super::access::register(acl, me);
         let mut object = Object::new(object_pk(&dest.id, dest.shards, &key), key, version);
-        self.commit_checked(&mut object, &pre, None).await?;
+        self.commit_checked(&mut object, &pre, None, attached.as_ref())
+            .await?;
         let now = object.version.timestamp;
         let mut x = Xml::new("CopyObjectResult");
         x.elem("ETag", &format!("\"{etag}\""))
@@ -336,14 +352,8 @@ impl S3Server {
             None => "s3:GetObject",
         };
         let allowed = r.permission_for(&src_b, read_action, Some(src_key)).read;
-        let src = self
-            .model
-            .objects
-            .get(
-                &object_pk(&src_b.id, src_b.shards, src_key),
-                src_key.as_bytes(),
-            )
-            .await?;
+        let src_pk = object_pk(&src_b.id, src_b.shards, src_key);
+        let src = self.model.objects.get(&src_pk, src_key.as_bytes()).await?;
         let picked = super::versioning::pick(src.as_ref(), wanted);
         let readable = allowed
             || (!r.policy_denies(&src_b, read_action, Some(src_key))
@@ -377,6 +387,7 @@ impl S3Server {
         Ok(CopySource {
             version,
             version_id,
+            partition: crate::table::data::partition_of_key(&src_pk),
         })
     }
 

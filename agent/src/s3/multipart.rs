@@ -449,6 +449,7 @@ impl S3Server {
                         md5,
                         blocks: Vec::new(),
                         inline: None,
+                        attached: None,
                         checksum: None,
                     },
                     source_version,
@@ -458,7 +459,9 @@ impl S3Server {
             // it to compute the part's own.
         }
         let (start, end) = range.unwrap_or((0, meta.size));
-        let mut body = self.object_body(&src.version, start, end).await?;
+        let mut body = self
+            .object_body(&src.version, src.partition, start, end)
+            .await?;
         let mut md5 = md5::Md5::new();
         let mut buf = BytesMut::new();
         let mut blocks = Vec::new();
@@ -485,7 +488,7 @@ impl S3Server {
             super::object::settle(h, &mut blocks).await?;
         }
         // A whole-object copy already shared the block list above.
-        if range.is_some() || matches!(src.version.data, ObjectData::Inline { .. }) {
+        if range.is_some() || !matches!(src.version.data, ObjectData::Blocks { .. }) {
             self.commit_blocks(version, &blocks).await?;
         }
         Ok((
@@ -494,6 +497,7 @@ impl S3Server {
                 md5: md5.finalize().into(),
                 blocks,
                 inline: None,
+                attached: None,
                 checksum: None,
             },
             source_version,
@@ -665,7 +669,7 @@ impl S3Server {
             super::object_lock::with_default(upload.lock.clone(), &bucket, self.model.net.id);
         object.version.tags = super::tagging::register(upload.tags.clone(), self.model.net.id);
         object.version.acl = super::access::register(upload.acl.clone(), self.model.net.id);
-        self.commit_checked(&mut object, &pre, None).await?;
+        self.commit_checked(&mut object, &pre, None, None).await?;
         upload.ended.raise();
         self.model.uploads.insert(&upload).await?;
         Ok(complete_result(

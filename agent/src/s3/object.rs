@@ -27,6 +27,7 @@ use super::tagging;
 use super::versioning::{self, add_version_header};
 use super::xml::http_date;
 use crate::model::tables::*;
+use crate::table::Attachment;
 use crate::table::paxos::Promises;
 
 /// A block being hashed and sent to its replicas: its hash is known
@@ -39,6 +40,19 @@ pub struct Inflight {
 
 /// Blocks up to this size are hashed on the request's task.
 const INLINE_HASH_MAX: usize = 64 * 1024;
+
+/// A block's BLAKE2b hash: on this task for a small block (it hashes in
+/// microseconds: handing it to another thread would cost more), on a
+/// blocking thread for a big one.
+async fn hash_block(block: &Bytes) -> Result<Hash, S3Error> {
+    if block.len() <= INLINE_HASH_MAX {
+        return Ok(Hash::of(block));
+    }
+    let hashed = block.clone();
+    tokio::task::spawn_blocking(move || Hash::of(&hashed))
+        .await
+        .map_err(|e| S3Error::internal(format!("hashing task failed: {e}")))
+}
 
 /// Wait for an in-flight block to be stored and record its hash in the
 /// block list.
@@ -84,6 +98,9 @@ pub struct Received {
     pub blocks: Vec<BlockEntry>,
     /// The whole body, when small enough to live in the object table.
     pub inline: Option<Vec<u8>>,
+    /// The whole body as one block, hashed, not stored yet: it travels
+    /// with the object's item ([`ObjectData::Attached`]).
+    pub attached: Option<Attachment>,
     /// The checksum to keep (see [`checksum`]).
     pub checksum: Option<StoredChecksum>,
 }
@@ -175,7 +192,9 @@ impl BodySink {
         self.md5.update(data);
         self.size += data.len() as u64;
         self.buf.extend_from_slice(data);
-        while self.buf.len() >= self.block_size {
+        // A full block waits for the next byte: a body of one block is
+        // kept, to travel with its object's item.
+        while self.buf.len() > self.block_size {
             let block = self.buf.split_to(self.block_size).freeze();
             server
                 .ship(block, &mut self.blocks, &mut self.inflight)
@@ -185,7 +204,9 @@ impl BodySink {
     }
 
     /// The body received: inline if it fits `inline_max` (when
-    /// `allow_inline`), else its last block shipped and every block's
+    /// `allow_inline`), kept whole as one block to travel with its item
+    /// if it fits a block (when `allow_inline` and every node can store a
+    /// block with an item), else its last block shipped and every block's
     /// hash known, their stores maybe still pending.
     pub(crate) async fn finish(
         mut self,
@@ -202,6 +223,26 @@ impl BodySink {
                     md5,
                     blocks: self.blocks,
                     inline: Some(self.buf.to_vec()),
+                    attached: None,
+                    checksum,
+                },
+                PendingPuts::default(),
+            ));
+        }
+        if allow_inline
+            && self.blocks.is_empty()
+            && self.buf.len() <= self.block_size
+            && server.model.attach_blocks()
+        {
+            let block = self.buf.split().freeze();
+            let hash = hash_block(&block).await?;
+            return Ok((
+                Received {
+                    size,
+                    md5,
+                    blocks: Vec::new(),
+                    inline: None,
+                    attached: Some(Attachment { hash, block }),
                     checksum,
                 },
                 PendingPuts::default(),
@@ -233,6 +274,7 @@ impl BodySink {
                 md5,
                 blocks,
                 inline: None,
+                attached: None,
                 checksum,
             },
             PendingPuts(pending),
@@ -328,13 +370,14 @@ impl S3Server {
             upload: None,
         };
         let uuid = new_version_id();
-        let data = self.version_data(uuid, meta, body, stored).await?;
+        let (data, attached) = self.version_data(uuid, meta, body, stored).await?;
         let mut version = ObjectVersion::in_bucket(uuid, data, &bucket);
         version.lock = lock;
         version.tags = tagging::register(tags, me);
         version.acl = super::access::register(acl, me);
         let mut object = Object::new(pk, key, version);
-        self.commit_checked(&mut object, &pre, first).await?;
+        self.commit_checked(&mut object, &pre, first, attached.as_ref())
+            .await?;
         let mut resp = Response::new(empty());
         if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
             resp.headers_mut().insert(http::header::ETAG, v);
@@ -346,20 +389,24 @@ impl S3Server {
         Ok(resp)
     }
 
-    /// A received body as a version's data: inline, or its block list
-    /// and references written while the last blocks travel to their
-    /// replicas (one round trip less for a small object); the object,
-    /// which makes the version visible, is written by the caller once both
-    /// are durable.
+    /// A received body as a version's data: inline; one block, to be
+    /// written with the object (returned beside the data); or its block
+    /// list and references written while the last blocks travel to their
+    /// replicas; the object, which makes the version visible, is written
+    /// by the caller once they are durable.
     pub(crate) async fn version_data(
         &self,
         uuid: VersionId,
         meta: ObjectMeta,
         body: Received,
         stored: PendingPuts,
-    ) -> Result<ObjectData, S3Error> {
+    ) -> Result<(ObjectData, Option<Attachment>), S3Error> {
         if let Some(bytes) = body.inline {
-            return Ok(ObjectData::Inline { meta, bytes });
+            return Ok((ObjectData::Inline { meta, bytes }, None));
+        }
+        if let Some(a) = body.attached {
+            let data = ObjectData::Attached { meta, hash: a.hash };
+            return Ok((data, Some(a)));
         }
         let (committed, stored) =
             tokio::join!(self.commit_blocks(uuid, &body.blocks), stored.wait());
@@ -373,7 +420,7 @@ impl S3Server {
             return Err(e);
         }
         committed?;
-        Ok(ObjectData::Blocks { meta })
+        Ok((ObjectData::Blocks { meta }, None))
     }
 
     /// Read a request body, verifying what the client promised about it
@@ -559,16 +606,7 @@ impl S3Server {
         let mgr = self.model.blocks.clone();
         let (hash_tx, hash_rx) = tokio::sync::oneshot::channel();
         let put = tokio::spawn(async move {
-            // A small block hashes in microseconds: handing it to another
-            // thread would cost more than hashing it here.
-            let hash = if block.len() <= INLINE_HASH_MAX {
-                Hash::of(&block)
-            } else {
-                let hashed = block.clone();
-                tokio::task::spawn_blocking(move || Hash::of(&hashed))
-                    .await
-                    .map_err(|e| S3Error::internal(format!("hashing task failed: {e}")))?
-            };
+            let hash = hash_block(&block).await?;
             let _ = hash_tx.send(hash);
             let r = mgr.put(hash, block).await.map_err(S3Error::from);
             drop(permit);
@@ -698,15 +736,23 @@ impl S3Server {
     /// one whose condition holds wins, the others get 412, and the version
     /// a winner replaced is the one its condition named. A refused version's
     /// blocks are released. `object`'s time becomes the version's.
+    /// `attached`: the block of an [`ObjectData::Attached`] version, sent
+    /// with the item (a conditional write stores it on the item's
+    /// replicas first: consensus rounds carry no blocks).
     pub(crate) async fn commit_checked(
         &self,
         object: &mut Object,
         pre: &Preconditions,
         first: Option<Promises<Object>>,
+        attached: Option<&Attachment>,
     ) -> Result<(), S3Error> {
         if pre.is_empty() {
-            self.model.commit_object(object).await?;
+            self.model.commit_object_with(object, attached).await?;
             return Ok(());
+        }
+        if let Some(a) = attached {
+            let p = crate::table::data::partition_of_key(&object.pk);
+            self.model.blocks.put_in(p, a.hash, a.block.clone()).await?;
         }
         let uuid = object.version.uuid;
         let decided = self
@@ -762,8 +808,11 @@ impl S3Server {
         head: bool,
     ) -> Result<Response<Body>, S3Error> {
         let (bucket, v) = self.load_object(r).await?;
+        let key = r.key.as_deref().unwrap_or_default();
+        let partition =
+            crate::table::data::partition_of_key(&object_pk(&bucket.id, bucket.shards, key));
         let mut resp = self
-            .object_response(r.req.headers(), &r.query, &v, head)
+            .object_response(r.req.headers(), &r.query, &v, partition, head)
             .await?;
         add_version_header(resp.headers_mut(), &bucket, &v);
         object_lock::add_lock_headers(resp.headers_mut(), &v.lock);
@@ -772,12 +821,14 @@ impl S3Server {
     }
 
     /// The answer to a GET or HEAD of an object: preconditions, range,
-    /// headers (with `response-*` overrides from the query), body.
+    /// headers (with `response-*` overrides from the query), body
+    /// (`partition`: the object's).
     pub(crate) async fn object_response(
         &self,
         headers: &http::HeaderMap,
         query: &std::collections::BTreeMap<String, String>,
         v: &ObjectVersion,
+        partition: usize,
         head: bool,
     ) -> Result<Response<Body>, S3Error> {
         let meta = v.data.meta().ok_or_else(S3Error::no_such_key)?;
@@ -822,7 +873,7 @@ impl S3Server {
         let mut resp = if head {
             Response::new(empty())
         } else {
-            Response::new(self.object_body(v, start, end).await?)
+            Response::new(self.object_body(v, partition, start, end).await?)
         };
         let h = resp.headers_mut();
         put(h, "content-length", &(end - start).to_string());
@@ -897,9 +948,11 @@ impl S3Server {
     }
 
     /// The bytes `start..end` of an object, streamed block by block.
+    /// `partition`: the object's (where an attached block is).
     pub(crate) async fn object_body(
         &self,
         v: &ObjectVersion,
+        partition: usize,
         start: u64,
         end: u64,
     ) -> Result<Body, S3Error> {
@@ -908,6 +961,12 @@ impl S3Server {
                 let s = (start as usize).min(bytes.len());
                 let e = (end as usize).min(bytes.len());
                 Ok(super::server::full(Bytes::copy_from_slice(&bytes[s..e])))
+            }
+            ObjectData::Attached { hash, .. } => {
+                let block = self.model.blocks.get_attached(partition, *hash).await?;
+                let s = (start as usize).min(block.len());
+                let e = (end as usize).min(block.len());
+                Ok(super::server::full(block.slice(s..e)))
             }
             ObjectData::Blocks { meta } => {
                 let uuid = v.uuid;

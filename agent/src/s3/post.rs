@@ -404,7 +404,7 @@ impl S3Server {
             upload: None,
         };
         let uuid = new_version_id();
-        let data = self.version_data(uuid, meta, body, stored).await?;
+        let (data, attached) = self.version_data(uuid, meta, body, stored).await?;
         let me = self.model.net.id;
         let mut version = ObjectVersion::in_bucket(uuid, data, &bucket);
         version.lock = super::object_lock::with_default(VersionLock::default(), &bucket, me);
@@ -415,7 +415,9 @@ impl S3Server {
             key.clone(),
             version,
         );
-        self.model.commit_object(&mut object).await?;
+        self.model
+            .commit_object_with(&mut object, attached.as_ref())
+            .await?;
         // What the form asked to get back.
         let mut resp = form_answer(&form, &bucket.name, &key, &etag)?;
         super::versioning::add_version_header(resp.headers_mut(), &bucket, &object.version);

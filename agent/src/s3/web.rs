@@ -182,9 +182,10 @@ impl WebServer {
         }
         let no_query = BTreeMap::new();
         if let Some((v, _)) = self.object(bucket, &key).await? {
+            let partition = partition_of(bucket, &key);
             return self
                 .s3
-                .object_response(req.headers(), &no_query, &v, head)
+                .object_response(req.headers(), &no_query, &v, partition, head)
                 .await;
         }
         // `dir` without its slash, when `dir/index.html` exists.
@@ -211,7 +212,9 @@ impl WebServer {
             let body = if head {
                 super::server::empty()
             } else {
-                self.s3.object_body(&obj, 0, meta.size).await?
+                self.s3
+                    .object_body(&obj, partition_of(bucket, error_key), 0, meta.size)
+                    .await?
             };
             let mut r = Response::new(body);
             *r.status_mut() = StatusCode::NOT_FOUND;
@@ -245,6 +248,11 @@ impl WebServer {
             Some((v.clone(), meta))
         }))
     }
+}
+
+/// The partition of a key's object item.
+fn partition_of(bucket: &Bucket, key: &str) -> usize {
+    crate::table::data::partition_of_key(&object_pk(&bucket.id, bucket.shards, key))
 }
 
 #[cfg(test)]

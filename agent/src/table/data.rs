@@ -120,6 +120,12 @@ fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 const PAXOS_LOCK_STRIPES: usize = 64;
 
 /// The storage key of an item.
+/// The partition of every item with this partition key (the first byte
+/// of its [`storage_key`]).
+pub(crate) fn partition_of_key(partition_key: &[u8]) -> usize {
+    Hash::of(partition_key).0[0] as usize
+}
+
 pub(crate) fn storage_key(partition_key: &[u8], sort_key: &[u8]) -> Vec<u8> {
     let mut k = Hash::of(partition_key).0.to_vec();
     k.extend_from_slice(sort_key);

@@ -161,6 +161,22 @@ pub trait TableSchema: Send + Sync + 'static {
     fn hook_trees(&self) -> Vec<crate::db::TreeId> {
         Vec::new()
     }
+
+    /// Store a block that a write carries beside its items
+    /// ([`Table::insert_latest_with`]), before they are applied: durably,
+    /// since the items may refer to it. `local`: the write was made
+    /// through this node (its copy may stay in the page cache). Only the
+    /// object table takes blocks.
+    fn attach(&self, _hash: &Hash, _block: &[u8], _local: bool) -> Result<(), String> {
+        Err(format!("the {} table takes no blocks", Self::NAME))
+    }
+}
+
+/// A block written with an item ([`Table::insert_latest_with`]).
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub hash: Hash,
+    pub block: bytes::Bytes,
 }
 
 /// Encoded items by storage key.
@@ -346,9 +362,10 @@ pub struct TableCosts {
 }
 
 /// Operation names, for [`TableCosts::sent`], in [`op_index`] order.
-const OP_NAMES: [&str; 10] = [
+const OP_NAMES: [&str; 11] = [
     "update",
     "update_return",
+    "update_return_with_block",
     "get",
     "range",
     "merkle_roots",
@@ -364,14 +381,15 @@ fn op_index(op: &TableOp) -> usize {
     match op {
         TableOp::Update(_) => 0,
         TableOp::UpdateReturn(_) => 1,
-        TableOp::Get(_) => 2,
-        TableOp::Range { .. } => 3,
-        TableOp::MerkleRoots => 4,
-        TableOp::MerkleNode(_) => 5,
-        TableOp::DeleteIfEqual(_) => 6,
-        TableOp::Prepare { .. } => 7,
-        TableOp::Accept { .. } => 8,
-        TableOp::MerkleChildren(_) => 9,
+        TableOp::UpdateReturnWithBlock { .. } => 2,
+        TableOp::Get(_) => 3,
+        TableOp::Range { .. } => 4,
+        TableOp::MerkleRoots => 5,
+        TableOp::MerkleNode(_) => 6,
+        TableOp::DeleteIfEqual(_) => 7,
+        TableOp::Prepare { .. } => 8,
+        TableOp::Accept { .. } => 9,
+        TableOp::MerkleChildren(_) => 10,
     }
 }
 
@@ -483,10 +501,16 @@ impl<S: TableSchema> Table<S> {
     async fn call(&self, node: NodeId, op: TableOp) -> Result<TableResponse, CallError> {
         if node == self.net.id() {
             // Storage work blocks: let the runtime move other tasks away.
-            return crate::worker::blocking(|| self.handle(op))
+            return crate::worker::blocking(|| self.handle_op(op, true))
                 .map_err(|error| CallError::Refused { node, error });
         }
         let protocol = self.net.protocol(&node).unwrap_or(0);
+        if matches!(op, TableOp::UpdateReturnWithBlock { .. }) && protocol < 10 {
+            return Err(CallError::Protocol {
+                node,
+                reason: "runs an older version that cannot store a block with an item".into(),
+            });
+        }
         // Consensus needs every acceptor to speak protocol 5.
         if matches!(op, TableOp::Prepare { .. } | TableOp::Accept { .. }) && protocol < 5 {
             return Err(CallError::Protocol {
@@ -676,6 +700,19 @@ impl<S: TableSchema> Table<S> {
         self: &Arc<Self>,
         item: &mut S::Item,
     ) -> Result<Latest, TableError> {
+        self.insert_latest_with(item, None).await
+    }
+
+    /// [`Table::insert_latest`], with a block each replica stores before
+    /// it applies the item ([`TableSchema::attach`]): where the item is
+    /// applied, the block is on disk, so the item and its data are durable
+    /// on a write quorum after one round trip. Every round carries it (a
+    /// second round is rare: clocks that disagree, racing writes).
+    pub(crate) async fn insert_latest_with(
+        self: &Arc<Self>,
+        item: &mut S::Item,
+        attachment: Option<&Attachment>,
+    ) -> Result<Latest, TableError> {
         let key = storage_key(item.partition_key(), item.sort_key());
         let partition = key[0] as usize;
         let sets = self.write_sets(partition)?;
@@ -708,7 +745,14 @@ impl<S: TableSchema> Table<S> {
                 .quorum_then(
                     partition,
                     &sets,
-                    TableOp::UpdateReturn(vec![bytes]),
+                    match attachment {
+                        None => TableOp::UpdateReturn(vec![bytes]),
+                        Some(a) => TableOp::UpdateReturnWithBlock {
+                            hash: a.hash,
+                            block: a.block.clone(),
+                            items: vec![bytes],
+                        },
+                    },
                     w,
                     not_applied,
                 )
@@ -980,8 +1024,10 @@ fn internal(e: impl std::fmt::Display) -> RpcError {
     RpcError::Table(e.to_string())
 }
 
-impl<S: TableSchema> TableEndpoint for Table<S> {
-    fn handle(&self, op: TableOp) -> Result<TableResponse, RpcError> {
+impl<S: TableSchema> Table<S> {
+    /// Run an operation on this replica; `local`: for a request made
+    /// through this node.
+    fn handle_op(&self, op: TableOp, local: bool) -> Result<TableResponse, RpcError> {
         match op {
             TableOp::Update(items) => {
                 // One item joins the group commit; several (anti-entropy,
@@ -1006,6 +1052,14 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                 .data
                 .paxos_accept(&key, ballot, value)
                 .map_err(internal),
+            TableOp::UpdateReturnWithBlock { hash, block, items } => {
+                // The block first: where the item is applied, its data is.
+                self.data
+                    .schema
+                    .attach(&hash, &block, local)
+                    .map_err(RpcError::Table)?;
+                self.handle_op(TableOp::UpdateReturn(items), local)
+            }
             TableOp::UpdateReturn(items) => {
                 // Only what differs from the incoming item travels back: a
                 // write that won (the common case) costs no more bytes
@@ -1090,6 +1144,12 @@ impl<S: TableSchema> TableEndpoint for Table<S> {
                 Ok(TableResponse::Ok)
             }
         }
+    }
+}
+
+impl<S: TableSchema> TableEndpoint for Table<S> {
+    fn handle(&self, op: TableOp) -> Result<TableResponse, RpcError> {
+        self.handle_op(op, false)
     }
 
     fn full_sync(self: Arc<Self>) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> {

@@ -10,6 +10,7 @@ mod consensus;
 mod console;
 mod disks;
 mod faults;
+mod one_block;
 mod ops;
 mod s3;
 mod security;

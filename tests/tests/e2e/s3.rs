@@ -328,9 +328,12 @@ fn an_interrupted_upload_leaves_no_object_and_its_blocks_are_reclaimed() {
 #[test]
 fn after_adding_a_node_blocks_move_to_their_new_owner_and_stay_readable() {
     // RF 1 makes placement exact: every block lives on exactly one node.
+    // Objects of one block (these are 64-93 KiB) live with their items,
+    // so they move with their partitions; the old node gives them to the
+    // new one and drops its copies after the grace delay (1 s here).
     let opts = AgentOpts {
         replication_factor: 1,
-        extra: "[tables]\nop_timeout_ms = 2000\n".into(),
+        extra: "[tables]\nop_timeout_ms = 2000\n[blocks]\nunreferenced_grace_secs = 1\n".into(),
         ..AgentOpts::default()
     };
     let mut c = Cluster::start_formed(1, &opts);
@@ -342,33 +345,18 @@ fn after_adding_a_node_blocks_move_to_their_new_owner_and_stay_readable() {
     let b = c.add_agent(&opts);
     c.agents[0].assign_role(&b.id, "dc2", "100G");
     c.agents[0].hangar_json(&["layout", "apply", "--version", "2"]);
-    let view = c.agents[0].hangar_json(&["layout", "show"]);
-    let assignment = view["layout"]["assignment"]
-        .as_array()
-        .expect("assignment")
-        .clone();
-    let owner_of = |block: &str| -> String {
-        let bytes = hex::decode(block).expect("hex block name");
-        let p = hangar_common::hash::partition_of(&bytes);
-        assignment[p][0].as_str().unwrap_or_default().to_string()
-    };
-    let a_id = c.agents[0].id.clone();
     c.agents.push(b);
-    wait_for(
-        "every block to sit on exactly its new owner",
+    let (on_a, on_b) = wait_for(
+        "every block to sit on exactly one node, some on the new one",
         DEADLINE,
         || {
             let on_a = c.agents[0].block_files();
             let on_b = c.agents[1].block_files();
-            let placed = before.iter().all(|h| {
-                let mine = owner_of(h) == a_id;
-                on_a.contains(h) == mine && on_b.contains(h) != mine
-            });
-            placed.then_some(())
+            let union: std::collections::BTreeSet<String> = on_a.union(&on_b).cloned().collect();
+            (union == before && on_a.is_disjoint(&on_b) && !on_b.is_empty()).then_some((on_a, on_b))
         },
     );
-    let moved = before.iter().filter(|h| owner_of(h) != a_id).count();
-    assert!(moved > 0, "some blocks changed owner");
+    eprintln!("{} blocks stayed, {} moved", on_a.len(), on_b.len());
     let st = c.agents[0].status().expect("status");
     assert!(st["blocks"]["handed_over"].as_u64() >= Some(1), "{st}");
     for a in &c.agents {

@@ -240,6 +240,9 @@ fn describe_op(table: &Table<KvTable>, op: &hangar_common::rpc::TableOp) -> Stri
     match op {
         TableOp::Update(v) => format!("update [{}]", items(v)),
         TableOp::UpdateReturn(v) => format!("ordered [{}]", items(v)),
+        TableOp::UpdateReturnWithBlock { items: v, .. } => {
+            format!("ordered with a block [{}]", items(v))
+        }
         TableOp::Get(_) => "get".into(),
         TableOp::Prepare { ballot, .. } => format!("prepare {}", describe_ballot(ballot)),
         TableOp::Accept { ballot, value, .. } => format!(
