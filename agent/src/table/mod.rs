@@ -291,8 +291,15 @@ impl TableNet for Net {
         Net::subscribe_up(self)
     }
     fn call_table(&self, node: NodeId, req: TableRequest, timeout: Duration) -> TableCall<'_> {
+        // A write carrying a block takes the bulk connection, as block
+        // transfers do: on a slow uplink a megabyte ahead of them would
+        // hold up pings and metadata requests on the peer connection.
+        let channel = match req.op {
+            TableOp::UpdateReturnWithBlock { .. } => Channel::Bulk,
+            _ => Channel::Peer,
+        };
         Box::pin(
-            self.call(node, Channel::Peer, "table", timeout, |c, ctx| async move {
+            self.call(node, channel, "table", timeout, |c, ctx| async move {
                 c.table(ctx, req).await
             }),
         )
@@ -504,8 +511,11 @@ impl<S: TableSchema> Table<S> {
             return crate::worker::blocking(|| self.handle_op(op, true))
                 .map_err(|error| CallError::Refused { node, error });
         }
-        let protocol = self.net.protocol(&node).unwrap_or(0);
-        if matches!(op, TableOp::UpdateReturnWithBlock { .. }) && protocol < 10 {
+        let known = self.net.protocol(&node);
+        let protocol = known.unwrap_or(0);
+        // Not yet connected (just started): send it, a peer of an older
+        // version refuses what it cannot decode.
+        if matches!(op, TableOp::UpdateReturnWithBlock { .. }) && known.is_some_and(|p| p < 10) {
             return Err(CallError::Protocol {
                 node,
                 reason: "runs an older version that cannot store a block with an item".into(),

@@ -231,3 +231,69 @@ fn a_full_disk_refuses_writes_clearly_keeps_serving_reads_and_recovers() {
     assert_eq!(st["blocks"]["errors"], 0, "{}", st["blocks"]);
     drop(c);
 }
+
+#[test]
+fn one_block_puts_over_a_slow_link_do_not_hold_up_pings_nor_metadata() {
+    // Node 1 reaches node 3 at 256 KB/s. Each 1 MiB object node 1 stores
+    // goes to node 3 with its item (the write quorum is nodes 1 and 2):
+    // megabytes queue on that link. They must queue on the bulk
+    // connection, not ahead of pings and metadata requests: no ping from
+    // node 1 to node 3 misses its 2 s, and node 3 stays up all along.
+    let fc = FaultyCluster::start_formed(3, &AgentOpts::default());
+    let c = &fc.cluster;
+    let key = c.agents[0].bucket_with_key("test", "tester");
+    let node3 = c.agents[2].id.clone();
+    let ping_errors = || -> f64 {
+        let (_, m) = super::ops::scrape(&c.agents[0], "/metrics").expect("metrics");
+        let prefix = format!(
+            "hangar_rpc_errors_total{{peer=\"{}\",method=\"ping\"",
+            &node3[..16]
+        );
+        m.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = ping_errors();
+    fc.net.shape(
+        0,
+        2,
+        hangar_tests::faults::Shape {
+            rate: Some(256 * 1024),
+            ..Default::default()
+        },
+    );
+    let mut writer = c.agents[0]
+        .script_command(
+            "compat.py",
+            &key,
+            "test",
+            &["put_many", "slow/", "8", "1048576"],
+        )
+        .spawn()
+        .expect("start the writer");
+    let started = std::time::Instant::now();
+    // During the writes and the 6 s after (the queued megabytes take 32 s
+    // at that rate, or until their time runs out).
+    let mut done = None;
+    while done.is_none_or(|d: std::time::Instant| d.elapsed() < Duration::from_secs(6)) {
+        let st = c.agents[0].status().expect("node 1 answers");
+        assert!(
+            sees_up(&st, &node3),
+            "node 1 took node 3 for down {:?} into the writes",
+            started.elapsed()
+        );
+        if done.is_none() && writer.try_wait().expect("writer").is_some() {
+            done = Some(std::time::Instant::now());
+        }
+        assert!(started.elapsed() < DEADLINE, "the writes did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(writer.wait().expect("writer").success(), "a PUT failed");
+    assert_eq!(
+        ping_errors() - before,
+        0.0,
+        "pings from node 1 to node 3 missed while megabytes were on their way"
+    );
+    c.agents[0].get_many(&key, "test", "slow/", 8, 1 << 20);
+}
