@@ -119,6 +119,11 @@ fn main() {
             nodes,
             &AgentOpts {
                 replication_factor: rf,
+                // `HANGAR_BENCH_DB_CACHE` (bytes): the metadata engine's
+                // cache, to see how much of the memory after load it is.
+                extra: std::env::var("HANGAR_BENCH_DB_CACHE")
+                    .map(|b| format!("[tables]\ndb_cache_bytes = {b}\n"))
+                    .unwrap_or_default(),
                 ..AgentOpts::default()
             },
         );

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 
-use bytes::BytesMut;
 use hangar_common::clock::timestamp_ms;
 use hangar_common::crdt::Flag;
 use hangar_common::hash::Hash;
@@ -21,7 +20,7 @@ use serde::Deserialize;
 use super::checksum;
 use super::conditional::Preconditions;
 use super::error::S3Error;
-use super::object::Received;
+use super::object::{BodySink, Received};
 use super::server::{Body, S3Request, S3Server, empty, xml_response};
 use super::xml::{Xml, iso8601};
 use crate::model::tables::*;
@@ -462,46 +461,21 @@ impl S3Server {
         let mut body = self
             .object_body(&src.version, src.partition, start, end)
             .await?;
-        let mut md5 = md5::Md5::new();
-        let mut buf = BytesMut::new();
-        let mut blocks = Vec::new();
-        let mut inflight = std::collections::VecDeque::new();
-        let mut size = 0u64;
+        let mut sink = BodySink::new(self.cfg.block_size);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| S3Error::internal(format!("reading the source: {e}")))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            md5.update(&data);
-            size += data.len() as u64;
-            buf.extend_from_slice(&data);
-            while buf.len() >= self.cfg.block_size {
-                let block = buf.split_to(self.cfg.block_size).freeze();
-                self.ship(block, &mut blocks, &mut inflight).await?;
-            }
+            sink.push(self, &data).await?;
         }
-        if !buf.is_empty() {
-            self.ship(buf.split().freeze(), &mut blocks, &mut inflight)
-                .await?;
-        }
-        while let Some(h) = inflight.pop_front() {
-            super::object::settle(h, &mut blocks).await?;
-        }
+        let (received, pending) = sink.finish(self, false, None).await?;
+        pending.wait().await?;
         // A whole-object copy already shared the block list above.
         if range.is_some() || !matches!(src.version.data, ObjectData::Blocks { .. }) {
-            self.commit_blocks(version, &blocks).await?;
+            self.commit_blocks(version, &received.blocks).await?;
         }
-        Ok((
-            Received {
-                size,
-                md5: md5.finalize().into(),
-                blocks,
-                inline: None,
-                attached: None,
-                checksum: None,
-            },
-            source_version,
-        ))
+        Ok((received, source_version))
     }
 
     pub(crate) async fn complete_multipart_upload(

@@ -74,7 +74,7 @@ pub struct PendingPuts(Vec<Inflight>);
 
 impl PendingPuts {
     /// Wait until every block is stored.
-    async fn wait(self) -> Result<(), S3Error> {
+    pub(crate) async fn wait(self) -> Result<(), S3Error> {
         let mut first_err = None;
         for h in self.0 {
             let r = h
@@ -164,11 +164,72 @@ fn bad_digest(what: &str) -> S3Error {
     )
 }
 
+/// The MD5 of a body, computed a block at a time on the blocking pool, in
+/// order: the request's task only copies bytes, and MD5 (the slowest pass
+/// over an upload here) runs beside the BLAKE2b passes and the writes of
+/// the same blocks instead of before them. At most [`MD5_AHEAD`] blocks
+/// wait for it, so a body read faster than it hashes waits.
+#[derive(Default)]
+struct Md5Chain {
+    /// The newest link: the state after every block fed so far.
+    last: Option<JoinHandle<Result<md5::Md5, String>>>,
+    /// A signal per link not finished yet, oldest first.
+    running: VecDeque<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Blocks fed to an [`Md5Chain`] and not hashed yet, at most.
+const MD5_AHEAD: usize = 2;
+
+impl Md5Chain {
+    /// Hash `data` after everything fed before it.
+    async fn feed(&mut self, data: Bytes) {
+        while self.running.len() >= MD5_AHEAD {
+            if let Some(done) = self.running.pop_front() {
+                // An error ends the chain early: `finish` reports it.
+                let _ = done.await;
+            }
+        }
+        let prev = self.last.take();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        self.last = Some(tokio::spawn(async move {
+            let mut state = match prev {
+                Some(p) => p.await.map_err(|e| e.to_string())??,
+                None => md5::Md5::new(),
+            };
+            let state = tokio::task::spawn_blocking(move || {
+                state.update(&data);
+                state
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let _ = done_tx.send(());
+            Ok(state)
+        }));
+        self.running.push_back(done_rx);
+    }
+
+    /// The digest of everything fed, then of `tail` (hashed here: keep it
+    /// small, or feed it first).
+    async fn finish(self, tail: &[u8]) -> Result<[u8; 16], S3Error> {
+        let mut state = match self.last {
+            Some(last) => last
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+                .map_err(|e| S3Error::internal(format!("MD5 task failed: {e}")))?,
+            None => md5::Md5::new(),
+        };
+        state.update(tail);
+        Ok(state.finalize().into())
+    }
+}
+
 /// What a body becomes as it arrives: its MD5 and size, and its blocks,
 /// each shipped to its replicas once full (at most [`PUT_INFLIGHT`] in
-/// flight). Fed by a PUT's body, a part's, or a form upload's file field.
+/// flight). Fed by a PUT's body, a part's, a form upload's file field, or
+/// a part copy's source.
 pub(crate) struct BodySink {
-    pub md5: md5::Md5,
+    md5: Md5Chain,
     pub size: u64,
     block_size: usize,
     buf: BytesMut,
@@ -179,7 +240,7 @@ pub(crate) struct BodySink {
 impl BodySink {
     pub(crate) fn new(block_size: usize) -> BodySink {
         BodySink {
-            md5: md5::Md5::new(),
+            md5: Md5Chain::default(),
             size: 0,
             block_size,
             buf: BytesMut::with_capacity(block_size.min(1 << 20)),
@@ -189,13 +250,13 @@ impl BodySink {
     }
 
     pub(crate) async fn push(&mut self, server: &S3Server, data: &[u8]) -> Result<(), S3Error> {
-        self.md5.update(data);
         self.size += data.len() as u64;
         self.buf.extend_from_slice(data);
         // A full block waits for the next byte: a body of one block is
         // kept, to travel with its object's item.
         while self.buf.len() > self.block_size {
             let block = self.buf.split_to(self.block_size).freeze();
+            self.md5.feed(block.clone()).await;
             server
                 .ship(block, &mut self.blocks, &mut self.inflight)
                 .await?;
@@ -214,9 +275,9 @@ impl BodySink {
         allow_inline: bool,
         checksum: Option<StoredChecksum>,
     ) -> Result<(Received, PendingPuts), S3Error> {
-        let md5: [u8; 16] = self.md5.finalize().into();
         let size = self.size;
         if allow_inline && self.blocks.is_empty() && self.buf.len() <= server.cfg.inline_max {
+            let md5 = self.md5.finish(&self.buf).await?;
             return Ok((
                 Received {
                     size,
@@ -235,14 +296,23 @@ impl BodySink {
             && server.model.attach_blocks()
         {
             let block = self.buf.split().freeze();
-            let hash = hash_block(&block).await?;
+            // Both passes over the block at once, on two threads.
+            let md5 = async {
+                if block.len() > INLINE_HASH_MAX {
+                    self.md5.feed(block.clone()).await;
+                    self.md5.finish(&[]).await
+                } else {
+                    self.md5.finish(&block).await
+                }
+            };
+            let (md5, hash) = tokio::join!(md5, hash_block(&block));
             return Ok((
                 Received {
                     size,
-                    md5,
+                    md5: md5?,
                     blocks: Vec::new(),
                     inline: None,
-                    attached: Some(Attachment { hash, block }),
+                    attached: Some(Attachment { hash: hash?, block }),
                     checksum,
                 },
                 PendingPuts::default(),
@@ -250,10 +320,12 @@ impl BodySink {
         }
         if !self.buf.is_empty() {
             let block = self.buf.split().freeze();
+            self.md5.feed(block.clone()).await;
             server
                 .ship(block, &mut self.blocks, &mut self.inflight)
                 .await?;
         }
+        let md5 = self.md5.finish(&[]).await?;
         let mut blocks = self.blocks;
         let mut pending = Vec::with_capacity(self.inflight.len());
         for mut h in self.inflight {
@@ -537,10 +609,7 @@ impl S3Server {
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             ));
         }
-        let md5 = sink.md5.clone().finalize();
-        if content_md5?.is_some_and(|expected| expected != <[u8; 16]>::from(md5)) {
-            return Err(bad_digest("Content-MD5"));
-        }
+        let content_md5 = content_md5?;
         let checksum = match checksum {
             None => None,
             Some(c) => {
@@ -570,7 +639,13 @@ impl S3Server {
                 (expected.is_some() || want.is_some()).then_some(got)
             }
         };
-        sink.finish(self, allow_inline, checksum).await
+        let (received, pending) = sink.finish(self, allow_inline, checksum).await?;
+        // Checked once the MD5 is known; blocks already stored for a
+        // refused body are left to the unreferenced-block sweep.
+        if content_md5.is_some_and(|expected| expected != received.md5) {
+            return Err(bad_digest("Content-MD5"));
+        }
+        Ok((received, pending))
     }
 
     /// Send one block to its replicas in the background, keeping at most
@@ -1272,6 +1347,36 @@ fn chunked_error(e: super::chunked::ChunkedError) -> S3Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The chain's digest is the body's whatever the cut: blocks of any
+    /// size, more of them than may wait, a tail, or nothing at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_md5_chain_digests_its_blocks_in_order() {
+        let body: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect();
+        let whole: [u8; 16] = md5::Md5::digest(&body).into();
+        for cut in [4096usize, 65_537, 100_000, 300_000] {
+            for tail in [0usize, 1, 999] {
+                let (blocks, rest) = body.split_at(body.len() - tail);
+                let mut chain = Md5Chain::default();
+                for b in blocks.chunks(cut) {
+                    chain.feed(Bytes::copy_from_slice(b)).await;
+                    assert!(
+                        chain.running.len() <= MD5_AHEAD,
+                        "at most {MD5_AHEAD} blocks wait"
+                    );
+                }
+                let got = chain.finish(rest).await.expect("digest");
+                assert_eq!(got, whole, "blocks of {cut} bytes, a tail of {tail}");
+            }
+        }
+        let empty: [u8; 16] = md5::Md5::digest(b"").into();
+        assert_eq!(
+            Md5Chain::default().finish(&[]).await.expect("digest"),
+            empty
+        );
+    }
 
     #[test]
     fn ranges_parse_like_s3() {
