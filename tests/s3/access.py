@@ -497,5 +497,71 @@ def revoke_watch():
         print(f"node {i} last_ok {last_ok[i]:.3f} first_refused {first_refused[i]:.3f}", flush=True)
 
 
+def config_race(rounds):
+    """Bucket settings changed at once through two nodes, `rounds` times:
+    two policies racing (the same setting), and tags and CORS rules set
+    beside them (other settings of the same bucket). After each round
+    every node of $HANGAR_S3_ENDPOINTS answers the same policy, one of the
+    two, and enforces it alike for anonymous readers; the tags and CORS
+    rules are the round's (no setting lost to a concurrent change of
+    another). Nodes reuse a looked-up bucket for up to 2 s, hence the
+    polling."""
+    import concurrent.futures
+    import time
+    from client import endpoint_clients
+    endpoints, clients = endpoint_clients(len(os.environ["HANGAR_S3_ENDPOINTS"].split(",")))
+    anons = [boto3.client("s3", endpoint_url=e, region_name="us-east-1",
+                          config=Config(signature_version=botocore.UNSIGNED, retries={"max_attempts": 1},
+                                        s3={"addressing_style": "path"})) for e in endpoints]
+    for k in ("pa/x", "pb/x"):
+        clients[0].put_object(Bucket=BUCKET, Key=k, Body=k.encode())
+
+    def public(prefix, r):
+        return {"Version": "2012-10-17", "Statement": [{
+            "Sid": f"round{r}", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
+            "Resource": [f"arn:aws:s3:::{BUCKET}/{prefix}/*"]}]}
+
+    pool = concurrent.futures.ThreadPoolExecutor(4)
+    wins = {"pa": 0, "pb": 0}
+    for r in range(int(rounds)):
+        pa, pb = public("pa", r), public("pb", r)
+        tags = [{"Key": "round", "Value": str(r)}]
+        cors = [{"AllowedOrigins": [f"https://r{r}.example"], "AllowedMethods": ["GET"]}]
+        futures = [
+            pool.submit(clients[0].put_bucket_policy, Bucket=BUCKET, Policy=json.dumps(pa)),
+            pool.submit(clients[1].put_bucket_policy, Bucket=BUCKET, Policy=json.dumps(pb)),
+            pool.submit(clients[0].put_bucket_tagging, Bucket=BUCKET, Tagging={"TagSet": tags}),
+            pool.submit(clients[1].put_bucket_cors, Bucket=BUCKET, CORSConfiguration={"CORSRules": cors}),
+        ]
+        for f in futures:
+            f.result()
+
+        def settled():
+            seen = []
+            for c, anon in zip(clients, anons):
+                policy = json.loads(c.get_bucket_policy(Bucket=BUCKET)["Policy"])
+                if c.get_bucket_tagging(Bucket=BUCKET)["TagSet"] != tags:
+                    return None
+                got = c.get_bucket_cors(Bucket=BUCKET)["CORSRules"]
+                if [(x["AllowedOrigins"], x["AllowedMethods"]) for x in got] != [(y["AllowedOrigins"], y["AllowedMethods"]) for y in cors]:
+                    return None
+                seen.append((json.dumps(policy, sort_keys=True), reads(anon, "pa/x"), reads(anon, "pb/x")))
+            return seen[0] if all(x == seen[0] for x in seen) else None
+
+        end = time.monotonic() + 20
+        while (state := settled()) is None:
+            check(time.monotonic() < end, f"round {r}: the nodes never agreed on the bucket's settings")
+            time.sleep(0.2)
+        policy, a, b = state
+        winner = "pa" if policy == json.dumps(pa, sort_keys=True) else "pb"
+        check(policy in (json.dumps(pa, sort_keys=True), json.dumps(pb, sort_keys=True)),
+              f"round {r}: a policy nobody wrote this round: {policy}")
+        want = (b"pa/x", "AccessDenied") if winner == "pa" else ("AccessDenied", b"pb/x")
+        check((a, b) == want, f"round {r}: policy {winner} enforced as {(a, b)}")
+        wins[winner] += 1
+    print(f"ok {rounds} rounds of racing bucket settings: one policy everywhere each time "
+          f"({wins['pa']} / {wins['pb']}), tags and CORS rules never lost")
+
+
 if __name__ == "__main__":
-    {"acl": acl, "policy": policy, "revoke_watch": revoke_watch, "put_watched": put_watched, "post": post, "minio": minio_sdk, "s3cmd": s3cmd}[sys.argv[1]]()
+    {"acl": acl, "policy": policy, "revoke_watch": revoke_watch, "put_watched": put_watched, "config_race": lambda: config_race(*sys.argv[2:]), "post": post, "minio": minio_sdk, "s3cmd": s3cmd}[sys.argv[1]]()

@@ -4,6 +4,7 @@ tests/tests/e2e/versioning.rs against real agents. Same conventions as
 client.py: SCENARIO [ARGS], settings from the environment, non-zero exit
 with a message on the first failed check.
 """
+import hashlib
 import os
 import sys
 
@@ -588,6 +589,100 @@ def same_everywhere(endpoints, prefix="race/"):
     print(f"ok {len(listings[0])} versions listed alike through {len(clients)} nodes")
 
 
+def quorum_state(s3):
+    """What a user can see of the bucket: every version's body, tags and
+    place in the listing, the bucket's versioning and tags."""
+    listed = listing_of(s3, "q/")
+    seen = {}
+    for key, vid, latest, kind in listed:
+        if kind == "v":
+            got = s3.get_object(Bucket=BUCKET, Key=key, VersionId=vid)
+            tags = s3.get_object_tagging(Bucket=BUCKET, Key=key, VersionId=vid)["TagSet"]
+            seen[f"{key} {vid}"] = (hashlib.sha256(got["Body"].read()).hexdigest(), got["ContentLength"],
+                                   sorted((t["Key"], t["Value"]) for t in tags))
+    return {
+        "listing": [list(e) for e in listed],
+        "versions": seen,
+        "versioning": s3.get_bucket_versioning(Bucket=BUCKET).get("Status"),
+    }
+
+
+# Every write a user may try on a versioned bucket, as (name, call).
+def quorum_writes(s3, ids):
+    big = data_for("q/big-refused", 3 * MIB + 5)
+    return [
+        ("PutObject small", lambda: s3.put_object(Bucket=BUCKET, Key="q/a", Body=b"refused")),
+        ("PutObject of 3 blocks", lambda: s3.put_object(Bucket=BUCKET, Key="q/big", Body=big)),
+        ("PutObject new key", lambda: s3.put_object(Bucket=BUCKET, Key="q/new", Body=b"refused")),
+        ("PutObjectTagging", lambda: s3.put_object_tagging(
+            Bucket=BUCKET, Key="q/a", VersionId=ids["a1"],
+            Tagging={"TagSet": [{"Key": "t", "Value": "refused"}]})),
+        ("DeleteObjectTagging", lambda: s3.delete_object_tagging(Bucket=BUCKET, Key="q/a", VersionId=ids["a1"])),
+        ("DeleteObject (marker)", lambda: s3.delete_object(Bucket=BUCKET, Key="q/a")),
+        ("DeleteObject by id", lambda: s3.delete_object(Bucket=BUCKET, Key="q/a", VersionId=ids["a1"])),
+        ("DeleteObjects", lambda: s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "q/big"}]})),
+        ("CopyObject", lambda: s3.copy_object(Bucket=BUCKET, Key="q/copy",
+                                              CopySource={"Bucket": BUCKET, "Key": "q/a", "VersionId": ids["a1"]})),
+        ("CreateMultipartUpload", lambda: s3.create_multipart_upload(Bucket=BUCKET, Key="q/mpu")),
+    ]
+
+
+def quorum_reads(s3, ids):
+    return [
+        ("GetObject", lambda: s3.get_object(Bucket=BUCKET, Key="q/a")["Body"].read()),
+        ("GetObject by id", lambda: s3.get_object(Bucket=BUCKET, Key="q/a", VersionId=ids["a1"])["Body"].read()),
+        ("HeadObject", lambda: s3.head_object(Bucket=BUCKET, Key="q/big")),
+        ("GetObjectTagging", lambda: s3.get_object_tagging(Bucket=BUCKET, Key="q/a", VersionId=ids["a1"])),
+        ("ListObjectsV2", lambda: s3.list_objects_v2(Bucket=BUCKET, Prefix="q/")),
+        ("ListObjectVersions", lambda: s3.list_object_versions(Bucket=BUCKET, Prefix="q/")),
+    ]
+
+
+def quorum(phase, state_file):
+    """Versioned writes and tags while two of three nodes are down.
+    `before`: versions, tags and a multi-block object, acknowledged, and
+    what a user sees of them saved to `state_file`. `down` (two nodes
+    killed): every write and read is refused with 503 ServiceUnavailable
+    saying why, promptly. `after` (the nodes back, metadata converged):
+    what was acknowledged is all there as it was; a refused write left
+    nothing half-done (whatever is listed reads back whole)."""
+    import json
+    s3 = client()
+    if phase == "before":
+        ids = {"a1": s3.put_object(Bucket=BUCKET, Key="q/a", Body=b"a1")["VersionId"]}
+        ids["a2"] = s3.put_object(Bucket=BUCKET, Key="q/a", Body=b"a2",
+                                  Tagging="kept=yes")["VersionId"]
+        s3.put_object_tagging(Bucket=BUCKET, Key="q/a", VersionId=ids["a1"],
+                              Tagging={"TagSet": [{"Key": "t", "Value": "acknowledged"}]})
+        ids["big"] = s3.put_object(Bucket=BUCKET, Key="q/big", Body=data_for("q/big", 3 * MIB + 1))["VersionId"]
+        with open(state_file, "w") as f:
+            json.dump({"ids": ids, "state": quorum_state(s3)}, f)
+        print(f"ok acknowledged before: {sorted(ids)}")
+        return
+    with open(state_file) as f:
+        saved = json.load(f)
+    ids = saved["ids"]
+    if phase == "down":
+        for name, call in quorum_writes(s3, ids) + quorum_reads(s3, ids):
+            try:
+                call()
+                check(False, f"{name} succeeded with two of three nodes down")
+            except botocore.exceptions.ClientError as e:
+                err = e.response["Error"]
+                status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+                # HEAD has no body to say why.
+                check(status == 503 and (name.startswith("Head") or (
+                    err["Code"] == "ServiceUnavailable" and "not carried out" in err["Message"])),
+                    f"{name}: {status} {err}")
+        print("ok every write and read refused: 503, the replicas away named")
+        return
+    now = json.loads(json.dumps(quorum_state(s3)))  # tuples as the saved lists
+    want = saved["state"]
+    for name in ("listing", "versions", "versioning"):
+        check(now[name] == want[name],
+              f"{name} after the nodes came back:\n{json.dumps(now[name])}\nbefore:\n{json.dumps(want[name])}")
+    print(f"ok {len(want['versions'])} versions and their tags as acknowledged, no refused write came back")
+
 if __name__ == "__main__":
     scenario = sys.argv[1]
     args = sys.argv[2:]
@@ -601,4 +696,5 @@ if __name__ == "__main__":
         "away": lambda: away(*args),
         "hot": lambda: hot(*args),
         "same": lambda: same_everywhere(*args),
+        "quorum": lambda: quorum(*args),
     }[scenario]()

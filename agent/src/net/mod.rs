@@ -592,6 +592,13 @@ impl Net {
         lock(&self.peers).get(id).and_then(|s| s.client.clone())
     }
 
+    /// Whether a call to `id` on the peer connection would be sent now:
+    /// this node, or a peer with an open connection (dropped at the first
+    /// failed ping, opened again by the peer's loop).
+    pub(crate) fn connected(&self, id: &NodeId) -> bool {
+        *id == self.id || self.client(id).is_some()
+    }
+
     pub(crate) fn is_up(&self, id: &NodeId) -> bool {
         *id == self.id || lock(&self.peers).get(id).is_some_and(|s| s.info.up)
     }

@@ -87,6 +87,7 @@ impl From<TableError> for S3Error {
         match e {
             TableError::NoLayout
             | TableError::Quorum { .. }
+            | TableError::Away { .. }
             | TableError::Contended { .. }
             | TableError::Undecided { .. }
             | TableError::Unordered { .. } => S3Error::unavailable(e.to_string()),

@@ -215,6 +215,21 @@ pub enum TableError {
         needed: usize,
         errors: CallErrors,
     },
+    /// Too few of the replicas are connected for the quorum: nothing was
+    /// sent, so nothing of the operation takes effect later (unlike a
+    /// [`TableError::Quorum`] failure, where the replicas that answered
+    /// keep what they were sent and anti-entropy spreads it).
+    #[error(
+        "table {table}: only {connected} of the {needed} replicas needed for partition {partition} \
+         are connected (not connected: {away}): the request was not carried out; try again once they are back"
+    )]
+    Away {
+        table: &'static str,
+        partition: usize,
+        connected: usize,
+        needed: usize,
+        away: String,
+    },
     #[error(transparent)]
     Data(#[from] DataError),
 
@@ -263,6 +278,16 @@ pub type TableCall<'a> =
 pub trait TableNet: Send + Sync + 'static {
     fn id(&self) -> NodeId;
     fn is_up(&self, node: &NodeId) -> bool;
+    /// Whether a call to `node` would be sent now (this node, or a peer
+    /// with an open connection). An operation whose quorum cannot be had
+    /// among these is refused before anything is sent, so a write refused
+    /// because replicas are known to be away never takes effect later
+    /// (see [`TableError::Away`]). The simulation keeps the default, so
+    /// that its network decides every call.
+    fn connected(&self, node: &NodeId) -> bool {
+        let _ = node;
+        true
+    }
     /// The protocol version a peer announced, if it is known.
     fn protocol(&self, node: &NodeId) -> Option<u32>;
     /// Announces every peer that (re)connects.
@@ -283,6 +308,9 @@ impl TableNet for Net {
     }
     fn is_up(&self, node: &NodeId) -> bool {
         Net::is_up(self, node)
+    }
+    fn connected(&self, node: &NodeId) -> bool {
+        Net::connected(self, node)
     }
     fn protocol(&self, node: &NodeId) -> Option<u32> {
         self.peer_protocol(node)
@@ -581,6 +609,7 @@ impl<S: TableSchema> Table<S> {
         let mut nodes: Vec<NodeId> = sets.iter().flatten().copied().collect();
         nodes.sort();
         nodes.dedup();
+        self.enough_connected(partition, sets, &nodes, needed)?;
         let (tx, mut rx) = mpsc::channel(nodes.len().max(1));
         for &node in &nodes {
             let me = self.clone();
@@ -662,6 +691,50 @@ impl<S: TableSchema> Table<S> {
             needed: need,
             errors: CallErrors(errors),
         })
+    }
+
+    /// Refuse an operation at once, sending nothing, if some set has
+    /// fewer connected replicas than `needed`: the calls to the others
+    /// would fail at once anyway, and the ones that would succeed would
+    /// leave a refused write behind, to come back when the nodes return
+    /// (a client retrying a refused PUT for days would find a version per
+    /// attempt in a versioned bucket).
+    fn enough_connected(
+        &self,
+        partition: usize,
+        sets: &[Vec<NodeId>],
+        nodes: &[NodeId],
+        needed: usize,
+    ) -> Result<(), TableError> {
+        let away: Vec<NodeId> = nodes
+            .iter()
+            .filter(|n| !self.net.connected(n))
+            .copied()
+            .collect();
+        if away.is_empty() {
+            return Ok(());
+        }
+        let short = sets
+            .iter()
+            .map(|set| {
+                let connected = set.iter().filter(|n| !away.contains(n)).count();
+                (connected, needed.min(set.len()))
+            })
+            .find(|(connected, need)| connected < need);
+        match short {
+            None => Ok(()),
+            Some((connected, needed)) => Err(TableError::Away {
+                table: S::NAME,
+                partition,
+                connected,
+                needed,
+                away: away
+                    .iter()
+                    .map(|n| n.short())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
     }
 
     /// Write an item to a write quorum of its partition's replicas.

@@ -117,6 +117,28 @@ fn a_permission_revoked_through_one_node_is_refused_by_every_node_within_the_bou
     }
 }
 
+/// Bucket settings changed at once through two nodes of three, 10 times
+/// (two policies racing, tags and CORS rules beside them): every node
+/// ends with the same policy and enforces it alike, and no setting is
+/// lost to a concurrent change of another.
+#[test]
+#[ignore = "full tier: 40 racing settings on a 3-node cluster (about 10 s)"]
+fn racing_bucket_settings_through_two_nodes_end_the_same_everywhere_and_lose_nothing() {
+    let c = hangar_tests::Cluster::start_formed(3, &hangar_tests::AgentOpts::default());
+    let a = &c.agents[0];
+    let key = a.bucket_with_key("test", "tester");
+    a.hangar_json(&["bucket", "allow", "test", "--key", "tester", "--owner"]);
+    let eps: Vec<String> = c.agents.iter().map(|a| a.s3_endpoint()).collect();
+    let out = a.script_ok(
+        "access.py",
+        &key,
+        "test",
+        &[("HANGAR_S3_ENDPOINTS", &eps.join(","))],
+        &["config_race", "10"],
+    );
+    eprint!("{out}");
+}
+
 /// `hangar_lookup_waits` of an agent: lookups that waited for replicas.
 fn lookup_waits(a: &hangar_tests::Agent) -> u64 {
     let (_, text) = super::ops::scrape(a, "/metrics").expect("metrics");

@@ -192,25 +192,56 @@ async fn deletes_propagate_and_tombstones_go_only_once_every_replica_holds_them(
     }
 }
 
+/// Two of three nodes down and known to be: a write is refused at once
+/// saying which replicas are away, and writes nothing, so it does not
+/// come back once they return; a read is refused the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_quorum_writes_fail_saying_how_many_replicas_answered() {
+async fn without_a_quorum_writes_are_refused_saying_who_is_away_and_never_come_back() {
     let mut c = tokio::task::block_in_place(|| Cluster::start_formed(3, &opts(3_600_000)));
     let a = c.agents[0].admin().await;
     c.agents[1].kill();
     c.agents[2].kill();
+    let away = [c.agents[1].id.clone(), c.agents[2].id.clone()];
+    tokio::task::block_in_place(|| {
+        wait_for("node 1 to see the other two down", DEADLINE, || {
+            let st = c.agents[0].status()?;
+            away.iter().all(|id| sees_down(&st, id)).then_some(())
+        })
+    });
     let err = a
         .debug_kv_put(ctx(), "lonely".into(), Some("v".into()))
         .await
         .expect("rpc")
         .expect_err("a write with 1 of 3 replicas must fail");
     let msg = err.to_string();
-    assert!(msg.contains("1 of the 2 needed replicas answered"), "{msg}");
+    assert!(
+        msg.contains("only 1 of the 2 replicas needed") && msg.contains("not carried out"),
+        "{msg}"
+    );
+    for id in &away {
+        assert!(msg.contains(&id[..16]), "the message names {id}: {msg}");
+    }
     let err = a
         .debug_kv_get(ctx(), "lonely".into())
         .await
         .expect("rpc")
         .expect_err("no read quorum");
-    assert!(err.to_string().contains("quorum not reached"), "{err}");
+    assert!(err.to_string().contains("are connected"), "{err}");
+    tokio::task::block_in_place(|| {
+        c.agents[1].start();
+        c.agents[2].start();
+        wait_for_same_metadata(&c.agents, DEADLINE);
+    });
+    for agent in &c.agents {
+        let got = agent
+            .admin()
+            .await
+            .debug_kv_get(ctx(), "lonely".into())
+            .await
+            .expect("rpc")
+            .expect("a read quorum again");
+        assert_eq!(got, None, "a refused write came back on {}", agent.id);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
