@@ -799,7 +799,22 @@ def fill_disk():
             time.sleep(0.3)
     check(s3.get_object(Bucket=BUCKET, Key="fill/after")["Body"].read() == data_for("after", 512 * 1024),
           "written after room was made")
-    print(f"ok full disk: {len(stored)} objects fit, then a clear refusal, then room again")
+    # A body bigger than the disk: its first blocks fit, a later one does
+    # not. The upload is refused as a whole, saying why (not a hang nor a
+    # reset connection), leaves nothing listed and harms nothing stored
+    # (its blocks go with the unreferenced ones: the test checks).
+    try:
+        s3.put_object(Bucket=BUCKET, Key="fill/too-big", Body=data_for("too-big", 8 * MIB))
+        check(False, "an 8 MiB object fitted on a 6 MiB disk")
+    except botocore.exceptions.ClientError as e:
+        err = e.response["Error"]
+        check(err["Code"] == "ServiceUnavailable" and "No space left" in err["Message"],
+              f"a body bigger than the disk: {err}")
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="fill/too-big").get("Contents", [])]
+    check(listed == [], f"nothing of it listed: {listed}")
+    check(s3.get_object(Bucket=BUCKET, Key="fill/after")["Body"].read() == data_for("after", 512 * 1024),
+          "what was stored still reads back")
+    print(f"ok full disk: {len(stored)} objects fit, then a clear refusal, then room again, and a body bigger than the disk refused whole")
 
 
 def delete_all(prefix):
