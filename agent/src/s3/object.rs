@@ -249,17 +249,26 @@ impl BodySink {
         }
     }
 
-    pub(crate) async fn push(&mut self, server: &S3Server, data: &[u8]) -> Result<(), S3Error> {
+    /// Take `data`: copied once, into the block being filled. Each block
+    /// has a buffer of its own, allocated at its size (filling one buffer
+    /// past the block and splitting it off made the rest grow by doubling,
+    /// copying what it held, to twice a block).
+    pub(crate) async fn push(&mut self, server: &S3Server, mut data: &[u8]) -> Result<(), S3Error> {
         self.size += data.len() as u64;
-        self.buf.extend_from_slice(data);
-        // A full block waits for the next byte: a body of one block is
-        // kept, to travel with its object's item.
-        while self.buf.len() > self.block_size {
-            let block = self.buf.split_to(self.block_size).freeze();
-            self.md5.feed(block.clone()).await;
-            server
-                .ship(block, &mut self.blocks, &mut self.inflight)
-                .await?;
+        while !data.is_empty() {
+            // A full block waits for the next byte: a body of one block
+            // is kept, to travel with its object's item.
+            if self.buf.len() >= self.block_size {
+                let next = BytesMut::with_capacity(self.block_size);
+                let block = std::mem::replace(&mut self.buf, next).freeze();
+                self.md5.feed(block.clone()).await;
+                server
+                    .ship(block, &mut self.blocks, &mut self.inflight)
+                    .await?;
+            }
+            let take = (self.block_size - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
         }
         Ok(())
     }
