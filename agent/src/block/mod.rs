@@ -57,6 +57,18 @@ pub enum BlockError {
         needed: usize,
         errors: CallErrors,
     },
+    /// Too few of the block's replicas are connected: it was not
+    /// written anywhere (see [`crate::table::TableError::Away`]).
+    #[error(
+        "block {hash:?}: only {connected} of the {needed} replicas needed are connected \
+         (not connected: {away}): the request was not carried out; try again once they are back"
+    )]
+    Away {
+        hash: Hash,
+        connected: usize,
+        needed: usize,
+        away: String,
+    },
     #[error("block {hash:?} could not be read from any replica ({errors})")]
     Unavailable { hash: Hash, errors: CallErrors },
     #[error(transparent)]
@@ -362,6 +374,16 @@ impl BlockManager {
         let mut nodes: Vec<NodeId> = sets.iter().flatten().copied().collect();
         nodes.sort();
         nodes.dedup();
+        // Known to fall short: write nothing (a copy on the one node up
+        // would only take room until the sweep of unreferenced blocks).
+        if let Some(s) = crate::net::shortfall(&sets, needed, |n| self.net.connected(n)) {
+            return Err(BlockError::Away {
+                hash,
+                connected: s.connected,
+                needed: s.needed,
+                away: s.away,
+            });
+        }
         let (tx, mut rx) = mpsc::channel(nodes.len());
         for node in nodes {
             let me = self.clone();

@@ -83,6 +83,56 @@ impl std::fmt::Display for CallErrors {
     }
 }
 
+/// Why replica sets cannot make their quorum among the connected nodes:
+/// the first set that falls short, and every node not connected.
+#[derive(Debug)]
+pub struct Shortfall {
+    /// Connected replicas of the first set that falls short.
+    pub connected: usize,
+    /// What that set needs.
+    pub needed: usize,
+    /// Short ids of the nodes not connected, joined by `, `.
+    pub away: String,
+}
+
+/// `None` if every set of `sets` has `needed` (capped at its size) nodes
+/// that `connected` says a call would reach; else why not. Replicated
+/// writes check this before sending anything, so that a write refused
+/// because replicas are known to be away leaves nothing behind.
+pub fn shortfall(
+    sets: &[Vec<NodeId>],
+    needed: usize,
+    connected: impl Fn(&NodeId) -> bool,
+) -> Option<Shortfall> {
+    let mut away: Vec<NodeId> = sets
+        .iter()
+        .flatten()
+        .filter(|n| !connected(n))
+        .copied()
+        .collect();
+    if away.is_empty() {
+        return None;
+    }
+    away.sort();
+    away.dedup();
+    let (connected, needed) = sets
+        .iter()
+        .map(|set| {
+            let up = set.iter().filter(|n| !away.contains(n)).count();
+            (up, needed.min(set.len()))
+        })
+        .find(|(up, need)| up < need)?;
+    Some(Shortfall {
+        connected,
+        needed,
+        away: away
+            .iter()
+            .map(NodeId::short)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
 /// Which of a peer's connections a call uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Channel {
@@ -175,6 +225,22 @@ impl Net {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shortfall_is_found_in_the_first_set_that_cannot_make_its_quorum() {
+        let n = |i: u8| NodeId([i; 32]);
+        let sets = vec![vec![n(1), n(2), n(3)], vec![n(2), n(3), n(4)]];
+        assert!(shortfall(&sets, 2, |_| true).is_none());
+        // One away: every set still has two.
+        assert!(shortfall(&sets, 2, |x| *x != n(3)).is_none());
+        // Two away: the second set has only node 4.
+        let s = shortfall(&sets, 2, |x| *x == n(1) || *x == n(4)).expect("short");
+        assert_eq!((s.connected, s.needed), (1, 2));
+        assert_eq!(s.away, format!("{}, {}", n(2).short(), n(3).short()));
+        // A set smaller than the quorum needs all of its nodes only.
+        assert!(shortfall(&[vec![n(1)]], 2, |x| *x == n(1)).is_none());
+        assert!(shortfall(&[vec![n(1)]], 2, |_| false).is_some());
+    }
 
     #[test]
     fn kinds_and_messages_name_the_node() {

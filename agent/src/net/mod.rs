@@ -21,7 +21,7 @@
 pub mod call;
 pub mod metrics;
 
-pub use call::{CallError, CallErrors, Channel};
+pub use call::{CallError, CallErrors, Channel, Shortfall, shortfall};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -609,7 +609,7 @@ impl<S: TableSchema> Table<S> {
         let mut nodes: Vec<NodeId> = sets.iter().flatten().copied().collect();
         nodes.sort();
         nodes.dedup();
-        self.enough_connected(partition, sets, &nodes, needed)?;
+        self.enough_connected(partition, sets, needed)?;
         let (tx, mut rx) = mpsc::channel(nodes.len().max(1));
         for &node in &nodes {
             let me = self.clone();
@@ -703,36 +703,16 @@ impl<S: TableSchema> Table<S> {
         &self,
         partition: usize,
         sets: &[Vec<NodeId>],
-        nodes: &[NodeId],
         needed: usize,
     ) -> Result<(), TableError> {
-        let away: Vec<NodeId> = nodes
-            .iter()
-            .filter(|n| !self.net.connected(n))
-            .copied()
-            .collect();
-        if away.is_empty() {
-            return Ok(());
-        }
-        let short = sets
-            .iter()
-            .map(|set| {
-                let connected = set.iter().filter(|n| !away.contains(n)).count();
-                (connected, needed.min(set.len()))
-            })
-            .find(|(connected, need)| connected < need);
-        match short {
+        match crate::net::shortfall(sets, needed, |n| self.net.connected(n)) {
             None => Ok(()),
-            Some((connected, needed)) => Err(TableError::Away {
+            Some(s) => Err(TableError::Away {
                 table: S::NAME,
                 partition,
-                connected,
-                needed,
-                away: away
-                    .iter()
-                    .map(|n| n.short())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                connected: s.connected,
+                needed: s.needed,
+                away: s.away,
             }),
         }
     }
