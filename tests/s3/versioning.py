@@ -672,7 +672,7 @@ def quorum(phase, state_file):
                 status = e.response["ResponseMetadata"]["HTTPStatusCode"]
                 # HEAD has no body to say why.
                 check(status == 503 and (name.startswith("Head") or (
-                    err["Code"] == "ServiceUnavailable" and "not carried out" in err["Message"])),
+                    err["Code"] == "ServiceUnavailable" and "refused before sending anything" in err["Message"])),
                     f"{name}: {status} {err}")
         print("ok every write and read refused: 503, the replicas away named")
         return

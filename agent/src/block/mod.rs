@@ -61,7 +61,7 @@ pub enum BlockError {
     /// written anywhere (see [`crate::table::TableError::Away`]).
     #[error(
         "block {hash:?}: only {connected} of the {needed} replicas needed are connected \
-         (not connected: {away}): the request was not carried out; try again once they are back"
+         (not connected: {away}): refused before sending anything; try again once they are back"
     )]
     Away {
         hash: Hash,

@@ -596,7 +596,10 @@ impl Net {
     /// this node, or a peer with an open connection (dropped at the first
     /// failed ping, opened again by the peer's loop).
     pub(crate) fn connected(&self, id: &NodeId) -> bool {
-        *id == self.id || self.client(id).is_some()
+        *id == self.id
+            || lock(&self.peers)
+                .get(id)
+                .is_some_and(|s| s.client.is_some())
     }
 
     pub(crate) fn is_up(&self, id: &NodeId) -> bool {

@@ -215,13 +215,18 @@ pub enum TableError {
         needed: usize,
         errors: CallErrors,
     },
-    /// Too few of the replicas are connected for the quorum: nothing was
-    /// sent, so nothing of the operation takes effect later (unlike a
-    /// [`TableError::Quorum`] failure, where the replicas that answered
-    /// keep what they were sent and anti-entropy spreads it).
+    /// Too few of the replicas are connected for the quorum: this round
+    /// was sent to no one. For a request refused at its first round,
+    /// nothing of it takes effect later (unlike a [`TableError::Quorum`]
+    /// failure, where the replicas that answered keep what they were sent
+    /// and anti-entropy spreads it). A later round (a re-timed write, a
+    /// consensus phase) refused so after an earlier one reached replicas
+    /// leaves that earlier round's outcome unknown, like any failure in
+    /// the middle of a request; the message therefore says only what
+    /// this round did.
     #[error(
         "table {table}: only {connected} of the {needed} replicas needed for partition {partition} \
-         are connected (not connected: {away}): the request was not carried out; try again once they are back"
+         are connected (not connected: {away}): refused before sending anything; try again once they are back"
     )]
     Away {
         table: &'static str,

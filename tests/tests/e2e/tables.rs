@@ -215,7 +215,8 @@ async fn without_a_quorum_writes_are_refused_saying_who_is_away_and_never_come_b
         .expect_err("a write with 1 of 3 replicas must fail");
     let msg = err.to_string();
     assert!(
-        msg.contains("only 1 of the 2 replicas needed") && msg.contains("not carried out"),
+        msg.contains("only 1 of the 2 replicas needed")
+            && msg.contains("refused before sending anything"),
         "{msg}"
     );
     for id in &away {
