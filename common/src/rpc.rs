@@ -115,6 +115,16 @@ pub enum TableOp {
     },
 }
 
+impl TableOp {
+    /// A read of one item or of the partitions' roots: a few lookups,
+    /// answered from the engine's cache or the page cache, quick enough to
+    /// run on an async worker. Writes (which may wait for a sync of the
+    /// disk) and scans (listings, anti-entropy's groups) are run off them.
+    pub fn is_quick_read(&self) -> bool {
+        matches!(self, TableOp::Get(_) | TableOp::MerkleRoots)
+    }
+}
+
 /// A Paxos ballot: a round number, the proposer's node id breaking ties.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Ballot {

@@ -205,7 +205,14 @@ fn main() {
         (MIB, 16, 1),
         (64 * MIB, 2, 1),
     ] {
-        let (put, get, reqs, ttfb) = rt.block_on(throughput(port, &key, size, count, clients));
+        let (put, get, reqs, ttfb) = rt.block_on(throughput(
+            port,
+            &key,
+            size,
+            count,
+            clients,
+            std::time::Duration::ZERO,
+        ));
         println!(
             "{:<24} {:>10.1} {:>10.1} {:>10.0} {:>9.1} ms",
             format!("{size} B x{clients}"),

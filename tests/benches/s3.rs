@@ -19,6 +19,10 @@
 //! - the time to list a bucket of 100 folders of 50 objects: the folders
 //!   (with a delimiter), one folder, the first 1,000 keys.
 //!
+//! Each PUT and each GET phase of a case lasts at least 5 s
+//! (`HANGAR_BENCH_SECS`) and makes at least its count of requests; the
+//! GETs cycle over the objects the PUTs wrote.
+//!
 //! `HANGAR_BENCH_NODES=1` runs only one cluster size and
 //! `HANGAR_BENCH_ONLY=4096x16` only one case (object size x clients;
 //! `list` for the listings); `HANGAR_BENCH_SCALE=10` runs ten times as
@@ -179,8 +183,14 @@ fn main() {
             // version (to keys written above).
             a.hangar_json(&["bucket", "versioning", "bench", "enable"]);
             for (size, count) in [(4096usize, 4000usize), (MIB, 400)] {
-                let (put, get, reqs, ttfb) =
-                    rt.block_on(throughput(a.s3_port, &key, size, count * scale(), 16));
+                let (put, get, reqs, ttfb) = rt.block_on(throughput(
+                    a.s3_port,
+                    &key,
+                    size,
+                    count * scale(),
+                    16,
+                    phase(),
+                ));
                 println!(
                     "{:<26} {:>12.1} {:>12.1} {:>10.0} {:>10.1} ms",
                     format!("{label} versioned {size} B x16"),
@@ -237,6 +247,19 @@ fn scale() -> usize {
         .unwrap_or(1)
 }
 
+/// How long each PUT or GET phase of a case lasts at least:
+/// `HANGAR_BENCH_SECS` seconds, 5 unless set (a phase of well under a
+/// second, which the biggest cases took on a count alone, swung by a
+/// fifth from run to run).
+fn phase() -> std::time::Duration {
+    std::time::Duration::from_secs_f64(
+        std::env::var("HANGAR_BENCH_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5.0),
+    )
+}
+
 /// The throughput cases (object size x clients; `only`: one of them),
 /// each printed as a row; returns (case, (PUT MB/s, GET MB/s)) per case.
 async fn cases(
@@ -258,7 +281,8 @@ async fn cases(
         if only.is_some_and(|c| c != format!("{size}x{clients}")) {
             continue;
         }
-        let (put, get, reqs, ttfb) = throughput(port, key, size, count * scale(), clients).await;
+        let (put, get, reqs, ttfb) =
+            throughput(port, key, size, count * scale(), clients, phase()).await;
         println!(
             "{:<26} {:>12.1} {:>12.1} {:>10.0} {:>10.1} ms",
             format!("{label} {case}"),

@@ -474,6 +474,42 @@ def get_many(prefix, count, size):
     print(f"ok read {count} objects under {prefix}")
 
 
+def burst(prefix, count, size, clients):
+    """`clients` threads PUT `count` objects of `size` bytes at once, then
+    GET them back at once: every body must come back intact."""
+    import concurrent.futures
+
+    count, size, clients = int(count), int(size), int(clients)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=ENDPOINT,
+        aws_access_key_id=os.environ["HANGAR_KEY_ID"],
+        aws_secret_access_key=os.environ["HANGAR_KEY_SECRET"],
+        region_name="us-east-1",
+        config=Config(
+            retries={"max_attempts": 1},
+            s3={"addressing_style": "path"},
+            max_pool_connections=clients,
+        ),
+    )
+    digests = {}
+
+    def put(i):
+        body = os.urandom(size)
+        key = f"{prefix}{i:04}"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        digests[key] = hashlib.sha256(body).digest()
+
+    def get(key):
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        check(hashlib.sha256(body).digest() == digests[key], f"{key} reads back intact")
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(put, range(count)))
+        list(pool.map(get, sorted(digests)))
+    print(f"ok {clients} clients put and read back {count} objects of {size} B")
+
+
 def delete(key):
     client().delete_object(Bucket=BUCKET, Key=key)
     print(f"ok deleted {key}")
@@ -1138,6 +1174,7 @@ if __name__ == "__main__":
     args = sys.argv[2:]
     {
         "multipart": multipart,
+        "burst": lambda: burst(*args),
         "one_block": one_block,
         "aws_cli": aws_cli,
         "rclone": rclone,

@@ -168,7 +168,12 @@ impl Peer for PeerServer {
                 RpcError::BadRequest(format!("no table named {:?} on this node", req.table))
             })?
             .clone();
-        // Storage calls block: keep them off the async workers.
+        // Storage calls may block (a sync of the disk, a long scan): keep
+        // them off the async workers, except quick reads (see
+        // `TableOp::is_quick_read`).
+        if req.op.is_quick_read() {
+            return table.handle(req.op);
+        }
         tokio::task::spawn_blocking(move || table.handle(req.op))
             .await
             .map_err(|e| RpcError::Table(format!("table operation panicked: {e}")))?

@@ -540,9 +540,18 @@ impl<S: TableSchema> Table<S> {
     /// Run `op` on one node's replica (this one directly, others by RPC).
     async fn call(&self, node: NodeId, op: TableOp) -> Result<TableResponse, CallError> {
         if node == self.net.id() {
-            // Storage work blocks: let the runtime move other tasks away.
-            return crate::worker::blocking(|| self.handle_op(op, true))
-                .map_err(|error| CallError::Refused { node, error });
+            // A quick read runs in place. Other storage work may block (a
+            // sync of the disk, a long scan): let the runtime move other
+            // tasks away first. Handing them over costs more than a cached
+            // read, and the refreshes of keys and buckets in use (a few
+            // reads a second) kept waking the blocking pool's idle threads
+            // in turn, so none retired after a load.
+            let done = if op.is_quick_read() {
+                self.handle_op(op, true)
+            } else {
+                crate::worker::blocking(|| self.handle_op(op, true))
+            };
+            return done.map_err(|error| CallError::Refused { node, error });
         }
         let known = self.net.protocol(&node);
         let protocol = known.unwrap_or(0);

@@ -229,20 +229,24 @@ impl Conn {
     }
 }
 
-/// PUT then GET `count` objects of `size` bytes with `clients` concurrent
-/// connections: (PUT MB/s, GET MB/s, PUT requests/s, GET time to first
-/// byte, median).
+/// PUT then GET objects of `size` bytes with `clients` concurrent
+/// connections, each phase at least `count` requests and at least `min`
+/// long (a phase of under a second swings by a fifth between runs on a
+/// busy 2-core machine); the GETs cycle over the objects written: (PUT
+/// MB/s, GET MB/s, PUT requests/s, GET time to first byte, median).
 pub async fn throughput(
     port: u16,
     key: &S3Key,
     size: usize,
     count: usize,
     clients: usize,
+    min: Duration,
 ) -> (f64, f64, f64, Duration) {
     let data = Arc::new(incompressible(size, size as u64));
     // Distinct content per object and per block, so nothing is
-    // deduplicated or compressed away.
-    let run = |get: bool| {
+    // deduplicated or compressed away. `written`: the objects the PUT
+    // phase stored (none while it runs).
+    let run = |written: Arc<Vec<usize>>| {
         let data = data.clone();
         let key = key.clone();
         async move {
@@ -251,44 +255,49 @@ pub async fn throughput(
             let mut tasks = Vec::new();
             for _ in 0..clients {
                 let (data, key, next) = (data.clone(), key.clone(), next.clone());
+                let written = written.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut c = Conn::open(port, &key).await;
-                    let mut ttfb = Vec::new();
+                    let (mut ttfb, mut put) = (Vec::new(), Vec::new());
                     let mut body = data.to_vec();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= count {
+                        if i >= count && start.elapsed() >= min {
                             break;
                         }
-                        let path = format!("/bench/s{size}-{i}");
-                        if get {
-                            let (st, _, t) = c.get(&path).await;
-                            assert_eq!(st, 200, "GET {path}");
-                            ttfb.push(t);
-                        } else {
+                        if written.is_empty() {
+                            let path = format!("/bench/s{size}-{i}");
                             stamp(&mut body, i as u64);
                             let st = c.put(&path, &body).await;
                             assert_eq!(st, 200, "PUT {path}");
+                            put.push(i);
+                        } else {
+                            let path = format!("/bench/s{size}-{}", written[i % written.len()]);
+                            let (st, _, t) = c.get(&path).await;
+                            assert_eq!(st, 200, "GET {path}");
+                            ttfb.push(t);
                         }
                     }
-                    ttfb
+                    (ttfb, put)
                 }));
             }
-            let mut ttfb = Vec::new();
+            let (mut ttfb, mut put) = (Vec::new(), Vec::new());
             for t in tasks {
-                ttfb.extend(t.await.expect("client task"));
+                let (t, p) = t.await.expect("client task");
+                ttfb.extend(t);
+                put.extend(p);
             }
-            (start.elapsed(), ttfb)
+            (start.elapsed(), ttfb, put)
         }
     };
-    let (put_t, _) = run(false).await;
-    let (get_t, mut ttfb) = run(true).await;
+    let (put_t, _, written) = run(Arc::new(Vec::new())).await;
+    let puts = written.len();
+    let (get_t, mut ttfb, _) = run(Arc::new(written)).await;
     ttfb.sort();
-    let total = (size * count) as f64;
     (
-        total / put_t.as_secs_f64() / 1e6,
-        total / get_t.as_secs_f64() / 1e6,
-        count as f64 / put_t.as_secs_f64(),
+        (size * puts) as f64 / put_t.as_secs_f64() / 1e6,
+        (size * ttfb.len()) as f64 / get_t.as_secs_f64() / 1e6,
+        puts as f64 / put_t.as_secs_f64(),
         ttfb.get(ttfb.len() / 2).copied().unwrap_or_default(),
     )
 }

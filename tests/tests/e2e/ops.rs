@@ -406,3 +406,88 @@ fn a_small_put_on_three_nodes_costs_no_more_requests_nor_transactions() {
         }
     }
 }
+
+/// A field of `/proc/<pid>/status` (`Threads:`; `RssAnon:` in KiB).
+fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The agent's threads and anonymous memory (KiB) once its thread count
+/// has held still for 6 s.
+fn steady(pid: u32) -> (u64, u64) {
+    let mut since: Option<(u64, std::time::Instant)> = None;
+    wait_for(
+        "the agent's thread count to hold still",
+        DEADLINE * 2,
+        || {
+            let threads = proc_status(pid, "Threads:")?;
+            match since {
+                Some((t, at)) if t == threads => (at.elapsed()
+                    >= std::time::Duration::from_secs(6))
+                .then(|| (threads, proc_status(pid, "RssAnon:").unwrap_or(0))),
+                _ => {
+                    since = Some((threads, std::time::Instant::now()));
+                    None
+                }
+            }
+        },
+    )
+}
+
+/// After a burst of 16 clients uploading and reading 4 MiB objects, the
+/// agent gives back the threads the burst took (the blocking pool's
+/// grow under it) and the memory its requests held, within seconds, not
+/// after the keys and buckets it served stop being refreshed (10 min).
+#[test]
+#[ignore = "full tier: waits for the agent to settle before and after a burst, about 30 s"]
+fn after_a_burst_of_uploads_an_agent_gives_back_its_threads_and_memory() {
+    let c = Cluster::start_formed(
+        1,
+        &AgentOpts {
+            replication_factor: 1,
+            ..AgentOpts::default()
+        },
+    );
+    let a = &c.agents[0];
+    let key = a.bucket_with_key("test", "tester");
+    let pid = a.pid().expect("agent pid");
+    // Idle before any S3 request: from the first one on, the key and
+    // bucket it used are refreshed in the background (a few reads a
+    // second), which kept the blocking pool's threads from retiring.
+    let (idle_threads, idle_anon) = steady(pid);
+    a.script_ok(
+        "compat.py",
+        &key,
+        "test",
+        &[],
+        &["burst", "burst/", "96", &(4 << 20).to_string(), "16"],
+    );
+    let loaded = proc_status(pid, "Threads:").unwrap_or(0);
+    assert!(
+        loaded > idle_threads + 6,
+        "the burst should have grown the agent's threads: {idle_threads} idle, {loaded} after"
+    );
+    // Idle threads of the blocking pool leave after 5 s unused; freed
+    // memory goes back to the system every 10 s.
+    let (threads, anon) = wait_for(
+        "the agent to give back the threads and memory of the burst",
+        DEADLINE,
+        || {
+            let now = (proc_status(pid, "Threads:")?, proc_status(pid, "RssAnon:")?);
+            (now.0 <= idle_threads + 6 && now.1 <= idle_anon + 32 * 1024).then_some(now)
+        },
+    );
+    eprintln!(
+        "idle: {idle_threads} threads, {} MiB anonymous; after the burst: {loaded} threads; \
+         back to {threads} threads, {} MiB",
+        idle_anon / 1024,
+        anon / 1024
+    );
+}
