@@ -90,7 +90,8 @@ impl From<TableError> for S3Error {
             | TableError::Away { .. }
             | TableError::Contended { .. }
             | TableError::Undecided { .. }
-            | TableError::Unordered { .. } => S3Error::unavailable(e.to_string()),
+            | TableError::Unordered { .. }
+            | TableError::Interrupted { .. } => S3Error::unavailable(e.to_string()),
             TableError::Data(_) => S3Error::internal(e.to_string()),
         }
     }

@@ -250,6 +250,33 @@ pub enum TableError {
         "table {table}: concurrent writes of this item kept landing above this one: whether it takes effect is not known; try again"
     )]
     Unordered { table: &'static str },
+    /// A later round of a write failed (a replica went away, a quorum was
+    /// not reached) after an earlier round had reached replicas: that
+    /// round may have been applied, or accepted by consensus, and may take
+    /// effect.
+    #[error(
+        "table {table}: {cause}; an earlier round of this write had reached replicas, so whether it takes effect is not known: read the item to see"
+    )]
+    Interrupted {
+        table: &'static str,
+        cause: Box<TableError>,
+    },
+}
+
+impl TableError {
+    /// This failure, as the failure of a write whose earlier round was
+    /// sent (`sent`): its outcome is then not known, whatever this round
+    /// says of itself ([`TableError::Away`] says it sent nothing).
+    pub(crate) fn after_sent(self, sent: bool, table: &'static str) -> TableError {
+        match self {
+            e @ (TableError::Interrupted { .. } | TableError::Undecided { .. }) => e,
+            e if sent => TableError::Interrupted {
+                table,
+                cause: Box::new(e),
+            },
+            e => e,
+        }
+    }
 }
 
 impl From<crate::db::DbError> for TableError {
@@ -809,6 +836,9 @@ impl<S: TableSchema> Table<S> {
         // Whether some replica applied the round now being written (in
         // any of its sendings): then someone may have read it.
         let mut exposed = false;
+        // Whether a round reached replicas: a later round's failure then
+        // leaves the write's outcome unknown.
+        let mut sent = false;
         loop {
             let bytes = self.data.encode(item)?;
             let this = digest(&bytes);
@@ -833,7 +863,9 @@ impl<S: TableSchema> Table<S> {
                     w,
                     not_applied,
                 )
-                .await?;
+                .await
+                .map_err(|e| e.after_sent(sent, S::NAME))?;
+            sent = true;
             let mut landed = Vec::with_capacity(answers.len());
             for (node, resp) in &answers {
                 landed.push((*node, self.landed(item, mine, &rounds, resp)?));

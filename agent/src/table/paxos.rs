@@ -375,7 +375,10 @@ impl<S: TableSchema> Table<S> {
             // Phase 1 (the caller's, made while its body arrived, first).
             let p = match first.take() {
                 Some(p) => p,
-                None => self.promise(&key, round).await?,
+                None => self
+                    .promise(&key, round)
+                    .await
+                    .map_err(|e| e.after_sent(proposed, S::NAME))?,
             };
             round = p.ballot.round;
             let ballot = p.ballot;
@@ -469,7 +472,8 @@ impl<S: TableSchema> Table<S> {
                     },
                     majority,
                 )
-                .await?;
+                .await
+                .map_err(|e| e.after_sent(proposed, S::NAME))?;
             let mut nacked = Ballot::ZERO;
             for (_, resp) in answers {
                 if let TableResponse::Accepted {
@@ -486,7 +490,9 @@ impl<S: TableSchema> Table<S> {
                 continue;
             }
             // Chosen: now an ordinary write makes it readable.
-            self.insert(&value).await?;
+            self.insert(&value)
+                .await
+                .map_err(|e| e.after_sent(proposed, S::NAME))?;
             if undecided {
                 return Err(TableError::Undecided { table: S::NAME });
             }

@@ -29,14 +29,14 @@ use std::time::Duration;
 use hangar_common::NodeId;
 use hangar_common::layout::NodeRole;
 use hangar_common::layout::cluster::{ClusterLayout, StagedRole};
-use hangar_common::rpc::TableRequest;
+use hangar_common::rpc::{TableOp, TableRequest};
 use hangar_common::transport::{Keypair, RpcSecret};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::data::{TableData, storage_key};
 use super::kv::{KvItem, KvTable};
-use super::{Bug, Table, TableCall, TableConfig, TableEndpoint, TableNet};
+use super::{Bug, Table, TableCall, TableConfig, TableEndpoint, TableError, TableNet};
 use crate::db::mem::MemEngine;
 use crate::layout::LayoutManager;
 use crate::net::{CallError, Net, NetConfig};
@@ -67,7 +67,17 @@ struct World {
     /// Nodes that announce protocol 5 (a version before the hash-sum
     /// Merkle trees), as during a rolling upgrade.
     old: Mutex<BTreeSet<NodeId>>,
+    /// Nodes every other node sees as not connected (directed tests only:
+    /// the random schedules leave it empty, so their network decides
+    /// every call).
+    away: Mutex<BTreeSet<NodeId>>,
+    /// Directed tests: once a request this recognises is answered, these
+    /// nodes join `away` (a node going away in the middle of a write).
+    away_after: Mutex<Option<AwayAfter>>,
 }
+
+/// When nodes go away (see [`World::away_after`]).
+type AwayAfter = (fn(&TableOp) -> bool, BTreeSet<NodeId>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -128,6 +138,10 @@ impl TableNet for SimNet {
         *node == self.me || self.world.open(self.me, *node)
     }
 
+    fn connected(&self, node: &NodeId) -> bool {
+        *node == self.me || !lock(&self.world.away).contains(node)
+    }
+
     fn protocol(&self, node: &NodeId) -> Option<u32> {
         if lock(&self.world.old).contains(node) {
             return Some(6);
@@ -165,7 +179,13 @@ impl TableNet for SimNet {
                     return std::future::pending().await;
                 };
                 let traced = trace_on().then(|| describe_op(&table, &req.op));
+                let trigger = lock(&world.away_after)
+                    .as_ref()
+                    .is_some_and(|(when, _)| when(&req.op));
                 let answer = table.handle(req.op);
+                if trigger && let Some((_, nodes)) = lock(&world.away_after).take() {
+                    lock(&world.away).extend(nodes);
+                }
                 if let Some(op) = traced {
                     eprintln!(
                         "[{}] n{} -> n{}: {op} => {}",
@@ -392,6 +412,8 @@ impl SimCluster {
             seq: AtomicU64::new(0),
             up: tokio::sync::broadcast::channel(16).0,
             old: Mutex::new(BTreeSet::new()),
+            away: Mutex::new(BTreeSet::new()),
+            away_after: Mutex::new(None),
         });
         // One layout manager for all: it only hands out the layout (its
         // own network is never started).
@@ -810,5 +832,89 @@ fn anti_entropy_skips_a_node_of_protocol_6_and_repairs_it_once_upgraded() {
         lock(&c.world.old).clear();
         c.table(&a).sync_round(None).await;
         assert!(holds(&old), "once upgraded, it is repaired");
+    });
+}
+
+/// Two replicas go away in the middle of a write, after its first round
+/// reached them: the next round is refused before it sends anything, and
+/// the write fails saying its outcome is not known (the first round may
+/// have been applied, or accepted), not that it was refused before
+/// sending anything.
+#[test]
+fn a_round_refused_after_an_earlier_one_reached_replicas_leaves_the_outcome_unknown() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    rt.block_on(async {
+        let mut s = Schedule::from_seed(1, &[]);
+        s.nodes = 3;
+        let c = SimCluster::start(&s, None);
+        *lock(&c.world.loss) = 0.0;
+        let (a, b, d) = (c.ids[0], c.ids[1], c.ids[2]);
+        let unknown = |e: &TableError, what: &str| {
+            assert!(
+                matches!(e, TableError::Interrupted { cause, .. }
+                    if matches!(**cause, TableError::Away { .. })),
+                "{what}: {e}"
+            );
+            assert!(
+                e.to_string()
+                    .contains("whether it takes effect is not known"),
+                "{e}"
+            );
+        };
+
+        // An ordered write timed below what the replicas hold: its first
+        // round meets the newer value, and the second (timed above it)
+        // finds the two other replicas gone.
+        let now = c.table(&b).data.clock.now();
+        let mut newer = KvItem::new("k", Some("newer".into()), now, b);
+        c.table(&b)
+            .insert_latest(&mut newer)
+            .await
+            .expect("a first write");
+        *lock(&c.world.away_after) = Some((
+            |op| matches!(op, TableOp::UpdateReturn(_)),
+            BTreeSet::from([b, d]),
+        ));
+        let mut late = KvItem::new("k", Some("late".into()), 1, a);
+        let e = c
+            .table(&a)
+            .insert_latest(&mut late)
+            .await
+            .expect_err("a write cut short");
+        unknown(&e, "an ordered write's second round");
+
+        // A first round refused so is refused plainly: nothing was sent.
+        let mut more = KvItem::new("k", Some("more".into()), c.table(&a).data.clock.now(), a);
+        let e = c
+            .table(&a)
+            .insert_latest(&mut more)
+            .await
+            .expect_err("refused");
+        assert!(matches!(e, TableError::Away { .. }), "a first round: {e}");
+
+        // A consensus write chosen by a majority, whose final write (what
+        // makes it readable) finds the others gone.
+        lock(&c.world.away).clear();
+        *lock(&c.world.away_after) = Some((
+            |op| matches!(op, TableOp::Accept { .. }),
+            BTreeSet::from([b, d]),
+        ));
+        let new = KvItem::new("lock", Some("mine".into()), 0, a);
+        let e = c
+            .table(&a)
+            .cas(
+                b"lock",
+                &[],
+                None,
+                |i| i.value() == Some("mine"),
+                |_| Ok::<_, ()>(new.clone()),
+            )
+            .await
+            .expect_err("a consensus write cut short");
+        unknown(&e, "a consensus write's final write");
     });
 }
