@@ -803,11 +803,9 @@ fn a_seed_replays_the_same_schedule() {
     }
 }
 
-/// During a rolling upgrade from protocol 6, anti-entropy skips the nodes
-/// of 6 (their Merkle trees have another shape) and still repairs the
-/// others; once the old node is upgraded it is repaired too.
-#[test]
-fn anti_entropy_skips_a_node_of_protocol_6_and_repairs_it_once_upgraded() {
+/// Run `test` on a simulation of 3 nodes, no message lost, on a paused
+/// clock.
+fn three_nodes<F: std::future::Future<Output = ()>>(test: impl FnOnce(SimCluster) -> F) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -818,6 +816,16 @@ fn anti_entropy_skips_a_node_of_protocol_6_and_repairs_it_once_upgraded() {
         s.nodes = 3;
         let c = SimCluster::start(&s, None);
         *lock(&c.world.loss) = 0.0;
+        test(c).await
+    });
+}
+
+/// During a rolling upgrade from protocol 6, anti-entropy skips the nodes
+/// of 6 (their Merkle trees have another shape) and still repairs the
+/// others; once the old node is upgraded it is repaired too.
+#[test]
+fn anti_entropy_skips_a_node_of_protocol_6_and_repairs_it_once_upgraded() {
+    three_nodes(|c| async move {
         let (a, b, old) = (c.ids[0], c.ids[1], c.ids[2]);
         lock(&c.world.old).insert(old);
         // An item that only node a holds (written while the others were
@@ -842,16 +850,7 @@ fn anti_entropy_skips_a_node_of_protocol_6_and_repairs_it_once_upgraded() {
 /// sending anything.
 #[test]
 fn a_round_refused_after_an_earlier_one_reached_replicas_leaves_the_outcome_unknown() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a current-thread runtime");
-    rt.block_on(async {
-        let mut s = Schedule::from_seed(1, &[]);
-        s.nodes = 3;
-        let c = SimCluster::start(&s, None);
-        *lock(&c.world.loss) = 0.0;
+    three_nodes(|c| async move {
         let (a, b, d) = (c.ids[0], c.ids[1], c.ids[2]);
         let unknown = |e: &TableError, what: &str| {
             assert!(
