@@ -208,6 +208,7 @@ fn main() {
         let (put, get, reqs, ttfb) = rt.block_on(throughput(
             port,
             &key,
+            "",
             size,
             count,
             clients,

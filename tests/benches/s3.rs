@@ -11,8 +11,10 @@
 //! - its resident memory and threads idle, under the load, and idle
 //!   again after it;
 //! - with `HANGAR_BENCH_GARAGE=<path to a garage binary>`, the same cases
-//!   on a Garage cluster of the same size right after, and the ratios
-//!   (Hangar / Garage) of each row and of the peak RSS
+//!   on a Garage cluster of the same size started beside it, in rounds
+//!   that alternate which system goes first (`HANGAR_BENCH_ROUNDS`, 3),
+//!   and the ratios (Hangar / Garage) of each row's medians (with each
+//!   round's ratio) and of the peak RSS
 //!   (`HANGAR_BENCH_GARAGE_FSYNC=1`: Garage with fsync on, as durable as
 //!   Hangar; its defaults do not fsync).
 //!
@@ -173,7 +175,55 @@ fn main() {
             });
         }
         let label = format!("{nodes}n RF{rf}");
-        let ours = rt.block_on(cases(a.s3_port, &key, &label, only_case.as_deref()));
+        // The same cases on Garage, same machine, same client, in rounds
+        // that alternate which system goes first (H G, G H, H G...).
+        let garage = std::env::var("HANGAR_BENCH_GARAGE").ok().map(|bin| {
+            let g = hangar_tests::garage::GarageCluster::start(bin.as_ref(), nodes, rf);
+            let gkey = g.bench_key();
+            let gpid = g.pid();
+            settle(gpid);
+            let idle = (
+                rss_kib(gpid, "VmRSS:"),
+                rss_kib(gpid, "RssAnon:"),
+                rss_kib(gpid, "Threads:"),
+            );
+            (g, gkey, gpid, idle)
+        });
+        let glabel = format!(
+            "Garage {nodes}n RF{rf}{}",
+            if hangar_tests::garage::durable() {
+                ", fsync"
+            } else {
+                ""
+            }
+        );
+        let rounds = if garage.is_some() { rounds() } else { 1 };
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let mut turns = [true, false];
+            if round % 2 == 1 {
+                turns.reverse();
+            }
+            for hangar in turns {
+                if hangar {
+                    ours.push(rt.block_on(cases(
+                        a.s3_port,
+                        &key,
+                        &label,
+                        round,
+                        only_case.as_deref(),
+                    )));
+                } else if let Some((g, gkey, _, _)) = &garage {
+                    theirs.push(rt.block_on(cases(
+                        g.s3_port(),
+                        gkey,
+                        &glabel,
+                        round,
+                        only_case.as_deref(),
+                    )));
+                }
+            }
+        }
         if only_case.is_none() || only_case.as_deref() == Some("list") {
             rt.block_on(listing(a.s3_port, &key, &label));
         }
@@ -186,6 +236,7 @@ fn main() {
                 let (put, get, reqs, ttfb) = rt.block_on(throughput(
                     a.s3_port,
                     &key,
+                    "",
                     size,
                     count * scale(),
                     16,
@@ -202,27 +253,27 @@ fn main() {
             }
         }
         let our_peak = memory("agent", nodes, pid, idle, idle_anon, idle_threads);
-        // The same cases on Garage, same machine, same client.
-        if let Ok(bin) = std::env::var("HANGAR_BENCH_GARAGE") {
-            let g = hangar_tests::garage::GarageCluster::start(bin.as_ref(), nodes, rf);
-            let gkey = g.bench_key();
-            let gpid = g.pid();
-            settle(gpid);
-            let (gidle, gidle_anon) = (rss_kib(gpid, "VmRSS:"), rss_kib(gpid, "RssAnon:"));
-            let gthreads = rss_kib(gpid, "Threads:");
-            let fsync = if hangar_tests::garage::durable() {
-                ", fsync"
-            } else {
-                ""
-            };
-            let label = format!("Garage {nodes}n RF{rf}{fsync}");
-            let theirs = rt.block_on(cases(g.s3_port(), &gkey, &label, only_case.as_deref()));
-            let their_peak = memory("Garage", nodes, gpid, gidle, gidle_anon, gthreads);
-            for ((case, o), (_, t)) in ours.iter().zip(&theirs) {
+        if let Some((_g, _, gpid, (gidle, gidle_anon, gthreads))) = &garage {
+            let their_peak = memory("Garage", nodes, *gpid, *gidle, *gidle_anon, *gthreads);
+            for (i, (case, _)) in ours[0].iter().enumerate() {
+                let of = |runs: &[Vec<(String, (f64, f64))>], put: bool| -> Vec<f64> {
+                    runs.iter()
+                        .map(|r| if put { r[i].1.0 } else { r[i].1.1 })
+                        .collect()
+                };
+                let ratio = |put: bool| {
+                    let (o, t) = (of(&ours, put), of(&theirs, put));
+                    let each: Vec<String> = o
+                        .iter()
+                        .zip(&t)
+                        .map(|(o, t)| format!("{:.2}", o / t))
+                        .collect();
+                    format!("{:.2}x ({})", median(&o) / median(&t), each.join(", "))
+                };
                 println!(
-                    "{nodes}n {case}: Hangar / Garage PUT {:.2}x, GET {:.2}x",
-                    o.0 / t.0,
-                    o.1 / t.1
+                    "{nodes}n {case}: Hangar / Garage, median of {rounds} (each round): PUT {}, GET {}",
+                    ratio(true),
+                    ratio(false)
                 );
             }
             println!(
@@ -247,6 +298,27 @@ fn scale() -> usize {
         .unwrap_or(1)
 }
 
+/// Rounds of the side-by-side cases: `HANGAR_BENCH_ROUNDS`, 3 unless
+/// set; each system's median per case is compared.
+fn rounds() -> usize {
+    std::env::var("HANGAR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// How long each PUT or GET phase of a case lasts at least:
 /// `HANGAR_BENCH_SECS` seconds, 5 unless set (a phase of well under a
 /// second, which the biggest cases took on a count alone, swung by a
@@ -260,12 +332,14 @@ fn phase() -> std::time::Duration {
     )
 }
 
-/// The throughput cases (object size x clients; `only`: one of them),
+/// The throughput cases (object size x clients; `only`: one of them) of
+/// round `round` (objects of its own),
 /// each printed as a row; returns (case, (PUT MB/s, GET MB/s)) per case.
 async fn cases(
     port: u16,
     key: &S3Key,
     label: &str,
+    round: usize,
     only: Option<&str>,
 ) -> Vec<(String, (f64, f64))> {
     let mut out = Vec::new();
@@ -281,8 +355,20 @@ async fn cases(
         if only.is_some_and(|c| c != format!("{size}x{clients}")) {
             continue;
         }
-        let (put, get, reqs, ttfb) =
-            throughput(port, key, size, count * scale(), clients, phase()).await;
+        let (put, get, reqs, ttfb) = throughput(
+            port,
+            key,
+            &if round == 0 {
+                String::new()
+            } else {
+                format!("r{round}-")
+            },
+            size,
+            count * scale(),
+            clients,
+            phase(),
+        )
+        .await;
         println!(
             "{:<26} {:>12.1} {:>12.1} {:>10.0} {:>10.1} ms",
             format!("{label} {case}"),

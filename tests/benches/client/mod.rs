@@ -237,6 +237,7 @@ impl Conn {
 pub async fn throughput(
     port: u16,
     key: &S3Key,
+    tag: &str,
     size: usize,
     count: usize,
     clients: usize,
@@ -244,18 +245,22 @@ pub async fn throughput(
 ) -> (f64, f64, f64, Duration) {
     let data = Arc::new(incompressible(size, size as u64));
     // Distinct content per object and per block, so nothing is
-    // deduplicated or compressed away. `written`: the objects the PUT
-    // phase stored (none while it runs).
+    // deduplicated or compressed away; names distinct per case, so no
+    // case replaces another's objects (their blocks would be garbage that
+    // a rebalance measured after does not move; `tag` tells rounds of
+    // the same case apart). `written`: the objects
+    // the PUT phase stored (none while it runs).
     let run = |written: Arc<Vec<usize>>| {
         let data = data.clone();
         let key = key.clone();
+        let tag = tag.to_string();
         async move {
             let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let start = Instant::now();
             let mut tasks = Vec::new();
             for _ in 0..clients {
                 let (data, key, next) = (data.clone(), key.clone(), next.clone());
-                let written = written.clone();
+                let (written, tag) = (written.clone(), tag.clone());
                 tasks.push(tokio::spawn(async move {
                     let mut c = Conn::open(port, &key).await;
                     let (mut ttfb, mut put) = (Vec::new(), Vec::new());
@@ -266,13 +271,16 @@ pub async fn throughput(
                             break;
                         }
                         if written.is_empty() {
-                            let path = format!("/bench/s{size}-{i}");
+                            let path = format!("/bench/{tag}s{size}x{clients}-{i}");
                             stamp(&mut body, i as u64);
                             let st = c.put(&path, &body).await;
                             assert_eq!(st, 200, "PUT {path}");
                             put.push(i);
                         } else {
-                            let path = format!("/bench/s{size}-{}", written[i % written.len()]);
+                            let path = format!(
+                                "/bench/{tag}s{size}x{clients}-{}",
+                                written[i % written.len()]
+                            );
                             let (st, _, t) = c.get(&path).await;
                             assert_eq!(st, 200, "GET {path}");
                             ttfb.push(t);
