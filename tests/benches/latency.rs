@@ -20,7 +20,7 @@ use hangar_tests::{AgentOpts, S3Key};
 
 #[path = "client/mod.rs"]
 mod client;
-use client::{Conn, MIB, incompressible, throughput};
+use client::{Conn, MIB, incompressible, median, throughput};
 
 /// Requests of each kind (`HANGAR_BENCH_REPS`, 200 by default): over more
 /// than 10 s in all, so the 1-second refreshes and 2-second expiries of
@@ -30,11 +30,6 @@ fn reps() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// The p50, p90, p99 and max of a sample.
@@ -121,7 +116,7 @@ async fn big_ttfb(port: u16, key: &S3Key) -> (Duration, Duration) {
         assert_eq!((st, len), (200, 64 * MIB));
         ttfb.push(first);
     }
-    (put, median(ttfb))
+    (put, median(&ttfb).unwrap_or_default())
 }
 
 /// Print the percentiles of each small operation and the 64 MiB

@@ -43,7 +43,7 @@ use hangar_tests::{Agent, AgentOpts, Cluster, S3Key};
 
 #[path = "client/mod.rs"]
 mod client;
-use client::{Conn, MIB, dir_bytes, incompressible, rss_kib, stamp, throughput};
+use client::{Conn, MIB, dir_bytes, incompressible, median, rss_kib, stamp, throughput};
 
 /// Wait until the agent is idle again: its thread count unchanged and its
 /// resident memory within 2 MiB for 12 s (idle threads of the blocking pool leave after
@@ -268,7 +268,8 @@ fn main() {
                         .zip(&t)
                         .map(|(o, t)| format!("{:.2}", o / t))
                         .collect();
-                    format!("{:.2}x ({})", median(&o) / median(&t), each.join(", "))
+                    let (o, t) = (median(&o).unwrap_or(0.0), median(&t).unwrap_or(0.0));
+                    format!("{:.2}x ({})", o / t, each.join(", "))
                 };
                 println!(
                     "{nodes}n {case}: Hangar / Garage, median of {rounds} (each round): PUT {}, GET {}",
@@ -306,17 +307,6 @@ fn rounds() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
         .max(1)
-}
-
-/// The median of `v` (the mean of the middle two for an even count).
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// How long each PUT or GET phase of a case lasts at least:

@@ -658,6 +658,17 @@ impl Cluster {
         c
     }
 
+    /// One agent with replication factor 1 and default settings, formed.
+    pub fn single_node() -> Cluster {
+        Cluster::start_formed(
+            1,
+            &AgentOpts {
+                replication_factor: 1,
+                ..AgentOpts::default()
+            },
+        )
+    }
+
     /// Connect every agent to the first, give agent i zone `dc<i+1>` and
     /// 100G, apply layout 1 and wait until every agent has it.
     pub fn form(&self) {

@@ -309,3 +309,11 @@ pub async fn throughput(
         ttfb.get(ttfb.len() / 2).copied().unwrap_or_default(),
     )
 }
+
+/// The median of a sample (the upper of the middle two for an even
+/// count); `None` for an empty one.
+pub fn median<T: Copy + PartialOrd>(v: &[T]) -> Option<T> {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v.get(v.len() / 2).copied()
+}

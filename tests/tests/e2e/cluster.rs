@@ -373,13 +373,7 @@ fn with_no_config_file_the_agent_runs_a_working_single_node_cluster() {
 
 #[test]
 fn debug_kv_commands_write_read_and_delete_through_the_cli() {
-    let c = Cluster::start_formed(
-        1,
-        &AgentOpts {
-            replication_factor: 1,
-            ..AgentOpts::default()
-        },
-    );
+    let c = Cluster::single_node();
     let a = &c.agents[0];
     assert!(
         a.hangar(&["debug", "kv", "put", "greeting", "hello"])

@@ -448,13 +448,7 @@ fn steady(pid: u32) -> (u64, u64) {
 #[test]
 #[ignore = "full tier: waits for the agent to settle before and after a burst, about 30 s"]
 fn after_a_burst_of_uploads_an_agent_gives_back_its_threads_and_memory() {
-    let c = Cluster::start_formed(
-        1,
-        &AgentOpts {
-            replication_factor: 1,
-            ..AgentOpts::default()
-        },
-    );
+    let c = Cluster::single_node();
     let a = &c.agents[0];
     let key = a.bucket_with_key("test", "tester");
     let pid = a.pid().expect("agent pid");
@@ -477,7 +471,13 @@ fn after_a_burst_of_uploads_an_agent_gives_back_its_threads_and_memory() {
     // Idle threads of the blocking pool leave after 5 s unused; freed
     // memory goes back to the system every 10 s.
     let (threads, anon) = wait_for(
-        "the agent to give back the threads and memory of the burst",
+        &format!(
+            "the agent to give back the threads and memory of the burst: at most {} threads \
+             and {} MiB anonymous ({idle_threads} threads, {} MiB idle; {loaded} threads after)",
+            idle_threads + 6,
+            idle_anon / 1024 + 32,
+            idle_anon / 1024
+        ),
         DEADLINE,
         || {
             let now = (proc_status(pid, "Threads:")?, proc_status(pid, "RssAnon:")?);

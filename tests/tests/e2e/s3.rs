@@ -5,19 +5,9 @@ use std::time::Duration;
 
 use hangar_tests::*;
 
-fn one_node() -> Cluster {
-    Cluster::start_formed(
-        1,
-        &AgentOpts {
-            replication_factor: 1,
-            ..AgentOpts::default()
-        },
-    )
-}
-
 #[test]
 fn boto3_stores_and_lists_objects_and_gets_clear_errors() {
-    let c = one_node();
+    let c = Cluster::single_node();
     let a = &c.agents[0];
     let tester = a.create_key("tester");
     let other = a.create_key("other");

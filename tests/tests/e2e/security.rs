@@ -32,13 +32,7 @@ fn refused(a: &Agent, bytes: &[u8]) -> usize {
 #[test]
 #[ignore = "full tier: hostile handshakes with time-outs, about 20 s"]
 fn bad_handshakes_and_wrong_secrets_are_refused_and_change_nothing() {
-    let c = Cluster::start_formed(
-        1,
-        &AgentOpts {
-            replication_factor: 1,
-            ..AgentOpts::default()
-        },
-    );
+    let c = Cluster::single_node();
     let a = &c.agents[0];
     a.hangar_json(&["bucket", "create", "before"]);
 
